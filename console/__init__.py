@@ -1,0 +1,149 @@
+"""The operations console: a Flask app over the job engine in ``console.jobs``."""
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+
+from . import defaults
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: configuration, database (migrated), job service, runner, blueprints.
+
+    :param config: overrides every other source of configuration.
+    """
+    app = Flask(__name__, instance_relative_config=True,
+                template_folder=str(PROJECT_ROOT / "templates"),
+                static_folder=str(PROJECT_ROOT / "static"))
+    _configure(app, config)
+
+    from .extensions import db, migrate
+    from .jobs.models import Base  # noqa: F401  (tables registered on db.metadata)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+
+    with app.app_context():
+        if app.config["AUTO_MIGRATE"]:
+            from .migrating import upgrade_to_head
+            upgrade_to_head(app)
+        service = _build_job_service(app, db.engine)
+    app.extensions["jobs"] = service
+
+    from .web import register_blueprints
+    register_blueprints(app)
+    from .cli import register_commands
+    register_commands(app)
+
+    if runner_should_start(app):
+        start_runner(app)
+    return app
+
+
+def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
+    app.config.from_object(defaults)
+    app.config.from_prefixed_env("CONSOLE")
+    if os.environ.get("DATABASE_URL"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if config:
+        app.config.update(config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = (
+            f"sqlite:///{os.path.join(app.instance_path, 'console.sqlite3')}")
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("postgres://") or uri.startswith("postgresql://"):
+        # Plain URLs (as hosting platforms hand them out) use psycopg 3, the driver we ship.
+        app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri.split("://", 1)[1]
+    threads = int(app.config["JOBS_WORKER_THREADS"])
+    engine_options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    # Handler threads, the dispatcher, housekeeping and web threads may all hold a connection.
+    engine_options.setdefault("pool_size", threads + 4)
+    engine_options.setdefault("max_overflow", 20)
+    engine_options.setdefault("pool_pre_ping", True)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret_key(app)
+
+
+def _instance_secret_key(app: Flask) -> str:
+    """A key created once per instance folder, so every worker process signs alike."""
+    path = Path(app.instance_path) / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        key = secrets.token_hex(32)
+        handle.write(key)
+    return key
+
+
+def _build_job_service(app: Flask, engine):
+    from .handlers import builtin_handlers
+    from .jobs import JobService
+
+    cfg = app.config
+    service = JobService(
+        engine,
+        retry_base_seconds=float(cfg["JOBS_RETRY_BASE_SECONDS"]),
+        retry_max_seconds=float(cfg["JOBS_RETRY_MAX_SECONDS"]),
+        lease_seconds=float(cfg["JOBS_LEASE_SECONDS"]),
+        worker_threads=int(cfg["JOBS_WORKER_THREADS"]),
+        poll_interval=float(cfg["JOBS_POLL_INTERVAL"]),
+        shutdown_grace_seconds=float(cfg["JOBS_SHUTDOWN_GRACE_SECONDS"]),
+    )
+    for handler in builtin_handlers():
+        service.register_handler(handler)
+    for spec in cfg.get("JOBS_HANDLERS") or []:
+        service.register_handler(load_object(spec))
+    return service
+
+
+def load_object(spec: str) -> Any:
+    """``"package.module:Name"`` → the object (a class is instantiated with no arguments)."""
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise ValueError(f"handler spec {spec!r} must look like 'package.module:ClassName'")
+    obj = getattr(importlib.import_module(module_name), attribute)
+    return obj() if isinstance(obj, type) else obj
+
+
+def runner_should_start(app: Flask) -> bool:
+    """Start the in-process runner only where it belongs: gunicorn, wsgi, ``flask run``'s serving
+    process — not ``flask db upgrade``, ``flask shell``, or the reloader's parent."""
+    import click
+    import werkzeug.serving
+    from flask.helpers import get_debug_flag
+
+    if not app.config.get("JOBS_RUN_SCHEDULER", True):
+        return False
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return True
+    if ctx.info_name != "run":
+        return False
+    reload = ctx.params.get("reload")
+    if reload is None:
+        reload = get_debug_flag()
+    return (not reload) or werkzeug.serving.is_running_from_reloader()
+
+
+def start_runner(app: Flask):
+    """Start this process's runner; it stops (releasing its jobs) when the process exits."""
+    from .jobs.runner import Runner
+
+    runner = Runner(app.extensions["jobs"]).start()
+    app.extensions["jobs_runner"] = runner
+    atexit.register(runner.stop)
+    return runner

@@ -1,0 +1,56 @@
+"""``flask --app console …`` commands: ``worker`` and ``demo``."""
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(worker_command)
+    app.cli.add_command(demo_command)
+
+
+@click.command("worker")
+@click.option("--threads", type=int, default=None,
+              help="Handler threads (default: JOBS_WORKER_THREADS).")
+@with_appcontext
+def worker_command(threads: int | None) -> None:
+    """Run jobs without a web server (extra processes or machines on a shared database).
+
+    SIGTERM or Ctrl-C stops it cleanly: running attempts finish (up to
+    JOBS_SHUTDOWN_GRACE_SECONDS) or are handed back to the queue.
+    """
+    from .jobs.runner import Runner
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    runner = Runner(current_app.extensions["jobs"], threads=threads).start()
+    click.echo(f"worker {runner.id} running {runner.threads} threads on "
+               f"{current_app.extensions['jobs'].engine.url.render_as_string()}", err=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        click.echo("stopping: finishing running attempts…", err=True)
+        runner.stop()
+
+
+@click.command("demo")
+@click.option("--days", default=7, show_default=True, help="Days of history to create.")
+@click.option("--jobs-per-day", default=300, show_default=True,
+              help="Finished jobs per tenant and day in the history.")
+@with_appcontext
+def demo_command(days: int, jobs_per_day: int) -> None:
+    """Fill the database with demo tenants (all four tiers), history and live jobs."""
+    from .demo import load_demo
+
+    summary = load_demo(current_app.extensions["jobs"], days=days, jobs_per_day=jobs_per_day)
+    for line in summary:
+        click.echo(line)
+    click.echo("\nStart the console with:  flask --app console run\n"
+               "then open http://127.0.0.1:5000/")

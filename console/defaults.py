@@ -1,0 +1,45 @@
+"""Every setting's one documented default.
+
+Precedence, lowest first: this module, then ``CONSOLE_*`` environment variables
+(``CONSOLE_JOBS_WORKER_THREADS=16``; values are parsed as JSON when they can be), then
+``DATABASE_URL``, then the mapping passed to ``create_app``.
+"""
+
+# The database. None: an SQLite file in Flask's instance folder (instance/console.sqlite3).
+SQLALCHEMY_DATABASE_URI = None
+# Apply pending migrations when the app starts (a file lock / advisory lock makes concurrent
+# starts safe). Set False to run `flask --app console db upgrade` yourself.
+AUTO_MIGRATE = True
+
+# The in-process runner (APScheduler + a dispatcher thread). Tests and `flask db …` turn it off.
+JOBS_RUN_SCHEDULER = True
+# Handler threads per process: how many jobs one process runs at once.
+JOBS_WORKER_THREADS = 8
+# Seconds between looks for due work when nothing woke the runner earlier. Runners are woken at
+# once by work queued anywhere, so this is only a safety net.
+JOBS_POLL_INTERVAL = 5.0
+# Retry backoff: base · 2^(attempt-1) seconds with jitter, capped at the maximum.
+JOBS_RETRY_BASE_SECONDS = 2.0
+JOBS_RETRY_MAX_SECONDS = 3600.0
+# A claimed job stays owned this long without a heartbeat; then another process recovers it.
+JOBS_LEASE_SECONDS = 30.0
+# On SIGTERM, running attempts get this long to finish before they are handed back.
+JOBS_SHUTDOWN_GRACE_SECONDS = 20.0
+# Extra handlers to register in every process: "package.module:ClassOrInstance" strings.
+JOBS_HANDLERS: list[str] = []
+
+# Sessions and CSRF. None: a random key created once and kept in instance/secret_key.
+SECRET_KEY = None
+# False: htmx and plotly.js from static/ (works offline). True: pinned CDN copies.
+ASSETS_FROM_CDN = False
+
+# The email channel's SMTP server (the names Flask-Mail users know).
+MAIL_SERVER = "localhost"
+MAIL_PORT = 25
+MAIL_USE_TLS = False
+MAIL_USE_SSL = False
+MAIL_USERNAME = None
+MAIL_PASSWORD = None
+MAIL_DEFAULT_SENDER = "console@localhost"
+
+SQLALCHEMY_TRACK_MODIFICATIONS = False

@@ -1,0 +1,24 @@
+"""The job engine: queueing, tenant limits, the fair runner, retries, cron and recovery.
+
+No HTTP, templates or forms here (see README.md in this folder).
+"""
+from .handlers import JobCancelled, JobExecutionContext, JobHandler
+from .limits import JobLimitConfig, TenantConfig, TenantLimitTier
+from .service import JobNotFoundError, JobService
+from .types import (JobExecutionResult, JobPriority, JobStateError, JobStatus, JobType,
+                    JobValidationError, PermanentJobError, SystemJob,
+                    TenantLimitException)
+
+__all__ = [
+    "get_job_service", "JobService", "SystemJob", "JobType", "JobStatus", "JobPriority",
+    "JobHandler", "JobExecutionContext", "JobExecutionResult", "JobCancelled",
+    "TenantLimitTier", "JobLimitConfig", "TenantConfig", "TenantLimitException",
+    "JobValidationError", "JobStateError", "JobNotFoundError", "PermanentJobError",
+]
+
+
+def get_job_service() -> JobService:
+    """The current app's ``JobService`` (call inside an app context)."""
+    from flask import current_app
+
+    return current_app.extensions["jobs"]

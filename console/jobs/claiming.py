@@ -1,0 +1,162 @@
+"""Claiming due jobs fairly, in one short write transaction.
+
+1. Tenants with due (``queued``) work are read with their running count and limits: one indexed
+   look-up per tenant, never a scan of the backlog.
+2. For each tenant with a free concurrency slot, its best due jobs (priority, then oldest
+   ``scheduled_for``), at most as many as it has free slots and the runner has capacity.
+3. ``FairShare`` picks among those heads by weighted fair queuing: each pick costs a tenant
+   1 / (tier weight × priority weight) of virtual time and the tenant with the least virtual time
+   goes next. Tenants with due work thus share capacity in proportion to tier × priority, a
+   critical job overtakes a low one, a lone busy tenant still gets all free capacity up to its cap,
+   and a newly active tenant starts at the current virtual time, so another tenant's backlog
+   delays it by at most one pick per competing tenant.
+4. The picks are marked ``processing`` under this runner's lease.
+
+Concurrency: on SQLite the transaction holds the write lock (BEGIN IMMEDIATE); on PostgreSQL a
+transaction-scoped advisory lock serialises claimers, so running counts read in step 1 are exact
+and ``max_concurrent_jobs`` holds across every process. Candidate rows are still read with
+``FOR UPDATE SKIP LOCKED`` so a claim never waits on a job that a retry or cancel is changing.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, bindparam, func, select, text
+
+from . import db
+from .limits import TenantLimitTier
+from .models import jobs_table, tenants_table
+from .types import JobStatus
+
+CLAIM_LOCK_KEY = 7_301_733_001   # pg_advisory_xact_lock key for claimers
+PRIORITY_WEIGHT = (1, 2, 4, 8, 16)  # low … critical
+
+_PROCESSING = JobStatus.PROCESSING.value
+_QUEUED = JobStatus.QUEUED.value
+
+
+@dataclass
+class TenantSlot:
+    tenant_id: str
+    weight: int
+    free: int | None              # None: no concurrency limit
+    max_job_duration_ms: int | None
+    max_daily_jobs: int | None
+
+
+def _tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
+    t, j = tenants_table.c, jobs_table.c
+    running = (select(func.count()).select_from(jobs_table)
+               .where(j.tenant_id == t.id, j.status == _PROCESSING).scalar_subquery())
+    has_due = (select(jobs_table.c.id).where(j.tenant_id == t.id, j.status == _QUEUED).exists())
+    rows = conn.execute(select(t.id, t.tier, t.max_concurrent_jobs, t.max_job_duration_ms,
+                               t.max_daily_jobs, running.label("running")).where(has_due))
+    slots = []
+    for row in rows:
+        free = None if row.max_concurrent_jobs is None else row.max_concurrent_jobs - row.running
+        slots.append(TenantSlot(row.id, TenantLimitTier(row.tier).weight, free,
+                                row.max_job_duration_ms, row.max_daily_jobs))
+    return slots
+
+
+def _due_jobs_of(conn: Connection, tenant_id: str, limit: int, handlers: list[str],
+                 lock_rows: bool) -> list[Any]:
+    j = jobs_table.c
+    query = (select(jobs_table)
+             .where(j.tenant_id == tenant_id, j.status == _QUEUED, j.handler.in_(handlers))
+             .order_by(j.priority.desc(), j.scheduled_for, j.id)
+             .limit(limit))
+    if lock_rows:
+        query = query.with_for_update(skip_locked=True)
+    return conn.execute(query).all()
+
+
+class FairShare:
+    """Weighted fair queuing across tenants; one instance per runner, kept between claims."""
+
+    def __init__(self):
+        self._virtual_time: dict[str, float] = {}
+        self._clock = 0.0
+        self._sequence = itertools.count()
+
+    def choose(self, candidates: dict[str, list[Any]], weights: dict[str, int],
+               capacity: int) -> list[Any]:
+        heap: list[tuple] = []
+        for tenant_id, rows in candidates.items():
+            if rows:
+                start = max(self._virtual_time.get(tenant_id, 0.0), self._clock)
+                self._virtual_time[tenant_id] = start
+                heapq.heappush(heap, self._entry(tenant_id, rows, 0, weights[tenant_id]))
+        chosen = []
+        while heap and len(chosen) < capacity:
+            finish, _, _, _, row, tenant_id, index = heapq.heappop(heap)
+            chosen.append(row)
+            self._virtual_time[tenant_id] = finish
+            self._clock = max(self._clock, finish - 1.0 / (weights[tenant_id]
+                                                           * PRIORITY_WEIGHT[row.priority]))
+            rows = candidates[tenant_id]
+            if index + 1 < len(rows):
+                heapq.heappush(heap, self._entry(tenant_id, rows, index + 1, weights[tenant_id]))
+        self._forget_idle()
+        return chosen
+
+    def _entry(self, tenant_id: str, rows: list[Any], index: int, weight: int):
+        row = rows[index]
+        finish = self._virtual_time[tenant_id] + 1.0 / (weight * PRIORITY_WEIGHT[row.priority])
+        waited_since = row.scheduled_for.timestamp() if row.scheduled_for else 0.0
+        # Ties: the higher priority, then the job that has waited longest.
+        return (finish, -row.priority, waited_since, next(self._sequence), row, tenant_id, index)
+
+    def _forget_idle(self) -> None:
+        if len(self._virtual_time) > 10_000:
+            self._virtual_time = {t: v for t, v in self._virtual_time.items() if v > self._clock}
+
+
+@dataclass
+class Claim:
+    rows: list[Any]
+    duration_limits: dict[str, float | None]   # tenant_id → seconds
+    deferred: list[tuple[Any, datetime]]       # recurring runs moved on by the daily limit
+
+
+def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_seconds: float,
+                   handlers: list[str], fairness: FairShare, now: datetime,
+                   daily_limit_check) -> Claim:
+    """Mark up to ``capacity`` due jobs ``processing`` for ``runner_id``; return their rows."""
+    if capacity <= 0 or not handlers:
+        return Claim([], {}, [])
+    postgres = not db.is_sqlite(conn)
+    db.advisory_xact_lock(conn, CLAIM_LOCK_KEY)
+    candidates: dict[str, list[Any]] = {}
+    weights: dict[str, int] = {}
+    limits: dict[str, TenantSlot] = {}
+    for slot in _tenants_with_due_work(conn):
+        room = capacity if slot.free is None else min(capacity, slot.free)
+        if room <= 0:
+            continue
+        rows = _due_jobs_of(conn, slot.tenant_id, room, handlers, lock_rows=postgres)
+        if rows:
+            candidates[slot.tenant_id] = rows
+            weights[slot.tenant_id] = slot.weight
+            limits[slot.tenant_id] = slot
+    if not candidates:
+        return Claim([], {}, [])
+    chosen = fairness.choose(candidates, weights, capacity)
+    chosen, deferred = daily_limit_check(conn, chosen, limits, now)
+    if chosen:
+        j = jobs_table.c
+        conn.execute(jobs_table.update()
+                     .where(j.id.in_([row.id for row in chosen]))
+                     .values(status=_PROCESSING, lease_owner=runner_id,
+                             lease_expires_at=now + timedelta(seconds=lease_seconds),
+                             attempt_started_at=now, last_attempt=now,
+                             total_attempts=j.total_attempts + 1, updated_at=now,
+                             progress=None, progress_message=None))
+    durations = {tenant_id: (slot.max_job_duration_ms / 1000.0
+                             if slot.max_job_duration_ms is not None else None)
+                 for tenant_id, slot in limits.items()}
+    return Claim(chosen, durations, deferred)

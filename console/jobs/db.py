@@ -1,0 +1,83 @@
+"""Database plumbing the engine relies on: SQLite pragmas and write locks, dialect-specific SQL.
+
+SQLite: every connection runs in WAL mode with a busy timeout. pysqlite's own transaction
+handling is switched off so that SQLAlchemy's BEGIN is the real one; write transactions begin
+with ``BEGIN IMMEDIATE``, taking the database's write lock up front. That makes a limit check
+and the insert that follows it atomic against every other process, and a writer waits for the
+lock (busy timeout) instead of failing with "database is locked" halfway through.
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import Connection, Engine, event, text
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_IMMEDIATE = "console_begin_immediate"
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_on_connect(dbapi_conn, _record):
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event below emits BEGIN
+        cursor = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+                       "foreign_keys=ON", "synchronous=NORMAL"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_on_begin(conn: Connection):
+    if conn.dialect.name == "sqlite":
+        immediate = conn.get_execution_options().get(_IMMEDIATE)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def is_sqlite(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the write lock from its first statement on SQLite.
+
+    On PostgreSQL it is an ordinary transaction; callers lock the rows they need.
+    """
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            conn = conn.execution_options(**{_IMMEDIATE: True})
+        with conn.begin():
+            yield conn
+
+
+def advisory_xact_lock(conn: Connection, key: int) -> None:
+    """Serialise a critical section across every process (PostgreSQL; SQLite's write lock
+    already does)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def upsert(conn: Connection, table, values: dict, key_columns: list[str], increments: dict,
+           returning=None):
+    """INSERT … ON CONFLICT (key) DO UPDATE SET col = col + excluded.col, on either database."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=key_columns,
+        set_={col: table.c[col] + statement.excluded[col] for col in increments},
+    )
+    if returning is not None:
+        statement = statement.returning(*returning)
+    return conn.execute(statement)
+
+
+def notify_channel(conn: Connection, channel: str) -> None:
+    """PostgreSQL NOTIFY, delivered to listeners when the transaction commits."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})

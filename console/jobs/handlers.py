@@ -1,0 +1,125 @@
+"""The handler interface that plug-ins implement, and what a handler receives when it runs."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterator, Mapping
+
+from .types import JobExecutionResult, SystemJob
+
+
+class JobHandler:
+    """Subclass this, set ``handler_name`` and ``supported_job_types``, register an instance.
+
+    ``payload_schema`` (a JSON Schema dict) is checked at queue time before ``validate_payload``.
+    """
+
+    handler_name: str = ""
+    supported_job_types: set[str] = set()
+    payload_schema: dict[str, Any] | None = None
+    description: str = ""
+
+    def validate_payload(self, payload: dict[str, Any]) -> bool:
+        return True
+
+    def estimate_execution_time(self, payload: dict[str, Any]) -> timedelta | None:
+        return None
+
+    def execute(self, context: "JobExecutionContext") -> JobExecutionResult:
+        raise NotImplementedError
+
+
+class JobCancelled(Exception):
+    """Raised by ``context.check_cancelled()`` once the runner has given up on the attempt."""
+
+
+class LazyTenantContext(Mapping):
+    """``context.tenant_context``: usage and limits, read from the database only if a handler asks."""
+
+    def __init__(self, loaders: Mapping[str, Callable[[], Any]]):
+        self._loaders = loaders
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            self._values[key] = self._loaders[key]()
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+
+class JobExecutionContext:
+    """What a handler gets: the job, its tenant, progress reporting and a cancellation signal."""
+
+    def __init__(self, job: SystemJob, tenant_context: Mapping[str, Any],
+                 actual_start_time: datetime, deadline: datetime | None,
+                 progress_reporter: Callable[[float, str | None], None]):
+        self.job = job
+        self.tenant_id = job.tenant_id
+        self.tenant_context = tenant_context
+        self.actual_start_time = actual_start_time
+        self.deadline = deadline
+        self._progress_reporter = progress_reporter
+        self._cancelled = threading.Event()
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first attempt, 2 for the first retry …"""
+        return self.job.current_retries + 1
+
+    def report_progress(self, fraction: float, message: str | None = None) -> None:
+        """Tell operators how far the job got (0.0–1.0); cheap to call often."""
+        fraction = min(1.0, max(0.0, float(fraction)))
+        self._progress_reporter(fraction, message)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the attempt timed out or the runner is shutting down: stop and return."""
+        return self._cancelled.is_set()
+
+    def check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise JobCancelled(f"job {self.job.id} attempt was abandoned by the runner")
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+
+class HandlerRegistry:
+    """Handlers by name. Registration is per process; every process registers the same set."""
+
+    def __init__(self):
+        self._handlers: dict[str, JobHandler] = {}
+        self._lock = threading.Lock()
+
+    def register(self, handler: JobHandler) -> JobHandler:
+        if isinstance(handler, type) and issubclass(handler, JobHandler):
+            handler = handler()
+        if not isinstance(handler, JobHandler):
+            raise TypeError(f"{handler!r} is not a JobHandler instance")
+        name = getattr(handler, "handler_name", "")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{type(handler).__name__} has no handler_name")
+        if not handler.supported_job_types:
+            raise ValueError(f"handler {name!r} declares no supported_job_types")
+        with self._lock:
+            if name in self._handlers:
+                raise ValueError(f"a handler named {name!r} is already registered")
+            self._handlers[name] = handler
+        return handler
+
+    def get(self, name: str) -> JobHandler | None:
+        return self._handlers.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def all(self) -> list[JobHandler]:
+        return [self._handlers[n] for n in sorted(self._handlers)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers

@@ -1,0 +1,265 @@
+"""Tenant tiers and limits, and the store that keeps tenants in the database.
+
+Tier presets follow the reference table. The values the table leaves open are chosen here:
+
+| tier  | payload size | max duration | default priority |
+| ----- | ------------ | ------------ | ---------------- |
+| tier1 | 16 KiB       | 1 min        | low              |
+| tier2 | 64 KiB       | 5 min        | normal           |
+| tier3 | 256 KiB      | 30 min       | normal           |
+| tier4 | 1 MiB        | 2 h          | high             |
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from sqlalchemy import Engine, select
+
+from .models import tenants_table
+from .types import JobPriority, JobValidationError
+
+UTC = timezone.utc
+
+
+class TenantLimitTier(str, enum.Enum):
+    TIER1 = "tier1"
+    TIER2 = "tier2"
+    TIER3 = "tier3"
+    TIER4 = "tier4"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def weight(self) -> int:
+        """The tier's share of capacity when tenants compete: 1, 2, 4, 8."""
+        return 2 ** (int(self.value[-1]) - 1)
+
+
+_GENERAL = ["notification", "immediate", "delayed", "scheduled", "recurring", "maintenance"]
+
+
+@dataclass(frozen=True)
+class JobLimitConfig:
+    """A tenant's limits. ``None`` means unlimited (for allowed types: every type)."""
+
+    max_queued_jobs: int | None = None
+    max_concurrent_jobs: int | None = None
+    max_daily_jobs: int | None = None
+    max_job_payload_size: int | None = None
+    allowed_job_types: frozenset[str] | None = None
+    max_job_duration: timedelta | None = None
+    default_job_priority: JobPriority = JobPriority.NORMAL
+
+    def __post_init__(self):
+        for name in ("max_queued_jobs", "max_concurrent_jobs", "max_daily_jobs",
+                     "max_job_payload_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 0):
+                raise JobValidationError(name, f"must be a whole number ≥ 0 or None, got {value!r}")
+        if self.allowed_job_types is not None and not isinstance(self.allowed_job_types, frozenset):
+            object.__setattr__(self, "allowed_job_types", frozenset(self.allowed_job_types))
+        if self.max_job_duration is not None:
+            if not isinstance(self.max_job_duration, timedelta):
+                raise JobValidationError("max_job_duration", "must be a timedelta or None")
+            if self.max_job_duration <= timedelta(0):
+                raise JobValidationError("max_job_duration", "must be longer than zero")
+        if not isinstance(self.default_job_priority, JobPriority):
+            object.__setattr__(self, "default_job_priority",
+                               parse_priority(self.default_job_priority, "default_job_priority"))
+
+    @classmethod
+    def for_tier(cls, tier: TenantLimitTier | str) -> "JobLimitConfig":
+        return TIER_LIMITS[TenantLimitTier(tier)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The limits by name, as analytics and the console show them."""
+        return {
+            "max_queued_jobs": self.max_queued_jobs,
+            "max_concurrent_jobs": self.max_concurrent_jobs,
+            "max_daily_jobs": self.max_daily_jobs,
+            "max_job_payload_size": self.max_job_payload_size,
+            "allowed_job_types": (sorted(self.allowed_job_types)
+                                  if self.allowed_job_types is not None else None),
+            "max_job_duration": self.max_job_duration,
+            "default_job_priority": self.default_job_priority.value,
+        }
+
+    def with_overrides(self, job_limits: Mapping[str, Any]) -> "JobLimitConfig":
+        """Apply the reference's camelCase ``jobLimits`` settings (durations in milliseconds)."""
+        changes: dict[str, Any] = {}
+        for key, value in job_limits.items():
+            name = _CAMEL_TO_FIELD.get(key, key)
+            if name not in _FIELDS:
+                raise JobValidationError(f"jobLimits.{key}",
+                                         f"unknown limit; use one of {sorted(_CAMEL_TO_FIELD)}")
+            if name == "max_job_duration" and value is not None:
+                if isinstance(value, timedelta):
+                    pass
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                    value = timedelta(milliseconds=value)
+                else:
+                    raise JobValidationError(f"jobLimits.{key}", "milliseconds as a number")
+            elif name == "allowed_job_types" and value is not None:
+                if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                    raise JobValidationError(f"jobLimits.{key}", "a list of job type names")
+                value = frozenset(value)
+            elif name == "default_job_priority":
+                value = parse_priority(value, f"jobLimits.{key}")
+            changes[name] = value
+        return replace(self, **changes)
+
+
+_CAMEL_TO_FIELD = {
+    "maxQueuedJobs": "max_queued_jobs",
+    "maxConcurrentJobs": "max_concurrent_jobs",
+    "maxDailyJobs": "max_daily_jobs",
+    "maxJobPayloadSize": "max_job_payload_size",
+    "allowedJobTypes": "allowed_job_types",
+    "maxJobDuration": "max_job_duration",
+    "defaultJobPriority": "default_job_priority",
+}
+_FIELDS = set(_CAMEL_TO_FIELD.values())
+
+TIER_LIMITS: dict[TenantLimitTier, JobLimitConfig] = {
+    TenantLimitTier.TIER1: JobLimitConfig(10, 2, 100, 16 * 1024, frozenset(["notification"]),
+                                          timedelta(minutes=1), JobPriority.LOW),
+    TenantLimitTier.TIER2: JobLimitConfig(50, 5, 1_000, 64 * 1024, frozenset(_GENERAL),
+                                          timedelta(minutes=5), JobPriority.NORMAL),
+    TenantLimitTier.TIER3: JobLimitConfig(200, 20, 10_000, 256 * 1024,
+                                          frozenset(_GENERAL + ["cleanup", "data_sync"]),
+                                          timedelta(minutes=30), JobPriority.NORMAL),
+    TenantLimitTier.TIER4: JobLimitConfig(1_000, 100, 100_000, 1024 * 1024,
+                                          frozenset(_GENERAL + ["cleanup", "data_sync",
+                                                                "file_processing"]),
+                                          timedelta(hours=2), JobPriority.HIGH),
+}
+
+
+def parse_priority(value: Any, field_name: str = "priority") -> JobPriority:
+    """Accept a ``JobPriority``, its name in any case, or its rank 0–4."""
+    if isinstance(value, JobPriority):
+        return value
+    if isinstance(value, str):
+        try:
+            return JobPriority(value.strip().lower())
+        except ValueError:
+            pass
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 4:
+        return JobPriority.from_rank(value)
+    names = ", ".join(p.value for p in JobPriority)
+    raise JobValidationError(field_name, f"unknown priority {value!r}; use one of {names}")
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    tenant_id: str
+    name: str
+    tier: TenantLimitTier
+    job_limit: JobLimitConfig
+    custom_settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_tier(cls, tenant_id: str, name: str, tier: TenantLimitTier | str,
+                 custom_settings: Mapping[str, Any] | None = None, **_ignored) -> "TenantConfig":
+        """The tier's preset, with ``custom_settings["jobLimits"]`` applied on top.
+
+        Extra keyword arguments of the reference (``db_config``) are accepted and ignored.
+        """
+        try:
+            tier = TenantLimitTier(tier)
+        except ValueError:
+            raise JobValidationError("tier", f"unknown tier {tier!r}; use tier1, tier2, tier3 "
+                                             "or tier4") from None
+        settings = dict(custom_settings or {})
+        limits = JobLimitConfig.for_tier(tier).with_overrides(settings.get("jobLimits") or {})
+        return cls(tenant_id=tenant_id, name=name, tier=tier, job_limit=limits,
+                   custom_settings=settings)
+
+    def copy_with(self, **changes) -> "TenantConfig":
+        """A copy with the given fields replaced (``job_limit=``, ``tier=``, ``name=`` …)."""
+        if "tier" in changes:
+            changes["tier"] = TenantLimitTier(changes["tier"])
+        return replace(self, **changes)
+
+
+def _duration_ms(value: timedelta | None) -> int | None:
+    return None if value is None else int(value.total_seconds() * 1000)
+
+
+def config_to_row(config: TenantConfig) -> dict[str, Any]:
+    limits = config.job_limit
+    return {
+        "id": config.tenant_id,
+        "name": config.name,
+        "tier": config.tier.value,
+        "max_queued_jobs": limits.max_queued_jobs,
+        "max_concurrent_jobs": limits.max_concurrent_jobs,
+        "max_daily_jobs": limits.max_daily_jobs,
+        "max_job_payload_size": limits.max_job_payload_size,
+        "allowed_job_types": (sorted(limits.allowed_job_types)
+                              if limits.allowed_job_types is not None else None),
+        "max_job_duration_ms": _duration_ms(limits.max_job_duration),
+        "default_job_priority": limits.default_job_priority.value,
+        "custom_settings": config.custom_settings or None,
+    }
+
+
+def limits_from_row(row: Any) -> JobLimitConfig:
+    types = row.allowed_job_types
+    return JobLimitConfig(
+        max_queued_jobs=row.max_queued_jobs,
+        max_concurrent_jobs=row.max_concurrent_jobs,
+        max_daily_jobs=row.max_daily_jobs,
+        max_job_payload_size=row.max_job_payload_size,
+        allowed_job_types=frozenset(types) if types is not None else None,
+        max_job_duration=(timedelta(milliseconds=row.max_job_duration_ms)
+                          if row.max_job_duration_ms is not None else None),
+        default_job_priority=JobPriority(row.default_job_priority),
+    )
+
+
+def config_from_row(row: Any) -> TenantConfig:
+    return TenantConfig(tenant_id=row.id, name=row.name, tier=TenantLimitTier(row.tier),
+                        job_limit=limits_from_row(row), custom_settings=row.custom_settings or {})
+
+
+class TenantStore:
+    """``service.tenants``: tenants live in the database, so a change is seen by every process."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def set_tenant_config(self, config: TenantConfig) -> TenantConfig:
+        """Create or update a tenant; the new limits apply to the next queue call and claim."""
+        if not isinstance(config, TenantConfig):
+            raise TypeError("set_tenant_config takes a TenantConfig")
+        tenant_id = (config.tenant_id or "").strip()
+        if not tenant_id or len(tenant_id) > 64:
+            raise JobValidationError("tenant_id", "must be 1–64 characters")
+        if not config.name or len(config.name) > 200:
+            raise JobValidationError("name", "must be 1–200 characters")
+        row = config_to_row(config)
+        now = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            updated = conn.execute(tenants_table.update()
+                                   .where(tenants_table.c.id == tenant_id)
+                                   .values(**{k: v for k, v in row.items() if k != "id"},
+                                           updated_at=now)).rowcount
+            if not updated:
+                conn.execute(tenants_table.insert().values(**row, created_at=now, updated_at=now))
+        return config
+
+    def get_tenant_config(self, tenant_id: str) -> TenantConfig | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(tenants_table).where(tenants_table.c.id == tenant_id)).first()
+        return config_from_row(row) if row else None
+
+    def list_tenant_configs(self) -> list[TenantConfig]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(tenants_table).order_by(tenants_table.c.id)).all()
+        return [config_from_row(r) for r in rows]

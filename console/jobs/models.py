@@ -1,0 +1,196 @@
+"""The engine's tables. Plain SQLAlchemy: Flask-SQLAlchemy uses ``Base`` as its model class.
+
+Times are stored in UTC (``timestamptz`` on PostgreSQL, ISO text on SQLite) and always come back
+timezone-aware. JSON is stored as compact text so that both databases behave the same and a
+payload's stored size is its encoded size.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer,
+                        SmallInteger, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+UTC = timezone.utc
+
+
+class UTCDateTime(TypeDecorator):
+    """An aware datetime in, an aware UTC datetime out, on every database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class JSONText(TypeDecorator):
+    """JSON encoded compactly into a text column."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # already encoded by the caller (the queue path encodes once)
+            return value
+        return json.dumps(value, separators=(",", ":"), default=str)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return json.loads(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tier: Mapped[str] = mapped_column(String(16))
+    max_queued_jobs: Mapped[int | None] = mapped_column(Integer)
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer)
+    max_daily_jobs: Mapped[int | None] = mapped_column(Integer)
+    max_job_payload_size: Mapped[int | None] = mapped_column(Integer)
+    allowed_job_types: Mapped[list | None] = mapped_column(JSONText)   # None: every type
+    max_job_duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    default_job_priority: Mapped[str] = mapped_column(String(16), default="normal")
+    custom_settings: Mapped[dict | None] = mapped_column(JSONText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    type: Mapped[str] = mapped_column(String(64))
+    handler: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict] = mapped_column(JSONText)
+    priority: Mapped[int] = mapped_column(SmallInteger)        # JobPriority.rank: 0 low … 4 critical
+    status: Mapped[str] = mapped_column(String(16))
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cron_schedule: Mapped[str | None] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    max_retries: Mapped[int] = mapped_column(Integer)
+    current_retries: Mapped[int] = mapped_column(Integer, default=0)
+    total_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_result: Mapped[dict | None] = mapped_column(JSONText)
+    meta: Mapped[dict | None] = mapped_column("metadata", JSONText)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    progress: Mapped[float | None] = mapped_column(Float)
+    progress_message: Mapped[str | None] = mapped_column(String(500))
+    # Ownership while processing: who runs it, until when, and since when (the attempt's start).
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempt_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # The claim: a tenant's due jobs, best first.
+        Index("ix_jobs_claim", "tenant_id", "status", "priority", "scheduled_for"),
+        # Waking for the earliest pending job, promoting due ones, recovering expired leases.
+        Index("ix_jobs_status_scheduled", "status", "scheduled_for"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        # Listing: newest first by tenant, by status, by handler (keyset on created_at, id).
+        Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_jobs_status_created", "status", "created_at", "id"),
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_handler_created", "handler", "created_at"),
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
+    )
+
+
+class JobAttempt(Base):
+    """One row per attempt: the history analytics and the job's page read."""
+
+    __tablename__ = "job_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36))   # no FK: history outlives pruned jobs
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    job_type: Mapped[str] = mapped_column(String(64))
+    handler: Mapped[str] = mapped_column(String(100))
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    success: Mapped[bool] = mapped_column(Boolean)
+    error_type: Mapped[str | None] = mapped_column(String(200))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(120))
+
+    __table_args__ = (
+        Index("ix_attempts_job", "job_id", "attempt"),
+        Index("ix_attempts_tenant_started", "tenant_id", "started_at"),
+        Index("ix_attempts_handler_started", "handler", "started_at"),
+    )
+
+
+class TenantDailyUsage(Base):
+    """Per tenant and UTC day: what counts against ``max_daily_jobs``, and limit rejections."""
+
+    __tablename__ = "tenant_daily_usage"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    jobs_accepted: Mapped[int] = mapped_column(Integer, default=0)
+    recurring_runs: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LimitRejection(Base):
+    """Counts of refused work per tenant, hour and limit type (analytics and alerts read these)."""
+
+    __tablename__ = "limit_rejections"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    limit_type: Mapped[str] = mapped_column(String(40), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Runner(Base):
+    """A live runner process: heartbeats tell health checks and operators who is working."""
+
+    __tablename__ = "runners"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    threads: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+jobs_table = Job.__table__
+attempts_table = JobAttempt.__table__
+tenants_table = Tenant.__table__
+daily_usage_table = TenantDailyUsage.__table__
+rejections_table = LimitRejection.__table__
+runners_table = Runner.__table__

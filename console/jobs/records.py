@@ -1,0 +1,48 @@
+"""Conversions between job rows and ``SystemJob`` snapshots, and fresh job ids."""
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from typing import Any
+
+from .types import JobExecutionResult, JobPriority, JobStatus, SystemJob
+
+
+def new_job_id() -> str:
+    """A UUIDv7: time-ordered (so inserts stay local in the index) with 74 random bits."""
+    ms = time.time_ns() // 1_000_000
+    rand = secrets.randbits(74)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62 | (
+        rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+def job_from_row(row: Any) -> SystemJob:
+    m = row._mapping if hasattr(row, "_mapping") else row
+    return SystemJob(
+        id=m["id"],
+        type=m["type"],
+        handler=m["handler"],
+        payload=m["payload"] or {},
+        priority=JobPriority.from_rank(m["priority"]),
+        status=JobStatus(m["status"]),
+        tenant_id=m["tenant_id"],
+        scheduled_for=m["scheduled_for"],
+        cron_schedule=m["cron_schedule"],
+        timezone=m["timezone"] or "UTC",
+        max_retries=m["max_retries"],
+        current_retries=m["current_retries"] or 0,
+        last_attempt=m["last_attempt"],
+        completed_at=m["completed_at"],
+        last_result=JobExecutionResult.from_dict(m["last_result"]),
+        metadata=m["metadata"] or {},
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        idempotency_key=m["idempotency_key"],
+        progress=m["progress"],
+        progress_message=m["progress_message"],
+        lease_owner=m["lease_owner"],
+        lease_expires_at=m["lease_expires_at"],
+        total_attempts=m["total_attempts"] or 0,
+    )

@@ -1,0 +1,538 @@
+"""The runner: claims due jobs, runs them in a thread pool, records every attempt.
+
+One dispatcher thread does all of a runner's job writes, each cycle in one short transaction:
+record finished attempts, promote pending jobs that fell due, claim new work for the free
+slots. It sleeps until the earliest of: a wake-up (work queued in this process, a slot freed,
+a commit by another process), the next pending job's time, the nearest attempt deadline, or
+the poll interval. APScheduler keeps the housekeeping clock: lease renewal with the runner's
+heartbeat, and recovery of jobs whose owner stopped renewing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select
+
+from . import db
+from .claiming import FairShare, claim_due_jobs
+from .cron import next_fire_time
+from .handlers import JobExecutionContext, LazyTenantContext
+from .models import attempts_table, daily_usage_table, jobs_table, runners_table
+from .pool import WorkerPool, WorkItem
+from .records import job_from_row
+from .retry import backoff_seconds
+from .service import NOTIFY_CHANNEL, JobService, record_rejections
+from .types import JobExecutionResult, JobStatus, SystemJob
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+_PROGRESS_MIN_INTERVAL = 0.25  # seconds between progress writes of one job
+
+
+@dataclass
+class Finished:
+    """An attempt that ended, waiting to be written by the dispatcher."""
+
+    item: WorkItem
+    result: JobExecutionResult
+    started_at: datetime
+    duration_ms: float
+
+
+class Runner:
+    def __init__(self, service: JobService, *, threads: int | None = None,
+                 poll_interval: float | None = None, lease_seconds: float | None = None,
+                 name: str | None = None):
+        self.service = service
+        self.engine = service.engine
+        self.threads = max(1, threads or service.worker_threads)
+        self.poll_interval = poll_interval or service.poll_interval
+        self.lease_seconds = lease_seconds or service.lease_seconds
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{name or 'runner'}:{secrets.token_hex(3)}"
+        self._pool = WorkerPool(self.threads, self._execute, name=name or "jobs")
+        self._fairness = FairShare()
+        self._finished: deque[Finished] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._dispatcher: threading.Thread | None = None
+        self._scheduler = None
+        self._watcher = None
+        self._next_due: datetime | None = None
+        self._progress_written: dict[str, float] = {}
+        self.executed = 0   # attempts finished by this runner
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> "Runner":
+        """Run in the background: dispatcher thread, handler pool, APScheduler housekeeping."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        from .wakeup import start_watcher
+
+        self._register_heartbeat()
+        self.recover_expired_leases()
+        self._pool.start()
+        self.service.attach_runner(self)
+        self._watcher = start_watcher(self.engine, self.wake, NOTIFY_CHANNEL)
+        self._scheduler = BackgroundScheduler(timezone=UTC, daemon=True,
+                                              job_defaults={"coalesce": True, "max_instances": 1,
+                                                            "misfire_grace_time": None})
+        self._scheduler.add_job(self.renew_leases, "interval", seconds=self.lease_seconds / 3,
+                                id="renew-leases")
+        self._scheduler.add_job(self.recover_expired_leases, "interval",
+                                seconds=max(1.0, self.lease_seconds / 2), id="recover-leases")
+        self._scheduler.start()
+        self._dispatcher = threading.Thread(target=self._dispatch_forever,
+                                            name=f"jobs-dispatcher", daemon=True)
+        self._dispatcher.start()
+        log.info("runner %s started with %d threads", self.id, self.threads)
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; let running attempts finish for ``grace`` seconds; release the rest."""
+        if self._stop.is_set():
+            return
+        grace = self.service.shutdown_grace_seconds if grace is None else grace
+        self._stop.set()
+        self._wake.set()
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout=10)
+        self.service.detach_runner(self)
+        if self._watcher is not None:
+            self._watcher.stop()
+        self._drain_and_release(grace)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        self._unregister_heartbeat()
+        log.info("runner %s stopped", self.id)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run_until_idle(self, timeout: float = 30.0, settle: float = 1.0) -> int:
+        """Dispatch in the calling thread until nothing was due for ``settle`` seconds."""
+        self._pool.start()
+        self.service.attach_runner(self)
+        started = time.monotonic()
+        idle_since: float | None = None
+        next_housekeeping = started
+        try:
+            while time.monotonic() - started < timeout:
+                now_m = time.monotonic()
+                if now_m >= next_housekeeping:
+                    self.recover_expired_leases()
+                    self.renew_leases()
+                    next_housekeeping = now_m + max(0.5, self.lease_seconds / 3)
+                claimed = self._cycle()
+                busy = claimed or self._pool.outstanding or self._finished
+                if busy:
+                    idle_since = None
+                else:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= settle:
+                        break
+                remaining_settle = settle if idle_since is None else settle - (
+                    time.monotonic() - idle_since)
+                self._sleep(max(0.0, min(remaining_settle, timeout - (time.monotonic() - started))))
+        finally:
+            self.service.detach_runner(self)
+            self._drain_and_release(grace=0.0 if self._stop.is_set() else 5.0)
+        return self.executed
+
+    # -- the dispatcher -------------------------------------------------------------------
+
+    def _dispatch_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._cycle()
+            except Exception:
+                log.exception("runner %s: dispatch cycle failed; retrying", self.id)
+                self._stop.wait(1.0)
+                continue
+            self._sleep(self.poll_interval)
+
+    def _sleep(self, longest: float) -> None:
+        """Wait for a wake-up, the next due job or deadline, or ``longest`` seconds."""
+        timeout = longest
+        if self._next_due is not None:
+            timeout = min(timeout, (self._next_due - datetime.now(UTC)).total_seconds())
+        deadline = self._nearest_deadline()
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+        if timeout > 0 and not self._finished:
+            self._wake.wait(timeout)
+        self._wake.clear()
+
+    def _nearest_deadline(self) -> float | None:
+        deadlines = [i.deadline for i in self._pool.running_items() if i.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def _cycle(self) -> int:
+        """Record, promote, claim — one transaction. Returns how many jobs were claimed."""
+        self._expire_overdue_attempts()
+        finished = self._take_finished()
+        capacity = 0 if self._stop.is_set() else self._pool.free_slots
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            recorded = self._record_finished(conn, finished, now) if finished else []
+            promoted = self._promote_due(conn, now)
+            claim = claim_due_jobs(conn, runner_id=self.id, capacity=capacity,
+                                   lease_seconds=self.lease_seconds,
+                                   handlers=self.service.handlers.names(),
+                                   fairness=self._fairness, now=now,
+                                   daily_limit_check=self._apply_daily_limit_to_recurring)
+            self._next_due = conn.execute(
+                select(func.min(jobs_table.c.scheduled_for))
+                .where(jobs_table.c.status == JobStatus.PENDING.value)).scalar()
+        updates = self.service.job_updates
+        if updates.has_subscribers:
+            updates.publish_many(recorded)
+            updates.publish_many(job_from_row(r) for r in promoted)
+            updates.publish_many(replace(job_from_row(r), status=JobStatus.PENDING,
+                                         scheduled_for=when) for r, when in claim.deferred)
+        for row in claim.rows:
+            job = replace(job_from_row(row), status=JobStatus.PROCESSING,
+                          lease_owner=self.id, last_attempt=now, total_attempts=row.total_attempts + 1)
+            updates.publish(job) if updates.has_subscribers else None
+            self._pool.submit(WorkItem(job=job, duration_limit=claim.duration_limits.get(
+                job.tenant_id)))
+        return len(claim.rows)
+
+    def _promote_due(self, conn, now: datetime) -> list[Any]:
+        if self._next_due is not None and self._next_due > now:
+            return []  # nothing can be due yet (a commit elsewhere wakes us and resets this)
+        j = jobs_table.c
+        return conn.execute(jobs_table.update()
+                            .where(j.status == JobStatus.PENDING.value, j.scheduled_for <= now)
+                            .values(status=JobStatus.QUEUED.value, updated_at=now)
+                            .returning(*jobs_table.c)).all()
+
+    def _apply_daily_limit_to_recurring(self, conn, chosen, tenant_slots, now):
+        """Count recurring runs against ``max_daily_jobs``; runs past it move to their next time."""
+        runs_by_tenant: dict[str, list[Any]] = {}
+        for row in chosen:
+            if row.cron_schedule:
+                runs_by_tenant.setdefault(row.tenant_id, []).append(row)
+        if not runs_by_tenant:
+            return chosen, []
+        deferred = []
+        day = now.date()
+        for tenant_id, runs in runs_by_tenant.items():
+            limit = tenant_slots[tenant_id].max_daily_jobs
+            allowed = len(runs)
+            if limit is not None:
+                used = conn.execute(select(daily_usage_table.c.jobs_accepted
+                                           + daily_usage_table.c.recurring_runs)
+                                    .where(daily_usage_table.c.tenant_id == tenant_id,
+                                           daily_usage_table.c.day == day)).scalar() or 0
+                allowed = max(0, min(allowed, limit - used))
+            if allowed:
+                db.upsert(conn, daily_usage_table,
+                          {"tenant_id": tenant_id, "day": day, "jobs_accepted": 0,
+                           "recurring_runs": allowed},
+                          ["tenant_id", "day"], ["recurring_runs"])
+            for row in runs[allowed:]:
+                when = next_fire_time(row.cron_schedule, row.timezone, now)
+                conn.execute(jobs_table.update().where(jobs_table.c.id == row.id)
+                             .values(status=JobStatus.PENDING.value, scheduled_for=when,
+                                     updated_at=now))
+                deferred.append((row, when))
+            if len(runs) > allowed:
+                record_rejections(conn, tenant_id, "max_daily_jobs",
+                                  now.replace(minute=0, second=0, microsecond=0),
+                                  len(runs) - allowed)
+        deferred_ids = {row.id for row, _ in deferred}
+        return [row for row in chosen if row.id not in deferred_ids], deferred
+
+    # -- executing (in pool threads) ------------------------------------------------------
+
+    def _execute(self, item: WorkItem) -> None:
+        job: SystemJob = item.job
+        started_at = datetime.now(UTC)
+        deadline = (started_at + timedelta(seconds=item.duration_limit)
+                    if item.duration_limit is not None else None)
+        context = JobExecutionContext(
+            job=job, tenant_context=self._tenant_context(job.tenant_id),
+            actual_start_time=started_at, deadline=deadline,
+            progress_reporter=lambda fraction, message: self._report_progress(
+                item, fraction, message))
+        item.context = context
+        handler = self.service.handlers.get(job.handler)
+        try:
+            if handler is None:
+                raise LookupError(f"handler {job.handler!r} is not registered in this process")
+            result = handler.execute(context)
+            if not isinstance(result, JobExecutionResult):
+                raise TypeError(f"handler {job.handler!r} returned {type(result).__name__}, "
+                                "not a JobExecutionResult")
+            if not result.success and not result.error_type:
+                error_type = (result.metadata or {}).get("error_type") or "JobFailed"
+                result = replace(result, error_type=str(error_type))
+        except Exception as exc:
+            result = JobExecutionResult(
+                success=False, executed_at=started_at,
+                execution_time=datetime.now(UTC) - started_at,
+                error_message=str(exc) or type(exc).__name__, error_type=type(exc).__name__,
+                metadata=getattr(exc, "job_metadata", None))
+        duration_ms = (time.monotonic() - item.started_monotonic) * 1000.0
+        if item.transition("running", "done"):
+            self._finished.append(Finished(item, result, started_at, duration_ms))
+            self._wake.set()
+        # else: the attempt already timed out and was recorded; this late result is dropped.
+
+    def _tenant_context(self, tenant_id: str) -> LazyTenantContext:
+        def limits():
+            config = self.service.tenants.get_tenant_config(tenant_id)
+            return config.job_limit.as_dict() if config else {}
+
+        def usage():
+            with self.engine.connect() as conn:
+                daily = conn.execute(select(daily_usage_table.c.jobs_accepted
+                                            + daily_usage_table.c.recurring_runs)
+                                     .where(daily_usage_table.c.tenant_id == tenant_id,
+                                            daily_usage_table.c.day == datetime.now(UTC).date())
+                                     ).scalar() or 0
+                counts = dict(conn.execute(
+                    select(jobs_table.c.status, func.count())
+                    .where(jobs_table.c.tenant_id == tenant_id,
+                           jobs_table.c.status.in_(["pending", "queued", "processing"]))
+                    .group_by(jobs_table.c.status)).all())
+            return {"daily_jobs": daily, "concurrent_jobs": counts.get("processing", 0),
+                    "queued_jobs": counts.get("pending", 0) + counts.get("queued", 0)}
+
+        def tenant():
+            return self.service.tenants.get_tenant_config(tenant_id)
+
+        return LazyTenantContext({"usage": usage, "limits": limits, "tenant": tenant})
+
+    def _report_progress(self, item: WorkItem, fraction: float, message: str | None) -> None:
+        job = item.job
+        last = self._progress_written.get(job.id, 0.0)
+        now_m = time.monotonic()
+        if fraction < 1.0 and now_m - last < _PROGRESS_MIN_INTERVAL:
+            return
+        self._progress_written[job.id] = now_m
+        with db.write_transaction(self.engine) as conn:
+            conn.execute(jobs_table.update()
+                         .where(jobs_table.c.id == job.id, jobs_table.c.lease_owner == self.id,
+                                jobs_table.c.status == JobStatus.PROCESSING.value)
+                         .values(progress=fraction, progress_message=(message or "")[:500] or None))
+        if self.service.job_updates.has_subscribers:
+            self.service.job_updates.publish(replace(job, progress=fraction,
+                                                     progress_message=message))
+
+    # -- recording results ----------------------------------------------------------------
+
+    def _take_finished(self) -> list[Finished]:
+        taken = []
+        while self._finished:
+            taken.append(self._finished.popleft())
+        return taken
+
+    def _expire_overdue_attempts(self) -> None:
+        now_m = time.monotonic()
+        for item in self._pool.running_items():
+            if item.deadline is not None and now_m >= item.deadline:
+                if item.transition("running", "timed_out"):
+                    if item.context is not None:
+                        item.context.cancel()
+                    self._pool.abandon(item)
+                    limit = item.duration_limit or 0.0
+                    started_at = datetime.now(UTC) - timedelta(seconds=now_m -
+                                                               item.started_monotonic)
+                    result = JobExecutionResult(
+                        success=False, executed_at=started_at,
+                        execution_time=timedelta(seconds=now_m - item.started_monotonic),
+                        error_message=f"attempt exceeded the tenant's max_job_duration of "
+                                      f"{limit:g} s and was abandoned",
+                        error_type="JobTimeoutError")
+                    self._finished.append(Finished(item, result, started_at,
+                                                   (now_m - item.started_monotonic) * 1000.0))
+
+    def _record_finished(self, conn, finished: list[Finished], now: datetime) -> list[SystemJob]:
+        """Write each finished attempt and the job's next state; return the updated jobs."""
+        attempts, updated = [], []
+        j = jobs_table.c
+        for done in finished:
+            job, result = done.item.job, done.result
+            changes = self.next_state(job, result, now)
+            row_count = conn.execute(
+                jobs_table.update()
+                .where(j.id == job.id, j.lease_owner == self.id, j.status == "processing")
+                .values(**changes, last_result=result.to_dict(), lease_owner=None,
+                        lease_expires_at=None, attempt_started_at=None, updated_at=now)
+            ).rowcount
+            self.executed += 1
+            self._progress_written.pop(job.id, None)
+            if row_count != 1:
+                log.warning("runner %s lost the lease of job %s before its attempt finished; "
+                            "the result is dropped", self.id, job.id)
+                continue
+            attempts.append({
+                "job_id": job.id, "tenant_id": job.tenant_id, "job_type": job.type,
+                "handler": job.handler, "attempt": job.total_attempts,
+                "started_at": done.started_at,
+                "finished_at": done.started_at + timedelta(milliseconds=done.duration_ms),
+                "duration_ms": round(done.duration_ms, 3), "success": result.success,
+                "error_type": None if result.success else result.error_type,
+                "error_message": None if result.success else (result.error_message or "")[:4000],
+                "worker": self.id,
+            })
+            updated.append(replace(job, status=JobStatus(changes["status"]),
+                                   scheduled_for=changes.get("scheduled_for", job.scheduled_for),
+                                   current_retries=changes["current_retries"],
+                                   completed_at=changes.get("completed_at"),
+                                   last_result=result, lease_owner=None, updated_at=now,
+                                   progress=changes.get("progress", job.progress)))
+        if attempts:
+            conn.execute(attempts_table.insert(), attempts)
+        return updated
+
+    def next_state(self, job: SystemJob, result: JobExecutionResult, now: datetime) -> dict:
+        """The job's fields after an attempt: completed, retried with backoff, re-armed, failed."""
+        if result.success:
+            if job.cron_schedule:
+                return self._rearm(job, now)
+            return {"status": JobStatus.COMPLETED.value, "completed_at": now,
+                    "current_retries": job.current_retries, "progress": 1.0}
+        if result.retryable and job.current_retries < job.max_retries:
+            attempt = job.current_retries + 1
+            delay = backoff_seconds(attempt, self.service.retry_base_seconds,
+                                    self.service.retry_max_seconds, job.metadata)
+            return {"status": JobStatus.PENDING.value, "current_retries": attempt,
+                    "scheduled_for": now + timedelta(seconds=delay)}
+        if job.cron_schedule:
+            return self._rearm(job, now)
+        return {"status": JobStatus.FAILED.value, "completed_at": now,
+                "current_retries": job.current_retries}
+
+    @staticmethod
+    def _rearm(job: SystemJob, now: datetime) -> dict:
+        after = max(now, job.scheduled_for or now)
+        return {"status": JobStatus.PENDING.value, "current_retries": 0,
+                "scheduled_for": next_fire_time(job.cron_schedule, job.timezone, after)}
+
+    # -- leases and recovery --------------------------------------------------------------
+
+    def renew_leases(self) -> None:
+        """Extend the lease of every job this runner holds, and beat the heart."""
+        now = datetime.now(UTC)
+        try:
+            with db.write_transaction(self.engine) as conn:
+                conn.execute(jobs_table.update()
+                             .where(jobs_table.c.lease_owner == self.id,
+                                    jobs_table.c.status == JobStatus.PROCESSING.value)
+                             .values(lease_expires_at=now + timedelta(seconds=self.lease_seconds)))
+                conn.execute(runners_table.update().where(runners_table.c.id == self.id)
+                             .values(heartbeat_at=now))
+        except Exception:
+            log.exception("runner %s could not renew its leases", self.id)
+
+    def recover_expired_leases(self) -> int:
+        """Jobs whose owner stopped renewing (a crash, a lost machine): count the lost attempt,
+        then queue them again (or fail them when no retries are left)."""
+        now = datetime.now(UTC)
+        j = jobs_table.c
+        recovered = []
+        try:
+            with db.write_transaction(self.engine) as conn:
+                rows = conn.execute(select(jobs_table).where(
+                    j.status == JobStatus.PROCESSING.value, j.lease_expires_at < now)).all()
+                for row in rows:
+                    job = job_from_row(row)
+                    started = row.attempt_started_at or row.last_attempt or now
+                    result = JobExecutionResult(
+                        success=False, executed_at=started, execution_time=now - started,
+                        error_type="WorkerLost",
+                        error_message=f"runner {row.lease_owner} stopped renewing its lease "
+                                      "(crashed or lost); the attempt was abandoned")
+                    changes = self.next_state(job, result, now)
+                    if changes["status"] == JobStatus.PENDING.value and not job.cron_schedule:
+                        # Not the job's fault: run it again at once, without a backoff.
+                        changes.update(status=JobStatus.QUEUED.value, scheduled_for=now)
+                    conn.execute(jobs_table.update()
+                                 .where(j.id == job.id, j.status == JobStatus.PROCESSING.value,
+                                        j.lease_owner == row.lease_owner)
+                                 .values(**changes, last_result=result.to_dict(), lease_owner=None,
+                                         lease_expires_at=None, attempt_started_at=None,
+                                         updated_at=now))
+                    conn.execute(attempts_table.insert().values(
+                        job_id=job.id, tenant_id=job.tenant_id, job_type=job.type,
+                        handler=job.handler, attempt=job.total_attempts, started_at=started,
+                        finished_at=now,
+                        duration_ms=round((now - started).total_seconds() * 1000, 3),
+                        success=False, error_type="WorkerLost", error_message=result.error_message,
+                        worker=row.lease_owner))
+                    recovered.append(replace(job, status=JobStatus(changes["status"]),
+                                             scheduled_for=changes.get("scheduled_for"),
+                                             current_retries=changes["current_retries"],
+                                             last_result=result, lease_owner=None))
+                conn.execute(delete(runners_table).where(
+                    runners_table.c.heartbeat_at < now - timedelta(seconds=self.lease_seconds * 4)))
+                if recovered:
+                    db.notify_channel(conn, NOTIFY_CHANNEL)
+        except Exception:
+            log.exception("runner %s could not recover expired leases", self.id)
+            return 0
+        if recovered:
+            log.warning("recovered %d jobs from runners that stopped renewing their leases",
+                        len(recovered))
+            self.service.job_updates.publish_many(recovered)
+            self.wake()
+        return len(recovered)
+
+    def _drain_and_release(self, grace: float) -> None:
+        """On shutdown: jobs claimed but not started go back to the queue, untouched; running
+        ones get ``grace`` seconds to finish, then they too are handed back."""
+        released = [i for i in self._pool.waiting_items() if i.transition("waiting", "released")]
+        self._pool.stop(wait=grace)
+        leftovers = [i for i in self._pool.running_items() if i.transition("running", "released")]
+        released_ids = [i.job.id for i in released + leftovers]
+        now = datetime.now(UTC)
+        finished = self._take_finished()
+        try:
+            with db.write_transaction(self.engine) as conn:
+                recorded = self._record_finished(conn, finished, now) if finished else []
+                # Handed back jobs keep their attempt count; the attempt never really happened
+                # (waiting) or is cut short by shutdown and will run again.
+                if released_ids:
+                    conn.execute(jobs_table.update()
+                                 .where(jobs_table.c.id.in_(released_ids),
+                                        jobs_table.c.lease_owner == self.id)
+                                 .values(status=JobStatus.QUEUED.value, lease_owner=None,
+                                         lease_expires_at=None, attempt_started_at=None,
+                                         total_attempts=jobs_table.c.total_attempts - 1,
+                                         updated_at=now))
+                    db.notify_channel(conn, NOTIFY_CHANNEL)
+            self.service.job_updates.publish_many(recorded)
+        except Exception:
+            log.exception("runner %s could not release its jobs; their leases will expire and "
+                          "another runner will recover them", self.id)
+        for item in leftovers:
+            if item.context is not None:
+                item.context.cancel()
+
+    # -- heartbeat ------------------------------------------------------------------------
+
+    def _register_heartbeat(self) -> None:
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            conn.execute(runners_table.insert().values(
+                id=self.id, hostname=socket.gethostname(), pid=os.getpid(), threads=self.threads,
+                started_at=now, heartbeat_at=now))
+
+    def _unregister_heartbeat(self) -> None:
+        try:
+            with db.write_transaction(self.engine) as conn:
+                conn.execute(delete(runners_table).where(runners_table.c.id == self.id))
+        except Exception:
+            log.exception("runner %s could not remove its heartbeat row", self.id)

@@ -1,0 +1,490 @@
+"""``JobService``: the one facade through which the console, the CLI, the API and tests change jobs.
+
+Every rule lives here once: validation, tenant limits (checked atomically with the insert),
+state transitions (retry, cancel) and the events each change publishes.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import Engine, and_, func, select, text
+
+from . import db
+from .handlers import HandlerRegistry, JobHandler
+from .limits import JobLimitConfig, TenantStore, limits_from_row
+from .models import daily_usage_table, jobs_table, rejections_table, tenants_table
+from .records import job_from_row, new_job_id
+from .types import (FINISHED_STATUSES, WAITING_STATUSES, JobPriority, JobStateError, JobStatus,
+                    JobType, JobValidationError, SystemJob, TenantLimitException)
+from .validation import PreparedJob, prepare_job
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+NOTIFY_CHANNEL = "console_jobs"
+
+NOTIFICATION_CHANNELS = {"email": "email_handler", "sms": "sms_handler", "push": "push_handler",
+                         "webhook": "webhook_handler"}
+
+_BATCH_KEYS = {
+    "type": "job_type", "handler": "handler", "payload": "payload", "priority": "priority",
+    "scheduled_for": "scheduled_for", "scheduledFor": "scheduled_for",
+    "cron_schedule": "cron_schedule", "cronSchedule": "cron_schedule",
+    "max_retries": "max_retries", "maxRetries": "max_retries", "metadata": "metadata",
+    "timezone": "timezone_name", "idempotency_key": "idempotency_key",
+    "idempotencyKey": "idempotency_key", "delay": "delay",
+}
+
+
+class JobNotFoundError(LookupError):
+    """No job has that id."""
+
+
+class JobService:
+    """Queue, inspect and change jobs. Create one per app (``get_job_service()``)."""
+
+    def __init__(self, engine: Engine, *, retry_base_seconds: float = 2.0,
+                 retry_max_seconds: float = 3600.0, lease_seconds: float = 30.0,
+                 worker_threads: int = 8, poll_interval: float = 5.0,
+                 shutdown_grace_seconds: float = 20.0):
+        from .events import EventStream
+
+        self.engine = engine
+        self.retry_base_seconds = retry_base_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self.lease_seconds = lease_seconds
+        self.worker_threads = worker_threads
+        self.poll_interval = poll_interval
+        self.shutdown_grace_seconds = shutdown_grace_seconds
+        self.handlers = HandlerRegistry()
+        self.tenants = TenantStore(engine)
+        self.job_updates = EventStream("job_updates")
+        self.tenant_metrics_updates = EventStream("tenant_metrics_updates")
+        self.system_metrics_updates = EventStream("system_metrics_updates")
+        self._local_runners: set[Any] = set()
+        self._runners_lock = threading.Lock()
+
+    # -- handlers -------------------------------------------------------------------------
+
+    def register_handler(self, handler: JobHandler) -> JobHandler:
+        """Add a handler; a second handler with the same name is a ``ValueError``."""
+        return self.handlers.register(handler)
+
+    # -- queueing -------------------------------------------------------------------------
+
+    def queue_job(self, type: str | JobType, handler: str, payload: dict[str, Any],
+                  tenant_id: str, priority: JobPriority | str | None = None,
+                  scheduled_for: datetime | None = None, cron_schedule: str | None = None,
+                  max_retries: int = 3, metadata: dict[str, Any] | None = None,
+                  timezone: str = "UTC", idempotency_key: str | None = None,
+                  delay: timedelta | None = None) -> SystemJob:
+        """Queue one job. A due job is ``queued``; a future or cron one ``pending``.
+
+        :raise JobValidationError: bad input, naming the field; nothing stored.
+        :raise TenantLimitException: a tenant limit refused it; nothing stored.
+        """
+        now = datetime.now(UTC)
+        prepared = prepare_job(
+            self.handlers, job_type=type, handler=handler, payload=payload, tenant_id=tenant_id,
+            priority=priority, scheduled_for=scheduled_for, cron_schedule=cron_schedule,
+            max_retries=max_retries, metadata=metadata, timezone_name=timezone,
+            idempotency_key=idempotency_key, delay=delay, now=now, job_id=new_job_id())
+        return self._store(tenant_id, [prepared], now)[0]
+
+    def queue_notification(self, type: str, recipient: str, tenant_id: str,
+                           subject: str | None = None, body: Any = None,
+                           priority: JobPriority | str | None = None,
+                           idempotency_key: str | None = None, **extra: Any) -> SystemJob:
+        """Queue a notification on a channel (``email``, ``sms``, ``push``, ``webhook``).
+
+        Extra keyword arguments go into the payload (``template``, ``headers`` …), except the
+        ``queue_job`` options ``scheduled_for``, ``delay``, ``max_retries`` and ``metadata``.
+        """
+        channel = getattr(type, "value", type)
+        if channel not in NOTIFICATION_CHANNELS:
+            raise JobValidationError("type", f"unknown channel {channel!r}; use one of "
+                                             f"{', '.join(NOTIFICATION_CHANNELS)}")
+        if not isinstance(recipient, str) or not recipient.strip():
+            raise JobValidationError("recipient", "is required (an address, number, device "
+                                                  "token or URL)")
+        options = {k: extra.pop(k) for k in ("scheduled_for", "delay", "max_retries", "metadata",
+                                              "timezone") if k in extra}
+        payload = {"channel": channel, "recipient": recipient, **extra}
+        if subject is not None:
+            payload["subject"] = subject
+        if body is not None:
+            payload["body"] = body
+        return self.queue_job(JobType.NOTIFICATION.value, NOTIFICATION_CHANNELS[channel], payload,
+                              tenant_id, priority=priority, idempotency_key=idempotency_key,
+                              **options)
+
+    def queue_scheduled_job(self, name: str, cron_expression: str, handler: str,
+                            parameters: dict[str, Any], tenant_id: str, timezone: str = "UTC",
+                            priority: JobPriority | str | None = None, max_retries: int = 3,
+                            idempotency_key: str | None = None,
+                            metadata: dict[str, Any] | None = None) -> SystemJob:
+        """A recurring job on a cron schedule, ``pending`` until its next time.
+
+        The payload is ``parameters`` with ``name`` added, as the reference's examples read it.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise JobValidationError("name", "is required: what operators will see")
+        if not isinstance(parameters, dict):
+            raise JobValidationError("parameters", "must be a JSON object (a dict)")
+        if cron_expression is None:
+            raise JobValidationError("cron_expression", "is required, e.g. '0 9 * * *'")
+        payload = {"name": name, **parameters}
+        meta = {"name": name, **(metadata or {})}
+        return self.queue_job(JobType.SCHEDULED.value, handler, payload, tenant_id,
+                              priority=priority, cron_schedule=cron_expression,
+                              max_retries=max_retries, metadata=meta, timezone=timezone,
+                              idempotency_key=idempotency_key)
+
+    def queue_delayed_job(self, handler: str, payload: dict[str, Any], delay: timedelta,
+                          tenant_id: str, priority: JobPriority | str | None = None,
+                          max_retries: int = 3, metadata: dict[str, Any] | None = None,
+                          idempotency_key: str | None = None) -> SystemJob:
+        """Run once, ``delay`` from now."""
+        if delay is None:
+            raise JobValidationError("delay", "is required (a timedelta)")
+        return self.queue_job(JobType.DELAYED.value, handler, payload, tenant_id,
+                              priority=priority, delay=delay, max_retries=max_retries,
+                              metadata=metadata, idempotency_key=idempotency_key)
+
+    def queue_batch_jobs(self, job_specs: list[dict[str, Any]], tenant_id: str,
+                         priority: JobPriority | str | None = None) -> list[SystemJob]:
+        """Queue many jobs in one transaction: all are stored, or none.
+
+        A spec holds ``queue_job``'s argument names; the reference's camelCase keys
+        (``scheduledFor``, ``cronSchedule``, ``maxRetries``) are accepted too.
+        """
+        if not isinstance(job_specs, (list, tuple)) or not job_specs:
+            raise JobValidationError("job_specs", "must be a non-empty list of job specs")
+        now = datetime.now(UTC)
+        prepared = []
+        for index, spec in enumerate(job_specs):
+            if not isinstance(spec, dict):
+                raise JobValidationError(f"job_specs[{index}]", "must be a dict")
+            arguments: dict[str, Any] = {"priority": priority, "payload": {}}
+            for key, value in spec.items():
+                if key not in _BATCH_KEYS:
+                    raise JobValidationError(f"job_specs[{index}].{key}",
+                                             f"unknown key; use {', '.join(sorted(_BATCH_KEYS))}")
+                if key == "priority" and value is None:
+                    continue
+                arguments[_BATCH_KEYS[key]] = value
+            if "job_type" not in arguments:
+                raise JobValidationError(f"job_specs[{index}].type", "is required")
+            if "handler" not in arguments:
+                raise JobValidationError(f"job_specs[{index}].handler", "is required")
+            try:
+                prepared.append(prepare_job(self.handlers, tenant_id=tenant_id, now=now,
+                                            job_id=new_job_id(), **arguments))
+            except JobValidationError as exc:
+                raise JobValidationError(f"job_specs[{index}].{exc.field}",
+                                         exc.message.split(": ", 1)[1]) from None
+        return self._store(tenant_id, prepared, now)
+
+    def _store(self, tenant_id: str, prepared: list[PreparedJob], now: datetime) -> list[SystemJob]:
+        """Check limits and insert, atomically. The heart of the queue path."""
+        rejection: TenantLimitException | None = None
+        stored: list[dict[str, Any]] = []
+        aliases: dict[int, int] = {}
+        results: list[SystemJob | None] = [None] * len(prepared)
+        with db.write_transaction(self.engine) as conn:
+            tenant_query = select(tenants_table).where(tenants_table.c.id == tenant_id)
+            if not db.is_sqlite(conn):
+                tenant_query = tenant_query.with_for_update()  # serialises this tenant's queuers
+            tenant = conn.execute(tenant_query).first()
+            if tenant is None:
+                raise JobValidationError("tenant_id", f"unknown tenant {tenant_id!r}; create it "
+                                                      "first (service.tenants.set_tenant_config)")
+            new, aliases = self._resolve_idempotent(conn, tenant_id, prepared, results)
+            if new:
+                limits = limits_from_row(tenant)
+                rejection = self._check_limits(conn, tenant_id, limits, new, now)
+                if rejection is None:
+                    for job in new:
+                        job.row["priority"] = (job.priority or limits.default_job_priority).rank
+                    stored = [job.row for job in new]
+                    conn.execute(jobs_table.insert(), stored)
+                    db.notify_channel(conn, NOTIFY_CHANNEL)
+                else:
+                    conn.rollback()
+        if rejection is not None:
+            self._record_rejection(tenant_id, rejection.limit_type, now)
+            raise rejection
+        by_id = {row["id"]: row for row in stored}
+        snapshots = []
+        for index, job in enumerate(prepared):
+            if results[index] is None and index not in aliases:
+                results[index] = self._snapshot_new(by_id[job.row["id"]], job)
+                snapshots.append(results[index])
+        for index, first in aliases.items():
+            results[index] = results[first]
+        if snapshots:
+            self.job_updates.publish_many(snapshots)
+            self.wake_local_runners()
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _resolve_idempotent(conn, tenant_id, prepared, results) -> tuple[list[PreparedJob],
+                                                                          dict[int, int]]:
+        """Fill ``results`` with the stored jobs of repeated idempotency keys.
+
+        Returns the jobs still to insert, and for specs that repeat a key earlier in the same
+        batch, the index of that earlier spec.
+        """
+        keys = {p.row["idempotency_key"] for p in prepared if p.row["idempotency_key"]}
+        if not keys:
+            return list(prepared), {}
+        existing = {row.idempotency_key: job_from_row(row) for row in conn.execute(
+            select(jobs_table).where(jobs_table.c.tenant_id == tenant_id,
+                                     jobs_table.c.idempotency_key.in_(keys)))}
+        new, first_with_key, aliases = [], {}, {}
+        for index, job in enumerate(prepared):
+            key = job.row["idempotency_key"]
+            if key and key in existing:
+                results[index] = existing[key]
+            elif key and key in first_with_key:
+                aliases[index] = first_with_key[key]
+            else:
+                new.append(job)
+                if key:
+                    first_with_key[key] = index
+        return new, aliases
+
+    def _check_limits(self, conn, tenant_id: str, limits: JobLimitConfig, new: list[PreparedJob],
+                      now: datetime) -> TenantLimitException | None:
+        if limits.allowed_job_types is not None:
+            for job in new:
+                if job.row["type"] not in limits.allowed_job_types:
+                    allowed = ", ".join(sorted(limits.allowed_job_types)) or "none"
+                    return TenantLimitException(
+                        f"tenant {tenant_id!r} may not queue {job.row['type']!r} jobs "
+                        f"(allowed: {allowed}); move it to a higher tier or allow the type",
+                        "allowed_job_types", job.row["type"], sorted(limits.allowed_job_types),
+                        tenant_id)
+        if limits.max_job_payload_size is not None:
+            for job in new:
+                if job.payload_size > limits.max_job_payload_size:
+                    return TenantLimitException(
+                        f"payload of {job.payload_size} bytes exceeds tenant {tenant_id!r}'s "
+                        f"max_job_payload_size of {limits.max_job_payload_size} bytes",
+                        "max_job_payload_size", job.payload_size, limits.max_job_payload_size,
+                        tenant_id)
+        if limits.max_queued_jobs is not None:
+            waiting = self._count_waiting(conn, tenant_id, limits.max_queued_jobs + 1)
+            if waiting + len(new) > limits.max_queued_jobs:
+                return TenantLimitException(
+                    f"tenant {tenant_id!r} has {waiting} jobs waiting and max_queued_jobs is "
+                    f"{limits.max_queued_jobs}; {len(new)} more would exceed it — wait for jobs "
+                    "to run, cancel some, or raise the limit",
+                    "max_queued_jobs", waiting, limits.max_queued_jobs, tenant_id)
+        counted = sum(1 for job in new if not job.is_recurring)
+        if counted:
+            # The increment and the check in one statement: the row lock it takes makes
+            # concurrent queuers (other processes included) see each other's counts.
+            total = db.upsert(
+                conn, daily_usage_table,
+                {"tenant_id": tenant_id, "day": now.date(), "jobs_accepted": counted,
+                 "recurring_runs": 0},
+                ["tenant_id", "day"], ["jobs_accepted"],
+                returning=[daily_usage_table.c.jobs_accepted + daily_usage_table.c.recurring_runs],
+            ).scalar_one()
+            if limits.max_daily_jobs is not None and total > limits.max_daily_jobs:
+                used = total - counted
+                return TenantLimitException(
+                    f"tenant {tenant_id!r} has used {used} of its {limits.max_daily_jobs} jobs "
+                    f"for {now.date().isoformat()} (UTC); the count resets at midnight UTC",
+                    "max_daily_jobs", used, limits.max_daily_jobs, tenant_id)
+        return None
+
+    @staticmethod
+    def _count_waiting(conn, tenant_id: str, bound: int) -> int:
+        """Waiting jobs (pending + queued), counted only up to ``bound``: O(limit), not O(queue)."""
+        inner = (select(jobs_table.c.id)
+                 .where(jobs_table.c.tenant_id == tenant_id,
+                        jobs_table.c.status.in_(WAITING_STATUSES))
+                 .limit(bound).subquery())
+        return conn.execute(select(func.count()).select_from(inner)).scalar_one()
+
+    def _record_rejection(self, tenant_id: str, limit_type: str, now: datetime) -> None:
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        try:
+            with db.write_transaction(self.engine) as conn:
+                record_rejections(conn, tenant_id, limit_type, hour, 1)
+        except Exception:  # analytics must never turn a clear limit error into a 500
+            log.exception("could not record a %s rejection for %s", limit_type, tenant_id)
+
+    @staticmethod
+    def _snapshot_new(row: dict[str, Any], job: PreparedJob) -> SystemJob:
+        return SystemJob(
+            id=row["id"], type=row["type"], handler=row["handler"], payload=job.payload,
+            priority=JobPriority.from_rank(row["priority"]), status=JobStatus(row["status"]),
+            tenant_id=row["tenant_id"], scheduled_for=row["scheduled_for"],
+            cron_schedule=row["cron_schedule"], timezone=row["timezone"],
+            max_retries=row["max_retries"], current_retries=0, last_attempt=None,
+            completed_at=None, last_result=None, metadata=job.metadata,
+            created_at=row["created_at"], updated_at=row["updated_at"],
+            idempotency_key=row["idempotency_key"])
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get_job_by_id(self, job_id: str) -> SystemJob | None:
+        if not isinstance(job_id, str):
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs_table).where(jobs_table.c.id == job_id)).first()
+        return job_from_row(row) if row else None
+
+    def get_jobs_by_status(self, status: JobStatus | str, tenant_id: str | None = None,
+                           limit: int = 100) -> list[SystemJob]:
+        """Newest first."""
+        status = _parse_status(status)
+        query = select(jobs_table).where(jobs_table.c.status == status.value)
+        if tenant_id is not None:
+            query = query.where(jobs_table.c.tenant_id == tenant_id)
+        query = query.order_by(jobs_table.c.created_at.desc(), jobs_table.c.id.desc()).limit(
+            max(1, min(int(limit), 10_000)))
+        with self.engine.connect() as conn:
+            return [job_from_row(r) for r in conn.execute(query)]
+
+    def get_job_attempts(self, job_id: str) -> list[dict[str, Any]]:
+        """Every attempt of a job, oldest first."""
+        from .models import attempts_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(attempts_table).where(attempts_table.c.job_id == job_id)
+                                .order_by(attempts_table.c.attempt, attempts_table.c.id))
+            return [dict(r._mapping) for r in rows]
+
+    # -- state changes --------------------------------------------------------------------
+
+    def retry_job(self, job_id: str) -> SystemJob:
+        """Run a failed or cancelled job again, now (a recurring one: at its next time).
+
+        :raise JobNotFoundError: no such job.
+        :raise JobStateError: the job is not failed or cancelled.
+        :raise TenantLimitException: its tenant's queue is full.
+        """
+        from .cron import next_fire_time
+
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            job = self._lock_job(conn, job_id)
+            if job.status.value not in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
+                raise JobStateError(f"job {job_id} is {job.status.value}; only failed or "
+                                    "cancelled jobs can be retried")
+            tenant = conn.execute(select(tenants_table)
+                                  .where(tenants_table.c.id == job.tenant_id)).first()
+            limits = limits_from_row(tenant)
+            if limits.max_queued_jobs is not None:
+                waiting = self._count_waiting(conn, job.tenant_id, limits.max_queued_jobs + 1)
+                if waiting + 1 > limits.max_queued_jobs:
+                    rejection = TenantLimitException(
+                        f"tenant {job.tenant_id!r} already has {waiting} jobs waiting "
+                        f"(max_queued_jobs {limits.max_queued_jobs})", "max_queued_jobs",
+                        waiting, limits.max_queued_jobs, job.tenant_id)
+                    conn.rollback()
+                    self._record_rejection(job.tenant_id, "max_queued_jobs", now)
+                    raise rejection
+            if job.cron_schedule:
+                status, when = JobStatus.PENDING, next_fire_time(job.cron_schedule, job.timezone, now)
+            else:
+                status, when = JobStatus.QUEUED, now
+            changes = {"status": status.value, "scheduled_for": when, "current_retries": 0,
+                       "completed_at": None, "progress": None, "progress_message": None,
+                       "updated_at": now}
+            conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(**changes))
+            db.notify_channel(conn, NOTIFY_CHANNEL)
+        updated = replace(job, status=status, scheduled_for=when, current_retries=0,
+                          completed_at=None, progress=None, progress_message=None, updated_at=now)
+        self.job_updates.publish(updated)
+        self.wake_local_runners()
+        return updated
+
+    def cancel_job(self, job_id: str) -> SystemJob:
+        """Stop a pending or queued job from ever running (a recurring one: every future run).
+
+        :raise JobNotFoundError: no such job.
+        :raise JobStateError: the job is processing or already finished.
+        """
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            job = self._lock_job(conn, job_id)
+            if job.status.value not in WAITING_STATUSES:
+                raise JobStateError(f"job {job_id} is {job.status.value}; only pending or queued "
+                                    "jobs can be cancelled")
+            conn.execute(jobs_table.update().where(jobs_table.c.id == job_id)
+                         .values(status=JobStatus.CANCELLED.value, completed_at=now,
+                                 updated_at=now))
+        updated = replace(job, status=JobStatus.CANCELLED, completed_at=now, updated_at=now)
+        self.job_updates.publish(updated)
+        return updated
+
+    @staticmethod
+    def _lock_job(conn, job_id: str) -> SystemJob:
+        query = select(jobs_table).where(jobs_table.c.id == job_id)
+        if not db.is_sqlite(conn):
+            query = query.with_for_update()
+        row = conn.execute(query).first() if isinstance(job_id, str) else None
+        if row is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        return job_from_row(row)
+
+    # -- running --------------------------------------------------------------------------
+
+    def attach_runner(self, runner) -> None:
+        with self._runners_lock:
+            self._local_runners.add(runner)
+
+    def detach_runner(self, runner) -> None:
+        with self._runners_lock:
+            self._local_runners.discard(runner)
+
+    def wake_local_runners(self) -> None:
+        """Work was queued in this process: its runners look at once instead of at their tick."""
+        for runner in list(self._local_runners):
+            runner.wake()
+
+    def run_until_idle(self, timeout: float = 30.0, settle: float = 1.0,
+                       threads: int | None = None) -> int:
+        """Run due jobs in this process until nothing was due for ``settle`` seconds, or
+        ``timeout`` passed. Returns how many attempts ran. For tests, scripts and benchmarks."""
+        from .runner import Runner
+
+        runner = Runner(self, threads=threads or self.worker_threads, name="run-until-idle")
+        return runner.run_until_idle(timeout=timeout, settle=settle)
+
+    def next_due_time(self) -> datetime | None:
+        """When the earliest pending job falls due (None: nothing pending)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.min(jobs_table.c.scheduled_for))
+                                .where(jobs_table.c.status == JobStatus.PENDING.value)).scalar()
+
+    def count_jobs(self, tenant_id: str | None = None,
+                   statuses: Iterable[str] | None = None) -> int:
+        query = select(func.count()).select_from(jobs_table)
+        if tenant_id is not None:
+            query = query.where(jobs_table.c.tenant_id == tenant_id)
+        if statuses is not None:
+            query = query.where(jobs_table.c.status.in_([_parse_status(s).value for s in statuses]))
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+
+def record_rejections(conn, tenant_id: str, limit_type: str, hour: datetime, count: int) -> None:
+    db.upsert(conn, rejections_table,
+              {"tenant_id": tenant_id, "hour": hour, "limit_type": limit_type, "count": count},
+              ["tenant_id", "hour", "limit_type"], ["count"])
+
+
+def _parse_status(status: JobStatus | str) -> JobStatus:
+    try:
+        return JobStatus(getattr(status, "value", status))
+    except ValueError:
+        raise JobValidationError("status", f"unknown status {status!r}; use one of "
+                                           f"{', '.join(s.value for s in JobStatus)}") from None

@@ -1,0 +1,224 @@
+"""The engine's value types: enumerations, the job snapshot, results and exceptions."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+
+class JobStatus(str, enum.Enum):
+    PENDING = "pending"          # waits for its time: delayed, cron, or a retry's backoff
+    QUEUED = "queued"            # due, waiting for a slot
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+WAITING_STATUSES = (JobStatus.PENDING.value, JobStatus.QUEUED.value)
+FINISHED_STATUSES = (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+
+
+class JobPriority(str, enum.Enum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+    CRITICAL = "critical"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def rank(self) -> int:
+        """0 for low … 4 for critical: the value stored in the database and ordered on."""
+        return _PRIORITY_ORDER.index(self)
+
+    @classmethod
+    def from_rank(cls, rank: int) -> "JobPriority":
+        return _PRIORITY_ORDER[rank]
+
+    def __lt__(self, other):  # type: ignore[override]
+        if isinstance(other, JobPriority):
+            return self.rank < other.rank
+        return NotImplemented
+
+    def __le__(self, other):  # type: ignore[override]
+        if isinstance(other, JobPriority):
+            return self.rank <= other.rank
+        return NotImplemented
+
+    def __gt__(self, other):  # type: ignore[override]
+        if isinstance(other, JobPriority):
+            return self.rank > other.rank
+        return NotImplemented
+
+    def __ge__(self, other):  # type: ignore[override]
+        if isinstance(other, JobPriority):
+            return self.rank >= other.rank
+        return NotImplemented
+
+
+_PRIORITY_ORDER = [JobPriority.LOW, JobPriority.NORMAL, JobPriority.HIGH, JobPriority.URGENT,
+                   JobPriority.CRITICAL]
+
+
+class JobType(str, enum.Enum):
+    NOTIFICATION = "notification"
+    IMMEDIATE = "immediate"
+    DELAYED = "delayed"
+    SCHEDULED = "scheduled"
+    RECURRING = "recurring"
+    MAINTENANCE = "maintenance"
+    CLEANUP = "cleanup"
+    DATA_SYNC = "data_sync"
+    FILE_PROCESSING = "file_processing"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class JobExecutionResult:
+    """What one attempt produced. ``metadata={"retryable": False}`` on a failure ends the job."""
+
+    success: bool
+    executed_at: datetime
+    execution_time: timedelta
+    result: dict[str, Any] | None = None
+    error_message: str | None = None
+    metadata: dict[str, Any] | None = None
+    error_type: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return bool((self.metadata or {}).get("retryable", True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "executed_at": self.executed_at.isoformat(),
+            "execution_time_ms": round(self.execution_time.total_seconds() * 1000, 3),
+            "result": self.result,
+            "error_message": self.error_message,
+            "error_type": self.error_type,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "JobExecutionResult | None":
+        if not data:
+            return None
+        return cls(
+            success=bool(data.get("success")),
+            executed_at=datetime.fromisoformat(data["executed_at"]),
+            execution_time=timedelta(milliseconds=data.get("execution_time_ms") or 0),
+            result=data.get("result"),
+            error_message=data.get("error_message"),
+            metadata=data.get("metadata"),
+            error_type=data.get("error_type"),
+        )
+
+
+@dataclass(frozen=True)
+class SystemJob:
+    """A snapshot of one job as stored. Change jobs through ``JobService``, never by editing this."""
+
+    id: str
+    type: str
+    handler: str
+    payload: dict[str, Any]
+    priority: JobPriority
+    status: JobStatus
+    tenant_id: str
+    scheduled_for: datetime | None
+    cron_schedule: str | None
+    timezone: str
+    max_retries: int
+    current_retries: int
+    last_attempt: datetime | None
+    completed_at: datetime | None
+    last_result: JobExecutionResult | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    idempotency_key: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    total_attempts: int = 0
+
+    @property
+    def can_retry(self) -> bool:
+        """True while a failed attempt would be followed by another one."""
+        return self.current_retries < self.max_retries
+
+    @property
+    def is_recurring(self) -> bool:
+        return self.cron_schedule is not None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status.value in FINISHED_STATUSES
+
+
+class JobValidationError(ValueError):
+    """Input to a ``queue_*`` call is invalid; ``field`` names the argument at fault."""
+
+    def __init__(self, field_name: str, message: str):
+        self.field = field_name
+        self.message = f"{field_name}: {message}"
+        super().__init__(self.message)
+
+
+class PermanentJobError(Exception):
+    """Raise from a handler for a failure that retrying cannot fix (bad input, a 4xx answer):
+    the job fails at once instead of retrying."""
+
+    job_metadata = {"retryable": False}
+
+
+class JobStateError(ValueError):
+    """A state change that the job's current status does not allow (retry a running job …)."""
+
+
+class TenantLimitException(Exception):
+    """A tenant's limit refused the work; nothing was stored."""
+
+    def __init__(self, message: str, limit_type: str, current_usage: Any, limit: Any,
+                 tenant_id: str):
+        super().__init__(message)
+        self.message = message
+        self.limit_type = limit_type
+        self.current_usage = current_usage
+        self.limit = limit
+        self.tenant_id = tenant_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "limit_type": self.limit_type,
+                "current_usage": self.current_usage, "limit": self.limit,
+                "tenant_id": self.tenant_id}
+
+
+@dataclass
+class AttemptRecord:
+    """One row of the attempt history, as the job's page and analytics read it."""
+
+    job_id: str
+    attempt: int
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: float
+    success: bool
+    error_type: str | None
+    error_message: str | None
+    worker: str | None
+    tenant_id: str = ""
+    handler: str = ""
+    job_type: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
