@@ -82,14 +82,19 @@ class FairShare:
         self._virtual_time: dict[str, float] = {}
         self._clock = 0.0
         self._sequence = itertools.count()
+        self._waiting: set[str] = set()   # tenants left with due work after the last choice
 
     def choose(self, candidates: dict[str, list[Any]], weights: dict[str, int],
                capacity: int) -> list[Any]:
         heap: list[tuple] = []
         for tenant_id, rows in candidates.items():
             if rows:
-                start = max(self._virtual_time.get(tenant_id, 0.0), self._clock)
-                self._virtual_time[tenant_id] = start
+                if tenant_id not in self._waiting:
+                    # Newly active: start at the current virtual time, neither owed a burst for
+                    # having been idle nor behind everyone who was busy meanwhile. A tenant that
+                    # was already waiting keeps its place.
+                    self._virtual_time[tenant_id] = max(
+                        self._virtual_time.get(tenant_id, 0.0), self._clock)
                 heapq.heappush(heap, self._entry(tenant_id, rows, 0, weights[tenant_id]))
         chosen = []
         while heap and len(chosen) < capacity:
@@ -101,6 +106,7 @@ class FairShare:
             rows = candidates[tenant_id]
             if index + 1 < len(rows):
                 heapq.heappush(heap, self._entry(tenant_id, rows, index + 1, weights[tenant_id]))
+        self._waiting = {entry[5] for entry in heap}
         self._forget_idle()
         return chosen
 

@@ -68,8 +68,8 @@ class JobExecutionContext:
 
     @property
     def attempt(self) -> int:
-        """1 for the first attempt, 2 for the first retry …"""
-        return self.job.current_retries + 1
+        """This attempt's number over the job's whole life: 1 for the first, 2 for the next …"""
+        return max(1, self.job.total_attempts)
 
     def report_progress(self, fraction: float, message: str | None = None) -> None:
         """Tell operators how far the job got (0.0–1.0); cheap to call often."""

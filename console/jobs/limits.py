@@ -35,8 +35,12 @@ class TenantLimitTier(str, enum.Enum):
 
     @property
     def weight(self) -> int:
-        """The tier's share of capacity when tenants compete: 1, 2, 4, 8."""
-        return 2 ** (int(self.value[-1]) - 1)
+        """The tier's share of capacity when tenants compete: 1, 2, 3, 4.
+
+        Gentle on purpose: a tier-4 flood gets at most twice a tier-2 tenant's share at equal
+        priority, so higher tiers are served first without starving anyone.
+        """
+        return int(self.value[-1])
 
 
 _GENERAL = ["notification", "immediate", "delayed", "scheduled", "recurring", "maintenance"]

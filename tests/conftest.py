@@ -1,0 +1,114 @@
+"""Shared fixtures: a fresh database per test (SQLite file, or PostgreSQL when
+``TEST_DATABASE_URL`` is set), the app, its job service, and tenant/job factories."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from console import create_app
+from console.jobs import TenantConfig
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+ON_POSTGRES = bool(TEST_DATABASE_URL)
+
+TEST_HANDLERS = [f"tests.jobs.handlers:{name}" for name in (
+    "RecordingHandler", "FailsNTimesHandler", "AlwaysFailsHandler", "FailsPermanentlyHandler",
+    "HangsHandler", "ConcurrencyProbeHandler", "OrderRecorderHandler", "PickyHandler",
+    "SleepsHandler")]
+
+BASE_CONFIG = {
+    "JOBS_RUN_SCHEDULER": False,
+    "JOBS_RETRY_BASE_SECONDS": 0.05,
+    "JOBS_RETRY_MAX_SECONDS": 1.0,
+    "JOBS_LEASE_SECONDS": 5.0,
+    "JOBS_POLL_INTERVAL": 0.5,
+    "JOBS_SHUTDOWN_GRACE_SECONDS": 5.0,
+    "JOBS_WORKER_THREADS": 8,
+    "JOBS_HANDLERS": TEST_HANDLERS,
+    "SECRET_KEY": "test-secret",
+    "TESTING": True,
+}
+
+_TABLES = ["job_attempts", "jobs", "tenant_daily_usage", "limit_rejections", "runners", "tenants"]
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory):
+    """Migrate once per session: a template SQLite file, or the PostgreSQL schema."""
+    if ON_POSTGRES:
+        app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": TEST_DATABASE_URL})
+        with app.app_context():
+            app.extensions["jobs"].engine.dispose()
+        return TEST_DATABASE_URL
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"})
+    app.extensions["jobs"].engine.dispose()
+    return str(path)
+
+
+@pytest.fixture
+def database_url(database_template, tmp_path) -> str:
+    if ON_POSTGRES:
+        engine = create_engine(database_template.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return database_template
+    target = tmp_path / "console.sqlite3"
+    shutil.copyfile(database_template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def app_config(database_url) -> dict:
+    """Override in a test module to change settings for its app."""
+    return {**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url}
+
+
+@pytest.fixture
+def app(app_config):
+    app = create_app(app_config)
+    yield app
+    runner = app.extensions.get("jobs_runner")
+    if runner is not None:
+        runner.stop(grace=1)
+    app.extensions["jobs"].engine.dispose()
+
+
+@pytest.fixture
+def service(app):
+    return app.extensions["jobs"]
+
+
+@pytest.fixture
+def make_tenant(service):
+    """``make_tenant("acme", "tier2", maxQueuedJobs=3)``: a tenant with camelCase overrides."""
+    def make(tenant_id: str = "acme", tier: str = "tier4", name: str | None = None,
+             **job_limits):
+        config = TenantConfig.for_tier(tenant_id, name or tenant_id.title(), tier,
+                                       {"jobLimits": job_limits} if job_limits else None)
+        return service.tenants.set_tenant_config(config)
+    return make
+
+
+@pytest.fixture
+def handler(service):
+    """The registered instance of a test handler, to read what it recorded."""
+    return service.handlers.get
+
+
+def env_for_subprocess(database_url: str, **extra: str) -> dict[str, str]:
+    """Environment for ``flask --app console worker`` processes sharing the test database."""
+    import json
+
+    env = {**os.environ, "DATABASE_URL": database_url,
+           "CONSOLE_JOBS_HANDLERS": json.dumps(TEST_HANDLERS),
+           "CONSOLE_JOBS_RETRY_BASE_SECONDS": "0.05", "CONSOLE_JOBS_POLL_INTERVAL": "0.5",
+           "CONSOLE_SECRET_KEY": "test-secret",
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env.update(extra)
+    return env
