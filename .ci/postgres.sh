@@ -3,9 +3,12 @@
 PGPORT="${PGPORT:-55432}"
 
 _pg_bin() {
-  if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return; fi
+  # Debian's layout has every tool (initdb, pg_ctl, createdb) in one folder; prefer it.
   local found
   found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$found" ] && command -v initdb >/dev/null 2>&1 && command -v createdb >/dev/null 2>&1; then
+    found=$(dirname "$(command -v initdb)")
+  fi
   if [ -z "$found" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
     found=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
