@@ -146,4 +146,18 @@ def start_runner(app: Flask):
     runner = Runner(app.extensions["jobs"]).start()
     app.extensions["jobs_runner"] = runner
     atexit.register(runner.stop)
+    _exit_cleanly_on_sigterm()
     return runner
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Python's default SIGTERM kills the process without running ``atexit``; turn it into a
+    normal exit so the runner hands back its jobs. Servers with their own handler (gunicorn)
+    keep it."""
+    import signal
+    import sys
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -182,17 +182,24 @@ class Runner:
         finished = self._take_finished()
         capacity = 0 if self._stop.is_set() else self._pool.free_slots
         now = datetime.now(UTC)
-        with db.write_transaction(self.engine) as conn:
-            recorded = self._record_finished(conn, finished, now) if finished else []
-            promoted = self._promote_due(conn, now)
-            claim = claim_due_jobs(conn, runner_id=self.id, capacity=capacity,
-                                   lease_seconds=self.lease_seconds,
-                                   handlers=self.service.handlers.names(),
-                                   fairness=self._fairness, now=now,
-                                   daily_limit_check=self._apply_daily_limit_to_recurring)
-            self._next_due = conn.execute(
-                select(func.min(jobs_table.c.scheduled_for))
-                .where(jobs_table.c.status == JobStatus.PENDING.value)).scalar()
+        try:
+            with db.write_transaction(self.engine) as conn:
+                recorded = self._record_finished(conn, finished, now) if finished else []
+                promoted = self._promote_due(conn, now)
+                claim = claim_due_jobs(conn, runner_id=self.id, capacity=capacity,
+                                       lease_seconds=self.lease_seconds,
+                                       handlers=self.service.handlers.names(),
+                                       fairness=self._fairness, now=now,
+                                       daily_limit_check=self._apply_daily_limit_to_recurring)
+                self._next_due = conn.execute(
+                    select(func.min(jobs_table.c.scheduled_for))
+                    .where(jobs_table.c.status == JobStatus.PENDING.value)).scalar()
+        except Exception:
+            # Nothing of this cycle was written (database down, deadlock victim): keep the
+            # results to write them next time.
+            self._finished.extendleft(reversed(finished))
+            raise
+        self.executed += len(finished)
         updates = self.service.job_updates
         if updates.has_subscribers:
             updates.publish_many(recorded)
@@ -371,7 +378,6 @@ class Runner:
                 .values(**changes, last_result=result.to_dict(), lease_owner=None,
                         lease_expires_at=None, attempt_started_at=None, updated_at=now)
             ).rowcount
-            self.executed += 1
             self._progress_written.pop(job.id, None)
             if row_count != 1:
                 log.warning("runner %s lost the lease of job %s before its attempt finished; "
@@ -502,6 +508,7 @@ class Runner:
         try:
             with db.write_transaction(self.engine) as conn:
                 recorded = self._record_finished(conn, finished, now) if finished else []
+                self.executed += len(finished)
                 # Handed back jobs keep their attempt count; the attempt never really happened
                 # (waiting) or is cut short by shutdown and will run again.
                 if released_ids:
