@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, bindparam, func, select, text
+from sqlalchemy import Connection, bindparam, func, select
 
 from . import db
 from .limits import TenantLimitTier
@@ -48,15 +48,41 @@ class TenantSlot:
     max_daily_jobs: int | None
 
 
-def _tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
+def _build_statements():
     t, j = tenants_table.c, jobs_table.c
     running = (select(func.count()).select_from(jobs_table)
                .where(j.tenant_id == t.id, j.status == _PROCESSING).scalar_subquery())
-    has_due = (select(jobs_table.c.id).where(j.tenant_id == t.id, j.status == _QUEUED).exists())
-    rows = conn.execute(select(t.id, t.tier, t.max_concurrent_jobs, t.max_job_duration_ms,
-                               t.max_daily_jobs, running.label("running")).where(has_due))
+    # A correlated probe (LIMIT 1 on the claim index), not EXISTS: PostgreSQL plans EXISTS as a
+    # semi-join over every queued row when its statistics are stale.
+    first_due = (select(j.id).where(j.tenant_id == t.id, j.status == _QUEUED)
+                 .limit(1).scalar_subquery())
+    tenants_with_due_work = select(t.id, t.tier, t.max_concurrent_jobs, t.max_job_duration_ms,
+                                   t.max_daily_jobs, running.label("running")).where(
+        first_due.is_not(None))
+    due_jobs_of = (select(jobs_table)
+                   .where(j.tenant_id == bindparam("tenant_id"), j.status == _QUEUED,
+                          j.handler.in_(bindparam("handlers", expanding=True)))
+                   .order_by(j.priority.desc(), j.scheduled_for, j.id)
+                   .limit(bindparam("room")))
+    mark_claimed = (jobs_table.update()
+                    .where(j.id.in_(bindparam("ids", expanding=True)))
+                    .values(status=_PROCESSING, lease_owner=bindparam("owner"),
+                            lease_expires_at=bindparam("expires", type_=j.lease_expires_at.type),
+                            attempt_started_at=bindparam("now", type_=j.attempt_started_at.type),
+                            last_attempt=bindparam("now", type_=j.last_attempt.type),
+                            total_attempts=j.total_attempts + 1,
+                            updated_at=bindparam("now", type_=j.updated_at.type),
+                            progress=None, progress_message=None))
+    return tenants_with_due_work, due_jobs_of, mark_claimed
+
+
+_TENANTS_WITH_DUE_WORK, _DUE_JOBS_OF, _MARK_CLAIMED = _build_statements()
+_DUE_JOBS_OF_LOCKED = _DUE_JOBS_OF.with_for_update(skip_locked=True)
+
+
+def _tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
     slots = []
-    for row in rows:
+    for row in conn.execute(_TENANTS_WITH_DUE_WORK):
         free = None if row.max_concurrent_jobs is None else row.max_concurrent_jobs - row.running
         slots.append(TenantSlot(row.id, TenantLimitTier(row.tier).weight, free,
                                 row.max_job_duration_ms, row.max_daily_jobs))
@@ -65,14 +91,9 @@ def _tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
 
 def _due_jobs_of(conn: Connection, tenant_id: str, limit: int, handlers: list[str],
                  lock_rows: bool) -> list[Any]:
-    j = jobs_table.c
-    query = (select(jobs_table)
-             .where(j.tenant_id == tenant_id, j.status == _QUEUED, j.handler.in_(handlers))
-             .order_by(j.priority.desc(), j.scheduled_for, j.id)
-             .limit(limit))
-    if lock_rows:
-        query = query.with_for_update(skip_locked=True)
-    return conn.execute(query).all()
+    statement = _DUE_JOBS_OF_LOCKED if lock_rows else _DUE_JOBS_OF
+    return conn.execute(statement, {"tenant_id": tenant_id, "handlers": handlers,
+                                    "room": limit}).all()
 
 
 class FairShare:
@@ -154,14 +175,9 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
     chosen = fairness.choose(candidates, weights, capacity)
     chosen, deferred = daily_limit_check(conn, chosen, limits, now)
     if chosen:
-        j = jobs_table.c
-        conn.execute(jobs_table.update()
-                     .where(j.id.in_([row.id for row in chosen]))
-                     .values(status=_PROCESSING, lease_owner=runner_id,
-                             lease_expires_at=now + timedelta(seconds=lease_seconds),
-                             attempt_started_at=now, last_attempt=now,
-                             total_attempts=j.total_attempts + 1, updated_at=now,
-                             progress=None, progress_message=None))
+        conn.execute(_MARK_CLAIMED, {"ids": [row.id for row in chosen], "owner": runner_id,
+                                     "expires": now + timedelta(seconds=lease_seconds),
+                                     "now": now})
     durations = {tenant_id: (slot.max_job_duration_ms / 1000.0
                              if slot.max_job_duration_ms is not None else None)
                  for tenant_id, slot in limits.items()}

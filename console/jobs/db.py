@@ -9,6 +9,8 @@ lock (busy timeout) instead of failing with "database is locked" halfway through
 from __future__ import annotations
 
 import sqlite3
+import threading
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -16,6 +18,12 @@ from sqlalchemy import Connection, Engine, event, text
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "console_begin_immediate"
+# One lock per SQLite engine: writers in one process queue here, woken the moment the lock is
+# free, instead of in SQLite's busy handler, which sleeps up to 100 ms between tries and lets a
+# busy dispatcher starve a single queue call.
+_process_write_locks: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = (
+    weakref.WeakKeyDictionary())
+_locks_guard = threading.Lock()
 
 
 @event.listens_for(Engine, "connect")
@@ -44,11 +52,17 @@ def is_sqlite(bind: Engine | Connection) -> bool:
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that holds the write lock from its first statement on SQLite.
 
-    On PostgreSQL it is an ordinary transaction; callers lock the rows they need.
+    On PostgreSQL it is an ordinary transaction; callers lock the rows they need. Do not nest
+    write transactions: on SQLite the inner one would wait for the outer one's lock.
     """
-    with engine.connect() as conn:
-        if is_sqlite(engine):
-            conn = conn.execution_options(**{_IMMEDIATE: True})
+    if not is_sqlite(engine):
+        with engine.begin() as conn:
+            yield conn
+        return
+    with _locks_guard:
+        lock = _process_write_locks.setdefault(engine, threading.Lock())
+    with lock, engine.connect() as conn:
+        conn = conn.execution_options(**{_IMMEDIATE: True})
         with conn.begin():
             yield conn
 
@@ -60,21 +74,37 @@ def advisory_xact_lock(conn: Connection, key: int) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def upsert(conn: Connection, table, values: dict, key_columns: list[str], increments: dict,
-           returning=None):
-    """INSERT … ON CONFLICT (key) DO UPDATE SET col = col + excluded.col, on either database."""
-    if conn.dialect.name == "postgresql":
+def upsert_statement(dialect_name: str, table, key_columns: list[str], increments: list[str],
+                     returning=None):
+    """INSERT … ON CONFLICT (key) DO UPDATE SET col = col + excluded.col, built once; execute it
+    with the row's values as parameters."""
+    if dialect_name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table).values(**values)
+    statement = insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=key_columns,
         set_={col: table.c[col] + statement.excluded[col] for col in increments},
     )
     if returning is not None:
         statement = statement.returning(*returning)
-    return conn.execute(statement)
+    return statement
+
+
+_upserts: dict[tuple, object] = {}
+
+
+def upsert(conn: Connection, table, values: dict, key_columns: list[str], increments: list[str],
+           returning=None):
+    """Run a cached ``upsert_statement`` for ``values``."""
+    key = (conn.dialect.name, table.name, tuple(key_columns), tuple(increments),
+           tuple(str(r) for r in returning) if returning is not None else None)
+    statement = _upserts.get(key)
+    if statement is None:
+        statement = _upserts[key] = upsert_statement(conn.dialect.name, table, key_columns,
+                                                     increments, returning)
+    return conn.execute(statement, values)
 
 
 def notify_channel(conn: Connection, channel: str) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 
 from . import db
 from .claiming import FairShare, claim_due_jobs
@@ -36,6 +36,37 @@ from .types import JobExecutionResult, JobStatus, SystemJob
 log = logging.getLogger(__name__)
 UTC = timezone.utc
 _PROGRESS_MIN_INTERVAL = 0.25  # seconds between progress writes of one job
+
+
+def _build_statements():
+    j = jobs_table.c
+    owned = select(j.id).where(j.id.in_(bindparam("ids", expanding=True)),
+                               j.lease_owner == bindparam("owner"),
+                               j.status == JobStatus.PROCESSING.value)
+    record_result = (jobs_table.update()
+                     .where(j.id == bindparam("b_id"))
+                     .values(status=bindparam("b_status"),
+                             scheduled_for=bindparam("b_scheduled_for", type_=j.scheduled_for.type),
+                             current_retries=bindparam("b_current_retries"),
+                             completed_at=bindparam("b_completed_at", type_=j.completed_at.type),
+                             last_result=bindparam("b_last_result", type_=j.last_result.type),
+                             progress=bindparam("b_progress", type_=j.progress.type),
+                             lease_owner=None, lease_expires_at=None, attempt_started_at=None,
+                             updated_at=bindparam("b_now", type_=j.updated_at.type)))
+    promote_due = (jobs_table.update()
+                   .where(j.status == JobStatus.PENDING.value,
+                          j.scheduled_for <= bindparam("now", type_=j.scheduled_for.type))
+                   .values(status=JobStatus.QUEUED.value,
+                           updated_at=bindparam("now", type_=j.updated_at.type))
+                   .returning(*jobs_table.c))
+    next_due = select(func.min(j.scheduled_for)).where(j.status == JobStatus.PENDING.value)
+    return (owned, owned.with_for_update(), record_result, attempts_table.insert(), promote_due,
+            next_due)
+
+
+# Built once: constructing a statement costs more than executing it on SQLite.
+(_OWNED, _OWNED_FOR_UPDATE, _RECORD_RESULT, _INSERT_ATTEMPT, _PROMOTE_DUE,
+ _NEXT_DUE) = _build_statements()
 
 
 @dataclass
@@ -68,6 +99,7 @@ class Runner:
         self._watcher = None
         self._next_due: datetime | None = None
         self._progress_written: dict[str, float] = {}
+        self._postgres = self.engine.dialect.name == "postgresql"
         self.executed = 0   # attempts finished by this runner
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -191,9 +223,7 @@ class Runner:
                                        handlers=self.service.handlers.names(),
                                        fairness=self._fairness, now=now,
                                        daily_limit_check=self._apply_daily_limit_to_recurring)
-                self._next_due = conn.execute(
-                    select(func.min(jobs_table.c.scheduled_for))
-                    .where(jobs_table.c.status == JobStatus.PENDING.value)).scalar()
+                self._next_due = conn.execute(_NEXT_DUE).scalar()
         except Exception:
             # Nothing of this cycle was written (database down, deadlock victim): keep the
             # results to write them next time.
@@ -217,11 +247,7 @@ class Runner:
     def _promote_due(self, conn, now: datetime) -> list[Any]:
         if self._next_due is not None and self._next_due > now:
             return []  # nothing can be due yet (a commit elsewhere wakes us and resets this)
-        j = jobs_table.c
-        return conn.execute(jobs_table.update()
-                            .where(j.status == JobStatus.PENDING.value, j.scheduled_for <= now)
-                            .values(status=JobStatus.QUEUED.value, updated_at=now)
-                            .returning(*jobs_table.c)).all()
+        return conn.execute(_PROMOTE_DUE, {"now": now}).all()
 
     def _apply_daily_limit_to_recurring(self, conn, chosen, tenant_slots, now):
         """Count recurring runs against ``max_daily_jobs``; runs past it move to their next time."""
@@ -366,23 +392,30 @@ class Runner:
                                                    (now_m - item.started_monotonic) * 1000.0))
 
     def _record_finished(self, conn, finished: list[Finished], now: datetime) -> list[SystemJob]:
-        """Write each finished attempt and the job's next state; return the updated jobs."""
-        attempts, updated = [], []
-        j = jobs_table.c
+        """Write each finished attempt and the job's next state; return the updated jobs.
+
+        Only jobs still leased to this runner are written: if the lease was lost (another runner
+        recovered the job and counted the attempt as lost), the late result is dropped.
+        """
+        ids = [done.item.job.id for done in finished]
+        owned_query = _OWNED_FOR_UPDATE if self._postgres else _OWNED
+        owned = set(conn.execute(owned_query, {"ids": ids, "owner": self.id}).scalars())
+        updates, attempts, updated = [], [], []
         for done in finished:
             job, result = done.item.job, done.result
-            changes = self.next_state(job, result, now)
-            row_count = conn.execute(
-                jobs_table.update()
-                .where(j.id == job.id, j.lease_owner == self.id, j.status == "processing")
-                .values(**changes, last_result=result.to_dict(), lease_owner=None,
-                        lease_expires_at=None, attempt_started_at=None, updated_at=now)
-            ).rowcount
             self._progress_written.pop(job.id, None)
-            if row_count != 1:
+            if job.id not in owned:
                 log.warning("runner %s lost the lease of job %s before its attempt finished; "
                             "the result is dropped", self.id, job.id)
                 continue
+            changes = self.next_state(job, result, now)
+            scheduled_for = changes.get("scheduled_for", job.scheduled_for)
+            progress = changes.get("progress", job.progress)
+            updates.append({
+                "b_id": job.id, "b_status": changes["status"], "b_scheduled_for": scheduled_for,
+                "b_current_retries": changes["current_retries"],
+                "b_completed_at": changes.get("completed_at"), "b_last_result": result.to_dict(),
+                "b_progress": progress, "b_now": now})
             attempts.append({
                 "job_id": job.id, "tenant_id": job.tenant_id, "job_type": job.type,
                 "handler": job.handler, "attempt": job.total_attempts,
@@ -394,13 +427,14 @@ class Runner:
                 "worker": self.id,
             })
             updated.append(replace(job, status=JobStatus(changes["status"]),
-                                   scheduled_for=changes.get("scheduled_for", job.scheduled_for),
+                                   scheduled_for=scheduled_for,
                                    current_retries=changes["current_retries"],
                                    completed_at=changes.get("completed_at"),
                                    last_result=result, lease_owner=None, updated_at=now,
-                                   progress=changes.get("progress", job.progress)))
-        if attempts:
-            conn.execute(attempts_table.insert(), attempts)
+                                   progress=progress))
+        if updates:
+            conn.execute(_RECORD_RESULT, updates)
+            conn.execute(_INSERT_ATTEMPT, attempts)
         return updated
 
     def next_state(self, job: SystemJob, result: JobExecutionResult, now: datetime) -> dict:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import Engine, and_, func, select, text
+from sqlalchemy import Engine, bindparam, func, select
 
 from . import db
 from .handlers import HandlerRegistry, JobHandler
@@ -37,6 +37,15 @@ _BATCH_KEYS = {
     "timezone": "timezone_name", "idempotency_key": "idempotency_key",
     "idempotencyKey": "idempotency_key", "delay": "delay",
 }
+
+
+_TENANT_BY_ID = select(tenants_table).where(tenants_table.c.id == bindparam("tenant_id"))
+_INSERT_JOB = jobs_table.insert()
+_COUNT_WAITING = select(func.count()).select_from(
+    select(jobs_table.c.id)
+    .where(jobs_table.c.tenant_id == bindparam("tenant_id"),
+           jobs_table.c.status.in_(WAITING_STATUSES))
+    .limit(bindparam("bound")).subquery())
 
 
 class JobNotFoundError(LookupError):
@@ -66,6 +75,12 @@ class JobService:
         self.system_metrics_updates = EventStream("system_metrics_updates")
         self._local_runners: set[Any] = set()
         self._runners_lock = threading.Lock()
+        # Statements of the queue path, built once (building costs more than running them).
+        postgres = engine.dialect.name == "postgresql"
+        self._tenant_for_update = _TENANT_BY_ID.with_for_update() if postgres else _TENANT_BY_ID
+        self._count_daily = db.upsert_statement(
+            engine.dialect.name, daily_usage_table, ["tenant_id", "day"], ["jobs_accepted"],
+            returning=[daily_usage_table.c.jobs_accepted + daily_usage_table.c.recurring_runs])
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -190,33 +205,28 @@ class JobService:
 
     def _store(self, tenant_id: str, prepared: list[PreparedJob], now: datetime) -> list[SystemJob]:
         """Check limits and insert, atomically. The heart of the queue path."""
-        rejection: TenantLimitException | None = None
         stored: list[dict[str, Any]] = []
         aliases: dict[int, int] = {}
         results: list[SystemJob | None] = [None] * len(prepared)
-        with db.write_transaction(self.engine) as conn:
-            tenant_query = select(tenants_table).where(tenants_table.c.id == tenant_id)
-            if not db.is_sqlite(conn):
-                tenant_query = tenant_query.with_for_update()  # serialises this tenant's queuers
-            tenant = conn.execute(tenant_query).first()
-            if tenant is None:
-                raise JobValidationError("tenant_id", f"unknown tenant {tenant_id!r}; create it "
-                                                      "first (service.tenants.set_tenant_config)")
-            new, aliases = self._resolve_idempotent(conn, tenant_id, prepared, results)
-            if new:
-                limits = limits_from_row(tenant)
-                rejection = self._check_limits(conn, tenant_id, limits, new, now)
-                if rejection is None:
+        try:
+            with db.write_transaction(self.engine) as conn:
+                tenant = conn.execute(self._tenant_for_update, {"tenant_id": tenant_id}).first()
+                if tenant is None:
+                    raise JobValidationError(
+                        "tenant_id", f"unknown tenant {tenant_id!r}; create it first "
+                                     "(service.tenants.set_tenant_config)")
+                new, aliases = self._resolve_idempotent(conn, tenant_id, prepared, results)
+                if new:
+                    limits = limits_from_row(tenant)
+                    self._check_limits(conn, tenant_id, limits, new, now)  # raises to roll back
                     for job in new:
                         job.row["priority"] = (job.priority or limits.default_job_priority).rank
                     stored = [job.row for job in new]
-                    conn.execute(jobs_table.insert(), stored)
+                    conn.execute(_INSERT_JOB, stored)
                     db.notify_channel(conn, NOTIFY_CHANNEL)
-                else:
-                    conn.rollback()
-        if rejection is not None:
+        except TenantLimitException as rejection:  # nothing stored; count it, then tell the caller
             self._record_rejection(tenant_id, rejection.limit_type, now)
-            raise rejection
+            raise
         by_id = {row["id"]: row for row in stored}
         snapshots = []
         for index, job in enumerate(prepared):
@@ -258,12 +268,13 @@ class JobService:
         return new, aliases
 
     def _check_limits(self, conn, tenant_id: str, limits: JobLimitConfig, new: list[PreparedJob],
-                      now: datetime) -> TenantLimitException | None:
+                      now: datetime) -> None:
+        """Raise ``TenantLimitException`` for the first limit the new jobs would break."""
         if limits.allowed_job_types is not None:
             for job in new:
                 if job.row["type"] not in limits.allowed_job_types:
                     allowed = ", ".join(sorted(limits.allowed_job_types)) or "none"
-                    return TenantLimitException(
+                    raise TenantLimitException(
                         f"tenant {tenant_id!r} may not queue {job.row['type']!r} jobs "
                         f"(allowed: {allowed}); move it to a higher tier or allow the type",
                         "allowed_job_types", job.row["type"], sorted(limits.allowed_job_types),
@@ -271,7 +282,7 @@ class JobService:
         if limits.max_job_payload_size is not None:
             for job in new:
                 if job.payload_size > limits.max_job_payload_size:
-                    return TenantLimitException(
+                    raise TenantLimitException(
                         f"payload of {job.payload_size} bytes exceeds tenant {tenant_id!r}'s "
                         f"max_job_payload_size of {limits.max_job_payload_size} bytes",
                         "max_job_payload_size", job.payload_size, limits.max_job_payload_size,
@@ -279,7 +290,7 @@ class JobService:
         if limits.max_queued_jobs is not None:
             waiting = self._count_waiting(conn, tenant_id, limits.max_queued_jobs + 1)
             if waiting + len(new) > limits.max_queued_jobs:
-                return TenantLimitException(
+                raise TenantLimitException(
                     f"tenant {tenant_id!r} has {waiting} jobs waiting and max_queued_jobs is "
                     f"{limits.max_queued_jobs}; {len(new)} more would exceed it — wait for jobs "
                     "to run, cancel some, or raise the limit",
@@ -288,29 +299,20 @@ class JobService:
         if counted:
             # The increment and the check in one statement: the row lock it takes makes
             # concurrent queuers (other processes included) see each other's counts.
-            total = db.upsert(
-                conn, daily_usage_table,
-                {"tenant_id": tenant_id, "day": now.date(), "jobs_accepted": counted,
-                 "recurring_runs": 0},
-                ["tenant_id", "day"], ["jobs_accepted"],
-                returning=[daily_usage_table.c.jobs_accepted + daily_usage_table.c.recurring_runs],
-            ).scalar_one()
+            total = conn.execute(self._count_daily, {
+                "tenant_id": tenant_id, "day": now.date(), "jobs_accepted": counted,
+                "recurring_runs": 0}).scalar_one()
             if limits.max_daily_jobs is not None and total > limits.max_daily_jobs:
                 used = total - counted
-                return TenantLimitException(
+                raise TenantLimitException(
                     f"tenant {tenant_id!r} has used {used} of its {limits.max_daily_jobs} jobs "
                     f"for {now.date().isoformat()} (UTC); the count resets at midnight UTC",
                     "max_daily_jobs", used, limits.max_daily_jobs, tenant_id)
-        return None
 
     @staticmethod
     def _count_waiting(conn, tenant_id: str, bound: int) -> int:
         """Waiting jobs (pending + queued), counted only up to ``bound``: O(limit), not O(queue)."""
-        inner = (select(jobs_table.c.id)
-                 .where(jobs_table.c.tenant_id == tenant_id,
-                        jobs_table.c.status.in_(WAITING_STATUSES))
-                 .limit(bound).subquery())
-        return conn.execute(select(func.count()).select_from(inner)).scalar_one()
+        return conn.execute(_COUNT_WAITING, {"tenant_id": tenant_id, "bound": bound}).scalar_one()
 
     def _record_rejection(self, tenant_id: str, limit_type: str, now: datetime) -> None:
         hour = now.replace(minute=0, second=0, microsecond=0)
@@ -373,33 +375,34 @@ class JobService:
         from .cron import next_fire_time
 
         now = datetime.now(UTC)
-        with db.write_transaction(self.engine) as conn:
-            job = self._lock_job(conn, job_id)
-            if job.status.value not in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
-                raise JobStateError(f"job {job_id} is {job.status.value}; only failed or "
-                                    "cancelled jobs can be retried")
-            tenant = conn.execute(select(tenants_table)
-                                  .where(tenants_table.c.id == job.tenant_id)).first()
-            limits = limits_from_row(tenant)
-            if limits.max_queued_jobs is not None:
-                waiting = self._count_waiting(conn, job.tenant_id, limits.max_queued_jobs + 1)
-                if waiting + 1 > limits.max_queued_jobs:
-                    rejection = TenantLimitException(
-                        f"tenant {job.tenant_id!r} already has {waiting} jobs waiting "
-                        f"(max_queued_jobs {limits.max_queued_jobs})", "max_queued_jobs",
-                        waiting, limits.max_queued_jobs, job.tenant_id)
-                    conn.rollback()
-                    self._record_rejection(job.tenant_id, "max_queued_jobs", now)
-                    raise rejection
-            if job.cron_schedule:
-                status, when = JobStatus.PENDING, next_fire_time(job.cron_schedule, job.timezone, now)
-            else:
-                status, when = JobStatus.QUEUED, now
-            changes = {"status": status.value, "scheduled_for": when, "current_retries": 0,
-                       "completed_at": None, "progress": None, "progress_message": None,
-                       "updated_at": now}
-            conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(**changes))
-            db.notify_channel(conn, NOTIFY_CHANNEL)
+        try:
+            with db.write_transaction(self.engine) as conn:
+                job = self._lock_job(conn, job_id)
+                if job.status.value not in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
+                    raise JobStateError(f"job {job_id} is {job.status.value}; only failed or "
+                                        "cancelled jobs can be retried")
+                tenant = conn.execute(_TENANT_BY_ID, {"tenant_id": job.tenant_id}).first()
+                limits = limits_from_row(tenant)
+                if limits.max_queued_jobs is not None:
+                    waiting = self._count_waiting(conn, job.tenant_id, limits.max_queued_jobs + 1)
+                    if waiting + 1 > limits.max_queued_jobs:
+                        raise TenantLimitException(
+                            f"tenant {job.tenant_id!r} already has {waiting} jobs waiting "
+                            f"(max_queued_jobs {limits.max_queued_jobs}); wait for jobs to run "
+                            "or raise the limit", "max_queued_jobs", waiting,
+                            limits.max_queued_jobs, job.tenant_id)
+                if job.cron_schedule:
+                    status = JobStatus.PENDING
+                    when = next_fire_time(job.cron_schedule, job.timezone, now)
+                else:
+                    status, when = JobStatus.QUEUED, now
+                conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(
+                    status=status.value, scheduled_for=when, current_retries=0,
+                    completed_at=None, progress=None, progress_message=None, updated_at=now))
+                db.notify_channel(conn, NOTIFY_CHANNEL)
+        except TenantLimitException as rejection:  # rolled back; count it, then tell the caller
+            self._record_rejection(rejection.tenant_id, rejection.limit_type, now)
+            raise
         updated = replace(job, status=status, scheduled_for=when, current_retries=0,
                           completed_at=None, progress=None, progress_message=None, updated_at=now)
         self.job_updates.publish(updated)
