@@ -70,7 +70,9 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
     # Handler threads, the dispatcher, housekeeping and web threads may all hold a connection.
     engine_options.setdefault("pool_size", threads + 4)
     engine_options.setdefault("max_overflow", 20)
-    engine_options.setdefault("pool_pre_ping", True)
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A server can restart under us; a file cannot. The ping costs a round trip per checkout.
+        engine_options.setdefault("pool_pre_ping", True)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret_key(app)

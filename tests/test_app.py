@@ -45,7 +45,7 @@ def test_fresh_sqlite_file_is_migrated_on_first_start_in_wal_mode(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
     indexes = {ix["name"] for ix in inspect(engine).get_indexes("jobs")}
-    assert {"ix_jobs_claim", "ix_jobs_status_scheduled", "ix_jobs_tenant_created"} <= indexes
+    assert {"ix_jobs_claim", "ix_jobs_status_scheduled", "ix_jobs_tenant_id"} <= indexes
     engine.dispose()
     # A second start finds the schema current and changes nothing.
     again = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",

@@ -53,9 +53,11 @@ class WorkItem:
 
 
 class WorkerPool:
-    def __init__(self, size: int, run: Callable[[WorkItem], None], name: str = "jobs"):
+    def __init__(self, size: int, run: Callable[[WorkItem], None], name: str = "jobs",
+                 on_slot_freed: Callable[[], None] = lambda: None):
         self.size = size
         self._run = run
+        self._on_slot_freed = on_slot_freed
         self._name = name
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -92,6 +94,7 @@ class WorkerPool:
                     retired = me in self._retired
                     if retired:
                         self._retired.discard(me)
+                self._on_slot_freed()
             if retired:
                 return  # a replacement took this thread's place when its attempt timed out
         with self._lock:

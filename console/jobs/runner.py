@@ -36,13 +36,18 @@ from .types import JobExecutionResult, JobStatus, SystemJob
 log = logging.getLogger(__name__)
 UTC = timezone.utc
 _PROGRESS_MIN_INTERVAL = 0.25  # seconds between progress writes of one job
+_SHORT_ATTEMPT_MS = 20.0       # attempts shorter than this (on average) are claimed ahead
 
 
 def _build_statements():
     j = jobs_table.c
+    # Rows are locked in id order everywhere (here, renewal, recovery), so that on PostgreSQL
+    # two of a runner's transactions never wait on each other in a cycle.
     owned = select(j.id).where(j.id.in_(bindparam("ids", expanding=True)),
                                j.lease_owner == bindparam("owner"),
-                               j.status == JobStatus.PROCESSING.value)
+                               j.status == JobStatus.PROCESSING.value).order_by(j.id)
+    held_by = select(j.id).where(j.lease_owner == bindparam("owner"),
+                                 j.status == JobStatus.PROCESSING.value).order_by(j.id)
     record_result = (jobs_table.update()
                      .where(j.id == bindparam("b_id"))
                      .values(status=bindparam("b_status"),
@@ -61,12 +66,12 @@ def _build_statements():
                    .returning(*jobs_table.c))
     next_due = select(func.min(j.scheduled_for)).where(j.status == JobStatus.PENDING.value)
     return (owned, owned.with_for_update(), record_result, attempts_table.insert(), promote_due,
-            next_due)
+            next_due, held_by, held_by.with_for_update(skip_locked=True))
 
 
 # Built once: constructing a statement costs more than executing it on SQLite.
 (_OWNED, _OWNED_FOR_UPDATE, _RECORD_RESULT, _INSERT_ATTEMPT, _PROMOTE_DUE,
- _NEXT_DUE) = _build_statements()
+ _NEXT_DUE, _HELD_BY, _HELD_BY_SKIP_LOCKED) = _build_statements()
 
 
 @dataclass
@@ -89,7 +94,8 @@ class Runner:
         self.poll_interval = poll_interval or service.poll_interval
         self.lease_seconds = lease_seconds or service.lease_seconds
         self.id = f"{socket.gethostname()}:{os.getpid()}:{name or 'runner'}:{secrets.token_hex(3)}"
-        self._pool = WorkerPool(self.threads, self._execute, name=name or "jobs")
+        self._pool = WorkerPool(self.threads, self._execute, name=name or "jobs",
+                                on_slot_freed=self.wake)
         self._fairness = FairShare()
         self._finished: deque[Finished] = deque()
         self._wake = threading.Event()
@@ -100,6 +106,7 @@ class Runner:
         self._next_due: datetime | None = None
         self._progress_written: dict[str, float] = {}
         self._postgres = self.engine.dialect.name == "postgresql"
+        self._recent_duration_ms = _SHORT_ATTEMPT_MS * 10   # assume long until measured
         self.executed = 0   # attempts finished by this runner
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -212,7 +219,8 @@ class Runner:
         """Record, promote, claim — one transaction. Returns how many jobs were claimed."""
         self._expire_overdue_attempts()
         finished = self._take_finished()
-        capacity = 0 if self._stop.is_set() else self._pool.free_slots
+        capacity = 0 if self._stop.is_set() else max(
+            0, self._pool.free_slots + self._claim_ahead())
         now = datetime.now(UTC)
         try:
             with db.write_transaction(self.engine) as conn:
@@ -243,6 +251,15 @@ class Runner:
             self._pool.submit(WorkItem(job=job, duration_limit=claim.duration_limits.get(
                 job.tenant_id)))
         return len(claim.rows)
+
+    def _claim_ahead(self) -> int:
+        """How many jobs to claim beyond the free threads.
+
+        When recent attempts were short, claiming a pool's worth ahead halves the number of
+        claim transactions per job. When they were long, a job claimed ahead could wait behind
+        them while another runner sits idle, so nothing is claimed ahead.
+        """
+        return self.threads if self._recent_duration_ms < _SHORT_ATTEMPT_MS else 0
 
     def _promote_due(self, conn, now: datetime) -> list[Any]:
         if self._next_due is not None and self._next_due > now:
@@ -319,7 +336,7 @@ class Runner:
         duration_ms = (time.monotonic() - item.started_monotonic) * 1000.0
         if item.transition("running", "done"):
             self._finished.append(Finished(item, result, started_at, duration_ms))
-            self._wake.set()
+            # The pool wakes the dispatcher once this thread's slot is free again.
         # else: the attempt already timed out and was recorded; this late result is dropped.
 
     def _tenant_context(self, tenant_id: str) -> LazyTenantContext:
@@ -403,6 +420,7 @@ class Runner:
         updates, attempts, updated = [], [], []
         for done in finished:
             job, result = done.item.job, done.result
+            self._recent_duration_ms += 0.1 * (done.duration_ms - self._recent_duration_ms)
             self._progress_written.pop(job.id, None)
             if job.id not in owned:
                 log.warning("runner %s lost the lease of job %s before its attempt finished; "
@@ -468,10 +486,15 @@ class Runner:
         now = datetime.now(UTC)
         try:
             with db.write_transaction(self.engine) as conn:
-                conn.execute(jobs_table.update()
-                             .where(jobs_table.c.lease_owner == self.id,
-                                    jobs_table.c.status == JobStatus.PROCESSING.value)
-                             .values(lease_expires_at=now + timedelta(seconds=self.lease_seconds)))
+                held = conn.execute(_HELD_BY if not self._postgres else _HELD_BY_SKIP_LOCKED,
+                                    {"owner": self.id}).scalars().all()
+                if held:
+                    conn.execute(jobs_table.update()
+                                 .where(jobs_table.c.id.in_(held),
+                                        jobs_table.c.lease_owner == self.id,
+                                        jobs_table.c.status == JobStatus.PROCESSING.value)
+                                 .values(lease_expires_at=now + timedelta(
+                                     seconds=self.lease_seconds)))
                 conn.execute(runners_table.update().where(runners_table.c.id == self.id)
                              .values(heartbeat_at=now))
         except Exception:
@@ -485,9 +508,12 @@ class Runner:
         recovered = []
         try:
             with db.write_transaction(self.engine) as conn:
-                rows = conn.execute(select(jobs_table).where(
-                    j.status == JobStatus.PROCESSING.value, j.lease_expires_at < now)).all()
-                for row in rows:
+                expired = select(jobs_table).where(
+                    j.status == JobStatus.PROCESSING.value, j.lease_expires_at < now
+                ).order_by(j.id)
+                if self._postgres:  # two recoverers never take the same row
+                    expired = expired.with_for_update(skip_locked=True)
+                for row in conn.execute(expired).all():
                     job = job_from_row(row)
                     started = row.attempt_started_at or row.last_attempt or now
                     result = JobExecutionResult(
@@ -499,12 +525,15 @@ class Runner:
                     if changes["status"] == JobStatus.PENDING.value and not job.cron_schedule:
                         # Not the job's fault: run it again at once, without a backoff.
                         changes.update(status=JobStatus.QUEUED.value, scheduled_for=now)
-                    conn.execute(jobs_table.update()
-                                 .where(j.id == job.id, j.status == JobStatus.PROCESSING.value,
-                                        j.lease_owner == row.lease_owner)
-                                 .values(**changes, last_result=result.to_dict(), lease_owner=None,
-                                         lease_expires_at=None, attempt_started_at=None,
-                                         updated_at=now))
+                    taken = conn.execute(
+                        jobs_table.update()
+                        .where(j.id == job.id, j.status == JobStatus.PROCESSING.value,
+                               j.lease_owner == row.lease_owner, j.lease_expires_at < now)
+                        .values(**changes, last_result=result.to_dict(), lease_owner=None,
+                                lease_expires_at=None, attempt_started_at=None,
+                                updated_at=now)).rowcount
+                    if taken != 1:  # renewed or recovered meanwhile: not ours to count
+                        continue
                     conn.execute(attempts_table.insert().values(
                         job_id=job.id, tenant_id=job.tenant_id, job_type=job.type,
                         handler=job.handler, attempt=job.total_attempts, started_at=started,

@@ -1,0 +1,1 @@
+"""Benchmarks of the job engine (``python benchmarks/engine.py``)."""

@@ -1,0 +1,687 @@
+#!/usr/bin/env python
+"""Throughput and latency of the job engine, printed as ONE JSON object on stdout.
+
+    python benchmarks/engine.py                                  # SQLite, fresh temp files
+    python benchmarks/engine.py --database-url postgresql+psycopg://user@host:port/db
+    python benchmarks/engine.py --scale 0.05                     # a quick CI-sized run
+    python benchmarks/engine.py --only enqueue_one,drain --profile   # where the time goes
+
+Progress goes to stderr. Every phase starts from a clean database: SQLite gets a fresh file (a
+copy of a freshly migrated template); PostgreSQL has the engine's tables dropped and
+``create_app`` migrates them again.
+
+Phases (keys in the output):
+
+- ``enqueue_one_by_one_per_s``  ``service.queue_job`` N = 5000×scale times from one thread.
+- ``enqueue_batched_per_s``     ``service.queue_batch_jobs`` of 1000 specs up to 20000×scale jobs.
+- ``drain_noop_per_s``          10000×scale queued no-op jobs drained by ``run_until_idle``
+                                (8 threads; ``drain_noop_16_threads_per_s`` with 16).
+- ``start_latency_same_process_ms``   attempt ``started_at`` − the instant before ``queue_job``,
+                                      background runner in this process, idle between jobs.
+- ``start_latency_other_process_ms``  the same with ``flask --app console worker`` as runner.
+- ``delayed_lateness_ms``       attempt ``started_at`` − the job's ``scheduled_for`` (1 s delays).
+- ``noisy_neighbour_ms``        tenant A (tier4) queues 5000×scale 2 ms jobs; right after, tenant
+                                B (tier2) queues 20: ms from B's first queue call to B's last
+                                attempt's ``finished_at``.
+
+Timings on a small shared machine are noisy: compare runs on the same machine only.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import math
+import os
+import platform
+import pstats
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make ``console`` and ``benchmarks`` importable
+    sys.path.insert(0, str(ROOT))
+
+from console.jobs import JobExecutionResult, JobHandler, JobType, TenantConfig  # noqa: E402
+
+UTC = timezone.utc
+HANDLER_SPEC = "benchmarks.engine:Sleep2msHandler"
+TABLES = ["job_attempts", "jobs", "tenant_daily_usage", "limit_rejections", "runners", "tenants"]
+UNLIMITED = {"jobLimits": {"maxQueuedJobs": None, "maxDailyJobs": None,
+                           "maxConcurrentJobs": None}}
+PHASES = ["enqueue_one", "enqueue_batch", "drain", "drain16", "latency_same", "latency_other",
+          "delayed", "noisy"]
+TARGETS = {
+    "enqueue_one_by_one_per_s": (">=", 3500),
+    "enqueue_batched_per_s": (">=", 20000),
+    "drain_noop_per_s": (">=", 3000),
+    "start_latency_same_process_ms.p50": ("<=", 3),
+    "start_latency_same_process_ms.p99": ("<=", 10),
+    "start_latency_other_process_ms.p50": ("<=", 5),
+    "start_latency_other_process_ms.p99": ("<=", 10),
+    "delayed_lateness_ms.p99": ("<=", 50),
+    "noisy_neighbour_ms": ("<=", 250),
+}
+
+
+class Sleep2msHandler(JobHandler):
+    """Sleeps 2 ms and succeeds: a short but real job for the noisy-neighbour phase."""
+
+    handler_name = "sleep_2ms"
+    supported_job_types = {t.value for t in JobType}
+    description = "Sleeps 2 ms (benchmarks)."
+
+    def execute(self, context) -> JobExecutionResult:
+        started = time.monotonic()
+        time.sleep(0.002)
+        return JobExecutionResult(success=True, executed_at=context.actual_start_time,
+                                  execution_time=timedelta(seconds=time.monotonic() - started))
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+_T0 = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary_ms(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"p50": None, "p99": None, "n": 0}
+    return {"p50": round(percentile(values, 50), 2), "p99": round(percentile(values, 99), 2),
+            "min": round(min(values), 2), "max": round(max(values), 2),
+            "mean": round(sum(values) / len(values), 2), "n": len(values)}
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02,
+               what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def scaled(base: int, scale: float, minimum: int = 1) -> int:
+    return max(minimum, int(round(base * scale)))
+
+
+class Profiler:
+    """cProfile of the calling thread and of every thread started while it is active."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.main = cProfile.Profile() if enabled else None
+        self.threads: list[cProfile.Profile] = []
+
+    @contextmanager
+    def run(self) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+
+        def bootstrap(*_):
+            sys.setprofile(None)
+            profile = cProfile.Profile()
+            self.threads.append(profile)
+            profile.enable()
+
+        threading.setprofile(bootstrap)
+        self.main.enable()
+        try:
+            yield
+        finally:
+            self.main.disable()
+            threading.setprofile(None)
+
+    def report(self, title: str, top: int = 15) -> dict[str, list[str]]:
+        if not self.enabled:
+            return {}
+        out = {"calling_thread": _top(pstats.Stats(self.main), top)}
+        if self.threads:
+            stats = None
+            for profile in self.threads:
+                try:
+                    s = pstats.Stats(profile)
+                except (TypeError, ValueError):  # a thread that recorded nothing
+                    continue
+                stats = s if stats is None else stats.add(s) or stats
+            if stats is not None:
+                out["other_threads"] = _top(stats, top)
+        for part, lines in out.items():
+            log(f"profile {title} ({part}), top {top} by cumulative time:")
+            for line in lines:
+                print("    " + line, file=sys.stderr)
+        return out
+
+
+def _top(stats: pstats.Stats, top: int) -> list[str]:
+    stats.sort_stats("cumulative")
+    lines = []
+    for func in stats.fcn_list[:top]:  # type: ignore[attr-defined]
+        cc, nc, tt, ct, _ = stats.stats[func]  # type: ignore[attr-defined]
+        filename, line, name = func
+        where = f"{_short(filename)}:{line}({name})" if line else name
+        lines.append(f"{ct:8.3f}s cum {tt:8.3f}s own {nc:>8} calls  {where}")
+    return lines
+
+
+def _short(filename: str) -> str:
+    for marker in ("/site-packages/", str(ROOT) + "/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+# -- databases and apps -------------------------------------------------------------------------
+
+class Target:
+    """Hands each phase a clean database."""
+
+    def __init__(self, url: str | None, workdir: Path):
+        self.workdir = workdir
+        self.url = url
+        self.postgres = bool(url) and url.split(":", 1)[0].startswith("postgres")
+        self.kind = "postgresql" if self.postgres else "sqlite"
+        self._template: Path | None = None
+
+    def fresh(self, name: str) -> str:
+        if self.postgres:
+            self._drop_tables()
+            return self.url  # create_app migrates the empty schema
+        if self._template is None:
+            self._template = self.workdir / "template.sqlite3"
+            app = build_app(f"sqlite:///{self._template}")
+            app.extensions["jobs"].engine.dispose()
+        path = self.workdir / f"{name}.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(self._template, path)
+        return f"sqlite:///{path}"
+
+    def _drop_tables(self) -> None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(TABLES)}, alembic_version "
+                                  "CASCADE"))
+        finally:
+            engine.dispose()
+
+
+def build_app(url: str, threads: int = 8, **overrides: Any):
+    from console import create_app
+
+    config = {"SQLALCHEMY_DATABASE_URI": url, "JOBS_RUN_SCHEDULER": False, "SECRET_KEY": "bench",
+              "JOBS_WORKER_THREADS": threads, "JOBS_HANDLERS": [HANDLER_SPEC]}
+    config.update(overrides)
+    return create_app(config)
+
+
+@contextmanager
+def phase_service(target: Target, name: str, threads: int = 8) -> Iterator[Any]:
+    """A fresh database and an app on it; runners registered in ``service._bench_runners`` are
+    stopped and the engine disposed at the end."""
+    url = target.fresh(name)
+    app = build_app(url, threads=threads)
+    service = app.extensions["jobs"]
+    service._bench_url = url
+    service._bench_runners = []
+    try:
+        yield service
+    finally:
+        for runner in service._bench_runners:
+            try:
+                runner.stop(grace=2)
+            except Exception as exc:  # keep going: the next phase gets a new database anyway
+                log(f"runner stop failed: {exc!r}")
+        service.engine.dispose()
+
+
+def start_runner(service, threads: int | None = None):
+    from console.jobs.runner import Runner
+
+    runner = Runner(service, threads=threads).start()
+    service._bench_runners.append(runner)
+    return runner
+
+
+def make_tenant(service, tenant_id: str, tier: str, settings: dict | None = None) -> str:
+    service.tenants.set_tenant_config(
+        TenantConfig.for_tier(tenant_id, tenant_id.title(), tier, settings))
+    return tenant_id
+
+
+def queue_batches(service, tenant_id: str, count: int, handler: str = "noop",
+                  batch: int = 1000) -> None:
+    done = 0
+    while done < count:
+        size = min(batch, count - done)
+        service.queue_batch_jobs([{"type": "immediate", "handler": handler,
+                                   "payload": {"i": done + k, "note": "bench"}}
+                                  for k in range(size)], tenant_id)
+        done += size
+
+
+def count_completed(service, tenant_id: str | None = None) -> int:
+    return service.count_jobs(tenant_id=tenant_id, statuses=["completed"])
+
+
+def attempt_times(service, job_ids: list[str]) -> dict[str, tuple[datetime, datetime]]:
+    """job id → (started_at, finished_at) of its first attempt."""
+    from sqlalchemy import select
+
+    from console.jobs.models import attempts_table as a
+
+    found: dict[str, tuple[datetime, datetime]] = {}
+    with service.engine.connect() as conn:
+        for start in range(0, len(job_ids), 500):
+            chunk = job_ids[start:start + 500]
+            rows = conn.execute(select(a.c.job_id, a.c.started_at, a.c.finished_at)
+                                .where(a.c.job_id.in_(chunk)).order_by(a.c.attempt))
+            for job_id, started, finished in rows:
+                found.setdefault(job_id, (started, finished))
+    return found
+
+
+def attempt_span(service, tenant_id: str | None = None) -> tuple[int, datetime | None,
+                                                                 datetime | None]:
+    """(attempts, earliest started_at, latest finished_at)."""
+    from sqlalchemy import func, select
+
+    from console.jobs.models import attempts_table as a
+
+    query = select(func.count(), func.min(a.c.started_at), func.max(a.c.finished_at))
+    if tenant_id is not None:
+        query = query.where(a.c.tenant_id == tenant_id)
+    with service.engine.connect() as conn:
+        count, first, last = conn.execute(query).one()
+    return count, _aware(first), _aware(last)
+
+
+def _aware(value):
+    """``func.min``/``max`` bypass the column type on SQLite: parse and mark UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def ms(delta: timedelta) -> float:
+    return delta.total_seconds() * 1000.0
+
+
+def warm_up(service, tenant_id: str, jobs: int = 3, timeout: float = 60.0) -> None:
+    """Queue a few no-ops one at a time and wait for each: connections, caches, threads warm."""
+    for _ in range(jobs):
+        job = service.queue_job("immediate", "noop", {}, tenant_id)
+        wait_until(lambda: service.get_job_by_id(job.id).status.value == "completed", timeout,
+                   0.005, "a warm-up job to complete")
+
+
+# -- phases -------------------------------------------------------------------------------------
+
+def phase_enqueue_one(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    n = scaled(5000, scale, 50)
+    with phase_service(target, "enqueue_one") as service:
+        tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
+        for i in range(50):
+            service.queue_job("immediate", "noop", {"warmup": i}, tenant)
+        log(f"enqueue one by one: {n} jobs")
+        with profiler.run():
+            started = time.perf_counter()
+            for i in range(n):
+                service.queue_job("immediate", "noop", {"i": i, "note": "bench"}, tenant)
+            elapsed = time.perf_counter() - started
+    rate = n / elapsed
+    log(f"  {rate:,.0f} jobs/s ({elapsed * 1000 / n:.3f} ms per call)")
+    return {"enqueue_one_by_one_per_s": round(rate, 1),
+            "_details": {"jobs": n, "seconds": round(elapsed, 3),
+                         "ms_per_call": round(elapsed * 1000 / n, 3)},
+            "_profile": profiler.report("enqueue_one_by_one")}
+
+
+def phase_enqueue_batch(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    n = scaled(20000, scale, 100)
+    batch = min(1000, n)
+    with phase_service(target, "enqueue_batch") as service:
+        tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
+        queue_batches(service, tenant, 100)  # warm-up
+        specs_list = []
+        done = 0
+        while done < n:
+            size = min(batch, n - done)
+            specs_list.append([{"type": "immediate", "handler": "noop",
+                                "payload": {"i": done + k, "note": "bench"}} for k in range(size)])
+            done += size
+        log(f"enqueue batched: {n} jobs in {len(specs_list)} batches of {batch}")
+        with profiler.run():
+            started = time.perf_counter()
+            for specs in specs_list:
+                service.queue_batch_jobs(specs, tenant)
+            elapsed = time.perf_counter() - started
+    rate = n / elapsed
+    log(f"  {rate:,.0f} jobs/s ({elapsed * 1000 / len(specs_list):.1f} ms per batch)")
+    return {"enqueue_batched_per_s": round(rate, 1),
+            "_details": {"jobs": n, "batch_size": batch, "seconds": round(elapsed, 3),
+                         "ms_per_batch": round(elapsed * 1000 / len(specs_list), 2)},
+            "_profile": profiler.report("enqueue_batched")}
+
+
+def phase_drain(target: Target, scale: float, profiler: Profiler, threads: int) -> dict[str, Any]:
+    n = scaled(10000, scale, 100)
+    settle = 0.2
+    key = "drain_noop_per_s" if threads == 8 else f"drain_noop_{threads}_threads_per_s"
+    with phase_service(target, f"drain{threads}", threads=threads) as service:
+        tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
+        queue_batches(service, tenant, n)
+        log(f"drain: {n} queued no-op jobs, {threads} threads")
+        start = datetime.now(UTC)
+        with profiler.run():
+            wall_started = time.perf_counter()
+            executed = service.run_until_idle(timeout=max(60.0, n / 50.0), settle=settle,
+                                              threads=threads)
+            wall = time.perf_counter() - wall_started
+        completed = count_completed(service, tenant)
+        attempts, first_started, last_finished = attempt_span(service, tenant)
+    drain_s = (last_finished - start).total_seconds() if last_finished else float("nan")
+    rate = completed / drain_s if drain_s > 0 else 0.0
+    wall_rate = completed / max(1e-9, wall - settle)
+    log(f"  {rate:,.0f} jobs/s to the last finished_at ({drain_s:.2f} s); wall−settle "
+        f"{wall_rate:,.0f} jobs/s; completed {completed}/{n}, executed {executed}")
+    details = {"jobs": n, "threads": threads, "completed": completed, "attempts": attempts,
+               "executed": executed, "seconds_to_last_finished": round(drain_s, 3),
+               "wall_seconds": round(wall, 3), "settle": settle,
+               "per_s_wall_minus_settle": round(wall_rate, 1),
+               "first_start_ms": round(ms(first_started - start), 2) if first_started else None}
+    if completed != n:
+        details["warning"] = f"only {completed} of {n} jobs completed"
+    return {key: round(rate, 1), "_details": details,
+            "_profile": profiler.report(f"drain ({threads} threads)")}
+
+
+def _latency_run(service, tenant: str, n: int, gap: float) -> dict[str, Any]:
+    """Queue ``n`` no-ops one at a time with an idle gap; latency = started_at − before queue."""
+    queued: list[tuple[str, datetime]] = []
+    call_ms: list[float] = []
+    for i in range(n):
+        time.sleep(gap)
+        before = datetime.now(UTC)
+        c0 = time.perf_counter()
+        job = service.queue_job("immediate", "noop", {"i": i}, tenant)
+        call_ms.append((time.perf_counter() - c0) * 1000)
+        queued.append((job.id, before))
+    ids = [job_id for job_id, _ in queued]
+    wait_until(lambda: len(attempt_times(service, ids)) >= n, 60, 0.05,
+               f"{n} latency jobs to run")
+    times = attempt_times(service, ids)
+    latencies = [ms(times[job_id][0] - before) for job_id, before in queued]
+    # The part after queue_job returned: wake-up, claim transaction, hand-off to a thread.
+    after_return = [lat - call for lat, call in zip(latencies, call_ms)]
+    return {"latency": summary_ms(latencies), "queue_call_ms": summary_ms(call_ms),
+            "return_to_start_ms": summary_ms(after_return)}
+
+
+def phase_latency_same(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    n = scaled(200, scale, 20)
+    with phase_service(target, "latency_same") as service:
+        tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
+        start_runner(service)
+        warm_up(service, tenant, 5)
+        log(f"start latency, runner in this process: {n} jobs, 20 ms apart")
+        result = _latency_run(service, tenant, n, 0.02)
+    log(f"  p50 {result['latency']['p50']} ms, p99 {result['latency']['p99']} ms")
+    return {"start_latency_same_process_ms": result["latency"],
+            "_details": {"queue_call_ms": result["queue_call_ms"],
+                         "return_to_start_ms": result["return_to_start_ms"]}}
+
+
+def phase_latency_other(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    n = scaled(200, scale, 20)
+    with phase_service(target, "latency_other") as service:
+        tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
+        env = {**os.environ, "DATABASE_URL": service._bench_url, "CONSOLE_AUTO_MIGRATE": "false",
+               "CONSOLE_JOBS_HANDLERS": json.dumps([HANDLER_SPEC]),
+               "CONSOLE_SECRET_KEY": "bench", "CONSOLE_JOBS_WORKER_THREADS": "8",
+               "PYTHONPATH": os.pathsep.join(
+                   p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        log_path = target.workdir / "worker.log"
+        with open(log_path, "wb") as worker_log:
+            started = time.perf_counter()
+            worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "console",
+                                       "worker"], cwd=str(ROOT), env=env,
+                                      stdout=worker_log, stderr=subprocess.STDOUT)
+            try:
+                try:
+                    warm_up(service, tenant, 1, timeout=60)
+                except TimeoutError:
+                    raise RuntimeError(f"the worker never ran a job (exit code {worker.poll()}); "
+                                       f"its log:\n{log_path.read_text()[-2000:]}") from None
+                ready_s = time.perf_counter() - started
+                warm_up(service, tenant, 4)
+                log(f"start latency, runner in another process (ready after {ready_s:.2f} s): "
+                    f"{n} jobs, 20 ms apart")
+                result = _latency_run(service, tenant, n, 0.02)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    exit_code = worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    exit_code = worker.wait()
+    log(f"  p50 {result['latency']['p50']} ms, p99 {result['latency']['p99']} ms "
+        f"(worker exit code {exit_code})")
+    return {"start_latency_other_process_ms": result["latency"],
+            "_details": {"queue_call_ms": result["queue_call_ms"],
+                         "return_to_start_ms": result["return_to_start_ms"],
+                         "worker_ready_seconds": round(ready_s, 2),
+                         "worker_exit_code": exit_code}}
+
+
+def phase_delayed(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    n = scaled(100, scale, 20)
+    spread = 1.0
+    with phase_service(target, "delayed") as service:
+        tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
+        start_runner(service)
+        warm_up(service, tenant, 3)
+        log(f"delayed lateness: {n} jobs delayed 1 s, queued over {spread:g} s")
+        scheduled: dict[str, datetime] = {}
+        for i in range(n):
+            job = service.queue_delayed_job("noop", {"i": i}, timedelta(seconds=1), tenant)
+            scheduled[job.id] = job.scheduled_for
+            time.sleep(spread / n)
+        ids = list(scheduled)
+        wait_until(lambda: len(attempt_times(service, ids)) >= n, 60, 0.05,
+                   f"{n} delayed jobs to run")
+        times = attempt_times(service, ids)
+    lateness = [ms(times[job_id][0] - when) for job_id, when in scheduled.items()]
+    result = summary_ms(lateness)
+    log(f"  p50 {result['p50']} ms, p99 {result['p99']} ms")
+    return {"delayed_lateness_ms": result}
+
+
+def phase_noisy(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    n_a, n_b = scaled(5000, scale, 50), 20
+    with phase_service(target, "noisy") as service:
+        tenant_a = make_tenant(service, "tenant-a", "tier4",
+                               {"jobLimits": {"maxQueuedJobs": None, "maxDailyJobs": None}})
+        tenant_b = make_tenant(service, "tenant-b", "tier2")
+        warm = make_tenant(service, "warm", "tier4", UNLIMITED)
+        start_runner(service)
+        warm_up(service, warm, 3)
+        specs = [{"type": "immediate", "handler": "sleep_2ms", "payload": {"i": i}}
+                 for i in range(n_a)]
+        log(f"noisy neighbour: tenant A queues {n_a} 2 ms jobs, then tenant B queues {n_b}")
+        a_start = datetime.now(UTC)
+        c0 = time.perf_counter()
+        service.queue_batch_jobs(specs, tenant_a)
+        a_queue_ms = (time.perf_counter() - c0) * 1000
+        b_start = datetime.now(UTC)
+        c0 = time.perf_counter()
+        for i in range(n_b):
+            service.queue_job("immediate", "sleep_2ms", {"i": i}, tenant_b)
+        b_queue_ms = (time.perf_counter() - c0) * 1000
+        wait_until(lambda: count_completed(service, tenant_b) >= n_b, 120, 0.01,
+                   "tenant B's jobs")
+        a_done_when_b_done = count_completed(service, tenant_a)
+        _, b_first, b_last = attempt_span(service, tenant_b)
+        wait_until(lambda: count_completed(service, tenant_a) >= n_a, max(120, n_a / 20), 0.1,
+                   "tenant A's jobs")
+        _, a_first, a_last = attempt_span(service, tenant_a)
+    figure = ms(b_last - b_start)
+    a_total = ms(a_last - a_start)
+    log(f"  B done {figure:.0f} ms after its first queue call (A had {a_done_when_b_done} of "
+        f"{n_a} done); A done after {a_total:.0f} ms")
+    return {"noisy_neighbour_ms": round(figure, 1),
+            "noisy_neighbour_tenant_a_completion_ms": round(a_total, 1),
+            "_details": {"tenant_a_jobs": n_a, "tenant_b_jobs": n_b,
+                         "tenant_a_batch_queue_ms": round(a_queue_ms, 1),
+                         "tenant_b_queue_calls_ms": round(b_queue_ms, 1),
+                         "tenant_b_first_start_ms": round(ms(b_first - b_start), 1),
+                         "tenant_a_completed_when_b_done": a_done_when_b_done,
+                         "tenant_a_per_s": round(n_a / (a_total / 1000), 1)}}
+
+
+RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "enqueue_one": phase_enqueue_one,
+    "enqueue_batch": phase_enqueue_batch,
+    "drain": lambda t, s, p: phase_drain(t, s, p, 8),
+    "drain16": lambda t, s, p: phase_drain(t, s, p, 16),
+    "latency_same": phase_latency_same,
+    "latency_other": phase_latency_other,
+    "delayed": phase_delayed,
+    "noisy": phase_noisy,
+}
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+def _lookup(results: dict[str, Any], dotted: str):
+    value: Any = results
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _git_commit() -> str | None:
+    """The engine's commit (with ``+dirty`` when console/ has uncommitted changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "console"], cwd=ROOT,
+                               text=True, capture_output=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty else "")) or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=None,
+                        help="postgresql+psycopg://… (default: fresh SQLite temp files)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiplies every job count (0.05 for a quick CI run)")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated phases to run: {','.join(PHASES)}")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the enqueue and drain phases (top 15 to stderr and in "
+                             "the JSON); their figures then include profiler overhead")
+    args = parser.parse_args(argv)
+    phases = PHASES if not args.only else [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = [p for p in phases if p not in RUNNERS]
+    if unknown:
+        parser.error(f"unknown phase(s) {unknown}; choose from {PHASES}")
+
+    import logging
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    results: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    profiles: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="console-bench-") as workdir:
+        target = Target(args.database_url, Path(workdir))
+        log(f"benchmark on {target.kind}, scale {args.scale:g}, phases {','.join(phases)}")
+        for name in phases:
+            profiler = Profiler(args.profile and name in ("enqueue_one", "enqueue_batch",
+                                                          "drain", "drain16"))
+            phase_started = time.monotonic()
+            try:
+                out = RUNNERS[name](target, args.scale, profiler)
+            except Exception as exc:
+                import traceback
+                traceback.print_exc()
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                log(f"phase {name} failed: {errors[name]}")
+                continue
+            if out.get("_details") is not None:
+                details[name] = {**out.pop("_details"),
+                                 "phase_seconds": round(time.monotonic() - phase_started, 2)}
+            profile = out.pop("_profile", None)
+            if profile:
+                profiles[name] = profile
+            results.update(out)
+
+    meets = {}
+    for key, (op, bound) in TARGETS.items():
+        value = _lookup(results, key)
+        if value is not None:
+            meets[key] = value >= bound if op == ">=" else value <= bound
+    report = {
+        "database": target.kind,
+        "scale": args.scale,
+        "threads": 8,
+        **results,
+        "targets": {k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()},
+        "meets_target": meets,
+        "details": details,
+        "python": platform.python_version(),
+        "machine": {"platform": platform.platform(), "machine": platform.machine(),
+                    "nproc": os.cpu_count(),
+                    "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _git_commit(),
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "note": "2-core shared machine; figures are noisy, compare runs on the same machine",
+    }
+    if profiles:
+        report["profiles"] = profiles
+        report["note"] += "; --profile was on, so profiled phases include cProfile overhead"
+    if errors:
+        report["errors"] = errors
+    print(json.dumps(report, indent=2, default=str))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
