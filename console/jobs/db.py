@@ -49,20 +49,27 @@ def is_sqlite(bind: Engine | Connection) -> bool:
 
 
 @contextmanager
+def process_write_lock(engine: Engine) -> Iterator[None]:
+    """Hold this process's SQLite write lock (nothing to hold on PostgreSQL)."""
+    if not is_sqlite(engine):
+        yield
+        return
+    with _locks_guard:
+        lock = _process_write_locks.setdefault(engine, threading.Lock())
+    with lock:
+        yield
+
+
+@contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that holds the write lock from its first statement on SQLite.
 
     On PostgreSQL it is an ordinary transaction; callers lock the rows they need. Do not nest
     write transactions: on SQLite the inner one would wait for the outer one's lock.
     """
-    if not is_sqlite(engine):
-        with engine.begin() as conn:
-            yield conn
-        return
-    with _locks_guard:
-        lock = _process_write_locks.setdefault(engine, threading.Lock())
-    with lock, engine.connect() as conn:
-        conn = conn.execution_options(**{_IMMEDIATE: True})
+    with process_write_lock(engine), engine.connect() as conn:
+        if is_sqlite(engine):
+            conn = conn.execution_options(**{_IMMEDIATE: True})
         with conn.begin():
             yield conn
 

@@ -16,10 +16,11 @@ from sqlalchemy import Engine, bindparam, func, select
 from . import db
 from .handlers import HandlerRegistry, JobHandler
 from .limits import JobLimitConfig, TenantStore, limits_from_row
-from .models import daily_usage_table, jobs_table, rejections_table, tenants_table
+from .models import jobs_table, rejections_table, tenants_table
 from .records import job_from_row, new_job_id
 from .types import (FINISHED_STATUSES, WAITING_STATUSES, JobPriority, JobStateError, JobStatus,
                     JobType, JobValidationError, SystemJob, TenantLimitException)
+from .queue_sql import QueueTransaction, queue_transaction
 from .validation import PreparedJob, prepare_job
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ _BATCH_KEYS = {
 
 
 _TENANT_BY_ID = select(tenants_table).where(tenants_table.c.id == bindparam("tenant_id"))
-_INSERT_JOB = jobs_table.insert()
 _COUNT_WAITING = select(func.count()).select_from(
     select(jobs_table.c.id)
     .where(jobs_table.c.tenant_id == bindparam("tenant_id"),
@@ -75,12 +75,8 @@ class JobService:
         self.system_metrics_updates = EventStream("system_metrics_updates")
         self._local_runners: set[Any] = set()
         self._runners_lock = threading.Lock()
-        # Statements of the queue path, built once (building costs more than running them).
-        postgres = engine.dialect.name == "postgresql"
-        self._tenant_for_update = _TENANT_BY_ID.with_for_update() if postgres else _TENANT_BY_ID
-        self._count_daily = db.upsert_statement(
-            engine.dialect.name, daily_usage_table, ["tenant_id", "day"], ["jobs_accepted"],
-            returning=[daily_usage_table.c.jobs_accepted + daily_usage_table.c.recurring_runs])
+        # The queue path speaks to the driver directly (queue_sql.py), so it sees its errors.
+        self._integrity_error = engine.dialect.loaded_dbapi.IntegrityError
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -205,28 +201,31 @@ class JobService:
 
     def _store(self, tenant_id: str, prepared: list[PreparedJob], now: datetime) -> list[SystemJob]:
         """Check limits and insert, atomically. The heart of the queue path."""
-        stored: list[dict[str, Any]] = []
-        aliases: dict[int, int] = {}
         results: list[SystemJob | None] = [None] * len(prepared)
+        new, aliases = self._resolve_idempotent(tenant_id, prepared, results)
         try:
-            with db.write_transaction(self.engine) as conn:
-                tenant = conn.execute(self._tenant_for_update, {"tenant_id": tenant_id}).first()
-                if tenant is None:
-                    raise JobValidationError(
-                        "tenant_id", f"unknown tenant {tenant_id!r}; create it first "
-                                     "(service.tenants.set_tenant_config)")
-                new, aliases = self._resolve_idempotent(conn, tenant_id, prepared, results)
-                if new:
-                    limits = limits_from_row(tenant)
-                    self._check_limits(conn, tenant_id, limits, new, now)  # raises to roll back
+            if new:
+                with queue_transaction(self.engine) as tx:
+                    tenant = tx.tenant_limits(tenant_id)
+                    if tenant is None:
+                        raise JobValidationError(
+                            "tenant_id", f"unknown tenant {tenant_id!r}; create it first "
+                                         "(service.tenants.set_tenant_config)")
+                    self._check_limits(tx, tenant_id, tenant, new, now)  # raises → rollback
+                    default_rank = JobPriority(tenant["default_job_priority"]).rank
                     for job in new:
-                        job.row["priority"] = (job.priority or limits.default_job_priority).rank
-                    stored = [job.row for job in new]
-                    conn.execute(_INSERT_JOB, stored)
-                    db.notify_channel(conn, NOTIFY_CHANNEL)
+                        job.row["priority"] = job.priority.rank if job.priority else default_rank
+                    tx.insert_jobs([job.row for job in new])
+                    tx.notify(NOTIFY_CHANNEL)
         except TenantLimitException as rejection:  # nothing stored; count it, then tell the caller
             self._record_rejection(tenant_id, rejection.limit_type, now)
             raise
+        except self._integrity_error:
+            if not any(job.row["idempotency_key"] for job in new):
+                raise
+            # Another caller stored the same idempotency key a moment ago: answer with its job.
+            return self._store(tenant_id, prepared, now)
+        stored = [job.row for job in new]
         by_id = {row["id"]: row for row in stored}
         snapshots = []
         for index, job in enumerate(prepared):
@@ -240,20 +239,21 @@ class JobService:
             self.wake_local_runners()
         return results  # type: ignore[return-value]
 
-    @staticmethod
-    def _resolve_idempotent(conn, tenant_id, prepared, results) -> tuple[list[PreparedJob],
-                                                                          dict[int, int]]:
+    def _resolve_idempotent(self, tenant_id, prepared, results) -> tuple[list[PreparedJob],
+                                                                         dict[int, int]]:
         """Fill ``results`` with the stored jobs of repeated idempotency keys.
 
         Returns the jobs still to insert, and for specs that repeat a key earlier in the same
-        batch, the index of that earlier spec.
+        batch, the index of that earlier spec. (A key stored between this look-up and the insert
+        trips the unique index; ``_store`` then looks again.)
         """
         keys = {p.row["idempotency_key"] for p in prepared if p.row["idempotency_key"]}
         if not keys:
             return list(prepared), {}
-        existing = {row.idempotency_key: job_from_row(row) for row in conn.execute(
-            select(jobs_table).where(jobs_table.c.tenant_id == tenant_id,
-                                     jobs_table.c.idempotency_key.in_(keys)))}
+        with self.engine.connect() as conn:
+            existing = {row.idempotency_key: job_from_row(row) for row in conn.execute(
+                select(jobs_table).where(jobs_table.c.tenant_id == tenant_id,
+                                         jobs_table.c.idempotency_key.in_(keys)))}
         new, first_with_key, aliases = [], {}, {}
         for index, job in enumerate(prepared):
             key = job.row["idempotency_key"]
@@ -267,47 +267,48 @@ class JobService:
                     first_with_key[key] = index
         return new, aliases
 
-    def _check_limits(self, conn, tenant_id: str, limits: JobLimitConfig, new: list[PreparedJob],
-                      now: datetime) -> None:
+    @staticmethod
+    def _check_limits(tx: QueueTransaction, tenant_id: str, limits: dict[str, Any],
+                      new: list[PreparedJob], now: datetime) -> None:
         """Raise ``TenantLimitException`` for the first limit the new jobs would break."""
-        if limits.allowed_job_types is not None:
+        allowed_types = limits["allowed_job_types"]
+        if allowed_types is not None:
             for job in new:
-                if job.row["type"] not in limits.allowed_job_types:
-                    allowed = ", ".join(sorted(limits.allowed_job_types)) or "none"
+                if job.row["type"] not in allowed_types:
+                    allowed = ", ".join(sorted(allowed_types)) or "none"
                     raise TenantLimitException(
                         f"tenant {tenant_id!r} may not queue {job.row['type']!r} jobs "
                         f"(allowed: {allowed}); move it to a higher tier or allow the type",
-                        "allowed_job_types", job.row["type"], sorted(limits.allowed_job_types),
-                        tenant_id)
-        if limits.max_job_payload_size is not None:
+                        "allowed_job_types", job.row["type"], sorted(allowed_types), tenant_id)
+        max_payload = limits["max_job_payload_size"]
+        if max_payload is not None:
             for job in new:
-                if job.payload_size > limits.max_job_payload_size:
+                if job.payload_size > max_payload:
                     raise TenantLimitException(
                         f"payload of {job.payload_size} bytes exceeds tenant {tenant_id!r}'s "
-                        f"max_job_payload_size of {limits.max_job_payload_size} bytes",
-                        "max_job_payload_size", job.payload_size, limits.max_job_payload_size,
-                        tenant_id)
-        if limits.max_queued_jobs is not None:
-            waiting = self._count_waiting(conn, tenant_id, limits.max_queued_jobs + 1)
-            if waiting + len(new) > limits.max_queued_jobs:
+                        f"max_job_payload_size of {max_payload} bytes",
+                        "max_job_payload_size", job.payload_size, max_payload, tenant_id)
+        max_queued = limits["max_queued_jobs"]
+        if max_queued is not None:
+            waiting = tx.count_waiting(tenant_id, max_queued + 1)
+            if waiting + len(new) > max_queued:
                 raise TenantLimitException(
                     f"tenant {tenant_id!r} has {waiting} jobs waiting and max_queued_jobs is "
-                    f"{limits.max_queued_jobs}; {len(new)} more would exceed it — wait for jobs "
-                    "to run, cancel some, or raise the limit",
-                    "max_queued_jobs", waiting, limits.max_queued_jobs, tenant_id)
+                    f"{max_queued}; {len(new)} more would exceed it — wait for jobs to run, "
+                    "cancel some, or raise the limit",
+                    "max_queued_jobs", waiting, max_queued, tenant_id)
         counted = sum(1 for job in new if not job.is_recurring)
         if counted:
             # The increment and the check in one statement: the row lock it takes makes
             # concurrent queuers (other processes included) see each other's counts.
-            total = conn.execute(self._count_daily, {
-                "tenant_id": tenant_id, "day": now.date(), "jobs_accepted": counted,
-                "recurring_runs": 0}).scalar_one()
-            if limits.max_daily_jobs is not None and total > limits.max_daily_jobs:
+            total = tx.count_daily(tenant_id, now.date(), counted)
+            max_daily = limits["max_daily_jobs"]
+            if max_daily is not None and total > max_daily:
                 used = total - counted
                 raise TenantLimitException(
-                    f"tenant {tenant_id!r} has used {used} of its {limits.max_daily_jobs} jobs "
-                    f"for {now.date().isoformat()} (UTC); the count resets at midnight UTC",
-                    "max_daily_jobs", used, limits.max_daily_jobs, tenant_id)
+                    f"tenant {tenant_id!r} has used {used} of its {max_daily} jobs for "
+                    f"{now.date().isoformat()} (UTC); the count resets at midnight UTC",
+                    "max_daily_jobs", used, max_daily, tenant_id)
 
     @staticmethod
     def _count_waiting(conn, tenant_id: str, bound: int) -> int:

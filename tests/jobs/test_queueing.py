@@ -214,3 +214,27 @@ def test_get_jobs_by_status_filters_by_tenant(service, make_tenant):
     assert len(service.get_jobs_by_status("pending", tenant_id="a")) == 1
     with pytest.raises(JobValidationError):
         service.get_jobs_by_status("sleeping")
+
+
+def test_racing_calls_with_one_idempotency_key_store_one_job(service, make_tenant):
+    import threading
+
+    make_tenant()
+    barrier = threading.Barrier(10)
+    ids, errors = [], []
+
+    def queue():
+        barrier.wait()
+        try:
+            ids.append(service.queue_job("immediate", "sleeps", {}, "acme",
+                                         idempotency_key="same").id)
+        except Exception as exc:  # any error fails the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=queue) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(ids)) == 1 and len(ids) == 10
+    assert service.count_jobs("acme") == 1
