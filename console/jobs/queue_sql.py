@@ -9,6 +9,7 @@ reads these rows through the ordinary models.
 from __future__ import annotations
 
 import json
+import operator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from typing import Any, Iterator
@@ -27,6 +28,16 @@ JOB_COLUMNS = (
     "progress_message", "lease_owner", "lease_expires_at", "attempt_started_at", "created_at",
     "updated_at",
 )
+
+_TIME_POSITIONS = [i for i, c in enumerate(JOB_COLUMNS)
+                   if c in {"scheduled_for", "last_attempt", "completed_at", "lease_expires_at",
+                            "attempt_started_at", "created_at", "updated_at"}]
+_ROW_GETTER = operator.itemgetter(*JOB_COLUMNS)
+
+
+def _row_values(row: dict[str, Any]) -> list[Any]:
+    return list(_ROW_GETTER(row))
+
 
 _TENANT_LIMITS = ("SELECT max_queued_jobs, max_daily_jobs, max_job_payload_size, "
                   "allowed_job_types, default_job_priority FROM tenants WHERE id = ?")
@@ -82,7 +93,17 @@ class QueueTransaction:
         return self._cursor.fetchone()[0]
 
     def insert_jobs(self, rows: list[dict[str, Any]]) -> None:
-        values = [tuple(self._value(row[c]) for c in JOB_COLUMNS) for row in rows]
+        values = [_row_values(row) for row in rows]
+        if not self._postgres:  # only the time columns need converting to SQLite's text form
+            texts: dict[datetime, str] = {}   # a batch shares created_at/updated_at values
+            for row_values in values:
+                for i in _TIME_POSITIONS:
+                    moment = row_values[i]
+                    if moment is not None:
+                        text = texts.get(moment)
+                        if text is None:
+                            text = texts[moment] = self._value(moment)
+                        row_values[i] = text
         if len(values) == 1:
             self._cursor.execute(self._sql(_INSERT_JOB), values[0])
         else:

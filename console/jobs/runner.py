@@ -255,11 +255,11 @@ class Runner:
     def _claim_ahead(self) -> int:
         """How many jobs to claim beyond the free threads.
 
-        When recent attempts were short, claiming a pool's worth ahead halves the number of
+        When recent attempts were short, claiming two pools' worth ahead cuts the number of
         claim transactions per job. When they were long, a job claimed ahead could wait behind
         them while another runner sits idle, so nothing is claimed ahead.
         """
-        return self.threads if self._recent_duration_ms < _SHORT_ATTEMPT_MS else 0
+        return 2 * self.threads if self._recent_duration_ms < _SHORT_ATTEMPT_MS else 0
 
     def _promote_due(self, conn, now: datetime) -> list[Any]:
         if self._next_due is not None and self._next_due > now:

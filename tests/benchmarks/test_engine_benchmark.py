@@ -1,0 +1,43 @@
+"""The engine benchmark still runs end to end and reports every figure (at a tiny scale: speed
+targets are read from its full-size output, not asserted here)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_DATABASE_URL
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+FIGURES = ["enqueue_one_by_one_per_s", "enqueue_batched_per_s", "drain_noop_per_s",
+           "start_latency_same_process_ms", "start_latency_other_process_ms",
+           "delayed_lateness_ms", "noisy_neighbour_ms"]
+
+
+@pytest.mark.slow
+def test_engine_benchmark_reports_every_figure(tmp_path):
+    command = [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--scale", "0.02"]
+    if TEST_DATABASE_URL:
+        # Its own database: the benchmark drops and recreates the engine's tables.
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS console_bench_check WITH (FORCE)"))
+            conn.execute(text("CREATE DATABASE console_bench_check"))
+        admin.dispose()
+        command += ["--database-url", TEST_DATABASE_URL.rsplit("/", 1)[0] + "/console_bench_check"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout)
+    for name in FIGURES:
+        value = figures[name]
+        if isinstance(value, dict):
+            assert value["n"] > 0 and 0 <= value["p50"] <= value["p99"], (name, value)
+        else:
+            assert value > 0, (name, value)
