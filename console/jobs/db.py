@@ -74,6 +74,37 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+class HeldConnection:
+    """A connection kept open by one long-lived loop (the runner's dispatcher): no pool checkout
+    or liveness ping per transaction. After an error it is dropped and a fresh one is opened."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Connection]:
+        with process_write_lock(self._engine):
+            if self._conn is None:
+                self._conn = self._engine.connect()
+                if is_sqlite(self._engine):
+                    self._conn = self._conn.execution_options(**{_IMMEDIATE: True})
+            try:
+                with self._conn.begin():
+                    yield self._conn
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # already broken: nothing left to release
+                pass
+            self._conn = None
+
+
 def advisory_xact_lock(conn: Connection, key: int) -> None:
     """Serialise a critical section across every process (PostgreSQL; SQLite's write lock
     already does)."""

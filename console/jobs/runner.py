@@ -106,6 +106,7 @@ class Runner:
         self._next_due: datetime | None = None
         self._progress_written: dict[str, float] = {}
         self._postgres = self.engine.dialect.name == "postgresql"
+        self._connection = db.HeldConnection(self.engine)   # the dispatcher's own
         self._recent_duration_ms = _SHORT_ATTEMPT_MS * 10   # assume long until measured
         self.executed = 0   # attempts finished by this runner
 
@@ -223,7 +224,7 @@ class Runner:
             0, self._pool.free_slots + self._claim_ahead())
         now = datetime.now(UTC)
         try:
-            with db.write_transaction(self.engine) as conn:
+            with self._connection.write_transaction() as conn:
                 recorded = self._record_finished(conn, finished, now) if finished else []
                 promoted = self._promote_due(conn, now)
                 claim = claim_due_jobs(conn, runner_id=self.id, capacity=capacity,
@@ -590,6 +591,7 @@ class Runner:
         for item in leftovers:
             if item.context is not None:
                 item.context.cancel()
+        self._connection.close()
 
     # -- heartbeat ------------------------------------------------------------------------
 
