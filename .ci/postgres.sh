@@ -1,5 +1,5 @@
 # Source this file: start_postgres starts a throwaway PostgreSQL on 127.0.0.1 and exports
-# TEST_DATABASE_URL; stop_postgres removes it. Installs Debian's server if none is present.
+# POSTGRES_TEST_URL; stop_postgres removes it. Installs Debian's server if none is present.
 PGPORT="${PGPORT:-55432}"
 
 _pg_bin() {
@@ -26,7 +26,7 @@ start_postgres() {
     -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGROOT/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >/dev/null
   "$bin/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres console_test
   export PG_BIN="$bin" PGROOT
-  export TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:$PGPORT/console_test"
+  export POSTGRES_TEST_URL="postgresql+psycopg://postgres@127.0.0.1:$PGPORT/console_test"
 }
 
 stop_postgres() {
