@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from console import create_app
 from console.jobs import JobStatus, TenantConfig
-from tests.conftest import BASE_CONFIG, ON_POSTGRES, TEST_DATABASE_URL
+from tests.conftest import ON_POSTGRES, TEST_DATABASE_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,7 @@ import heapq
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
 

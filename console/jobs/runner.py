@@ -132,7 +132,7 @@ class Runner:
                                 seconds=max(1.0, self.lease_seconds / 2), id="recover-leases")
         self._scheduler.start()
         self._dispatcher = threading.Thread(target=self._dispatch_forever,
-                                            name=f"jobs-dispatcher", daemon=True)
+                                            name="jobs-dispatcher", daemon=True)
         self._dispatcher.start()
         log.info("runner %s started with %d threads", self.id, self.threads)
         return self

@@ -8,17 +8,17 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import Engine, bindparam, func, select
 
 from . import db
 from .handlers import HandlerRegistry, JobHandler
-from .limits import JobLimitConfig, TenantStore, limits_from_row
+from .limits import TenantStore, limits_from_row
 from .models import jobs_table, rejections_table, tenants_table
 from .records import job_from_row, new_job_id
-from .types import (FINISHED_STATUSES, WAITING_STATUSES, JobPriority, JobStateError, JobStatus,
+from .types import (WAITING_STATUSES, JobPriority, JobStateError, JobStatus,
                     JobType, JobValidationError, SystemJob, TenantLimitException)
 from .queue_sql import QueueTransaction, queue_transaction
 from .validation import PreparedJob, prepare_job

@@ -230,7 +230,7 @@ def test_every_status_change_is_published(service, make_tenant):
     make_tenant()
     seen = []
     unsubscribe = service.job_updates.subscribe(lambda job: seen.append(job.status.value))
-    job = service.queue_job("immediate", "fails_n_times", {"failures": 1}, "acme")
+    service.queue_job("immediate", "fails_n_times", {"failures": 1}, "acme")
     service.run_until_idle(settle=0.3)
     assert seen == ["queued", "processing", "pending", "queued", "processing", "completed"]
     unsubscribe()
