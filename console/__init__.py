@@ -105,10 +105,13 @@ def _build_job_service(app: Flask, engine):
         poll_interval=float(cfg["JOBS_POLL_INTERVAL"]),
         shutdown_grace_seconds=float(cfg["JOBS_SHUTDOWN_GRACE_SECONDS"]),
     )
-    for handler in builtin_handlers():
+    for handler in builtin_handlers(cfg, engine):
         service.register_handler(handler)
     for spec in cfg.get("JOBS_HANDLERS") or []:
         service.register_handler(load_object(spec))
+    if cfg.get("JOBS_LOAD_PLUGINS", True):
+        from .handlers.plugins import register_plugin_handlers
+        register_plugin_handlers(service)
     return service
 
 

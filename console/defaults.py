@@ -41,5 +41,23 @@ MAIL_USE_SSL = False
 MAIL_USERNAME = None
 MAIL_PASSWORD = None
 MAIL_DEFAULT_SENDER = "console@localhost"
+# Seconds to wait for the SMTP server (connect and each reply) before the attempt is retried.
+MAIL_TIMEOUT_SECONDS = 30.0
+
+# The webhook channel. Each request is signed with the tenant's custom_settings["webhookSecret"],
+# else with this secret; with neither, webhooks fail (nothing is ever sent unsigned).
+WEBHOOK_SIGNING_SECRET = None
+# Seconds to wait for a webhook receiver (connect, and the answer) before the attempt is retried.
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+
+# Who delivers SMS and push messages: "outbox" (stored in the database and shown by the console,
+# never sent) or "package.module:ClassName", a console.handlers.providers.MessageProvider subclass
+# called with the app's config (see console/handlers/README.md).
+SMS_PROVIDER = "outbox"
+PUSH_PROVIDER = "outbox"
+
+# Register the handlers that installed packages declare in the "console.handlers" entry-point
+# group (console/handlers/plugins.py).
+JOBS_LOAD_PLUGINS = True
 
 SQLALCHEMY_TRACK_MODIFICATIONS = False

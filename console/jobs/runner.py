@@ -467,6 +467,10 @@ class Runner:
             attempt = job.current_retries + 1
             delay = backoff_seconds(attempt, self.service.retry_base_seconds,
                                     self.service.retry_max_seconds, job.metadata)
+            # A receiver that said when to come back (Retry-After) is not asked sooner.
+            retry_after = (result.metadata or {}).get("retry_after")
+            if isinstance(retry_after, (int, float)) and retry_after > delay:
+                delay = min(float(retry_after), self.service.retry_max_seconds)
             return {"status": JobStatus.PENDING.value, "current_retries": attempt,
                     "scheduled_for": now + timedelta(seconds=delay)}
         if job.cron_schedule:

@@ -61,13 +61,6 @@ def test_recurring_job_via_queue_job(service, make_tenant):
 
 def test_notification_maps_channel_to_handler_and_payload(service, make_tenant):
     make_tenant()
-    from console.jobs import JobHandler
-
-    class EmailHandler(JobHandler):  # only the channel → handler mapping is under test here
-        handler_name = "email_handler"
-        supported_job_types = {"notification"}
-
-    service.register_handler(EmailHandler())
     job = service.queue_notification("email", "user@example.com", "acme", subject="Welcome!",
                                      body="Thanks", priority=JobPriority.HIGH, template="welcome")
     assert job.handler == "email_handler" and job.type == "notification"

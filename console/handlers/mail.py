@@ -1,0 +1,190 @@
+"""The ``email`` channel: SMTP (STARTTLS or SSL, optional login) with sandboxed Jinja templates.
+
+Settings (``console/defaults.py``): ``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_TLS`` (STARTTLS),
+``MAIL_USE_SSL``, ``MAIL_USERNAME``, ``MAIL_PASSWORD``, ``MAIL_DEFAULT_SENDER``,
+``MAIL_TIMEOUT_SECONDS``.
+
+Payload: ``recipient`` (an address, ``"Name <a@b.example>"`` allowed), ``subject``, ``body``
+(plain text) and/or ``html``, optional ``variables`` (a dict the three are rendered with),
+``reply_to`` and ``message_id``.
+
+Failures: no connection, a timeout, a dropped connection or a 4xx reply are retried; a 5xx reply,
+a refused recipient, a template that does not render or a TLS certificate that does not verify
+end the job at once.
+"""
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+from typing import Any, Mapping
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy.engine import Engine
+
+from ..jobs import JobExecutionContext
+from .delivery import (Delivery, DeliveryError, NotificationHandler, check_message_id,
+                       config_value)
+
+_TEXT_FIELDS = ("subject", "body", "html")
+_MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
+
+
+def check_address(value: Any, field: str = "recipient") -> str:
+    """The bare address of ``value`` (``"Jane <jane@x.example>"`` → ``jane@x.example``);
+    ``ValueError`` naming ``field`` when it is not one."""
+    if not isinstance(value, str) or "\n" in value or "\r" in value:
+        raise ValueError(f"{field} must be an email address")
+    _, address = parseaddr(value)
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or " " in address or "." not in domain.strip("."):
+        raise ValueError(f"{field} {value!r} is not an email address")
+    return address
+
+
+class EmailHandler(NotificationHandler):
+    """Sends ``queue_notification("email", …)`` jobs over SMTP."""
+
+    handler_name = "email_handler"
+    channel = "email"
+    description = "Sends an email over SMTP (subject and bodies rendered with sandboxed Jinja)."
+    payload_hint = ("needs 'recipient' (an email address) and 'body' or 'html'; optional "
+                    "'subject', 'variables' (dict), 'reply_to', 'message_id'")
+
+    def __init__(self, engine: Engine, config: Mapping[str, Any] | None = None):
+        super().__init__(engine, config)
+        # Subject and plain text are not HTML: escaping them would show "&amp;" to readers.
+        self._text_env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+        self._html_env = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+
+    def setting(self, key: str) -> Any:
+        return config_value(self.config, key)
+
+    # -- queue time -----------------------------------------------------------------------
+
+    def validate_payload(self, payload: dict[str, Any]) -> bool:
+        check_address(payload.get("recipient"))
+        if payload.get("reply_to") is not None:
+            check_address(payload["reply_to"], "reply_to")
+        check_message_id(payload)
+        if not payload.get("body") and not payload.get("html"):
+            raise ValueError("body or html is required")
+        for name in _TEXT_FIELDS:
+            if payload.get(name) is not None and not isinstance(payload[name], str):
+                raise ValueError(f"{name} must be a string (a Jinja template)")
+        variables = payload.get("variables")
+        if variables is not None and not isinstance(variables, dict):
+            raise ValueError("variables must be an object")
+        try:   # a template that cannot even be parsed never gets queued
+            for name in _TEXT_FIELDS:
+                if payload.get(name):
+                    self._env_for(name).parse(payload[name])
+        except TemplateError as exc:
+            raise ValueError(f"{name} is not a valid template: {exc}") from None
+        return True
+
+    # -- sending --------------------------------------------------------------------------
+
+    def deliver(self, context: JobExecutionContext, message_id: str) -> Delivery:
+        message = self.build_message(context.job.payload, message_id)
+        recipient = parseaddr(message["To"])[1]
+        self._send(message, recipient)
+        return Delivery(provider_message_id=message["Message-ID"],
+                        details={"recipient": recipient, "subject": message["Subject"]})
+
+    def build_message(self, payload: Mapping[str, Any], message_id: str) -> EmailMessage:
+        """The rendered message with its headers; ``DeliveryError`` (final) if it cannot be."""
+        variables = payload.get("variables") or {}
+        try:
+            rendered = {name: self._env_for(name).from_string(payload[name]).render(variables)
+                        for name in _TEXT_FIELDS if payload.get(name)}
+        except TemplateError as exc:
+            raise DeliveryError(f"the message's template could not be rendered: {exc}",
+                                retryable=False, error_type="TemplateError") from exc
+        sender = self.setting("MAIL_DEFAULT_SENDER")
+        if isinstance(sender, (tuple, list)):   # Flask-Mail's ("Name", "address") form
+            sender = formataddr((sender[0], sender[1]))
+        try:
+            sender_address = check_address(sender, "MAIL_DEFAULT_SENDER")
+        except ValueError as exc:
+            raise DeliveryError(str(exc), retryable=False, error_type="MailConfigError") from exc
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = payload["recipient"]
+        # A header cannot span lines; a rendered subject with line breaks would be refused.
+        message["Subject"] = " ".join(rendered.get("subject", "").split())
+        message["Date"] = format_datetime(datetime.now(timezone.utc))
+        domain = sender_address.rpartition("@")[2]
+        message["Message-ID"] = f"<{_MESSAGE_ID_UNSAFE.sub('-', message_id)}@{domain}>"
+        if payload.get("reply_to"):
+            message["Reply-To"] = payload["reply_to"]
+        if "body" in rendered:
+            message.set_content(rendered["body"])
+            if "html" in rendered:
+                message.add_alternative(rendered["html"], subtype="html")
+        else:
+            message.set_content(rendered["html"], subtype="html")
+        return message
+
+    def _env_for(self, name: str) -> SandboxedEnvironment:
+        return self._html_env if name == "html" else self._text_env
+
+    def _send(self, message: EmailMessage, recipient: str) -> None:
+        host = self.setting("MAIL_SERVER")
+        port = int(self.setting("MAIL_PORT") or 0)
+        timeout = float(self.setting("MAIL_TIMEOUT_SECONDS") or 30)
+        tls_context = ssl.create_default_context()
+        try:
+            if self.setting("MAIL_USE_SSL"):
+                smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=tls_context)
+            else:
+                smtp = smtplib.SMTP(host, port, timeout=timeout)
+            try:
+                if self.setting("MAIL_USE_TLS") and not self.setting("MAIL_USE_SSL"):
+                    smtp.starttls(context=tls_context)
+                if self.setting("MAIL_USERNAME"):
+                    smtp.login(self.setting("MAIL_USERNAME"), self.setting("MAIL_PASSWORD") or "")
+                smtp.send_message(message, to_addrs=[recipient])
+            finally:
+                try:
+                    smtp.quit()
+                except Exception:   # the message was handed over (or not) before QUIT
+                    smtp.close()
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            reply = "; ".join(f"{addr}: {code} {_text(msg)}"
+                              for addr, (code, msg) in exc.recipients.items())
+            raise _reply_error(min(codes) if codes else 550, f"recipient refused: {reply}") from exc
+        except smtplib.SMTPResponseException as exc:
+            # Sender refused, DATA refused, login refused, a greeting that is not 220 …
+            raise _reply_error(exc.smtp_code, f"{type(exc).__name__}: {exc.smtp_code} "
+                                              f"{_text(exc.smtp_error)}") from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryError(f"the SMTP server does not support what MAIL_* asks for: {exc}",
+                                retryable=False, error_type="MailConfigError") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise DeliveryError(f"the SMTP server's certificate did not verify: {exc}",
+                                retryable=False, error_type="SMTPCertificateError") from exc
+        except TimeoutError as exc:
+            raise DeliveryError(f"SMTP server {host}:{port} timed out after {timeout:g} s",
+                                retryable=True, error_type="SMTPTimeout") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"could not talk to SMTP server {host}:{port}: "
+                                f"{type(exc).__name__}: {exc}",
+                                retryable=True, error_type="SMTPConnectionError") from exc
+
+
+def _reply_error(code: int, message: str) -> DeliveryError:
+    """4xx: the server asks us to try again later. 5xx (and anything odd): it never will."""
+    temporary = 400 <= int(code) < 500
+    return DeliveryError(message, retryable=temporary,
+                         error_type="SMTPTemporaryError" if temporary else "SMTPPermanentError",
+                         details={"smtp_code": int(code)})
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,163 @@
+"""The ``webhook`` channel: a signed JSON POST, and ``verify_signature`` for receivers.
+
+The request body is the envelope ``{"id", "timestamp", "tenant_id", "data"}`` (``data`` is the
+payload's ``body``; ``id`` the message id, the same on every retry, so receivers can drop
+duplicates). The header ``X-Console-Signature: t=<timestamp>,v1=<hex>`` carries an HMAC-SHA256,
+keyed with the tenant's secret, over ``f"{timestamp}.{raw_body}"``.
+
+The secret: the tenant's ``custom_settings["webhookSecret"]``, else ``WEBHOOK_SIGNING_SECRET``.
+With neither, nothing is sent unsigned: the job fails with ``WebhookConfigError``.
+
+Answers: 2xx succeeds; 5xx, 408, 429 and network errors are retried (``Retry-After`` on 429/503
+sets the least wait before the next try); other answers (4xx, and 3xx: redirects are not
+followed) end the job at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from ..jobs import JobExecutionContext
+from .delivery import (Delivery, DeliveryError, NotificationHandler, check_message_id,
+                       config_value)
+
+SIGNATURE_HEADER = "X-Console-Signature"
+MESSAGE_ID_HEADER = "X-Console-Message-Id"
+_RETRYABLE_STATUSES = {408, 429}
+_RESERVED_HEADERS = {"content-type", "content-length", "host", SIGNATURE_HEADER.lower(),
+                     MESSAGE_ID_HEADER.lower()}
+
+
+def compute_signature(secret: str, timestamp: int, raw_body: bytes | str) -> str:
+    """The hex HMAC-SHA256 of ``f"{timestamp}.{raw_body}"`` keyed with ``secret``."""
+    body = raw_body.encode() if isinstance(raw_body, str) else raw_body
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret: str, timestamp: int, raw_body: bytes | str) -> str:
+    return f"t={timestamp},v1={compute_signature(secret, timestamp, raw_body)}"
+
+
+def verify_signature(secret: str, header: str | None, raw_body: bytes | str,
+                     tolerance: float = 300, now: float | None = None) -> bool:
+    """True when ``header`` (the ``X-Console-Signature`` value) signs ``raw_body`` with
+    ``secret`` and its timestamp is within ``tolerance`` seconds of ``now`` (replays of old
+    requests fail). Pass the body exactly as received, before any JSON parsing.
+
+    :param tolerance: seconds; ``None`` skips the age check.
+    """
+    if not header or not secret:
+        return False
+    timestamp, candidates = None, []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            timestamp = value
+        elif key == "v1":
+            candidates.append(value)   # several v1 values while a secret is being rotated
+    if timestamp is None or not timestamp.isdigit() or not candidates:
+        return False
+    if tolerance is not None and abs((now if now is not None else time.time())
+                                     - int(timestamp)) > tolerance:
+        return False
+    expected = compute_signature(secret, int(timestamp), raw_body)
+    return any(hmac.compare_digest(expected, c) for c in candidates)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` value (seconds, or an HTTP date) in seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class WebhookHandler(NotificationHandler):
+    """Posts ``queue_notification("webhook", url, tenant, body=…)`` jobs."""
+
+    handler_name = "webhook_handler"
+    channel = "webhook"
+    description = "POSTs a signed JSON envelope to the recipient URL."
+    payload_hint = ("needs 'recipient' (an http or https URL) and 'body' (the JSON to post); "
+                    "optional 'headers' (dict of str), 'message_id'")
+
+    def validate_payload(self, payload: dict[str, Any]) -> bool:
+        url = payload.get("recipient")
+        try:
+            parsed = httpx.URL(url) if isinstance(url, str) else None
+        except httpx.InvalidURL:
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"recipient {url!r} must be an http or https URL")
+        if "body" not in payload:
+            raise ValueError("body (the JSON to post) is required")
+        headers = payload.get("headers")
+        if headers is not None and not (isinstance(headers, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
+            raise ValueError("headers must be an object of strings")
+        if headers and _RESERVED_HEADERS & {k.lower() for k in headers}:
+            raise ValueError("headers may not set Content-Type, Host or the signature headers")
+        check_message_id(payload)
+        return True
+
+    def secret_for(self, context: JobExecutionContext) -> str | None:
+        tenant = context.tenant_context.get("tenant")
+        settings = getattr(tenant, "custom_settings", None) or {}
+        return settings.get("webhookSecret") or config_value(self.config, "WEBHOOK_SIGNING_SECRET")
+
+    def deliver(self, context: JobExecutionContext, message_id: str) -> Delivery:
+        payload = context.job.payload
+        secret = self.secret_for(context)
+        if not secret:
+            raise DeliveryError(
+                f"no webhook signing secret for tenant {context.tenant_id!r}: set the tenant's "
+                "custom_settings['webhookSecret'] or WEBHOOK_SIGNING_SECRET",
+                retryable=False, error_type="WebhookConfigError")
+        timestamp = int(time.time())
+        raw_body = json.dumps({"id": message_id, "timestamp": timestamp,
+                               "tenant_id": context.tenant_id, "data": payload.get("body")},
+                              separators=(",", ":"), default=str).encode()
+        headers = {**(payload.get("headers") or {}),
+                   "Content-Type": "application/json",
+                   "User-Agent": "console-webhooks/1",
+                   MESSAGE_ID_HEADER: message_id,
+                   SIGNATURE_HEADER: signature_header(secret, timestamp, raw_body)}
+        timeout = float(config_value(self.config, "WEBHOOK_TIMEOUT_SECONDS") or 10)
+        url = payload["recipient"]
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+                response = client.post(url, content=raw_body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise DeliveryError(f"{url} did not answer within {timeout:g} s ({type(exc).__name__})",
+                                retryable=True, error_type="WebhookTimeout") from exc
+        except httpx.TransportError as exc:
+            raise DeliveryError(f"could not reach {url}: {type(exc).__name__}: {exc}",
+                                retryable=True, error_type="WebhookConnectionError") from exc
+        status = response.status_code
+        details = {"status_code": status, "url": url}
+        if 200 <= status < 300:
+            return Delivery(provider_message_id=response.headers.get("X-Request-Id"),
+                            details={**details, "response": response.text[:500]})
+        retryable = status >= 500 or status in _RETRYABLE_STATUSES
+        retry_after = (retry_after_seconds(response.headers.get("Retry-After"))
+                       if status in (429, 503) else None)
+        raise DeliveryError(
+            f"{url} answered {status} {response.reason_phrase}: {response.text[:200]}",
+            retryable=retryable, retry_after=retry_after, details=details,
+            error_type="WebhookTemporaryError" if retryable else "WebhookRejected")
+
