@@ -55,7 +55,6 @@ from console.jobs import JobExecutionResult, JobHandler, JobType, TenantConfig  
 
 UTC = timezone.utc
 HANDLER_SPEC = "benchmarks.engine:Sleep2msHandler"
-TABLES = ["job_attempts", "jobs", "tenant_daily_usage", "limit_rejections", "runners", "tenants"]
 UNLIMITED = {"jobLimits": {"maxQueuedJobs": None, "maxDailyJobs": None,
                            "maxConcurrentJobs": None}}
 PHASES = ["enqueue_one", "enqueue_batch", "drain", "drain16", "latency_same", "latency_other",
@@ -220,13 +219,15 @@ class Target:
         return f"sqlite:///{path}"
 
     def _drop_tables(self) -> None:
-        from sqlalchemy import create_engine, text
+        """Every table in the schema (the engine's, and any a later migration added)."""
+        from sqlalchemy import create_engine, inspect, text
 
         engine = create_engine(self.url)
         try:
             with engine.begin() as conn:
-                conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(TABLES)}, alembic_version "
-                                  "CASCADE"))
+                tables = inspect(conn).get_table_names()
+                if tables:
+                    conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(tables)} CASCADE"))
         finally:
             engine.dispose()
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from console import create_app
 from console.jobs import TenantConfig
@@ -33,7 +33,6 @@ BASE_CONFIG = {
     "TESTING": True,
 }
 
-_TABLES = ["job_attempts", "jobs", "tenant_daily_usage", "limit_rejections", "runners", "tenants"]
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +54,8 @@ def database_url(database_template, tmp_path) -> str:
     if ON_POSTGRES:
         engine = create_engine(database_template.replace("postgresql://", "postgresql+psycopg://"))
         with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+            tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         engine.dispose()
         return database_template
     target = tmp_path / "console.sqlite3"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -148,6 +148,7 @@ class Claim:
     rows: list[Any]
     duration_limits: dict[str, float | None]   # tenant_id → seconds
     deferred: list[tuple[Any, datetime]]       # recurring runs moved on by the daily limit
+    held_back: list[str] = field(default_factory=list)  # tenants with due work, no free slot
 
 
 def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_seconds: float,
@@ -161,8 +162,11 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
     candidates: dict[str, list[Any]] = {}
     weights: dict[str, int] = {}
     limits: dict[str, TenantSlot] = {}
+    held_back = []
     for slot in _tenants_with_due_work(conn):
         room = capacity if slot.free is None else min(capacity, slot.free)
+        if slot.free is not None and slot.free <= 0:
+            held_back.append(slot.tenant_id)
         if room <= 0:
             continue
         rows = _due_jobs_of(conn, slot.tenant_id, room, handlers, lock_rows=postgres)
@@ -171,7 +175,7 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
             weights[slot.tenant_id] = slot.weight
             limits[slot.tenant_id] = slot
     if not candidates:
-        return Claim([], {}, [])
+        return Claim([], {}, [], held_back)
     chosen = fairness.choose(candidates, weights, capacity)
     chosen, deferred = daily_limit_check(conn, chosen, limits, now)
     if chosen:
@@ -181,4 +185,4 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
     durations = {tenant_id: (slot.max_job_duration_ms / 1000.0
                              if slot.max_job_duration_ms is not None else None)
                  for tenant_id, slot in limits.items()}
-    return Claim(chosen, durations, deferred)
+    return Claim(chosen, durations, deferred, held_back)

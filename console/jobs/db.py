@@ -113,18 +113,17 @@ def advisory_xact_lock(conn: Connection, key: int) -> None:
 
 
 def upsert_statement(dialect_name: str, table, key_columns: list[str], increments: list[str],
-                     returning=None):
-    """INSERT … ON CONFLICT (key) DO UPDATE SET col = col + excluded.col, built once; execute it
-    with the row's values as parameters."""
+                     returning=None, replace: list[str] = ()):
+    """INSERT … ON CONFLICT (key) DO UPDATE SET col = col + excluded.col (and col = excluded.col
+    for ``replace``), built once; execute it with the rows' values as parameters."""
     if dialect_name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     statement = insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=key_columns,
-        set_={col: table.c[col] + statement.excluded[col] for col in increments},
-    )
+    updates = {col: table.c[col] + statement.excluded[col] for col in increments}
+    updates.update({col: statement.excluded[col] for col in replace})
+    statement = statement.on_conflict_do_update(index_elements=key_columns, set_=updates)
     if returning is not None:
         statement = statement.returning(*returning)
     return statement
@@ -143,6 +142,18 @@ def upsert(conn: Connection, table, values: dict, key_columns: list[str], increm
         statement = _upserts[key] = upsert_statement(conn.dialect.name, table, key_columns,
                                                      increments, returning)
     return conn.execute(statement, values)
+
+
+def upsert_many(conn: Connection, table, rows: list[dict], key_columns: list[str],
+                increments: list[str], replace: list[str] = ()):
+    """``upsert`` for many rows in one executemany; rows must not repeat a key."""
+    key = ("many", conn.dialect.name, table.name, tuple(key_columns), tuple(increments),
+           tuple(replace))
+    statement = _upserts.get(key)
+    if statement is None:
+        statement = _upserts[key] = upsert_statement(conn.dialect.name, table, key_columns,
+                                                     increments, replace=replace)
+    return conn.execute(statement, rows)
 
 
 def notify_channel(conn: Connection, channel: str) -> None:

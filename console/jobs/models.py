@@ -152,6 +152,8 @@ class JobAttempt(Base):
         Index("ix_attempts_job", "job_id", "attempt"),
         Index("ix_attempts_tenant_started", "tenant_id", "started_at"),
         Index("ix_attempts_handler_started", "handler", "started_at"),
+        # Exact percentiles: the few attempts inside one duration bucket (console.analytics).
+        Index("ix_attempts_handler_duration", "handler", "job_type", "duration_ms"),
     )
 
 
@@ -167,7 +169,8 @@ class TenantDailyUsage(Base):
 
 
 class LimitRejection(Base):
-    """Counts of refused work per tenant, hour and limit type (analytics and alerts read these)."""
+    """Counts per tenant, hour and limit type of work a limit refused — and, for
+    ``max_concurrent_jobs`` (which never refuses), of claims that held the tenant back."""
 
     __tablename__ = "limit_rejections"
 
@@ -175,6 +178,57 @@ class LimitRejection(Base):
     hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     limit_type: Mapped[str] = mapped_column(String(40), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobRollup(Base):
+    """Hourly counters per tenant, handler and job type, kept as jobs are queued and finish.
+
+    Analytics reads these instead of scanning jobs and attempts, and they outlive pruning.
+    ``duration_bucket`` splits attempts by duration on a logarithmic scale (10 % steps, see
+    ``console.jobs.rollups``) so that percentiles come from counts; rows about jobs rather than
+    attempts (created, cancelled) use bucket -1.
+    """
+
+    __tablename__ = "job_rollups"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    handler: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    duration_bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_failed: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_timed_out: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_lost: Mapped[int] = mapped_column(Integer, default=0)
+    duration_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    # Time attempts spent due but not started (queued, or held back by a concurrency limit).
+    wait_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    jobs_created: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_completed: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_failed: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_cancelled: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_rollups_tenant_hour", "tenant_id", "hour"),
+        Index("ix_rollups_handler_hour", "handler", "job_type", "hour"),
+    )
+
+
+class ErrorRollup(Base):
+    """Hourly counts of failed attempts by error type."""
+
+    __tablename__ = "error_rollups"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    handler: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    error_type: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    last_message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_error_rollups_tenant_hour", "tenant_id", "hour"),)
 
 
 class Runner(Base):
@@ -196,3 +250,5 @@ tenants_table = Tenant.__table__
 daily_usage_table = TenantDailyUsage.__table__
 rejections_table = LimitRejection.__table__
 runners_table = Runner.__table__
+rollups_table = JobRollup.__table__
+error_rollups_table = ErrorRollup.__table__

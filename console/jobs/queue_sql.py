@@ -47,6 +47,13 @@ _COUNT_DAILY = ("INSERT INTO tenant_daily_usage (tenant_id, day, jobs_accepted, 
                 "VALUES (?, ?, ?, 0) ON CONFLICT (tenant_id, day) DO UPDATE SET "
                 "jobs_accepted = tenant_daily_usage.jobs_accepted + excluded.jobs_accepted "
                 "RETURNING jobs_accepted + recurring_runs")
+_COUNT_CREATED = (
+    "INSERT INTO job_rollups (hour, tenant_id, handler, job_type, duration_bucket, attempts, "
+    "attempts_succeeded, attempts_failed, attempts_timed_out, attempts_lost, duration_ms_sum, "
+    "wait_ms_sum, jobs_created, jobs_completed, jobs_failed, jobs_cancelled) "
+    "VALUES (?, ?, ?, ?, -1, 0, 0, 0, 0, 0, 0, 0, ?, 0, 0, 0) "
+    "ON CONFLICT (hour, tenant_id, handler, job_type, duration_bucket) DO UPDATE SET "
+    "jobs_created = job_rollups.jobs_created + excluded.jobs_created")
 _INSERT_JOB = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})")
 
@@ -108,6 +115,19 @@ class QueueTransaction:
             self._cursor.execute(self._sql(_INSERT_JOB), values[0])
         else:
             self._cursor.executemany(self._sql(_INSERT_JOB), values)
+
+    def count_created(self, jobs, now: datetime) -> None:
+        """Add the new jobs to the hour's rollup (see ``console.jobs.rollups``)."""
+        counts: dict[tuple[str, str, str], int] = {}
+        for job in jobs:
+            key = (job.row["tenant_id"], job.row["handler"], job.row["type"])
+            counts[key] = counts.get(key, 0) + 1
+        hour = self._value(now.replace(minute=0, second=0, microsecond=0))
+        rows = [(hour, *key, count) for key, count in counts.items()]
+        if len(rows) == 1:
+            self._cursor.execute(self._sql(_COUNT_CREATED), rows[0])
+        else:
+            self._cursor.executemany(self._sql(_COUNT_CREATED), rows)
 
     def notify(self, channel: str) -> None:
         if self._postgres:

@@ -30,6 +30,7 @@ from .models import attempts_table, daily_usage_table, jobs_table, runners_table
 from .pool import WorkerPool, WorkItem
 from .records import job_from_row
 from .retry import backoff_seconds
+from .rollups import RollupBatch, hour_of
 from .service import NOTIFY_CHANNEL, JobService, record_rejections
 from .types import JobExecutionResult, JobStatus, SystemJob
 
@@ -84,6 +85,19 @@ class Finished:
     duration_ms: float
 
 
+def run_outcome(before: SystemJob, changes: dict, success: bool) -> str | None:
+    """How an attempt ended its run: "completed", "failed", or None when another attempt follows.
+
+    A recurring job's run counts like a job of its own: success completes the run, a failure
+    with no retry left fails it (the job itself is re-armed for its next time either way).
+    """
+    if success:
+        return "completed"
+    if changes["current_retries"] > before.current_retries:
+        return None
+    return "failed"
+
+
 class Runner:
     def __init__(self, service: JobService, *, threads: int | None = None,
                  poll_interval: float | None = None, lease_seconds: float | None = None,
@@ -105,6 +119,10 @@ class Runner:
         self._watcher = None
         self._next_due: datetime | None = None
         self._progress_written: dict[str, float] = {}
+        # Claims in which a tenant with due work had no free concurrency slot, per tenant;
+        # written to limit_rejections (as max_concurrent_jobs) with the next lease renewal.
+        self._held_back: dict[str, int] = {}
+        self._held_back_lock = threading.Lock()
         self._postgres = self.engine.dialect.name == "postgresql"
         self._connection = db.HeldConnection(self.engine)   # the dispatcher's own
         self._recent_duration_ms = _SHORT_ATTEMPT_MS * 10   # assume long until measured
@@ -239,6 +257,10 @@ class Runner:
             self._finished.extendleft(reversed(finished))
             raise
         self.executed += len(finished)
+        if claim.held_back:
+            with self._held_back_lock:
+                for tenant_id in claim.held_back:
+                    self._held_back[tenant_id] = self._held_back.get(tenant_id, 0) + 1
         updates = self.service.job_updates
         if updates.has_subscribers:
             updates.publish_many(recorded)
@@ -418,7 +440,7 @@ class Runner:
         ids = [done.item.job.id for done in finished]
         owned_query = _OWNED_FOR_UPDATE if self._postgres else _OWNED
         owned = set(conn.execute(owned_query, {"ids": ids, "owner": self.id}).scalars())
-        updates, attempts, updated = [], [], []
+        updates, attempts, updated, outcomes = [], [], [], []
         for done in finished:
             job, result = done.item.job, done.result
             self._recent_duration_ms += 0.1 * (done.duration_ms - self._recent_duration_ms)
@@ -428,6 +450,9 @@ class Runner:
                             "the result is dropped", self.id, job.id)
                 continue
             changes = self.next_state(job, result, now)
+            due = job.scheduled_for or done.started_at
+            outcomes.append((run_outcome(job, changes, result.success),
+                             (done.started_at - due).total_seconds() * 1000.0))
             scheduled_for = changes.get("scheduled_for", job.scheduled_for)
             progress = changes.get("progress", job.progress)
             updates.append({
@@ -454,6 +479,14 @@ class Runner:
         if updates:
             conn.execute(_RECORD_RESULT, updates)
             conn.execute(_INSERT_ATTEMPT, attempts)
+            rollups = RollupBatch()
+            for attempt, (outcome, wait_ms) in zip(attempts, outcomes, strict=True):
+                rollups.add_attempt(attempt["finished_at"], attempt["tenant_id"],
+                                    attempt["handler"], attempt["job_type"],
+                                    attempt["duration_ms"], attempt["success"],
+                                    attempt["error_type"], attempt["error_message"], outcome,
+                                    wait_ms)
+            rollups.write(conn)
         return updated
 
     def next_state(self, job: SystemJob, result: JobExecutionResult, now: datetime) -> dict:
@@ -502,8 +535,15 @@ class Runner:
                                      seconds=self.lease_seconds)))
                 conn.execute(runners_table.update().where(runners_table.c.id == self.id)
                              .values(heartbeat_at=now))
+                self._write_held_back(conn, now)
         except Exception:
             log.exception("runner %s could not renew its leases", self.id)
+
+    def _write_held_back(self, conn, now: datetime) -> None:
+        with self._held_back_lock:
+            held_back, self._held_back = self._held_back, {}
+        for tenant_id, count in held_back.items():
+            record_rejections(conn, tenant_id, "max_concurrent_jobs", hour_of(now), count)
 
     def recover_expired_leases(self) -> int:
         """Jobs whose owner stopped renewing (a crash, a lost machine): count the lost attempt,
@@ -511,6 +551,7 @@ class Runner:
         now = datetime.now(UTC)
         j = jobs_table.c
         recovered = []
+        lost_attempts = RollupBatch()
         try:
             with db.write_transaction(self.engine) as conn:
                 expired = select(jobs_table).where(
@@ -539,6 +580,11 @@ class Runner:
                                 updated_at=now)).rowcount
                     if taken != 1:  # renewed or recovered meanwhile: not ours to count
                         continue
+                    duration_ms = round((now - started).total_seconds() * 1000, 3)
+                    lost_attempts.add_attempt(
+                        now, job.tenant_id, job.handler, job.type, duration_ms, False,
+                        "WorkerLost", result.error_message,
+                        run_outcome(job, changes, False))
                     conn.execute(attempts_table.insert().values(
                         job_id=job.id, tenant_id=job.tenant_id, job_type=job.type,
                         handler=job.handler, attempt=job.total_attempts, started_at=started,
@@ -550,6 +596,7 @@ class Runner:
                                              scheduled_for=changes.get("scheduled_for"),
                                              current_retries=changes["current_retries"],
                                              last_result=result, lease_owner=None))
+                lost_attempts.write(conn)
                 conn.execute(delete(runners_table).where(
                     runners_table.c.heartbeat_at < now - timedelta(seconds=self.lease_seconds * 4)))
                 if recovered:
@@ -577,6 +624,7 @@ class Runner:
             with db.write_transaction(self.engine) as conn:
                 recorded = self._record_finished(conn, finished, now) if finished else []
                 self.executed += len(finished)
+                self._write_held_back(conn, now)
                 # Handed back jobs keep their attempt count; the attempt never really happened
                 # (waiting) or is cut short by shutdown and will run again.
                 if released_ids:

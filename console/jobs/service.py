@@ -21,6 +21,7 @@ from .records import job_from_row, new_job_id
 from .types import (WAITING_STATUSES, JobPriority, JobStateError, JobStatus,
                     JobType, JobValidationError, SystemJob, TenantLimitException)
 from .queue_sql import QueueTransaction, queue_transaction
+from .rollups import RollupBatch
 from .validation import PreparedJob, prepare_job
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ class JobService:
                     for job in new:
                         job.row["priority"] = job.priority.rank if job.priority else default_rank
                     tx.insert_jobs([job.row for job in new])
+                    tx.count_created(new, now)
                     tx.notify(NOTIFY_CHANNEL)
         except TenantLimitException as rejection:  # nothing stored; count it, then tell the caller
             self._record_rejection(tenant_id, rejection.limit_type, now)
@@ -364,6 +366,32 @@ class JobService:
                                 .order_by(attempts_table.c.attempt, attempts_table.c.id))
             return [dict(r._mapping) for r in rows]
 
+    # -- analytics (console.analytics reads the rollups; nothing here writes) ---------------
+
+    def get_tenant_job_usage(self, tenant_id: str, start_date=None, end_date=None):
+        """Usage, rates and limits of one tenant over [start_date, end_date) (whole hours)."""
+        from ..analytics import tenant_job_usage
+        return tenant_job_usage(self.engine, self.tenants, tenant_id, start_date, end_date)
+
+    def get_job_performance_metrics(self, job_type, handler: str, start_date=None,
+                                    end_date=None):
+        """Executions, rates, average and exact p95 duration, errors by type."""
+        from ..analytics import job_performance_metrics
+        return job_performance_metrics(self.engine, job_type, handler, start_date, end_date)
+
+    def get_tenant_job_health(self, tenant_id: str) -> dict[str, Any]:
+        """Health score 0–100, status and recommendations (see console/analytics/health.py)."""
+        from ..analytics import tenant_job_health
+        return tenant_job_health(self.engine, self.tenants, tenant_id)
+
+    def get_job_queue_status(self) -> dict[str, Any]:
+        from ..analytics import job_queue_status
+        return job_queue_status(self.engine)
+
+    def get_system_job_statistics(self):
+        from ..analytics import system_job_statistics
+        return system_job_statistics(self.engine)
+
     # -- state changes --------------------------------------------------------------------
 
     def retry_job(self, job_id: str) -> SystemJob:
@@ -425,6 +453,9 @@ class JobService:
             conn.execute(jobs_table.update().where(jobs_table.c.id == job_id)
                          .values(status=JobStatus.CANCELLED.value, completed_at=now,
                                  updated_at=now))
+            rollups = RollupBatch()
+            rollups.add_jobs(now, job.tenant_id, job.handler, job.type, "jobs_cancelled")
+            rollups.write(conn)
         updated = replace(job, status=JobStatus.CANCELLED, completed_at=now, updated_at=now)
         self.job_updates.publish(updated)
         return updated

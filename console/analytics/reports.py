@@ -1,0 +1,258 @@
+"""Usage, performance, queue status and system statistics, read from the hourly rollups.
+
+Ranges are whole hours: ``start`` is rounded down to its hour and ``end`` up, because the
+rollups count by the hour. Without a range, all time. Figures about "now" (waiting, running,
+today's quota) come from the live tables through their indexes. Analytics only reads.
+"""
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select
+
+from ..jobs.limits import TenantStore
+from ..jobs.models import (attempts_table, daily_usage_table, error_rollups_table, jobs_table,
+                           rejections_table, rollups_table, runners_table)
+from ..jobs.rollups import NO_DURATION, bucket_bounds, hour_of
+from ..jobs.types import JobValidationError
+from .types import JobPerformanceMetrics, SystemJobStatistics, TenantJobUsage
+
+UTC = timezone.utc
+WARN_AT = 0.8                       # a limit this full gets a warning
+STUCK_GRACE = timedelta(seconds=5)  # past its lease by this much, a processing job is stuck
+r = rollups_table.c
+
+
+def hour_range(start: datetime | date | None, end: datetime | date | None
+               ) -> tuple[datetime | None, datetime | None]:
+    """The whole hours covering [start, end)."""
+    start, end = _as_datetime(start, "start_date"), _as_datetime(end, "end_date")
+    if start is not None:
+        start = hour_of(start)
+    if end is not None and end != hour_of(end):
+        end = hour_of(end) + timedelta(hours=1)
+    if start is not None and end is not None and end < start:
+        raise JobValidationError("end_date", "must not be before start_date")
+    return start, end
+
+
+def _as_datetime(value, field_name: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise JobValidationError(field_name, "must carry a time zone (e.g. timezone.utc)")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    raise JobValidationError(field_name, "must be a datetime or a date")
+
+
+def _in_range(column, start, end):
+    conditions = []
+    if start is not None:
+        conditions.append(column >= start)
+    if end is not None:
+        conditions.append(column < end)
+    return and_(True, *conditions)
+
+
+def _ratio(part: float, whole: float, empty: float = 1.0) -> float:
+    return part / whole if whole else empty
+
+
+# -- tenant usage ------------------------------------------------------------------------------
+
+def tenant_job_usage(engine: Engine, tenants: TenantStore, tenant_id: str,
+                     start_date=None, end_date=None) -> TenantJobUsage:
+    config = tenants.get_tenant_config(tenant_id)
+    if config is None:
+        raise JobValidationError("tenant_id", f"unknown tenant {tenant_id!r}")
+    start, end = hour_range(start_date, end_date)
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        in_range = and_(r.tenant_id == tenant_id, _in_range(r.hour, start, end))
+        totals = conn.execute(select(
+            func.coalesce(func.sum(r.jobs_created), 0), func.coalesce(func.sum(r.jobs_completed), 0),
+            func.coalesce(func.sum(r.jobs_failed), 0), func.coalesce(func.sum(r.jobs_cancelled), 0),
+            func.coalesce(func.sum(r.attempts), 0), func.coalesce(func.sum(r.duration_ms_sum), 0.0),
+        ).where(in_range)).one()
+        created_by_type = dict(conn.execute(
+            select(r.job_type, func.sum(r.jobs_created)).where(in_range, r.jobs_created > 0)
+            .group_by(r.job_type)).all())
+        live = dict(conn.execute(
+            select(jobs_table.c.status, func.count())
+            .where(jobs_table.c.tenant_id == tenant_id,
+                   jobs_table.c.status.in_(["pending", "queued", "processing"]))
+            .group_by(jobs_table.c.status)).all())
+        daily = conn.execute(
+            select(daily_usage_table.c.jobs_accepted + daily_usage_table.c.recurring_runs)
+            .where(daily_usage_table.c.tenant_id == tenant_id,
+                   daily_usage_table.c.day == now.date())).scalar() or 0
+        rejections = dict(conn.execute(
+            select(rejections_table.c.limit_type, func.sum(rejections_table.c.count))
+            .where(rejections_table.c.tenant_id == tenant_id,
+                   _in_range(rejections_table.c.hour, start, end))
+            .group_by(rejections_table.c.limit_type)).all())
+    created, completed, failed, cancelled, attempts, duration_sum = totals
+    waiting = live.get("pending", 0) + live.get("queued", 0)
+    running = live.get("processing", 0)
+    limits = config.job_limit
+    ended = completed + failed
+    jobs_by_status = {"completed": int(completed), "failed": int(failed),
+                      "cancelled": int(cancelled), "pending": live.get("pending", 0),
+                      "queued": live.get("queued", 0), "processing": running}
+    usage = {"daily_jobs": int(daily), "concurrent_jobs": running, "queued_jobs": waiting}
+    return TenantJobUsage(
+        tenant_id=tenant_id, queued_jobs=waiting, current_usage=usage,
+        limits=limits.as_dict(),
+        warnings=usage_warnings(limits, usage, rejections),
+        total_jobs=int(created),
+        success_rate=_ratio(completed, ended), failure_rate=_ratio(failed, ended, 0.0),
+        avg_execution_time=timedelta(milliseconds=_ratio(duration_sum, attempts, 0.0)),
+        jobs_by_type={k: int(v) for k, v in created_by_type.items()},
+        jobs_by_status=jobs_by_status,
+        limit_rejections={k: int(v) for k, v in rejections.items()})
+
+
+def usage_warnings(limits, usage: dict[str, int], rejections: dict[str, int]) -> list[str]:
+    """A warning for each limit over 80 % used, for waits on the concurrency limit, and for
+    work other limits refused."""
+    warnings = []
+    for name, used in (("max_queued_jobs", usage["queued_jobs"]),
+                       ("max_daily_jobs", usage["daily_jobs"]),
+                       ("max_concurrent_jobs", usage["concurrent_jobs"])):
+        limit = getattr(limits, name)
+        if limit and used / limit > WARN_AT:
+            warnings.append(f"{name}: {used} of {limit} used ({used / limit:.0%})")
+    held_back = rejections.get("max_concurrent_jobs", 0)
+    if held_back:
+        warnings.append(f"jobs waited on the concurrency limit (max_concurrent_jobs "
+                        f"{limits.max_concurrent_jobs}) in {held_back} claims")
+    for limit_type, count in sorted(rejections.items()):
+        if limit_type != "max_concurrent_jobs" and count:
+            warnings.append(f"{count} jobs refused by {limit_type}")
+    return warnings
+
+
+# -- performance -------------------------------------------------------------------------------
+
+def job_performance_metrics(engine: Engine, job_type: str, handler: str, start_date=None,
+                            end_date=None) -> JobPerformanceMetrics:
+    job_type = getattr(job_type, "value", job_type)
+    start, end = hour_range(start_date, end_date)
+    where = and_(r.handler == handler, r.job_type == job_type, _in_range(r.hour, start, end),
+                 r.duration_bucket != NO_DURATION)
+    with engine.connect() as conn:
+        buckets = conn.execute(
+            select(r.duration_bucket, func.sum(r.attempts), func.sum(r.attempts_succeeded),
+                   func.sum(r.duration_ms_sum))
+            .where(where).group_by(r.duration_bucket).order_by(r.duration_bucket)).all()
+        e = error_rollups_table.c
+        errors = dict(conn.execute(
+            select(e.error_type, func.sum(e.count))
+            .where(e.handler == handler, e.job_type == job_type, _in_range(e.hour, start, end))
+            .group_by(e.error_type)).all())
+        total = sum(int(b[1]) for b in buckets)
+        succeeded = sum(int(b[2]) for b in buckets)
+        duration_sum = sum(float(b[3]) for b in buckets)
+        p95, exact = (percentile(conn, handler, job_type, start, end,
+                                 [(int(b[0]), int(b[1])) for b in buckets], total, 0.95)
+                      if total else (0.0, True))
+    return JobPerformanceMetrics(
+        job_type=job_type, handler=handler, total_executions=total,
+        success_rate=_ratio(succeeded, total), failure_rate=_ratio(total - succeeded, total, 0.0),
+        avg_execution_time=timedelta(milliseconds=_ratio(duration_sum, total, 0.0)),
+        p95_execution_time=timedelta(milliseconds=p95),
+        errors_by_type={k: int(v) for k, v in errors.items()}, p95_is_exact=exact)
+
+
+def percentile(conn, handler: str, job_type: str, start, end,
+               buckets: list[tuple[int, int]], total: int, fraction: float) -> tuple[float, bool]:
+    """The nearest-rank percentile of attempt durations, exact where attempts are kept.
+
+    The histogram says which bucket holds the k-th duration and how many come before it;
+    the attempts table, read only inside that bucket's range, gives the exact value. If pruning
+    removed those attempts, the bucket's geometric middle is returned (within 5 %).
+    """
+    rank = max(1, math.ceil(fraction * total))
+    below = 0
+    for bucket, count in buckets:
+        if below + count >= rank:
+            break
+        below += count
+    low, high = bucket_bounds(bucket)
+    a = attempts_table.c
+    inside = and_(a.handler == handler, a.job_type == job_type, a.duration_ms >= low,
+                  a.duration_ms < high, _in_range(a.finished_at, start, end))
+    kept = conn.execute(select(func.count()).select_from(attempts_table).where(inside)).scalar()
+    if kept == count:
+        value = conn.execute(select(a.duration_ms).where(inside).order_by(a.duration_ms)
+                             .limit(1).offset(rank - below - 1)).scalar()
+        return float(value), True
+    return (math.sqrt(low * high) if low > 0 else high / 2), False
+
+
+# -- queue and system --------------------------------------------------------------------------
+
+def job_queue_status(engine: Engine) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    j = jobs_table.c
+    with engine.connect() as conn:
+        counts = dict(conn.execute(
+            select(j.status, func.count()).where(j.status.in_(["pending", "queued", "processing"]))
+            .group_by(j.status)).all())
+        oldest = conn.execute(select(func.min(j.scheduled_for))
+                              .where(j.status == "queued")).scalar()
+    return {"queued_jobs": counts.get("queued", 0), "pending_jobs": counts.get("pending", 0),
+            "processing_jobs": counts.get("processing", 0),
+            "oldest_queued_job_age": (int((now - oldest).total_seconds() * 1000)
+                                      if oldest else 0)}
+
+
+def stuck_jobs(conn, now: datetime) -> int:
+    """Processing jobs whose lease ran out: their runner is gone and nobody recovered them yet."""
+    j = jobs_table.c
+    return conn.execute(select(func.count()).select_from(jobs_table).where(
+        j.status == "processing", j.lease_expires_at < now - STUCK_GRACE)).scalar()
+
+
+def system_job_statistics(engine: Engine, window: timedelta = timedelta(hours=24)
+                          ) -> SystemJobStatistics:
+    """The last ``window`` (24 h) across tenants, and the reference's health check as warnings:
+    backlog over 1,000, success rate under 90 %, stuck jobs, an old queue, no live runner."""
+    now = datetime.now(UTC)
+    since = hour_of(now - window)
+    queue = job_queue_status(engine)
+    with engine.connect() as conn:
+        created, completed, failed = conn.execute(select(
+            func.coalesce(func.sum(r.jobs_created), 0), func.coalesce(func.sum(r.jobs_completed), 0),
+            func.coalesce(func.sum(r.jobs_failed), 0)).where(r.hour >= since)).one()
+        active = conn.execute(select(func.count(func.distinct(r.tenant_id)))
+                              .where(r.hour >= since)).scalar()
+        stuck = stuck_jobs(conn, now)
+        live_runners = conn.execute(select(func.count()).select_from(runners_table).where(
+            runners_table.c.heartbeat_at > now - timedelta(minutes=2))).scalar()
+    waiting = queue["queued_jobs"] + queue["pending_jobs"]
+    success = _ratio(completed, completed + failed)
+    warnings = []
+    if waiting > 1000:
+        warnings.append(f"High queue backlog: {waiting} jobs waiting")
+    if completed + failed and success < 0.9:
+        warnings.append(f"Low system success rate: {success:.1%} of {completed + failed} runs "
+                        f"in the last {window.total_seconds() / 3600:g} h")
+    if stuck:
+        warnings.append(f"{stuck} jobs are stuck in processing past their lease: a runner died "
+                        "and no other runner is recovering them")
+    if queue["oldest_queued_job_age"] > 5 * 60 * 1000:
+        warnings.append(f"The oldest queued job has waited "
+                        f"{queue['oldest_queued_job_age'] / 60000:.0f} min")
+    if queue["queued_jobs"] and not live_runners:
+        warnings.append("Jobs are queued but no runner has a recent heartbeat: start "
+                        "`flask --app console worker` or the web app with its runner")
+    return SystemJobStatistics(
+        total_jobs=int(created), system_success_rate=success,
+        active_tenants=int(active), total_running_jobs=queue["processing_jobs"],
+        total_queued_jobs=waiting, system_warnings=warnings)

@@ -1,0 +1,104 @@
+"""Keeping the hourly rollups (``job_rollups``, ``error_rollups``) as work happens.
+
+Every writer of a counted event adds to the rollups in its own transaction, so the rollups
+agree with the rows they summarise at every commit: queueing (jobs created), recording an
+attempt (attempt counts, durations, outcomes), recovering a lost attempt, cancelling.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from . import db
+from .models import error_rollups_table, rollups_table
+
+NO_DURATION = -1
+BUCKET_GROWTH = 1.1
+_KEY = ["hour", "tenant_id", "handler", "job_type", "duration_bucket"]
+_COUNTERS = ["attempts", "attempts_succeeded", "attempts_failed", "attempts_timed_out",
+             "attempts_lost", "duration_ms_sum", "wait_ms_sum", "jobs_created", "jobs_completed", "jobs_failed",
+             "jobs_cancelled"]
+TIMEOUT_ERROR = "JobTimeoutError"
+LOST_ERROR = "WorkerLost"
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+# Bucket 0 holds durations under 1 ms; bucket b ≥ 1 holds [BOUNDS[b-1], BOUNDS[b]). The bounds
+# are rounded like stored durations (3 decimals), so SQL range filters on job_attempts select
+# exactly the attempts a bucket counted.
+_BOUNDS = [round(BUCKET_GROWTH ** b, 3) for b in range(0, 280)]   # up to ~3 years in ms
+
+
+def duration_bucket(duration_ms: float) -> int:
+    return bisect.bisect_right(_BOUNDS, duration_ms)
+
+
+def bucket_bounds(bucket: int) -> tuple[float, float]:
+    """[low, high) of a bucket, in milliseconds."""
+    if bucket <= 0:
+        return 0.0, _BOUNDS[0]
+    high = _BOUNDS[bucket] if bucket < len(_BOUNDS) else math.inf
+    return _BOUNDS[bucket - 1], high
+
+
+class RollupBatch:
+    """Counters gathered during one transaction, written with one upsert per table."""
+
+    def __init__(self):
+        self._rows: dict[tuple, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_COUNTERS, 0))
+        self._errors: dict[tuple, list] = {}
+
+    def add_attempt(self, moment: datetime, tenant_id: str, handler: str, job_type: str,
+                    duration_ms: float, success: bool, error_type: str | None,
+                    error_message: str | None, outcome: str | None,
+                    wait_ms: float = 0.0) -> None:
+        """One finished attempt, counted in the hour it finished (``moment``); ``outcome`` is
+        "completed" or "failed" when it ended its run, ``wait_ms`` how long it waited to start."""
+        row = self._rows[(hour_of(moment), tenant_id, handler, job_type,
+                          duration_bucket(duration_ms))]
+        row["attempts"] += 1
+        row["duration_ms_sum"] += duration_ms
+        row["wait_ms_sum"] += max(0.0, wait_ms)
+        if success:
+            row["attempts_succeeded"] += 1
+        else:
+            row["attempts_failed"] += 1
+            if error_type == TIMEOUT_ERROR:
+                row["attempts_timed_out"] += 1
+            elif error_type == LOST_ERROR:
+                row["attempts_lost"] += 1
+            key = (hour_of(moment), tenant_id, handler, job_type, error_type or "JobFailed")
+            entry = self._errors.setdefault(key, [0, None])
+            entry[0] += 1
+            entry[1] = (error_message or "")[:1000]
+        if outcome == "completed":
+            row["jobs_completed"] += 1
+        elif outcome == "failed":
+            row["jobs_failed"] += 1
+
+    def add_jobs(self, moment: datetime, tenant_id: str, handler: str, job_type: str,
+                 counter: str, count: int = 1) -> None:
+        """Jobs created or cancelled (no attempt involved)."""
+        self._rows[(hour_of(moment), tenant_id, handler, job_type, NO_DURATION)][counter] += count
+
+    def write(self, conn: Connection) -> None:
+        if self._rows:
+            db.upsert_many(conn, rollups_table, [
+                {**dict(zip(_KEY, key)), **counters} for key, counters in self._rows.items()],
+                _KEY, _COUNTERS)
+        if self._errors:
+            db.upsert_many(conn, error_rollups_table, [
+                {"hour": k[0], "tenant_id": k[1], "handler": k[2], "job_type": k[3],
+                 "error_type": k[4], "count": count, "last_message": message}
+                for k, (count, message) in self._errors.items()],
+                ["hour", "tenant_id", "handler", "job_type", "error_type"], ["count"],
+                replace=["last_message"])
+        self._rows.clear()
+        self._errors.clear()
