@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from .jobs import JobService, TenantConfig, TenantLimitException
 from .jobs.models import attempts_table, daily_usage_table, jobs_table
 from .jobs.records import new_job_id
+from .jobs.rollups import RollupBatch
 
 UTC = timezone.utc
 
@@ -54,6 +55,7 @@ def _allowed(service: JobService, tenant_id: str, job_type: str) -> bool:
 def _write_history(service: JobService, rng: random.Random, days: int, per_day: int) -> int:
     now = datetime.now(UTC)
     jobs, attempts, daily = [], [], {}
+    rollups = RollupBatch()   # what the runner would have counted, had it run this history
     for tenant_id, _, tier, _ in TENANTS:
         scale = {"tier1": 0.1, "tier2": 0.4, "tier3": 0.7, "tier4": 1.0}[tier]
         mix = [m for m in _HISTORY_MIX if _allowed(service, tenant_id, m[1])]
@@ -78,6 +80,12 @@ def _write_history(service: JobService, rng: random.Random, days: int, per_day: 
                         "duration_ms": round(duration, 3), "success": ok,
                         "error_type": error and error[0], "error_message": error and error[1],
                         "worker": "demo-history"})
+                    last = attempt == tries
+                    rollups.add_attempt(
+                        moment + timedelta(milliseconds=duration), tenant_id, handler, job_type,
+                        round(duration, 3), ok, error and error[0], error and error[1],
+                        ("completed" if ok else "failed") if last else None,
+                        wait_ms=rng.uniform(1, 30))
                     moment += timedelta(milliseconds=duration + 2000 * 2 ** attempt)
                 jobs.append({
                     "id": job_id, "tenant_id": tenant_id, "type": job_type, "handler": handler,
@@ -97,12 +105,14 @@ def _write_history(service: JobService, rng: random.Random, days: int, per_day: 
                     "created_at": created, "updated_at": moment})
                 key = (tenant_id, created.date())
                 daily[key] = daily.get(key, 0) + 1
+                rollups.add_jobs(created, tenant_id, handler, job_type, "jobs_created")
     with service.engine.begin() as conn:
         for start in range(0, len(jobs), 2000):
             conn.execute(jobs_table.insert(), jobs[start:start + 2000])
         for start in range(0, len(attempts), 2000):
             conn.execute(attempts_table.insert(), attempts[start:start + 2000])
         from .jobs import db as jobs_db
+        rollups.write(conn)
         for (tenant_id, day), count in daily.items():
             jobs_db.upsert(conn, daily_usage_table,
                            {"tenant_id": tenant_id, "day": day, "jobs_accepted": count,

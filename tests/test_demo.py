@@ -23,3 +23,15 @@ def test_demo_creates_tenants_in_every_tier_and_jobs_in_every_status(app, servic
     service.job_updates.subscribe(lambda job: seen.append(job.status.value))
     service.run_until_idle(settle=0.3, timeout=30)
     assert "processing" in seen and "completed" in seen and "failed" in seen
+
+
+def test_demo_history_shows_in_analytics(app, service):
+    result = app.test_cli_runner().invoke(args=["demo", "--days", "2", "--jobs-per-day", "40"])
+    assert result.exit_code == 0, result.output
+    usage = service.get_tenant_job_usage("acme")
+    assert usage.total_jobs >= 40 and usage.jobs_by_status["completed"] > 0
+    metrics = service.get_job_performance_metrics("immediate", "data_processor")
+    assert metrics.total_executions > 0 and metrics.p95_is_exact
+    assert metrics.p95_execution_time >= metrics.avg_execution_time * 0.9
+    health = service.get_tenant_job_health("acme")
+    assert 0 <= health["health_score"] <= 100
