@@ -384,6 +384,14 @@ class JobService:
         from ..analytics import tenant_job_health
         return tenant_job_health(self.engine, self.tenants, tenant_id)
 
+    def get_job_trends(self, tenant_id: str | None = None, handler: str | None = None,
+                       job_type=None, start_date=None, end_date=None,
+                       granularity: str | None = None) -> dict[str, Any]:
+        """Hourly or daily series for charts (see console/analytics/trends.py)."""
+        from ..analytics import job_trends
+        return job_trends(self.engine, tenant_id=tenant_id, handler=handler, job_type=job_type,
+                          start_date=start_date, end_date=end_date, granularity=granularity)
+
     def get_job_queue_status(self) -> dict[str, Any]:
         from ..analytics import job_queue_status
         return job_queue_status(self.engine)

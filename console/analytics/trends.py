@@ -1,0 +1,119 @@
+"""Time series for charts: per tenant, per handler (and type), or the whole system.
+
+Each point is an hour or a day: jobs queued, completed, failed and cancelled, run success rate,
+attempts, timeouts, average wait, average and p95 duration, and (per tenant or system) limit
+rejections. Points with no activity are zeros, so charts have no gaps. The p95 of a point comes
+from the duration histogram (the geometric middle of the bucket that holds it: within 5 %);
+``get_job_performance_metrics`` gives the exact figure for a range.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select
+
+from ..jobs.models import rejections_table, rollups_table
+from ..jobs.rollups import NO_DURATION, bucket_bounds, hour_of
+from ..jobs.types import JobValidationError
+from .reports import hour_range
+
+UTC = timezone.utc
+GRANULARITIES = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+MAX_POINTS = 24 * 93   # a quarter of hours; longer ranges must be by day
+
+
+def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | None = None,
+               job_type: str | None = None, start_date=None, end_date=None,
+               granularity: str | None = None) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    start, end = hour_range(start_date or now - timedelta(hours=24), end_date or now)
+    if granularity is None:
+        granularity = "hour" if end - start <= timedelta(days=3) else "day"
+    if granularity not in GRANULARITIES:
+        raise JobValidationError("granularity", "use 'hour' or 'day'")
+    step = GRANULARITIES[granularity]
+    first = _point_of(start, granularity)
+    points = []
+    moment = first
+    while moment < end:
+        points.append(moment)
+        moment += step
+    if len(points) > MAX_POINTS:
+        raise JobValidationError("granularity", f"{len(points)} points is too many; use 'day' "
+                                                "or a shorter range")
+    r = rollups_table.c
+    conditions = [r.hour >= start, r.hour < end]
+    if tenant_id is not None:
+        conditions.append(r.tenant_id == tenant_id)
+    if handler is not None:
+        conditions.append(r.handler == handler)
+    if job_type is not None:
+        conditions.append(r.job_type == getattr(job_type, "value", job_type))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(r.hour, r.duration_bucket, func.sum(r.jobs_created), func.sum(r.jobs_completed),
+                   func.sum(r.jobs_failed), func.sum(r.jobs_cancelled), func.sum(r.attempts),
+                   func.sum(r.attempts_timed_out), func.sum(r.duration_ms_sum),
+                   func.sum(r.wait_ms_sum))
+            .where(and_(*conditions)).group_by(r.hour, r.duration_bucket)).all()
+        rejections: dict[datetime, int] = defaultdict(int)
+        if handler is None and job_type is None:
+            q = rejections_table.c
+            where = [q.hour >= start, q.hour < end, q.limit_type != "max_concurrent_jobs"]
+            if tenant_id is not None:
+                where.append(q.tenant_id == tenant_id)
+            for hour, count in conn.execute(select(q.hour, func.sum(q.count))
+                                            .where(*where).group_by(q.hour)):
+                rejections[_point_of(hour, granularity)] += int(count)
+
+    totals: dict[datetime, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    histograms: dict[datetime, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for (hour, bucket, created, completed, failed, cancelled, attempts, timed_out, duration,
+         wait) in rows:
+        point = totals[_point_of(hour, granularity)]
+        for name, value in (("created", created), ("completed", completed), ("failed", failed),
+                            ("cancelled", cancelled), ("attempts", attempts),
+                            ("timed_out", timed_out), ("duration", duration), ("wait", wait)):
+            point[name] += value or 0
+        if bucket != NO_DURATION and attempts:
+            histograms[_point_of(hour, granularity)][bucket] += int(attempts)
+
+    series: dict[str, list] = defaultdict(list)
+    for moment in points:
+        point = totals.get(moment, {})
+        attempts = point.get("attempts", 0)
+        ended = point.get("completed", 0) + point.get("failed", 0)
+        series["jobs_created"].append(int(point.get("created", 0)))
+        series["jobs_completed"].append(int(point.get("completed", 0)))
+        series["jobs_failed"].append(int(point.get("failed", 0)))
+        series["jobs_cancelled"].append(int(point.get("cancelled", 0)))
+        series["attempts"].append(int(attempts))
+        series["timeouts"].append(int(point.get("timed_out", 0)))
+        series["success_rate"].append(point.get("completed", 0) / ended if ended else None)
+        series["avg_duration_ms"].append(point.get("duration", 0) / attempts if attempts else None)
+        series["avg_wait_ms"].append(point.get("wait", 0) / attempts if attempts else None)
+        series["p95_duration_ms"].append(_histogram_p95(histograms.get(moment)))
+        series["limit_rejections"].append(rejections.get(moment, 0))
+    return {"granularity": granularity, "start": start, "end": end,
+            "points": [p.isoformat() for p in points], **series}
+
+
+def _point_of(moment: datetime, granularity: str) -> datetime:
+    moment = hour_of(moment)
+    return moment.replace(hour=0) if granularity == "day" else moment
+
+
+def _histogram_p95(histogram: dict[int, int] | None) -> float | None:
+    if not histogram:
+        return None
+    total = sum(histogram.values())
+    rank, seen = max(1, math.ceil(0.95 * total)), 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            low, high = bucket_bounds(bucket)
+            return round(math.sqrt(low * high) if low > 0 else high / 2, 3)
+    return None  # pragma: no cover
