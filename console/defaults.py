@@ -28,6 +28,9 @@ JOBS_SHUTDOWN_GRACE_SECONDS = 20.0
 # Extra handlers to register in every process: "package.module:ClassOrInstance" strings.
 JOBS_HANDLERS: list[str] = []
 
+# With a value, /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = None
+
 # Sessions and CSRF. None: a random key created once and kept in instance/secret_key.
 SECRET_KEY = None
 # False: htmx and plotly.js from static/ (works offline). True: pinned CDN copies.

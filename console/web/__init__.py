@@ -4,5 +4,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     from .home import bp as home
+    from .monitoring import bp as monitoring
 
     app.register_blueprint(home)
+    app.register_blueprint(monitoring)

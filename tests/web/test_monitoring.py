@@ -1,0 +1,100 @@
+"""/healthz and /metrics: reachable without sign-in, figures that match the database."""
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
+
+from console.jobs.models import attempts_table
+
+
+def metrics_of(client, **headers):
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.data
+    families = {f.name: f for f in text_string_to_metric_families(response.get_data(as_text=True))}
+    return families
+
+
+def sample(families, name, suffix="", **labels):
+    family = families[name]
+    for s in family.samples:
+        if s.name == name + suffix and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    return None
+
+
+def test_metrics_parse_and_match_the_database(app, service, make_tenant):
+    make_tenant("acme")
+    for _ in range(5):
+        service.queue_job("immediate", "sleeps", {"ms": 2}, "acme")
+    for _ in range(2):
+        service.queue_job("immediate", "always_fails", {}, "acme", max_retries=0)
+    service.run_until_idle(settle=0.2)
+    for _ in range(3):
+        service.queue_job("immediate", "sleeps", {}, "acme")   # left waiting
+    families = metrics_of(app.test_client())
+    assert sample(families, "console_jobs", status="queued", tenant="acme") == 3
+    assert sample(families, "console_job_attempts", "_total", handler="sleeps",
+                  type="immediate") == 5
+    assert sample(families, "console_job_attempt_failures", "_total",
+                  handler="always_fails") == 2
+    assert sample(families, "console_jobs_created", "_total", handler="sleeps") == 8
+    count = sample(families, "console_job_attempt_duration_seconds", "_count", handler="sleeps")
+    total = sample(families, "console_job_attempt_duration_seconds", "_sum", handler="sleeps")
+    with service.engine.connect() as conn:
+        raw_sum = conn.execute(select(func.sum(attempts_table.c.duration_ms))
+                               .where(attempts_table.c.handler == "sleeps")).scalar()
+    assert count == 5 and abs(total - raw_sum / 1000) < 1e-6
+    le_10ms = sample(families, "console_job_attempt_duration_seconds", "_bucket",
+                     handler="sleeps", le="0.01")
+    le_inf = sample(families, "console_job_attempt_duration_seconds", "_bucket",
+                    handler="sleeps", le="+Inf")
+    assert le_inf == 5 and 0 <= le_10ms <= 5
+
+
+def test_metrics_count_limit_rejections(app, service, make_tenant):
+    from console.jobs import TenantLimitException
+
+    make_tenant("small", "tier1")
+    try:
+        service.queue_job("immediate", "sleeps", {}, "small")
+    except TenantLimitException:
+        pass
+    families = metrics_of(app.test_client())
+    assert sample(families, "console_limit_rejections", "_total", tenant="small",
+                  limit_type="allowed_job_types") == 1
+
+
+def test_metrics_token_is_required_when_set(app_config, database_url):
+    from console import create_app
+
+    app = create_app({**app_config, "METRICS_TOKEN": "s3cret"})
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    app.extensions["jobs"].engine.dispose()
+
+
+def test_healthz_reports_database_runners_and_backlog(app, service, make_tenant):
+    make_tenant()
+    service.queue_job("immediate", "sleeps", {}, "acme")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["database"]["ok"] and body["backlog"]["queued_jobs"] == 1
+    assert body["runners"]["live"] == 0 and body["status"] == "degraded"
+
+
+def test_healthz_is_503_when_the_database_is_gone(app_config, tmp_path):
+    from console import create_app
+    from tests.conftest import ON_POSTGRES
+
+    if ON_POSTGRES:
+        url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"   # nothing listens on port 1
+    else:
+        url = f"sqlite:///{tmp_path}/missing/dir/console.sqlite3"   # cannot be opened
+    app = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": url, "AUTO_MIGRATE": False})
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["database"]["ok"] is False
+    assert app.test_client().get("/metrics").status_code == 503
