@@ -104,6 +104,7 @@ def _build_job_service(app: Flask, engine):
         worker_threads=int(cfg["JOBS_WORKER_THREADS"]),
         poll_interval=float(cfg["JOBS_POLL_INTERVAL"]),
         shutdown_grace_seconds=float(cfg["JOBS_SHUTDOWN_GRACE_SECONDS"]),
+        metrics_interval=float(cfg["JOBS_METRICS_INTERVAL"]),
     )
     for handler in builtin_handlers(cfg, engine):
         service.register_handler(handler)

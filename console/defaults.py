@@ -25,6 +25,8 @@ JOBS_RETRY_MAX_SECONDS = 3600.0
 JOBS_LEASE_SECONDS = 30.0
 # On SIGTERM, running attempts get this long to finish before they are handed back.
 JOBS_SHUTDOWN_GRACE_SECONDS = 20.0
+# Seconds between tenant_metrics_updates / system_metrics_updates events (while subscribed).
+JOBS_METRICS_INTERVAL = 5.0
 # Extra handlers to register in every process: "package.module:ClassOrInstance" strings.
 JOBS_HANDLERS: list[str] = []
 

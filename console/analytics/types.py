@@ -43,3 +43,15 @@ class SystemJobStatistics:
     total_running_jobs: int
     total_queued_jobs: int
     system_warnings: list[str]
+
+
+@dataclass(frozen=True)
+class TenantMetrics:
+    """One tenant's figures as ``tenant_metrics_updates`` publishes them (the last 24 h)."""
+
+    tenant_id: str
+    success_rate: float
+    avg_execution_time: timedelta
+    queued_jobs: int
+    running_jobs: int
+    runs: int

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
@@ -41,3 +42,43 @@ class EventStream:
         if self._subscribers:
             for event in events:
                 self.publish(event)
+
+
+class PeriodicStream(EventStream):
+    """Publishes what ``produce()`` returns (an event, or a list of events) every ``interval``
+    seconds, while anyone subscribes; the producer runs in a thread of its own."""
+
+    def __init__(self, name: str, produce: Callable[[], Any], interval: float):
+        super().__init__(name)
+        self._produce = produce
+        self.interval = interval
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        unsubscribe = super().subscribe(callback)
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive() or self._stop.is_set():
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._run, args=(self._stop,),
+                                                name=f"{self.name}-publisher", daemon=True)
+                self._thread.start()
+
+        def unsubscribe_and_maybe_stop() -> None:
+            unsubscribe()
+            if not self.has_subscribers:
+                self._stop.set()
+        return unsubscribe_and_maybe_stop
+
+    def _run(self, stop: threading.Event) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                produced = self._produce()
+            except Exception:  # the database blinked: skip this beat, keep the rhythm
+                log.warning("%s: could not compute the update", self.name, exc_info=True)
+            else:
+                for event in produced if isinstance(produced, list) else [produced]:
+                    self.publish(event)
+            if stop.wait(max(0.0, self.interval - (time.monotonic() - started))):
+                return

@@ -123,6 +123,8 @@ class Job(Base):
         # Listing, keyset-paginated on id: by tenant, by status.
         Index("ix_jobs_tenant_id", "tenant_id", "id"),
         Index("ix_jobs_status_id", "status", "id"),
+        # Changes since a moment: job_updates reaching other processes (console/jobs/feeds.py).
+        Index("ix_jobs_updated", "updated_at", "id"),
         Index("uq_jobs_tenant_idempotency", "tenant_id", "idempotency_key", unique=True,
               sqlite_where=text("idempotency_key IS NOT NULL"),
               postgresql_where=text("idempotency_key IS NOT NULL")),

@@ -266,10 +266,11 @@ class Runner:
             updates.publish_many(recorded)
             updates.publish_many(job_from_row(r) for r in promoted)
             updates.publish_many(replace(job_from_row(r), status=JobStatus.PENDING,
-                                         scheduled_for=when) for r, when in claim.deferred)
+                                         scheduled_for=when, updated_at=now)
+                                 for r, when in claim.deferred)
         for row in claim.rows:
-            job = replace(job_from_row(row), status=JobStatus.PROCESSING,
-                          lease_owner=self.id, last_attempt=now, total_attempts=row.total_attempts + 1)
+            job = replace(job_from_row(row), status=JobStatus.PROCESSING, lease_owner=self.id,
+                          last_attempt=now, total_attempts=row.total_attempts + 1, updated_at=now)
             updates.publish(job) if updates.has_subscribers else None
             self._pool.submit(WorkItem(job=job, duration_limit=claim.duration_limits.get(
                 job.tenant_id)))
@@ -394,14 +395,16 @@ class Runner:
         if fraction < 1.0 and now_m - last < _PROGRESS_MIN_INTERVAL:
             return
         self._progress_written[job.id] = now_m
+        now = datetime.now(UTC)
         with db.write_transaction(self.engine) as conn:
             conn.execute(jobs_table.update()
                          .where(jobs_table.c.id == job.id, jobs_table.c.lease_owner == self.id,
                                 jobs_table.c.status == JobStatus.PROCESSING.value)
-                         .values(progress=fraction, progress_message=(message or "")[:500] or None))
+                         .values(progress=fraction, progress_message=(message or "")[:500] or None,
+                                 updated_at=now))
         if self.service.job_updates.has_subscribers:
             self.service.job_updates.publish(replace(job, progress=fraction,
-                                                     progress_message=message))
+                                                     progress_message=message, updated_at=now))
 
     # -- recording results ----------------------------------------------------------------
 
@@ -595,7 +598,8 @@ class Runner:
                     recovered.append(replace(job, status=JobStatus(changes["status"]),
                                              scheduled_for=changes.get("scheduled_for"),
                                              current_retries=changes["current_retries"],
-                                             last_result=result, lease_owner=None))
+                                             last_result=result, lease_owner=None,
+                                             updated_at=now))
                 lost_attempts.write(conn)
                 conn.execute(delete(runners_table).where(
                     runners_table.c.heartbeat_at < now - timedelta(seconds=self.lease_seconds * 4)))

@@ -59,8 +59,9 @@ class JobService:
     def __init__(self, engine: Engine, *, retry_base_seconds: float = 2.0,
                  retry_max_seconds: float = 3600.0, lease_seconds: float = 30.0,
                  worker_threads: int = 8, poll_interval: float = 5.0,
-                 shutdown_grace_seconds: float = 20.0):
-        from .events import EventStream
+                 shutdown_grace_seconds: float = 20.0, metrics_interval: float = 5.0):
+        from .events import PeriodicStream
+        from .feeds import JobUpdateStream
 
         self.engine = engine
         self.retry_base_seconds = retry_base_seconds
@@ -71,9 +72,11 @@ class JobService:
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self.handlers = HandlerRegistry()
         self.tenants = TenantStore(engine)
-        self.job_updates = EventStream("job_updates")
-        self.tenant_metrics_updates = EventStream("tenant_metrics_updates")
-        self.system_metrics_updates = EventStream("system_metrics_updates")
+        self.job_updates = JobUpdateStream(engine)
+        self.tenant_metrics_updates = PeriodicStream(
+            "tenant_metrics_updates", self._tenant_metrics, metrics_interval)
+        self.system_metrics_updates = PeriodicStream(
+            "system_metrics_updates", self.get_system_job_statistics, metrics_interval)
         self._local_runners: set[Any] = set()
         self._runners_lock = threading.Lock()
         # The queue path speaks to the driver directly (queue_sql.py), so it sees its errors.
@@ -391,6 +394,10 @@ class JobService:
         from ..analytics import job_trends
         return job_trends(self.engine, tenant_id=tenant_id, handler=handler, job_type=job_type,
                           start_date=start_date, end_date=end_date, granularity=granularity)
+
+    def _tenant_metrics(self):
+        from ..analytics.reports import tenant_metrics
+        return tenant_metrics(self.engine)
 
     def get_job_queue_status(self) -> dict[str, Any]:
         from ..analytics import job_queue_status

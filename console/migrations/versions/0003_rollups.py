@@ -1,4 +1,4 @@
-"""Hourly rollups of jobs and attempts, of errors by type; attempts by duration
+"""Hourly rollups of jobs and attempts, of errors by type; attempts by duration; jobs by change
 
 Revision ID: 0003_rollups
 Revises: f874a38ff3b7
@@ -50,9 +50,11 @@ def upgrade():
     op.create_index("ix_error_rollups_tenant_hour", "error_rollups", ["tenant_id", "hour"])
     op.create_index("ix_attempts_handler_duration", "job_attempts",
                     ["handler", "job_type", "duration_ms"])
+    op.create_index("ix_jobs_updated", "jobs", ["updated_at", "id"])
 
 
 def downgrade():
+    op.drop_index("ix_jobs_updated", table_name="jobs")
     op.drop_index("ix_attempts_handler_duration", table_name="job_attempts")
     op.drop_index("ix_error_rollups_tenant_hour", table_name="error_rollups")
     op.drop_table("error_rollups")
