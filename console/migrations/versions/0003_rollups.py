@@ -1,14 +1,14 @@
 """Hourly rollups of jobs and attempts, of errors by type; attempts by duration; jobs by change
 
 Revision ID: 0003_rollups
-Revises: f874a38ff3b7
+Revises: 0002_notifications
 Create Date: 2026-11-28
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0003_rollups"
-down_revision = "f874a38ff3b7"
+down_revision = "0002_notifications"
 branch_labels = None
 depends_on = None
 
