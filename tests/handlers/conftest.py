@@ -9,22 +9,6 @@ from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import create_engine, text
-
-from tests.conftest import ON_POSTGRES
-
-NOTIFICATION_TABLES = ["sent_messages", "outbox_messages"]
-
-
-@pytest.fixture(autouse=True)
-def _empty_notification_tables(database_url):
-    """On PostgreSQL the schema is shared by the session: start each test with empty tables."""
-    if ON_POSTGRES:
-        engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(NOTIFICATION_TABLES)}"))
-        engine.dispose()
-
 
 def free_port() -> int:
     """A port nothing listens on (bound, then released)."""
