@@ -67,7 +67,7 @@ def _write_history(service: JobService, rng: random.Random, days: int, per_day: 
                     continue
                 tries = 1 if rng.random() < success_rate else rng.randint(2, 4)
                 succeeded = tries == 1 or rng.random() < 0.5
-                job_id = new_job_id()
+                job_id = new_job_id(at=created)
                 moment = created + timedelta(milliseconds=rng.uniform(1, 40))
                 for attempt in range(1, tries + 1):
                     duration = max(1.0, rng.gauss(mean_ms, mean_ms / 4))

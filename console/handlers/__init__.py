@@ -19,9 +19,11 @@ def builtin_handlers(config: Mapping[str, Any] | None = None, engine=None) -> li
     handlers: list[JobHandler] = [NoopHandler(), WaitHandler(), DataProcessorHandler()]
     if engine is not None:
         from .mail import EmailHandler
+        from .maintenance import PruneFinishedJobsHandler
         from .mobile import PushHandler, SmsHandler
         from .webhook import WebhookHandler
 
         handlers += [EmailHandler(engine, config), SmsHandler(engine, config),
-                     PushHandler(engine, config), WebhookHandler(engine, config)]
+                     PushHandler(engine, config), WebhookHandler(engine, config),
+                     PruneFinishedJobsHandler(engine)]
     return handlers

@@ -4,18 +4,29 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from .types import JobExecutionResult, JobPriority, JobStatus, SystemJob
 
 
-def new_job_id() -> str:
-    """A UUIDv7: time-ordered (so inserts stay local in the index) with 74 random bits."""
-    ms = time.time_ns() // 1_000_000
+def new_job_id(at: datetime | None = None) -> str:
+    """A UUIDv7: time-ordered (so inserts stay local in the index) with 74 random bits.
+
+    ``at`` stamps another moment (history written after the fact keeps ids in time order).
+    """
+    ms = int(at.timestamp() * 1000) if at is not None else time.time_ns() // 1_000_000
     rand = secrets.randbits(74)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62 | (
         rand & ((1 << 62) - 1))
     return str(uuid.UUID(int=value))
+
+
+def job_id_floor(moment: datetime) -> str:
+    """The smallest id a job created at ``moment`` can have: ``id < job_id_floor(t)`` selects
+    jobs created before t through the primary key or any (…, id) index."""
+    digits = f"{int(moment.timestamp() * 1000) & ((1 << 48) - 1):012x}"
+    return f"{digits[:8]}-{digits[8:]}-0000-0000-000000000000"
 
 
 def job_from_row(row: Any) -> SystemJob:
