@@ -2,7 +2,8 @@
 
 Each point is an hour or a day: jobs queued, completed, failed and cancelled, run success rate,
 attempts, timeouts, average wait, average and p95 duration, and (per tenant or system) limit
-rejections. Points with no activity are zeros, so charts have no gaps. The p95 of a point comes
+rejections and queue depth (the average and the largest number of waiting jobs that runners
+sampled at each lease renewal; None where nobody sampled). Points with no activity are zeros, so charts have no gaps. The p95 of a point comes
 from the duration histogram (the geometric middle of the bucket that holds it: within 5 %);
 ``get_job_performance_metrics`` gives the exact figure for a range.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, select
 
-from ..jobs.models import rejections_table, rollups_table
+from ..jobs.models import queue_depth_table, rejections_table, rollups_table
 from ..jobs.rollups import NO_DURATION, bucket_bounds, hour_of
 from ..jobs.types import JobValidationError
 from .reports import hour_range
@@ -60,7 +61,17 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
                    func.sum(r.wait_ms_sum))
             .where(and_(*conditions)).group_by(r.hour, r.duration_bucket)).all()
         rejections: dict[datetime, int] = defaultdict(int)
+        depth_by_hour: dict[datetime, list[float]] = defaultdict(lambda: [0.0, 0.0])
         if handler is None and job_type is None:
+            d = queue_depth_table.c
+            where = [d.hour >= start, d.hour < end]
+            if tenant_id is not None:
+                where.append(d.tenant_id == tenant_id)
+            for hour, samples, waiting_sum, waiting_max in conn.execute(
+                    select(d.hour, d.samples, d.waiting_sum, d.waiting_max).where(*where)):
+                if samples:
+                    depth_by_hour[hour][0] += waiting_sum / samples
+                    depth_by_hour[hour][1] += waiting_max
             q = rejections_table.c
             where = [q.hour >= start, q.hour < end, q.limit_type != "max_concurrent_jobs"]
             if tenant_id is not None:
@@ -81,8 +92,16 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
         if bucket != NO_DURATION and attempts:
             histograms[_point_of(hour, granularity)][bucket] += int(attempts)
 
+    depth_points: dict[datetime, list[list[float]]] = defaultdict(list)
+    for hour, values in depth_by_hour.items():
+        depth_points[_point_of(hour, granularity)].append(values)
+
     series: dict[str, list] = defaultdict(list)
     for moment in points:
+        depths = depth_points.get(moment)
+        series["queue_depth"].append(round(sum(v[0] for v in depths) / len(depths), 2)
+                                     if depths else None)
+        series["queue_depth_max"].append(int(max(v[1] for v in depths)) if depths else None)
         point = totals.get(moment, {})
         attempts = point.get("attempts", 0)
         ended = point.get("completed", 0) + point.get("failed", 0)

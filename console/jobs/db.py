@@ -14,7 +14,7 @@ import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, event, func, text
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "console_begin_immediate"
@@ -113,7 +113,7 @@ def advisory_xact_lock(conn: Connection, key: int) -> None:
 
 
 def upsert_statement(dialect_name: str, table, key_columns: list[str], increments: list[str],
-                     returning=None, replace: list[str] = ()):
+                     returning=None, replace: list[str] = (), greatest: list[str] = ()):
     """INSERT … ON CONFLICT (key) DO UPDATE SET col = col + excluded.col (and col = excluded.col
     for ``replace``), built once; execute it with the rows' values as parameters."""
     if dialect_name == "postgresql":
@@ -123,6 +123,9 @@ def upsert_statement(dialect_name: str, table, key_columns: list[str], increment
     statement = insert(table)
     updates = {col: table.c[col] + statement.excluded[col] for col in increments}
     updates.update({col: statement.excluded[col] for col in replace})
+    # GREATEST on PostgreSQL; SQLite's two-argument MAX is the same thing.
+    larger = func.greatest if dialect_name == "postgresql" else func.max
+    updates.update({col: larger(table.c[col], statement.excluded[col]) for col in greatest})
     statement = statement.on_conflict_do_update(index_elements=key_columns, set_=updates)
     if returning is not None:
         statement = statement.returning(*returning)
@@ -145,14 +148,15 @@ def upsert(conn: Connection, table, values: dict, key_columns: list[str], increm
 
 
 def upsert_many(conn: Connection, table, rows: list[dict], key_columns: list[str],
-                increments: list[str], replace: list[str] = ()):
+                increments: list[str], replace: list[str] = (), greatest: list[str] = ()):
     """``upsert`` for many rows in one executemany; rows must not repeat a key."""
     key = ("many", conn.dialect.name, table.name, tuple(key_columns), tuple(increments),
-           tuple(replace))
+           tuple(replace), tuple(greatest))
     statement = _upserts.get(key)
     if statement is None:
         statement = _upserts[key] = upsert_statement(conn.dialect.name, table, key_columns,
-                                                     increments, replace=replace)
+                                                     increments, replace=replace,
+                                                     greatest=greatest)
     return conn.execute(statement, rows)
 
 

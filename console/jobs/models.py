@@ -217,6 +217,20 @@ class JobRollup(Base):
     )
 
 
+class QueueDepthRollup(Base):
+    """Per tenant and hour: samples of how many jobs waited and ran (runners sample every lease
+    renewal; several runners just add samples), for queue-depth trends."""
+
+    __tablename__ = "queue_depth_rollups"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    waiting_sum: Mapped[int] = mapped_column(BigInteger, default=0)
+    waiting_max: Mapped[int] = mapped_column(Integer, default=0)
+    running_sum: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class ErrorRollup(Base):
     """Hourly counts of failed attempts by error type."""
 
@@ -254,3 +268,4 @@ rejections_table = LimitRejection.__table__
 runners_table = Runner.__table__
 rollups_table = JobRollup.__table__
 error_rollups_table = ErrorRollup.__table__
+queue_depth_table = QueueDepthRollup.__table__

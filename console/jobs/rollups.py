@@ -102,3 +102,27 @@ class RollupBatch:
                 replace=["last_message"])
         self._rows.clear()
         self._errors.clear()
+
+
+def sample_queue_depth(conn: Connection, now: datetime) -> None:
+    """Add one sample of every tenant's waiting and running jobs to this hour's depth rollup."""
+    from sqlalchemy import func, select
+
+    from .models import jobs_table, queue_depth_table
+
+    j = jobs_table.c
+    depth: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for tenant_id, status, count in conn.execute(
+            select(j.tenant_id, j.status, func.count())
+            .where(j.status.in_(["pending", "queued", "processing"]))
+            .group_by(j.tenant_id, j.status)):
+        depth[tenant_id][0 if status != "processing" else 1] += count
+    if not depth:
+        return
+    hour = hour_of(now)
+    db.upsert_many(conn, queue_depth_table, [
+        {"hour": hour, "tenant_id": tenant_id, "samples": 1, "waiting_sum": waiting,
+         "waiting_max": waiting, "running_sum": running}
+        for tenant_id, (waiting, running) in depth.items()],
+        ["hour", "tenant_id"], ["samples", "waiting_sum", "running_sum"],
+        greatest=["waiting_max"])

@@ -30,7 +30,7 @@ from .models import attempts_table, daily_usage_table, jobs_table, runners_table
 from .pool import WorkerPool, WorkItem
 from .records import job_from_row
 from .retry import backoff_seconds
-from .rollups import RollupBatch, hour_of
+from .rollups import RollupBatch, hour_of, sample_queue_depth
 from .service import NOTIFY_CHANNEL, JobService, record_rejections
 from .types import JobExecutionResult, JobStatus, SystemJob
 
@@ -539,6 +539,7 @@ class Runner:
                 conn.execute(runners_table.update().where(runners_table.c.id == self.id)
                              .values(heartbeat_at=now))
                 self._write_held_back(conn, now)
+                sample_queue_depth(conn, now)
         except Exception:
             log.exception("runner %s could not renew its leases", self.id)
 

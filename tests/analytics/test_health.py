@@ -92,11 +92,13 @@ def test_timeouts_are_recommended_against(service, make_tenant):
 
 def test_waiting_on_the_concurrency_limit_is_recommended_against(service, make_tenant):
     make_tenant("acme", "tier2", maxConcurrentJobs=1)
-    for _ in range(6):
-        service.queue_job("immediate", "sleeps", {"ms": 400}, "acme")
+    for _ in range(8):
+        service.queue_job("immediate", "sleeps", {"ms": 500}, "acme")
     run(service, threads=4)
     health = service.get_tenant_job_health("acme")
     assert health["signals"]["held_back_claims_24h"] > 0
+    assert health["signals"]["average_wait_seconds"] > 1.0
+    assert health["penalties"]["wait"] > 0 and health["health_score"] < 100
     assert any("for a concurrency slot: raise max_concurrent_jobs above 1 or move to tier 3" in r
                for r in health["recommendations"])
 

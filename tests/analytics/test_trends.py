@@ -76,3 +76,19 @@ def test_bad_granularity_is_refused():
 
     with pytest.raises(JobValidationError):
         job_trends(None, granularity="minute")
+
+
+def test_queue_depth_is_sampled_by_runners_and_trended(service, make_tenant):
+    from console.jobs.runner import Runner
+
+    make_tenant()
+    for _ in range(6):
+        service.queue_delayed_job("sleeps", {}, timedelta(hours=1), "acme")
+    runner = Runner(service, poll_interval=30)
+    runner.renew_leases()           # what every runner does every JOBS_LEASE_SECONDS / 3
+    service.queue_delayed_job("sleeps", {}, timedelta(hours=1), "acme")
+    runner.renew_leases()
+    trends = service.get_job_trends(tenant_id="acme")
+    assert trends["queue_depth"][-1] == 6.5 and trends["queue_depth_max"][-1] == 7
+    assert trends["queue_depth"][0] is None
+    assert service.get_job_trends(handler="sleeps")["queue_depth"][-1] is None

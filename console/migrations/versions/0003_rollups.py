@@ -48,12 +48,23 @@ def upgrade():
         sa.PrimaryKeyConstraint("hour", "tenant_id", "handler", "job_type", "error_type"),
     )
     op.create_index("ix_error_rollups_tenant_hour", "error_rollups", ["tenant_id", "hour"])
+    op.create_table(
+        "queue_depth_rollups",
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("samples", sa.Integer(), nullable=False),
+        sa.Column("waiting_sum", sa.BigInteger(), nullable=False),
+        sa.Column("waiting_max", sa.Integer(), nullable=False),
+        sa.Column("running_sum", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("hour", "tenant_id"),
+    )
     op.create_index("ix_attempts_handler_duration", "job_attempts",
                     ["handler", "job_type", "duration_ms"])
     op.create_index("ix_jobs_updated", "jobs", ["updated_at", "id"])
 
 
 def downgrade():
+    op.drop_table("queue_depth_rollups")
     op.drop_index("ix_jobs_updated", table_name="jobs")
     op.drop_index("ix_attempts_handler_duration", table_name="job_attempts")
     op.drop_index("ix_error_rollups_tenant_hour", table_name="error_rollups")
