@@ -1,9 +1,9 @@
 """Prometheus metrics read from the database at scrape time.
 
-Every figure comes from the shared database (live job counts and the rollups), so any process
-of a gunicorn pool, or any machine, answers a scrape with the same numbers: no per-process
-counters to merge, no multiprocess directory. Counters are totals since the first job (the
-rollups survive pruning), so they only grow.
+Every figure comes from the shared database (live job counts and ``job_totals``, a few hundred
+rows kept by every writer), so any process of a gunicorn pool, or any machine, answers a scrape
+with the same numbers: no per-process counters to merge, no multiprocess directory. Counters
+are totals since the first job (pruning leaves them alone), so they only grow.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 from sqlalchemy import Engine, func, select
 
-from ..jobs.models import jobs_table, rejections_table, rollups_table, runners_table
+from ..jobs.models import jobs_table, rejections_table, runners_table, totals_table
 from ..jobs.rollups import NO_DURATION, bucket_bounds
 
 # Histogram bounds in seconds; each fine duration bucket is counted under the first bound at or
@@ -28,16 +28,14 @@ class DatabaseCollector:
         self._engine = engine
 
     def collect(self):
-        r, j = rollups_table.c, jobs_table.c
+        t, j = totals_table.c, jobs_table.c
         with self._engine.connect() as conn:
             depth = conn.execute(select(j.tenant_id, j.status, func.count())
                                  .where(j.status.in_(["pending", "queued", "processing"]))
                                  .group_by(j.tenant_id, j.status)).all()
             by_handler = conn.execute(select(
-                r.handler, r.job_type, r.duration_bucket, func.sum(r.attempts),
-                func.sum(r.attempts_failed), func.sum(r.attempts_timed_out),
-                func.sum(r.duration_ms_sum), func.sum(r.jobs_created))
-                .group_by(r.handler, r.job_type, r.duration_bucket)).all()
+                t.handler, t.job_type, t.duration_bucket, t.attempts, t.attempts_failed,
+                t.attempts_timed_out, t.duration_ms_sum, t.jobs_created)).all()
             rejections = conn.execute(select(
                 rejections_table.c.tenant_id, rejections_table.c.limit_type,
                 func.sum(rejections_table.c.count))

@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, select
 
 from ..jobs.limits import TenantStore
-from ..jobs.models import (attempts_table, daily_usage_table, error_rollups_table, jobs_table,
+from ..jobs.models import (attempts_table, daily_usage_table, duration_rollups_table,
+                           error_rollups_table, jobs_table,
                            rejections_table, rollups_table, runners_table, tenants_table)
-from ..jobs.rollups import NO_DURATION, bucket_bounds, hour_of
+from ..jobs.rollups import bucket_bounds, hour_of
 from ..jobs.types import JobValidationError
 from .types import JobPerformanceMetrics, SystemJobStatistics, TenantJobUsage, TenantMetrics
 
@@ -143,13 +144,13 @@ def job_performance_metrics(engine: Engine, job_type: str, handler: str, start_d
                             end_date=None) -> JobPerformanceMetrics:
     job_type = getattr(job_type, "value", job_type)
     start, end = hour_range(start_date, end_date)
-    where = and_(r.handler == handler, r.job_type == job_type, _in_range(r.hour, start, end),
-                 r.duration_bucket != NO_DURATION)
+    d = duration_rollups_table.c
+    where = and_(d.handler == handler, d.job_type == job_type, _in_range(d.hour, start, end))
     with engine.connect() as conn:
         buckets = conn.execute(
-            select(r.duration_bucket, func.sum(r.attempts), func.sum(r.attempts_succeeded),
-                   func.sum(r.duration_ms_sum))
-            .where(where).group_by(r.duration_bucket).order_by(r.duration_bucket)).all()
+            select(d.duration_bucket, func.sum(d.attempts), func.sum(d.attempts_succeeded),
+                   func.sum(d.duration_ms_sum))
+            .where(where).group_by(d.duration_bucket).order_by(d.duration_bucket)).all()
         e = error_rollups_table.c
         errors = dict(conn.execute(
             select(e.error_type, func.sum(e.count))

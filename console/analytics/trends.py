@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, select
 
-from ..jobs.models import queue_depth_table, rejections_table, rollups_table
-from ..jobs.rollups import NO_DURATION, bucket_bounds, hour_of
+from ..jobs.models import (duration_rollups_table, queue_depth_table, rejections_table,
+                           rollups_table)
+from ..jobs.rollups import bucket_bounds, hour_of
 from ..jobs.types import JobValidationError
 from .reports import hour_range
 
@@ -45,21 +46,30 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
     if len(points) > MAX_POINTS:
         raise JobValidationError("granularity", f"{len(points)} points is too many; use 'day' "
                                                 "or a shorter range")
-    r = rollups_table.c
-    conditions = [r.hour >= start, r.hour < end]
-    if tenant_id is not None:
-        conditions.append(r.tenant_id == tenant_id)
-    if handler is not None:
-        conditions.append(r.handler == handler)
-    if job_type is not None:
-        conditions.append(r.job_type == getattr(job_type, "value", job_type))
+    r, d = rollups_table.c, duration_rollups_table.c
+    scope = []
+    for table in (r, d):
+        conditions = [table.hour >= start, table.hour < end]
+        if tenant_id is not None:
+            conditions.append(table.tenant_id == tenant_id)
+        if handler is not None:
+            conditions.append(table.handler == handler)
+        if job_type is not None:
+            conditions.append(table.job_type == getattr(job_type, "value", job_type))
+        scope.append(and_(*conditions))
     with engine.connect() as conn:
+        # Counters by hour (at most one row an hour); the histogram already grouped by point in
+        # SQL, so a month by day reads a few thousand rows, not every hour × bucket.
         rows = conn.execute(
-            select(r.hour, r.duration_bucket, func.sum(r.jobs_created), func.sum(r.jobs_completed),
+            select(r.hour, func.sum(r.jobs_created), func.sum(r.jobs_completed),
                    func.sum(r.jobs_failed), func.sum(r.jobs_cancelled), func.sum(r.attempts),
                    func.sum(r.attempts_timed_out), func.sum(r.duration_ms_sum),
                    func.sum(r.wait_ms_sum))
-            .where(and_(*conditions)).group_by(r.hour, r.duration_bucket)).all()
+            .where(scope[0]).group_by(r.hour)).all()
+        point = _point_expression(conn.dialect.name, d.hour, granularity)
+        histogram_rows = conn.execute(
+            select(point.label("point"), d.duration_bucket, func.sum(d.attempts))
+            .where(scope[1]).group_by(point, d.duration_bucket)).all()
         rejections: dict[datetime, int] = defaultdict(int)
         depth_by_hour: dict[datetime, list[float]] = defaultdict(lambda: [0.0, 0.0])
         if handler is None and job_type is None:
@@ -80,17 +90,19 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
                                             .where(*where).group_by(q.hour)):
                 rejections[_point_of(hour, granularity)] += int(count)
 
+    points_of: dict[datetime, datetime] = {}   # hour → point, computed once per hour
     totals: dict[datetime, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    histograms: dict[datetime, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for (hour, bucket, created, completed, failed, cancelled, attempts, timed_out, duration,
+    for (hour, created, completed, failed, cancelled, attempts, timed_out, duration,
          wait) in rows:
-        point = totals[_point_of(hour, granularity)]
+        moment = points_of.get(hour) or points_of.setdefault(hour, _point_of(hour, granularity))
+        point_totals = totals[moment]
         for name, value in (("created", created), ("completed", completed), ("failed", failed),
                             ("cancelled", cancelled), ("attempts", attempts),
                             ("timed_out", timed_out), ("duration", duration), ("wait", wait)):
-            point[name] += value or 0
-        if bucket != NO_DURATION and attempts:
-            histograms[_point_of(hour, granularity)][bucket] += int(attempts)
+            point_totals[name] += value or 0
+    histograms: dict[datetime, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for raw_point, bucket, attempts in histogram_rows:
+        histograms[_parse_point(raw_point)][int(bucket)] += int(attempts or 0)
 
     depth_points: dict[datetime, list[list[float]]] = defaultdict(list)
     for hour, values in depth_by_hour.items():
@@ -118,6 +130,23 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
         series["limit_rejections"].append(rejections.get(moment, 0))
     return {"granularity": granularity, "start": start, "end": end,
             "points": [p.isoformat() for p in points], **series}
+
+
+def _point_expression(dialect: str, column, granularity: str):
+    """SQL for the start of a row's point (its hour, or its UTC day)."""
+    if granularity == "hour":
+        return column
+    if dialect == "postgresql":
+        return func.date_trunc("day", func.timezone("UTC", column))
+    return func.substr(column, 1, 10)   # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
+
+
+def _parse_point(value) -> datetime:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value[:10]).replace(tzinfo=UTC)
+    if value.tzinfo is None:   # PostgreSQL's date_trunc of a UTC wall time
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _point_of(moment: datetime, granularity: str) -> datetime:

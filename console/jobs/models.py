@@ -186,9 +186,6 @@ class JobRollup(Base):
     """Hourly counters per tenant, handler and job type, kept as jobs are queued and finish.
 
     Analytics reads these instead of scanning jobs and attempts, and they outlive pruning.
-    ``duration_bucket`` splits attempts by duration on a logarithmic scale (10 % steps, see
-    ``console.jobs.rollups``) so that percentiles come from counts; rows about jobs rather than
-    attempts (created, cancelled) use bucket -1.
     """
 
     __tablename__ = "job_rollups"
@@ -197,7 +194,6 @@ class JobRollup(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     handler: Mapped[str] = mapped_column(String(100), primary_key=True)
     job_type: Mapped[str] = mapped_column(String(64), primary_key=True)
-    duration_bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     attempts_succeeded: Mapped[int] = mapped_column(Integer, default=0)
     attempts_failed: Mapped[int] = mapped_column(Integer, default=0)
@@ -213,8 +209,48 @@ class JobRollup(Base):
 
     __table_args__ = (
         Index("ix_rollups_tenant_hour", "tenant_id", "hour"),
-        Index("ix_rollups_handler_hour", "handler", "job_type", "hour"),
+        Index("ix_rollups_handler_hour", "handler", "hour"),
     )
+
+
+class DurationRollup(Base):
+    """Hourly histogram of attempt durations: ``duration_bucket`` on a logarithmic scale (10 %
+    steps, see ``console.jobs.rollups``), so percentiles come from counts. Apart from the
+    counters, so that summing counters never reads the histogram."""
+
+    __tablename__ = "job_duration_rollups"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    handler: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    duration_bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    duration_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+    __table_args__ = (
+        # Covering: a handler's percentile and rates over a range read only the index.
+        Index("ix_duration_rollups_handler", "handler", "job_type", "hour", "duration_bucket",
+              "attempts", "attempts_succeeded", "duration_ms_sum"),
+        Index("ix_duration_rollups_tenant", "tenant_id", "hour", "duration_bucket", "attempts"),
+    )
+
+
+class JobTotal(Base):
+    """All-time totals per handler, job type and duration bucket (-1: jobs rather than
+    attempts): what /metrics exposes, a few hundred rows however long the history."""
+
+    __tablename__ = "job_totals"
+
+    handler: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    duration_bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    attempts: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts_timed_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    jobs_created: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class QueueDepthRollup(Base):
@@ -244,7 +280,8 @@ class ErrorRollup(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
     last_message: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_error_rollups_tenant_hour", "tenant_id", "hour"),)
+    __table_args__ = (Index("ix_error_rollups_tenant_hour", "tenant_id", "hour"),
+                      Index("ix_error_rollups_handler_hour", "handler", "job_type", "hour"))
 
 
 class Runner(Base):
@@ -267,5 +304,7 @@ daily_usage_table = TenantDailyUsage.__table__
 rejections_table = LimitRejection.__table__
 runners_table = Runner.__table__
 rollups_table = JobRollup.__table__
+duration_rollups_table = DurationRollup.__table__
+totals_table = JobTotal.__table__
 error_rollups_table = ErrorRollup.__table__
 queue_depth_table = QueueDepthRollup.__table__

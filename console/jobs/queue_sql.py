@@ -48,12 +48,17 @@ _COUNT_DAILY = ("INSERT INTO tenant_daily_usage (tenant_id, day, jobs_accepted, 
                 "jobs_accepted = tenant_daily_usage.jobs_accepted + excluded.jobs_accepted "
                 "RETURNING jobs_accepted + recurring_runs")
 _COUNT_CREATED = (
-    "INSERT INTO job_rollups (hour, tenant_id, handler, job_type, duration_bucket, attempts, "
-    "attempts_succeeded, attempts_failed, attempts_timed_out, attempts_lost, duration_ms_sum, "
-    "wait_ms_sum, jobs_created, jobs_completed, jobs_failed, jobs_cancelled) "
-    "VALUES (?, ?, ?, ?, -1, 0, 0, 0, 0, 0, 0, 0, ?, 0, 0, 0) "
-    "ON CONFLICT (hour, tenant_id, handler, job_type, duration_bucket) DO UPDATE SET "
+    "INSERT INTO job_rollups (hour, tenant_id, handler, job_type, attempts, attempts_succeeded, "
+    "attempts_failed, attempts_timed_out, attempts_lost, duration_ms_sum, wait_ms_sum, "
+    "jobs_created, jobs_completed, jobs_failed, jobs_cancelled) "
+    "VALUES (?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0, ?, 0, 0, 0) "
+    "ON CONFLICT (hour, tenant_id, handler, job_type) DO UPDATE SET "
     "jobs_created = job_rollups.jobs_created + excluded.jobs_created")
+_COUNT_CREATED_TOTAL = (
+    "INSERT INTO job_totals (handler, job_type, duration_bucket, attempts, attempts_failed, "
+    "attempts_timed_out, duration_ms_sum, jobs_created) VALUES (?, ?, -1, 0, 0, 0, 0, ?) "
+    "ON CONFLICT (handler, job_type, duration_bucket) DO UPDATE SET "
+    "jobs_created = job_totals.jobs_created + excluded.jobs_created")
 _INSERT_JOB = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})")
 
@@ -123,11 +128,17 @@ class QueueTransaction:
             key = (job.row["tenant_id"], job.row["handler"], job.row["type"])
             counts[key] = counts.get(key, 0) + 1
         hour = self._value(now.replace(minute=0, second=0, microsecond=0))
-        rows = [(hour, *key, count) for key, count in counts.items()]
+        self._execute_rows(_COUNT_CREATED, [(hour, *key, n) for key, n in counts.items()])
+        totals: dict[tuple[str, str], int] = {}
+        for (_, handler, job_type), n in counts.items():
+            totals[(handler, job_type)] = totals.get((handler, job_type), 0) + n
+        self._execute_rows(_COUNT_CREATED_TOTAL, [(*key, n) for key, n in totals.items()])
+
+    def _execute_rows(self, statement: str, rows: list[tuple]) -> None:
         if len(rows) == 1:
-            self._cursor.execute(self._sql(_COUNT_CREATED), rows[0])
+            self._cursor.execute(self._sql(statement), rows[0])
         else:
-            self._cursor.executemany(self._sql(_COUNT_CREATED), rows)
+            self._cursor.executemany(self._sql(statement), rows)
 
     def notify(self, channel: str) -> None:
         if self._postgres:

@@ -1,4 +1,5 @@
-"""Keeping the hourly rollups (``job_rollups``, ``error_rollups``) as work happens.
+"""Keeping the rollups (hourly counters, duration histogram, all-time totals, errors) as work
+happens.
 
 Every writer of a counted event adds to the rollups in its own transaction, so the rollups
 agree with the rows they summarise at every commit: queueing (jobs created), recording an
@@ -14,14 +15,19 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from . import db
-from .models import error_rollups_table, rollups_table
+from .models import duration_rollups_table, error_rollups_table, rollups_table, totals_table
 
 NO_DURATION = -1
 BUCKET_GROWTH = 1.1
-_KEY = ["hour", "tenant_id", "handler", "job_type", "duration_bucket"]
+_KEY = ["hour", "tenant_id", "handler", "job_type"]
 _COUNTERS = ["attempts", "attempts_succeeded", "attempts_failed", "attempts_timed_out",
-             "attempts_lost", "duration_ms_sum", "wait_ms_sum", "jobs_created", "jobs_completed", "jobs_failed",
-             "jobs_cancelled"]
+             "attempts_lost", "duration_ms_sum", "wait_ms_sum", "jobs_created",
+             "jobs_completed", "jobs_failed", "jobs_cancelled"]
+_DURATION_KEY = [*_KEY, "duration_bucket"]
+_DURATION_COUNTERS = ["attempts", "attempts_succeeded", "duration_ms_sum"]
+_TOTALS_KEY = ["handler", "job_type", "duration_bucket"]
+_TOTALS = ["attempts", "attempts_failed", "attempts_timed_out", "duration_ms_sum",
+           "jobs_created"]
 TIMEOUT_ERROR = "JobTimeoutError"
 LOST_ERROR = "WorkerLost"
 
@@ -49,10 +55,14 @@ def bucket_bounds(bucket: int) -> tuple[float, float]:
 
 
 class RollupBatch:
-    """Counters gathered during one transaction, written with one upsert per table."""
+    """Counters gathered during one transaction, written with one upsert per table: hourly
+    counters, the hourly duration histogram, all-time totals (for /metrics), errors."""
 
     def __init__(self):
         self._rows: dict[tuple, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_COUNTERS, 0))
+        self._durations: dict[tuple, dict[str, float]] = defaultdict(
+            lambda: dict.fromkeys(_DURATION_COUNTERS, 0))
+        self._totals: dict[tuple, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_TOTALS, 0))
         self._errors: dict[tuple, list] = {}
 
     def add_attempt(self, moment: datetime, tenant_id: str, handler: str, job_type: str,
@@ -61,20 +71,27 @@ class RollupBatch:
                     wait_ms: float = 0.0) -> None:
         """One finished attempt, counted in the hour it finished (``moment``); ``outcome`` is
         "completed" or "failed" when it ended its run, ``wait_ms`` how long it waited to start."""
-        row = self._rows[(hour_of(moment), tenant_id, handler, job_type,
-                          duration_bucket(duration_ms))]
-        row["attempts"] += 1
-        row["duration_ms_sum"] += duration_ms
+        hour = hour_of(moment)
+        bucket = duration_bucket(duration_ms)
+        row = self._rows[(hour, tenant_id, handler, job_type)]
+        histogram = self._durations[(hour, tenant_id, handler, job_type, bucket)]
+        total = self._totals[(handler, job_type, bucket)]
+        for counters in (row, histogram, total):
+            counters["attempts"] += 1
+            counters["duration_ms_sum"] += duration_ms
         row["wait_ms_sum"] += max(0.0, wait_ms)
         if success:
             row["attempts_succeeded"] += 1
+            histogram["attempts_succeeded"] += 1
         else:
             row["attempts_failed"] += 1
+            total["attempts_failed"] += 1
             if error_type == TIMEOUT_ERROR:
                 row["attempts_timed_out"] += 1
+                total["attempts_timed_out"] += 1
             elif error_type == LOST_ERROR:
                 row["attempts_lost"] += 1
-            key = (hour_of(moment), tenant_id, handler, job_type, error_type or "JobFailed")
+            key = (hour, tenant_id, handler, job_type, error_type or "JobFailed")
             entry = self._errors.setdefault(key, [0, None])
             entry[0] += 1
             entry[1] = (error_message or "")[:1000]
@@ -86,13 +103,18 @@ class RollupBatch:
     def add_jobs(self, moment: datetime, tenant_id: str, handler: str, job_type: str,
                  counter: str, count: int = 1) -> None:
         """Jobs created or cancelled (no attempt involved)."""
-        self._rows[(hour_of(moment), tenant_id, handler, job_type, NO_DURATION)][counter] += count
+        self._rows[(hour_of(moment), tenant_id, handler, job_type)][counter] += count
+        if counter == "jobs_created":
+            self._totals[(handler, job_type, NO_DURATION)]["jobs_created"] += count
 
     def write(self, conn: Connection) -> None:
-        if self._rows:
-            db.upsert_many(conn, rollups_table, [
-                {**dict(zip(_KEY, key)), **counters} for key, counters in self._rows.items()],
-                _KEY, _COUNTERS)
+        for table, rows, key, counters in (
+                (rollups_table, self._rows, _KEY, _COUNTERS),
+                (duration_rollups_table, self._durations, _DURATION_KEY, _DURATION_COUNTERS),
+                (totals_table, self._totals, _TOTALS_KEY, _TOTALS)):
+            if rows:
+                db.upsert_many(conn, table, [{**dict(zip(key, k, strict=True)), **values}
+                                             for k, values in rows.items()], key, counters)
         if self._errors:
             db.upsert_many(conn, error_rollups_table, [
                 {"hour": k[0], "tenant_id": k[1], "handler": k[2], "job_type": k[3],
@@ -101,6 +123,8 @@ class RollupBatch:
                 ["hour", "tenant_id", "handler", "job_type", "error_type"], ["count"],
                 replace=["last_message"])
         self._rows.clear()
+        self._durations.clear()
+        self._totals.clear()
         self._errors.clear()
 
 

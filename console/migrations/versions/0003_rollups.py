@@ -20,7 +20,6 @@ def upgrade():
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("handler", sa.String(length=100), nullable=False),
         sa.Column("job_type", sa.String(length=64), nullable=False),
-        sa.Column("duration_bucket", sa.SmallInteger(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("attempts_succeeded", sa.Integer(), nullable=False),
         sa.Column("attempts_failed", sa.Integer(), nullable=False),
@@ -32,10 +31,39 @@ def upgrade():
         sa.Column("jobs_completed", sa.Integer(), nullable=False),
         sa.Column("jobs_failed", sa.Integer(), nullable=False),
         sa.Column("jobs_cancelled", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("hour", "tenant_id", "handler", "job_type", "duration_bucket"),
+        sa.PrimaryKeyConstraint("hour", "tenant_id", "handler", "job_type"),
     )
     op.create_index("ix_rollups_tenant_hour", "job_rollups", ["tenant_id", "hour"])
-    op.create_index("ix_rollups_handler_hour", "job_rollups", ["handler", "job_type", "hour"])
+    op.create_index("ix_rollups_handler_hour", "job_rollups", ["handler", "hour"])
+    op.create_table(
+        "job_duration_rollups",
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("handler", sa.String(length=100), nullable=False),
+        sa.Column("job_type", sa.String(length=64), nullable=False),
+        sa.Column("duration_bucket", sa.SmallInteger(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("attempts_succeeded", sa.Integer(), nullable=False),
+        sa.Column("duration_ms_sum", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("hour", "tenant_id", "handler", "job_type", "duration_bucket"),
+    )
+    op.create_index("ix_duration_rollups_handler", "job_duration_rollups",
+                    ["handler", "job_type", "hour", "duration_bucket", "attempts",
+                     "attempts_succeeded", "duration_ms_sum"])
+    op.create_index("ix_duration_rollups_tenant", "job_duration_rollups",
+                    ["tenant_id", "hour", "duration_bucket", "attempts"])
+    op.create_table(
+        "job_totals",
+        sa.Column("handler", sa.String(length=100), nullable=False),
+        sa.Column("job_type", sa.String(length=64), nullable=False),
+        sa.Column("duration_bucket", sa.SmallInteger(), nullable=False),
+        sa.Column("attempts", sa.BigInteger(), nullable=False),
+        sa.Column("attempts_failed", sa.BigInteger(), nullable=False),
+        sa.Column("attempts_timed_out", sa.BigInteger(), nullable=False),
+        sa.Column("duration_ms_sum", sa.Float(), nullable=False),
+        sa.Column("jobs_created", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("handler", "job_type", "duration_bucket"),
+    )
     op.create_table(
         "error_rollups",
         sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
@@ -48,6 +76,8 @@ def upgrade():
         sa.PrimaryKeyConstraint("hour", "tenant_id", "handler", "job_type", "error_type"),
     )
     op.create_index("ix_error_rollups_tenant_hour", "error_rollups", ["tenant_id", "hour"])
+    op.create_index("ix_error_rollups_handler_hour", "error_rollups",
+                    ["handler", "job_type", "hour"])
     op.create_table(
         "queue_depth_rollups",
         sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
@@ -67,8 +97,13 @@ def downgrade():
     op.drop_table("queue_depth_rollups")
     op.drop_index("ix_jobs_updated", table_name="jobs")
     op.drop_index("ix_attempts_handler_duration", table_name="job_attempts")
+    op.drop_index("ix_error_rollups_handler_hour", table_name="error_rollups")
     op.drop_index("ix_error_rollups_tenant_hour", table_name="error_rollups")
     op.drop_table("error_rollups")
+    op.drop_table("job_totals")
+    op.drop_index("ix_duration_rollups_tenant", table_name="job_duration_rollups")
+    op.drop_index("ix_duration_rollups_handler", table_name="job_duration_rollups")
+    op.drop_table("job_duration_rollups")
     op.drop_index("ix_rollups_handler_hour", table_name="job_rollups")
     op.drop_index("ix_rollups_tenant_hour", table_name="job_rollups")
     op.drop_table("job_rollups")
