@@ -1,8 +1,9 @@
-"""The queue path's transaction, in hand-written SQL on the driver's own connection.
+"""The two hottest writes in hand-written SQL on the driver's own connection: the queue path's
+transaction, and the runner's recording of finished attempts.
 
-Queueing is the one write that callers wait on one by one, so it skips SQLAlchemy's per-statement
-machinery (about 50 µs a statement and 75 µs a transaction here, several times what SQLite itself
-needs). The SQL is small and fixed; the values are written exactly as SQLAlchemy writes them
+Queueing is the one write that callers wait on one by one, and recording results runs for every
+attempt, so both skip SQLAlchemy's per-statement and per-row machinery (about 50 µs a statement
+and 75 µs a transaction here, several times what SQLite itself needs). The SQL is small and fixed; the values are written exactly as SQLAlchemy writes them
 (SQLite: UTC times as 'YYYY-MM-DD HH:MM:SS.ffffff', dates as ISO text), so every other module
 reads these rows through the ordinary models.
 """
@@ -63,6 +64,34 @@ _INSERT_JOB = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})")
 
 
+_RECORD_RESULT = (
+    "UPDATE jobs SET status = ?, scheduled_for = ?, current_retries = ?, completed_at = ?, "
+    "last_result = ?, progress = ?, lease_owner = NULL, lease_expires_at = NULL, "
+    "attempt_started_at = NULL, updated_at = ? WHERE id = ?")
+_INSERT_ATTEMPT = (
+    "INSERT INTO job_attempts (job_id, tenant_id, job_type, handler, attempt, started_at, "
+    "finished_at, duration_ms, success, error_type, error_message, worker) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_ATTEMPT_COLUMNS = ("job_id", "tenant_id", "job_type", "handler", "attempt", "started_at",
+                    "finished_at", "duration_ms", "success", "error_type", "error_message",
+                    "worker")
+
+
+def write_results(conn, results: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> None:
+    """The runner's result writes, inside its SQLAlchemy transaction ``conn``: each job's next
+    state (``results``: status, scheduled_for, current_retries, completed_at, last_result (a
+    dict), progress, updated_at, id) and its attempt row."""
+    postgres = conn.dialect.name == "postgresql"
+    writer = QueueTransaction(conn.connection.dbapi_connection.cursor(), postgres)
+    value = writer._value
+    writer._cursor.executemany(writer._sql(_RECORD_RESULT), [
+        (r["status"], value(r["scheduled_for"]), r["current_retries"], value(r["completed_at"]),
+         json.dumps(r["last_result"], separators=(",", ":"), default=str), r["progress"],
+         value(r["updated_at"]), r["id"]) for r in results])
+    writer._cursor.executemany(writer._sql(_INSERT_ATTEMPT), [
+        tuple(value(a[c]) for c in _ATTEMPT_COLUMNS) for a in attempts])
+
+
 class QueueTransaction:
     """The statements of one queue transaction, on a DB-API cursor."""
 
@@ -74,7 +103,7 @@ class QueueTransaction:
         return statement.replace("?", "%s") if self._postgres else statement
 
     def _value(self, value: Any) -> Any:
-        if self._postgres:
+        if self._postgres or value is None:
             return value
         if isinstance(value, datetime):
             return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -28,6 +28,7 @@ from .cron import next_fire_time
 from .handlers import JobExecutionContext, LazyTenantContext
 from .models import attempts_table, daily_usage_table, jobs_table, runners_table
 from .pool import WorkerPool, WorkItem
+from .queue_sql import write_results
 from .records import job_from_row
 from .retry import backoff_seconds
 from .rollups import RollupBatch, hour_of, sample_queue_depth
@@ -49,16 +50,6 @@ def _build_statements():
                                j.status == JobStatus.PROCESSING.value).order_by(j.id)
     held_by = select(j.id).where(j.lease_owner == bindparam("owner"),
                                  j.status == JobStatus.PROCESSING.value).order_by(j.id)
-    record_result = (jobs_table.update()
-                     .where(j.id == bindparam("b_id"))
-                     .values(status=bindparam("b_status"),
-                             scheduled_for=bindparam("b_scheduled_for", type_=j.scheduled_for.type),
-                             current_retries=bindparam("b_current_retries"),
-                             completed_at=bindparam("b_completed_at", type_=j.completed_at.type),
-                             last_result=bindparam("b_last_result", type_=j.last_result.type),
-                             progress=bindparam("b_progress", type_=j.progress.type),
-                             lease_owner=None, lease_expires_at=None, attempt_started_at=None,
-                             updated_at=bindparam("b_now", type_=j.updated_at.type)))
     promote_due = (jobs_table.update()
                    .where(j.status == JobStatus.PENDING.value,
                           j.scheduled_for <= bindparam("now", type_=j.scheduled_for.type))
@@ -66,13 +57,13 @@ def _build_statements():
                            updated_at=bindparam("now", type_=j.updated_at.type))
                    .returning(*jobs_table.c))
     next_due = select(func.min(j.scheduled_for)).where(j.status == JobStatus.PENDING.value)
-    return (owned, owned.with_for_update(), record_result, attempts_table.insert(), promote_due,
-            next_due, held_by, held_by.with_for_update(skip_locked=True))
+    return (owned, owned.with_for_update(), promote_due, next_due, held_by,
+            held_by.with_for_update(skip_locked=True))
 
 
 # Built once: constructing a statement costs more than executing it on SQLite.
-(_OWNED, _OWNED_FOR_UPDATE, _RECORD_RESULT, _INSERT_ATTEMPT, _PROMOTE_DUE,
- _NEXT_DUE, _HELD_BY, _HELD_BY_SKIP_LOCKED) = _build_statements()
+(_OWNED, _OWNED_FOR_UPDATE, _PROMOTE_DUE, _NEXT_DUE, _HELD_BY,
+ _HELD_BY_SKIP_LOCKED) = _build_statements()
 
 
 @dataclass
@@ -459,10 +450,10 @@ class Runner:
             scheduled_for = changes.get("scheduled_for", job.scheduled_for)
             progress = changes.get("progress", job.progress)
             updates.append({
-                "b_id": job.id, "b_status": changes["status"], "b_scheduled_for": scheduled_for,
-                "b_current_retries": changes["current_retries"],
-                "b_completed_at": changes.get("completed_at"), "b_last_result": result.to_dict(),
-                "b_progress": progress, "b_now": now})
+                "id": job.id, "status": changes["status"], "scheduled_for": scheduled_for,
+                "current_retries": changes["current_retries"],
+                "completed_at": changes.get("completed_at"), "last_result": result.to_dict(),
+                "progress": progress, "updated_at": now})
             attempts.append({
                 "job_id": job.id, "tenant_id": job.tenant_id, "job_type": job.type,
                 "handler": job.handler, "attempt": job.total_attempts,
@@ -480,8 +471,7 @@ class Runner:
                                    last_result=result, lease_owner=None, updated_at=now,
                                    progress=progress))
         if updates:
-            conn.execute(_RECORD_RESULT, updates)
-            conn.execute(_INSERT_ATTEMPT, attempts)
+            write_results(conn, updates, attempts)
             rollups = RollupBatch()
             for attempt, (outcome, wait_ms) in zip(attempts, outcomes, strict=True):
                 rollups.add_attempt(attempt["finished_at"], attempt["tenant_id"],
