@@ -27,10 +27,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 static_folder=str(PROJECT_ROOT / "static"))
     _configure(app, config)
 
-    from .extensions import db, migrate
+    from .extensions import csrf, db, migrate
     from .jobs.models import Base  # noqa: F401  (tables registered on db.metadata)
+    from .web import models as web_models  # noqa: F401  (the users table, likewise)
+    from .web.auth import login_manager
 
     db.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
 
     with app.app_context():

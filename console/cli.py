@@ -12,6 +12,24 @@ from flask.cli import with_appcontext
 def register_commands(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(demo_command)
+    app.cli.add_command(create_user_command)
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "operator", "viewer"]), required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="At least 8 characters (asked for when not given).")
+@with_appcontext
+def create_user_command(username: str, role: str, password: str) -> None:
+    """Create or update a console user."""
+    from .web.auth import set_user
+
+    try:
+        set_user(username, role, password)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"user {username} ({role}) saved")
 
 
 @click.command("worker")
@@ -49,8 +67,16 @@ def demo_command(days: int, jobs_per_day: int) -> None:
     """Fill the database with demo tenants (all four tiers), history and live jobs."""
     from .demo import load_demo
 
+    import os
+    import secrets
+
+    from .web.auth import set_user
+
     summary = load_demo(current_app.extensions["jobs"], days=days, jobs_per_day=jobs_per_day)
     for line in summary:
         click.echo(line)
-    click.echo("\nStart the console with:  flask --app console run\n"
+    password = os.environ.get("CONSOLE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    set_user("admin", "admin", password)
+    click.echo(f"\nSign in as admin with password: {password}")
+    click.echo("Start the console with:  flask --app console run\n"
                "then open http://127.0.0.1:5000/")

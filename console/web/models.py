@@ -1,0 +1,32 @@
+"""The console's own tables: the people who sign in."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import Boolean, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..jobs.models import Base, UTCDateTime
+
+ROLES = ("admin", "operator", "viewer")   # each includes what the next one may do
+
+
+class User(UserMixin, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_active(self) -> bool:   # Flask-Login refuses sign-in to disabled users
+        return bool(self.active)
+
+    def may(self, role: str) -> bool:
+        """True when this user's role is ``role`` or above (admin > operator > viewer)."""
+        return ROLES.index(self.role) <= ROLES.index(role)

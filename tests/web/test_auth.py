@@ -1,0 +1,107 @@
+"""Sign-in: every page but the public ones needs it; CSRF on forms; roles; the CLI and demo."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from console.web.auth import set_user
+
+
+def csrf_token(client, path="/login"):
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+@pytest.fixture
+def users(app):
+    with app.app_context():
+        set_user("ada", "admin", "correct horse")
+        set_user("vic", "viewer", "battery staple")
+
+
+def sign_in(client, username, password):
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": csrf_token(client)})
+
+
+def test_signed_out_requests_go_to_sign_in_but_probes_stay_public(app):
+    client = app.test_client()
+    response = client.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/static/css/console.css").status_code == 200
+    assert client.get("/login").status_code == 200
+
+
+def test_sign_in_and_out(app, users):
+    client = app.test_client()
+    response = sign_in(client, "ada", "correct horse")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    page = client.get("/").get_data(as_text=True)
+    assert "ada (admin)" in page and "Sign out" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_wrong_password_unknown_user_and_disabled_user_are_refused(app, users):
+    from console.extensions import db
+    from console.web.models import User
+
+    client = app.test_client()
+    for username, password in (("ada", "wrong password"), ("nobody", "correct horse")):
+        response = sign_in(client, username, password)
+        assert response.status_code == 401
+        assert "Wrong username or password" in response.get_data(as_text=True)
+    with app.app_context():
+        user = db.session.query(User).filter_by(username="ada").one()
+        user.active = False
+        db.session.commit()
+    assert sign_in(client, "ada", "correct horse").status_code == 401
+
+
+def test_a_post_without_csrf_token_is_refused(app, users):
+    client = app.test_client()
+    response = client.post("/login", data={"username": "ada", "password": "correct horse"})
+    assert response.status_code == 400
+    assert client.get("/").status_code == 302          # not signed in
+
+
+def test_sign_in_never_redirects_off_site(app, users):
+    client = app.test_client()
+    response = client.post("/login?next=//evil.example/x",
+                           data={"username": "ada", "password": "correct horse",
+                                 "csrf_token": csrf_token(client)})
+    assert response.headers["Location"] == "/"
+
+
+def test_usernames_are_escaped(app):
+    with app.app_context():
+        set_user("<script>x</script>", "viewer", "long enough pw")
+    client = app.test_client()
+    sign_in(client, "<script>x</script>", "long enough pw")
+    page = client.get("/").get_data(as_text=True)
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+
+
+def test_create_user_command(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["create-user", "ops", "--role", "operator",
+                                 "--password", "s3cret-pass"])
+    assert result.exit_code == 0, result.output
+    assert sign_in(app.test_client(), "ops", "s3cret-pass").status_code == 302
+    short = runner.invoke(args=["create-user", "ops2", "--role", "viewer", "--password", "x"])
+    assert short.exit_code != 0 and "at least 8 characters" in short.output
+    bad_role = runner.invoke(args=["create-user", "ops3", "--role", "king", "--password",
+                                   "long enough"])
+    assert bad_role.exit_code != 0
+
+
+def test_demo_prints_an_admin_password_that_works(app, monkeypatch):
+    monkeypatch.delenv("CONSOLE_ADMIN_PASSWORD", raising=False)
+    result = app.test_cli_runner().invoke(args=["demo", "--days", "1", "--jobs-per-day", "5"])
+    assert result.exit_code == 0, result.output
+    password = re.search(r"Sign in as admin with password: (\S+)", result.output).group(1)
+    assert sign_in(app.test_client(), "admin", password).status_code == 302
