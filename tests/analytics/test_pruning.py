@@ -13,6 +13,15 @@ from console.jobs.models import attempts_table, jobs_table
 UTC = timezone.utc
 
 
+def rounded(values):
+    """Sums of floats may be added in another order after pruning (PostgreSQL plans change)."""
+    return [round(v, 6) if isinstance(v, float) else v for v in values]
+
+
+def seconds(delta):
+    return round(delta.total_seconds(), 6)
+
+
 def snapshot(service):
     now = datetime.now(UTC)
     usage = service.get_tenant_job_usage("acme")
@@ -25,10 +34,11 @@ def snapshot(service):
                   and b"prune_finished_jobs" not in line]
     return {
         "usage": (usage.total_jobs, usage.jobs_by_status, usage.jobs_by_type,
-                  round(usage.success_rate, 9), usage.avg_execution_time),
+                  round(usage.success_rate, 9), seconds(usage.avg_execution_time)),
         "metrics": (metrics.total_executions, round(metrics.success_rate, 9),
-                    metrics.avg_execution_time, metrics.errors_by_type),
-        "trends": {k: v for k, v in trends.items() if k not in ("start", "end")},
+                    seconds(metrics.avg_execution_time), metrics.errors_by_type),
+        "trends": {k: rounded(v) if isinstance(v, list) else v for k, v in trends.items()
+                   if k not in ("start", "end")},
         "exposition": exposition,
     }
 
