@@ -24,11 +24,11 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, select
 
 from ..jobs.limits import TenantStore
-from ..jobs.models import (daily_usage_table, error_rollups_table, jobs_table, rejections_table,
-                           rollups_table)
+from ..jobs.models import error_rollups_table, rejections_table, rollups_table
 from ..jobs.rollups import hour_of
 from ..jobs.types import JobValidationError
-from .reports import STUCK_GRACE
+from ..jobs.usage import daily_jobs_used, live_job_counts
+from .reports import stuck_jobs
 
 UTC = timezone.utc
 WINDOW = timedelta(hours=24)
@@ -51,7 +51,7 @@ def tenant_job_health(engine: Engine, tenants: TenantStore, tenant_id: str) -> d
     limits = config.job_limit
     now = datetime.now(UTC)
     since = hour_of(now - WINDOW)
-    r, e, j = rollups_table.c, error_rollups_table.c, jobs_table.c
+    r, e = rollups_table.c, error_rollups_table.c
     with engine.connect() as conn:
         mine = and_(r.tenant_id == tenant_id, r.hour >= since)
         completed, failed, attempts, timed_out, wait_sum = conn.execute(select(
@@ -65,21 +65,13 @@ def tenant_job_health(engine: Engine, tenants: TenantStore, tenant_id: str) -> d
             select(e.handler, e.error_type, func.sum(e.count), func.max(e.last_message))
             .where(e.tenant_id == tenant_id, e.hour >= since)
             .group_by(e.handler, e.error_type)).all()
-        live = dict(conn.execute(
-            select(j.status, func.count()).where(j.tenant_id == tenant_id,
-                                                 j.status.in_(["pending", "queued"]))
-            .group_by(j.status)).all())
-        stuck = conn.execute(select(func.count()).select_from(jobs_table).where(
-            j.tenant_id == tenant_id, j.status == "processing",
-            j.lease_expires_at < now - STUCK_GRACE)).scalar()
+        live = {status: n for (_, status), n in live_job_counts(conn, tenant_id).items()}
+        stuck = stuck_jobs(conn, now, tenant_id)
         rejected = dict(conn.execute(
             select(rejections_table.c.limit_type, func.sum(rejections_table.c.count))
             .where(rejections_table.c.tenant_id == tenant_id, rejections_table.c.hour >= since)
             .group_by(rejections_table.c.limit_type)).all())
-        daily = conn.execute(
-            select(daily_usage_table.c.jobs_accepted + daily_usage_table.c.recurring_runs)
-            .where(daily_usage_table.c.tenant_id == tenant_id,
-                   daily_usage_table.c.day == now.date())).scalar() or 0
+        daily = daily_jobs_used(conn, tenant_id, now.date())
 
     ended = completed + failed
     success = completed / ended if ended else 1.0

@@ -14,7 +14,8 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 from sqlalchemy import Engine, func, select
 
-from ..jobs.models import jobs_table, rejections_table, runners_table, totals_table
+from ..jobs.models import rejections_table, runners_table, totals_table
+from ..jobs.usage import live_job_counts
 from ..jobs.rollups import NO_DURATION, bucket_bounds
 
 # Histogram bounds in seconds; each fine duration bucket is counted under the first bound at or
@@ -28,11 +29,9 @@ class DatabaseCollector:
         self._engine = engine
 
     def collect(self):
-        t, j = totals_table.c, jobs_table.c
+        t = totals_table.c
         with self._engine.connect() as conn:
-            depth = conn.execute(select(j.tenant_id, j.status, func.count())
-                                 .where(j.status.in_(["pending", "queued", "processing"]))
-                                 .group_by(j.tenant_id, j.status)).all()
+            depth = live_job_counts(conn)
             by_handler = conn.execute(select(
                 t.handler, t.job_type, t.duration_bucket, t.attempts, t.attempts_failed,
                 t.attempts_timed_out, t.duration_ms_sum, t.jobs_created)).all()
@@ -44,7 +43,7 @@ class DatabaseCollector:
 
         queue = GaugeMetricFamily("console_jobs", "Jobs waiting or running now",
                                   labels=["tenant", "status"])
-        for tenant, status, count in depth:
+        for (tenant, status), count in depth.items():
             queue.add_metric([tenant, status], count)
         yield queue
 

@@ -13,11 +13,12 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, select
 
 from ..jobs.limits import TenantStore
-from ..jobs.models import (attempts_table, daily_usage_table, duration_rollups_table,
+from ..jobs.models import (attempts_table, duration_rollups_table,
                            error_rollups_table, jobs_table,
                            rejections_table, rollups_table, runners_table, tenants_table)
 from ..jobs.rollups import bucket_bounds, hour_of
 from ..jobs.types import JobValidationError
+from ..jobs.usage import daily_jobs_used, live_job_counts
 from .types import JobPerformanceMetrics, SystemJobStatistics, TenantJobUsage, TenantMetrics
 
 UTC = timezone.utc
@@ -83,15 +84,8 @@ def tenant_job_usage(engine: Engine, tenants: TenantStore, tenant_id: str,
         created_by_type = dict(conn.execute(
             select(r.job_type, func.sum(r.jobs_created)).where(in_range, r.jobs_created > 0)
             .group_by(r.job_type)).all())
-        live = dict(conn.execute(
-            select(jobs_table.c.status, func.count())
-            .where(jobs_table.c.tenant_id == tenant_id,
-                   jobs_table.c.status.in_(["pending", "queued", "processing"]))
-            .group_by(jobs_table.c.status)).all())
-        daily = conn.execute(
-            select(daily_usage_table.c.jobs_accepted + daily_usage_table.c.recurring_runs)
-            .where(daily_usage_table.c.tenant_id == tenant_id,
-                   daily_usage_table.c.day == now.date())).scalar() or 0
+        live = {status: n for (_, status), n in live_job_counts(conn, tenant_id).items()}
+        daily = daily_jobs_used(conn, tenant_id, now.date())
         rejections = dict(conn.execute(
             select(rejections_table.c.limit_type, func.sum(rejections_table.c.count))
             .where(rejections_table.c.tenant_id == tenant_id,
@@ -213,11 +207,14 @@ def job_queue_status(engine: Engine) -> dict[str, Any]:
                                       if oldest else 0)}
 
 
-def stuck_jobs(conn, now: datetime) -> int:
+def stuck_jobs(conn, now: datetime, tenant_id: str | None = None) -> int:
     """Processing jobs whose lease ran out: their runner is gone and nobody recovered them yet."""
     j = jobs_table.c
-    return conn.execute(select(func.count()).select_from(jobs_table).where(
-        j.status == "processing", j.lease_expires_at < now - STUCK_GRACE)).scalar()
+    query = select(func.count()).select_from(jobs_table).where(
+        j.status == "processing", j.lease_expires_at < now - STUCK_GRACE)
+    if tenant_id is not None:
+        query = query.where(j.tenant_id == tenant_id)
+    return conn.execute(query).scalar()
 
 
 def system_job_statistics(engine: Engine, window: timedelta = timedelta(hours=24)
@@ -262,7 +259,6 @@ def system_job_statistics(engine: Engine, window: timedelta = timedelta(hours=24
 def tenant_metrics(engine: Engine, window: timedelta = timedelta(hours=24)) -> list[TenantMetrics]:
     """Every tenant's success rate, average duration and queue, in two grouped queries."""
     since = hour_of(datetime.now(UTC) - window)
-    j = jobs_table.c
     with engine.connect() as conn:
         tenant_ids = conn.execute(select(tenants_table.c.id).order_by(tenants_table.c.id)
                                   ).scalars().all()
@@ -271,10 +267,7 @@ def tenant_metrics(engine: Engine, window: timedelta = timedelta(hours=24)) -> l
                    func.sum(r.attempts), func.sum(r.duration_ms_sum))
             .where(r.hour >= since).group_by(r.tenant_id))}
         live: dict[str, dict[str, int]] = {}
-        for tenant_id, status, count in conn.execute(
-                select(j.tenant_id, j.status, func.count())
-                .where(j.status.in_(["pending", "queued", "processing"]))
-                .group_by(j.tenant_id, j.status)):
+        for (tenant_id, status), count in live_job_counts(conn).items():
             live.setdefault(tenant_id, {})[status] = count
     metrics = []
     for tenant_id in tenant_ids:

@@ -130,16 +130,11 @@ class RollupBatch:
 
 def sample_queue_depth(conn: Connection, now: datetime) -> None:
     """Add one sample of every tenant's waiting and running jobs to this hour's depth rollup."""
-    from sqlalchemy import func, select
+    from .models import queue_depth_table
+    from .usage import live_job_counts
 
-    from .models import jobs_table, queue_depth_table
-
-    j = jobs_table.c
     depth: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for tenant_id, status, count in conn.execute(
-            select(j.tenant_id, j.status, func.count())
-            .where(j.status.in_(["pending", "queued", "processing"]))
-            .group_by(j.tenant_id, j.status)):
+    for (tenant_id, status), count in live_job_counts(conn).items():
         depth[tenant_id][0 if status != "processing" else 1] += count
     if not depth:
         return

@@ -32,6 +32,7 @@ from .queue_sql import write_results
 from .records import job_from_row
 from .retry import backoff_seconds
 from .rollups import RollupBatch, hour_of, sample_queue_depth
+from .usage import daily_jobs_used, live_job_counts
 from .service import NOTIFY_CHANNEL, JobService, record_rejections
 from .types import JobExecutionResult, JobStatus, SystemJob
 
@@ -295,10 +296,7 @@ class Runner:
             limit = tenant_slots[tenant_id].max_daily_jobs
             allowed = len(runs)
             if limit is not None:
-                used = conn.execute(select(daily_usage_table.c.jobs_accepted
-                                           + daily_usage_table.c.recurring_runs)
-                                    .where(daily_usage_table.c.tenant_id == tenant_id,
-                                           daily_usage_table.c.day == day)).scalar() or 0
+                used = daily_jobs_used(conn, tenant_id, day)
                 allowed = max(0, min(allowed, limit - used))
             if allowed:
                 db.upsert(conn, daily_usage_table,
@@ -361,18 +359,12 @@ class Runner:
 
         def usage():
             with self.engine.connect() as conn:
-                daily = conn.execute(select(daily_usage_table.c.jobs_accepted
-                                            + daily_usage_table.c.recurring_runs)
-                                     .where(daily_usage_table.c.tenant_id == tenant_id,
-                                            daily_usage_table.c.day == datetime.now(UTC).date())
-                                     ).scalar() or 0
-                counts = dict(conn.execute(
-                    select(jobs_table.c.status, func.count())
-                    .where(jobs_table.c.tenant_id == tenant_id,
-                           jobs_table.c.status.in_(["pending", "queued", "processing"]))
-                    .group_by(jobs_table.c.status)).all())
-            return {"daily_jobs": daily, "concurrent_jobs": counts.get("processing", 0),
-                    "queued_jobs": counts.get("pending", 0) + counts.get("queued", 0)}
+                daily = daily_jobs_used(conn, tenant_id, datetime.now(UTC).date())
+                counts = live_job_counts(conn, tenant_id)
+            return {"daily_jobs": daily,
+                    "concurrent_jobs": counts.get((tenant_id, "processing"), 0),
+                    "queued_jobs": (counts.get((tenant_id, "pending"), 0)
+                                    + counts.get((tenant_id, "queued"), 0))}
 
         def tenant():
             return self.service.tenants.get_tenant_config(tenant_id)

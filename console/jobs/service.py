@@ -509,12 +509,6 @@ class JobService:
         runner = Runner(self, threads=threads or self.worker_threads, name="run-until-idle")
         return runner.run_until_idle(timeout=timeout, settle=settle)
 
-    def next_due_time(self) -> datetime | None:
-        """When the earliest pending job falls due (None: nothing pending)."""
-        with self.engine.connect() as conn:
-            return conn.execute(select(func.min(jobs_table.c.scheduled_for))
-                                .where(jobs_table.c.status == JobStatus.PENDING.value)).scalar()
-
     def count_jobs(self, tenant_id: str | None = None,
                    statuses: Iterable[str] | None = None) -> int:
         query = select(func.count()).select_from(jobs_table)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -203,22 +203,3 @@ class TenantLimitException(Exception):
         return {"message": self.message, "limit_type": self.limit_type,
                 "current_usage": self.current_usage, "limit": self.limit,
                 "tenant_id": self.tenant_id}
-
-
-@dataclass
-class AttemptRecord:
-    """One row of the attempt history, as the job's page and analytics read it."""
-
-    job_id: str
-    attempt: int
-    started_at: datetime
-    finished_at: datetime
-    duration_ms: float
-    success: bool
-    error_type: str | None
-    error_message: str | None
-    worker: str | None
-    tenant_id: str = ""
-    handler: str = ""
-    job_type: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -6,7 +6,8 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..jobs import get_job_service
-from ..jobs.models import jobs_table, rollups_table
+from ..jobs.models import rollups_table
+from ..jobs.usage import live_job_counts
 
 bp = Blueprint("home", __name__)
 
@@ -15,14 +16,9 @@ def build_summary() -> dict:
     """Per tenant: jobs waiting and running now (indexed live counts) and finished outcomes
     (the rollups), so the page stays fast however many jobs the table holds."""
     service = get_job_service()
-    j, r = jobs_table.c, rollups_table.c
-    counts: dict[tuple[str, str], int] = {}
+    r = rollups_table.c
     with db.engine.connect() as conn:
-        for tenant_id, status, count in conn.execute(
-                select(j.tenant_id, j.status, func.count())
-                .where(j.status.in_(["pending", "queued", "processing"]))
-                .group_by(j.tenant_id, j.status)):
-            counts[(tenant_id, status)] = count
+        counts = live_job_counts(conn)
         for tenant_id, completed, failed, cancelled in conn.execute(
                 select(r.tenant_id, func.sum(r.jobs_completed), func.sum(r.jobs_failed),
                        func.sum(r.jobs_cancelled)).group_by(r.tenant_id)):
