@@ -66,3 +66,6 @@ PUSH_PROVIDER = "outbox"
 JOBS_LOAD_PLUGINS = True
 
 SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+# The largest request body (batch uploads included): larger ones get a 413 with advice.
+MAX_CONTENT_LENGTH = 16 * 1024 * 1024

@@ -1,14 +1,59 @@
-"""The web layer: blueprints that translate HTTP into ``JobService`` verbs and render pages."""
-from flask import Flask
+"""The web layer: blueprints that translate HTTP into ``JobService`` verbs and render pages.
+
+One blueprint per screen family, templates mirrored under ``templates/<family>/``; partials
+(htmx swaps) are named with a leading underscore.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+
+from flask import Flask, current_app
+from flask_login import current_user
+
+
+@dataclass(frozen=True)
+class NavItem:
+    endpoint: str
+    label: str
+    role: str = "viewer"   # the least role that sees the link
+
+    @property
+    def blueprint(self) -> str:
+        return self.endpoint.partition(".")[0]
+
+
+NAVIGATION = (
+    NavItem("dashboard.index", "Dashboard"),
+    NavItem("jobs.index", "Jobs"),
+    NavItem("new_job.index", "New job", "operator"),
+    NavItem("failures.index", "Failures"),
+    NavItem("tenants.index", "Tenants"),
+    NavItem("handlers.index", "Handlers"),
+    NavItem("users.index", "Users", "admin"),
+)
+
+# Screen families, in the order their routes are registered.
+BLUEPRINT_MODULES = ("auth", "assets", "monitoring", "stream", "dashboard", "jobs", "new_job",
+                     "failures", "tenants", "handlers", "users")
 
 
 def register_blueprints(app: Flask) -> None:
     from ..extensions import csrf
-    from .auth import bp as auth
-    from .home import bp as home
-    from .monitoring import bp as monitoring
+    from .errors import init_errors
+    from .rendering import init_rendering
 
-    app.register_blueprint(auth)
-    app.register_blueprint(home)
-    app.register_blueprint(monitoring)
-    csrf.exempt(monitoring)   # GET-only probes; nothing to forge
+    for name in BLUEPRINT_MODULES:
+        module = import_module(f"{__name__}.{name}")
+        app.register_blueprint(module.bp)
+    csrf.exempt(import_module(f"{__name__}.monitoring").bp)   # GET-only probes
+    init_rendering(app)
+    init_errors(app)
+
+    @app.context_processor
+    def navigation():
+        def nav_items():
+            return [item for item in NAVIGATION
+                    if item.endpoint in current_app.view_functions
+                    and current_user.is_authenticated and current_user.may(item.role)]
+        return {"nav_items": nav_items}

@@ -18,7 +18,8 @@ from .models import ROLES, User
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
-PUBLIC_ENDPOINTS = {"auth.login", "monitoring.healthz", "monitoring.metrics", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "monitoring.healthz", "monitoring.metrics", "static",
+                    "assets.plotly_js"}
 UTC = timezone.utc
 # Compared against when the user does not exist, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
@@ -55,7 +56,7 @@ def _safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and not urlsplit(
             target).netloc:
         return target
-    return url_for("home.index")
+    return url_for("dashboard.index")
 
 
 @bp.route("/login", methods=["GET", "POST"])

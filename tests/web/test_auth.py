@@ -7,22 +7,7 @@ import pytest
 
 from console.web.auth import set_user
 
-
-def csrf_token(client, path="/login"):
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-@pytest.fixture
-def users(app):
-    with app.app_context():
-        set_user("ada", "admin", "correct horse")
-        set_user("vic", "viewer", "battery staple")
-
-
-def sign_in(client, username, password):
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": csrf_token(client)})
+from .conftest import csrf_token, sign_in
 
 
 def test_signed_out_requests_go_to_sign_in_but_probes_stay_public(app):

@@ -9,7 +9,7 @@ from ..jobs import get_job_service
 from ..jobs.models import rollups_table
 from ..jobs.usage import live_job_counts
 
-bp = Blueprint("home", __name__)
+bp = Blueprint("dashboard", __name__)
 
 
 def build_summary() -> dict:
@@ -34,4 +34,4 @@ def build_summary() -> dict:
 
 @bp.get("/")
 def index():
-    return render_template("home/index.html", **build_summary())
+    return render_template("dashboard/index.html", **build_summary())

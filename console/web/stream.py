@@ -1,0 +1,66 @@
+"""Live updates: one server-sent-events stream per open page (htmx's SSE extension listens).
+
+Every job status change anywhere — this process, another gunicorn worker, a ``flask worker`` on
+another machine — reaches ``JobService.job_updates`` (console/jobs/feeds.py) and is sent as two
+events: ``job-<id>`` with the job's status badge (pages swap it in where that job is shown) and
+``job-event`` with a line for the dashboard's feed. A connection holds one server thread, so it
+ends after ``STREAM_SECONDS``; the browser reconnects by itself.
+"""
+from __future__ import annotations
+
+import queue
+import time
+
+from flask import Blueprint, Response, render_template, stream_with_context
+
+from ..jobs import get_job_service
+from ..jobs.types import SystemJob
+
+bp = Blueprint("stream", __name__)
+STREAM_SECONDS = 300
+KEEP_ALIVE_SECONDS = 15
+COALESCE_SECONDS = 0.25   # gather changes this long, then send the newest state of each job
+FEED_LINES_PER_SEND = 20  # a flood of changes shows its newest lines, not all of them
+
+
+def sse_event(name: str, html: str) -> str:
+    data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
+    return f"event: {name}\n{data}\n\n"
+
+
+@bp.get("/events")
+def events():
+    updates: queue.SimpleQueue[SystemJob] = queue.SimpleQueue()
+    unsubscribe = get_job_service().job_updates.subscribe(updates.put)
+
+    def generate():
+        try:
+            yield "retry: 2000\n\n"
+            ends = time.monotonic() + STREAM_SECONDS
+            while time.monotonic() < ends:
+                try:
+                    first = updates.get(timeout=KEEP_ALIVE_SECONDS)
+                except queue.Empty:
+                    yield ": keep-alive\n\n"   # also how a closed connection is noticed
+                    continue
+                time.sleep(COALESCE_SECONDS)
+                newest: dict[str, SystemJob] = {first.id: first}
+                while True:
+                    try:
+                        job = updates.get_nowait()
+                    except queue.Empty:
+                        break
+                    newest.pop(job.id, None)
+                    newest[job.id] = job
+                chunks = [sse_event(f"job-{job.id}",
+                                    render_template("jobs/_status.html", job=job))
+                          for job in newest.values()]
+                chunks += [sse_event("job-event",
+                                     render_template("shared/_job_event.html", job=job))
+                           for job in list(newest.values())[-FEED_LINES_PER_SEND:]]
+                yield "".join(chunks)
+        finally:
+            unsubscribe()
+
+    return Response(stream_with_context(generate()), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

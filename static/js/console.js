@@ -1,0 +1,33 @@
+// The console's only script of its own: draw embedded Plotly figures, confirm dangerous forms.
+// Everything else is htmx attributes in the templates.
+(function () {
+  "use strict";
+
+  function drawCharts(root) {
+    if (!window.Plotly) return;
+    root.querySelectorAll("figure.chart").forEach(function (figure) {
+      if (figure.dataset.drawn) return;
+      var data = figure.querySelector('script[type="application/json"]');
+      var canvas = figure.querySelector(".chart-canvas");
+      if (!data || !canvas) return;
+      var spec = JSON.parse(data.textContent);
+      var layout = Object.assign({autosize: true}, spec.layout || {});
+      delete layout.template;   // plotly.py's default template: large, and the page styles apply
+      Plotly.newPlot(canvas, spec.data || [], layout,
+                     {responsive: true, displaylogo: false}).then(function () {
+        figure.dataset.drawn = "true";
+      });
+    });
+  }
+
+  // <form data-confirm="Cancel 1,204 jobs?">: ask before a bulk or destructive action.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.dataset && form.dataset.confirm;
+    if (event.submitter && event.submitter.dataset.confirm) question = event.submitter.dataset.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  }, true);
+
+  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { drawCharts(event.target); });
+})();
