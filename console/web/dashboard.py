@@ -1,37 +1,86 @@
-"""The landing page: a summary of tenants and their jobs (the full console comes later)."""
+"""The dashboard: the whole system at a glance, live.
+
+One read model per part, each rendered by the page and by the fragment that refreshes it:
+the summary (statistics, queue, warnings) polls every few seconds, tenant tiles load lazily and
+poll, the 24 h charts load lazily, and the event feed arrives over the SSE stream.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from sqlalchemy import func, select
+from datetime import datetime, timedelta, timezone
 
+from flask import Blueprint, render_template
+from sqlalchemy import select
+
+from ..analytics.charts import failure_chart, figure_json, throughput_chart
 from ..extensions import db
 from ..jobs import get_job_service
-from ..jobs.models import rollups_table
-from ..jobs.usage import live_job_counts
+from ..jobs.models import jobs_table
+from ..jobs.records import job_from_row
+from ..jobs.usage import daily_jobs_used, live_job_counts
+from .rendering import render_view
 
 bp = Blueprint("dashboard", __name__)
+UTC = timezone.utc
+FEED_LENGTH = 20
+_LATEST_CHANGES = (select(jobs_table).order_by(jobs_table.c.updated_at.desc())
+                   .limit(FEED_LENGTH))
 
 
-def build_summary() -> dict:
-    """Per tenant: jobs waiting and running now (indexed live counts) and finished outcomes
-    (the rollups), so the page stays fast however many jobs the table holds."""
+def system_summary() -> dict:
+    """System statistics of the last 24 h, the queue now, and the reference's health check."""
     service = get_job_service()
-    r = rollups_table.c
+    return {"stats": service.get_system_job_statistics(),
+            "queue": service.get_job_queue_status()}
+
+
+def tenant_tiles() -> list[dict]:
+    """Per tenant: health (score, status, first recommendation) and usage against its limits."""
+    service = get_job_service()
+    today = datetime.now(UTC).date()
     with db.engine.connect() as conn:
-        counts = live_job_counts(conn)
-        for tenant_id, completed, failed, cancelled in conn.execute(
-                select(r.tenant_id, func.sum(r.jobs_completed), func.sum(r.jobs_failed),
-                       func.sum(r.jobs_cancelled)).group_by(r.tenant_id)):
-            counts.update({(tenant_id, "completed"): int(completed or 0),
-                           (tenant_id, "failed"): int(failed or 0),
-                           (tenant_id, "cancelled"): int(cancelled or 0)})
-    statuses = ["pending", "queued", "processing", "completed", "failed", "cancelled"]
-    tenants = [{"config": config,
-                "counts": [counts.get((config.tenant_id, s), 0) for s in statuses]}
-               for config in service.tenants.list_tenant_configs()]
-    return {"tenants": tenants, "statuses": statuses, "handlers": service.handlers.names()}
+        live = live_job_counts(conn)
+        tiles = []
+        for config in service.tenants.list_tenant_configs():
+            limits = config.job_limit
+            tenant_id = config.tenant_id
+            waiting = live.get((tenant_id, "pending"), 0) + live.get((tenant_id, "queued"), 0)
+            usage = [("Waiting", waiting, limits.max_queued_jobs),
+                     ("Running", live.get((tenant_id, "processing"), 0),
+                      limits.max_concurrent_jobs),
+                     ("Today", daily_jobs_used(conn, tenant_id, today), limits.max_daily_jobs)]
+            tiles.append({"config": config, "usage": usage,
+                          "health": service.get_tenant_job_health(tenant_id)})
+    return tiles
+
+
+def day_charts() -> dict:
+    trends = get_job_service().get_job_trends(start_date=datetime.now(UTC) - timedelta(hours=24))
+    return {"throughput": figure_json(throughput_chart(trends, "Jobs, last 24 h")),
+            "failures": figure_json(failure_chart(trends, "Failures, last 24 h"))}
+
+
+def latest_changes() -> list:
+    with db.engine.connect() as conn:
+        return [job_from_row(row) for row in conn.execute(_LATEST_CHANGES)]
 
 
 @bp.get("/")
 def index():
-    return render_template("dashboard/index.html", **build_summary())
+    return render_template("dashboard/index.html", live=True, events=latest_changes(),
+                           **system_summary())
+
+
+@bp.get("/dashboard/summary")
+def summary():
+    return render_view("dashboard/index.html", "dashboard/_summary.html", live=True,
+                       events=latest_changes(), **system_summary())
+
+
+@bp.get("/dashboard/tenants")
+def tenants():
+    return render_template("dashboard/_tenants.html", tiles=tenant_tiles())
+
+
+@bp.get("/dashboard/charts")
+def charts():
+    return render_template("dashboard/_charts.html", **day_charts())

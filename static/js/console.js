@@ -31,3 +31,10 @@
   document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
   document.addEventListener("htmx:afterSettle", function (event) { drawCharts(event.target); });
 })();
+
+// The live feed keeps its newest lines only, however long the page stays open.
+document.addEventListener("htmx:sseMessage", function (event) {
+  var feed = event.target.closest && event.target.closest("ol.events");
+  if (!feed) return;
+  while (feed.children.length > 50) feed.removeChild(feed.lastElementChild);
+});
