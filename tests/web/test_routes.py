@@ -1,0 +1,95 @@
+"""Every route the app has, checked from its route table, so a new screen cannot forget:
+signed-out requests go to sign-in (but for the public few), and no POST is taken without
+its CSRF token."""
+from __future__ import annotations
+
+import pytest
+
+from console.web.auth import PUBLIC_ENDPOINTS
+
+SAMPLE_ARGUMENTS = {"job_id": "01a2218b-0000-7000-8000-000000000000", "tenant_id": "acme",
+                    "name": "noop", "user_id": 1, "kind": "immediate", "filename": "x.css"}
+
+
+def routes(app, method: str):
+    for rule in app.url_map.iter_rules():
+        if method in rule.methods and rule.endpoint not in PUBLIC_ENDPOINTS:
+            arguments = {name: SAMPLE_ARGUMENTS.get(name, "x") for name in rule.arguments}
+            yield rule.endpoint, rule.build(arguments)[1]
+
+
+def test_the_app_has_its_screens(app):
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    for screen in ("dashboard.index", "jobs.index", "jobs.show", "new_job.index",
+                   "failures.index", "tenants.index", "tenants.show", "handlers.index",
+                   "users.index", "stream.events"):
+        assert screen in endpoints
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_signed_out_requests_are_sent_to_sign_in(app, method):
+    client = app.test_client()
+    checked = 0
+    for endpoint, url in routes(app, method):
+        headers = {"X-CSRFToken": "irrelevant"} if method == "POST" else {}
+        response = client.open(url, method=method, headers=headers)
+        # a POST may be refused for its missing token before sign-in is even considered
+        assert (response.status_code == 302 and "/login" in response.headers["Location"]) or (
+            method == "POST" and response.status_code == 400), (endpoint, response.status_code)
+        checked += 1
+    assert checked
+
+
+def test_no_post_is_taken_without_its_csrf_token(client_as):
+    client = client_as("admin")
+    checked = 0
+    for endpoint, url in routes(client.application, "POST"):
+        response = client.post(url, data={})
+        assert response.status_code == 400, endpoint
+        assert "The form expired" in response.get_data(as_text=True), endpoint
+        checked += 1
+    assert checked >= 2   # sign-out, and the screens' actions
+
+
+def test_public_endpoints_answer_without_sign_in(app):
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/static/vendor/htmx.min.js").status_code == 200
+    plotly = client.get("/assets/plotly.min.js")
+    assert plotly.status_code == 200 and b"plotly.js v" in plotly.data[:200]
+    login = client.get("/login")
+    assert login.status_code == 200 and 'name="csrf_token"' in login.get_data(as_text=True)
+
+
+def test_htmx_errors_go_to_the_message_area(client_as):
+    response = client_as("viewer").get("/no-such-page", headers={"HX-Request": "true"})
+    assert response.status_code == 404
+    assert response.headers["HX-Retarget"] == "#messages"
+    assert "There is nothing here" in response.get_data(as_text=True)
+
+
+def test_assets_can_come_from_a_cdn_with_integrity_hashes(app_config, users):
+    from console import create_app
+
+    app = create_app({**app_config, "ASSETS_FROM_CDN": True})
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    assert 'src="https://cdn.jsdelivr.net/npm/htmx.org@2.0.11/dist/htmx.min.js"' in page
+    assert 'integrity="sha384-' in page and "/static/vendor/htmx.min.js" not in page
+    app.extensions["jobs"].engine.dispose()
+
+
+def test_the_integrity_hashes_are_those_of_the_files_served_locally(app):
+    import base64
+    import hashlib
+    from pathlib import Path
+
+    from console.web.assets import _SCRIPTS, PLOTLY_JS
+
+    local_files = {"htmx": Path(app.static_folder) / "vendor/htmx.min.js",
+                   "htmx_sse": Path(app.static_folder) / "vendor/sse.min.js",
+                   "plotly": PLOTLY_JS}
+    for name, path in local_files.items():
+        digest = base64.b64encode(hashlib.sha384(path.read_bytes()).digest()).decode()
+        assert _SCRIPTS[name][2] == f"sha384-{digest}", name
