@@ -35,6 +35,13 @@ METRICS_TOKEN = None
 
 # Sessions and CSRF. None: a random key created once and kept in instance/secret_key.
 SECRET_KEY = None
+# The session cookie: not readable by scripts, not sent with cross-site requests. Set
+# SESSION_COOKIE_SECURE = True when the console is served over HTTPS (it should be).
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = False
+# Signed-in sessions last this many seconds without a visit (Flask's permanent sessions).
+PERMANENT_SESSION_LIFETIME = 12 * 3600
 # False: htmx and plotly.js from static/ (works offline). True: pinned CDN copies.
 ASSETS_FROM_CDN = False
 

@@ -42,6 +42,7 @@ def register_blueprints(app: Flask) -> None:
     from ..extensions import csrf
     from .errors import init_errors
     from .rendering import init_rendering
+    from .security import init_security_headers
 
     for name in BLUEPRINT_MODULES:
         module = import_module(f"{__name__}.{name}")
@@ -49,6 +50,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(import_module(f"{__name__}.monitoring").bp)   # GET-only probes
     init_rendering(app)
     init_errors(app)
+    init_security_headers(app)
 
     @app.context_processor
     def navigation():

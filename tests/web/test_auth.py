@@ -90,18 +90,3 @@ def test_demo_prints_an_admin_password_that_works(app, monkeypatch):
     assert result.exit_code == 0, result.output
     password = re.search(r"Sign in as admin with password: (\S+)", result.output).group(1)
     assert sign_in(app.test_client(), "admin", password).status_code == 302
-
-
-def test_overview_counts_each_tenants_jobs_by_status(app, service, make_tenant, users):
-    make_tenant("acme")
-    for _ in range(3):
-        service.queue_job("immediate", "sleeps", {"ms": 1}, "acme")
-    service.queue_job("immediate", "always_fails", {}, "acme", max_retries=0)
-    service.run_until_idle(settle=0.2)
-    service.queue_delayed_job("sleeps", {}, __import__("datetime").timedelta(hours=1), "acme")
-    client = app.test_client()
-    sign_in(client, "vic", "battery staple")
-    page = client.get("/").get_data(as_text=True)
-    row = page[page.index("(acme)"):]
-    cells = re.findall(r'<td class="num">(\d+)</td>', row)[:6]
-    assert cells == ["1", "0", "0", "3", "1", "0"]   # pending … cancelled

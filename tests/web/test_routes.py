@@ -93,3 +93,11 @@ def test_the_integrity_hashes_are_those_of_the_files_served_locally(app):
     for name, path in local_files.items():
         digest = base64.b64encode(hashlib.sha384(path.read_bytes()).digest()).decode()
         assert _SCRIPTS[name][2] == f"sha384-{digest}", name
+
+
+def test_pages_tell_the_browser_to_refuse_foreign_scripts_and_framing(client_as):
+    response = client_as("viewer").get("/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
