@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -51,6 +52,29 @@ _COUNT_WAITING = select(func.count()).select_from(
 
 class JobNotFoundError(LookupError):
     """No job has that id."""
+
+
+RETRYABLE_STATUSES = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+BULK_BATCH_SIZE = 500   # jobs per write transaction in bulk verbs: short locks, few round trips
+
+
+@dataclass
+class BulkOutcome:
+    """What a bulk retry or cancel did: the jobs it changed, and why it left the others alone."""
+
+    changed_ids: list[str] = field(default_factory=list)
+    left_alone: dict[str, int] = field(default_factory=dict)   # reason → how many jobs
+
+    @property
+    def changed(self) -> int:
+        return len(self.changed_ids)
+
+    @property
+    def left_alone_count(self) -> int:
+        return sum(self.left_alone.values())
+
+    def leave_alone(self, reason: str, count: int = 1) -> None:
+        self.left_alone[reason] = self.left_alone.get(reason, 0) + count
 
 
 class JobService:
@@ -416,17 +440,15 @@ class JobService:
         :raise JobStateError: the job is not failed or cancelled.
         :raise TenantLimitException: its tenant's queue is full.
         """
-        from .cron import next_fire_time
-
         now = datetime.now(UTC)
         try:
             with db.write_transaction(self.engine) as conn:
                 job = self._lock_job(conn, job_id)
-                if job.status.value not in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
+                if job.status.value not in RETRYABLE_STATUSES:
                     raise JobStateError(f"job {job_id} is {job.status.value}; only failed or "
                                         "cancelled jobs can be retried")
-                tenant = conn.execute(_TENANT_BY_ID, {"tenant_id": job.tenant_id}).first()
-                limits = limits_from_row(tenant)
+                limits = limits_from_row(
+                    conn.execute(_TENANT_BY_ID, {"tenant_id": job.tenant_id}).first())
                 if limits.max_queued_jobs is not None:
                     waiting = self._count_waiting(conn, job.tenant_id, limits.max_queued_jobs + 1)
                     if waiting + 1 > limits.max_queued_jobs:
@@ -435,11 +457,7 @@ class JobService:
                             f"(max_queued_jobs {limits.max_queued_jobs}); wait for jobs to run "
                             "or raise the limit", "max_queued_jobs", waiting,
                             limits.max_queued_jobs, job.tenant_id)
-                if job.cron_schedule:
-                    status = JobStatus.PENDING
-                    when = next_fire_time(job.cron_schedule, job.timezone, now)
-                else:
-                    status, when = JobStatus.QUEUED, now
+                status, when = _revived_state(job, now)
                 conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(
                     status=status.value, scheduled_for=when, current_retries=0,
                     completed_at=None, progress=None, progress_message=None, updated_at=now))
@@ -474,6 +492,108 @@ class JobService:
         updated = replace(job, status=JobStatus.CANCELLED, completed_at=now, updated_at=now)
         self.job_updates.publish(updated)
         return updated
+
+    def retry_jobs(self, job_ids: Iterable[str],
+                   batch_size: int = BULK_BATCH_SIZE) -> BulkOutcome:
+        """``retry_job`` for many jobs, by the same rules, ``batch_size`` jobs per transaction.
+
+        Never raises for one job: a job that is missing, not failed or cancelled, or whose
+        tenant's queue is full (``max_queued_jobs``, counted as a rejection like ``retry_job``
+        does) is left alone, and the outcome says how many were, and why.
+        """
+        outcome = BulkOutcome()
+        for chunk in _chunks(job_ids, batch_size, outcome):
+            now = datetime.now(UTC)
+            revived: list[SystemJob] = []
+            with db.write_transaction(self.engine) as conn:
+                jobs = self._lock_jobs(conn, chunk)
+                room: dict[str, int | None] = {}
+                refused: Counter[str] = Counter()
+                for job_id in chunk:
+                    job = jobs.get(job_id)
+                    if job is None:
+                        outcome.leave_alone("not found")
+                        continue
+                    if job.status.value not in RETRYABLE_STATUSES:
+                        outcome.leave_alone("not failed or cancelled")
+                        continue
+                    if job.tenant_id not in room:
+                        room[job.tenant_id] = self._queue_room(conn, job.tenant_id)
+                    if room[job.tenant_id] is not None:
+                        if room[job.tenant_id] <= 0:
+                            refused[job.tenant_id] += 1
+                            outcome.leave_alone(f"tenant {job.tenant_id} has no room under "
+                                                "its max_queued_jobs")
+                            continue
+                        room[job.tenant_id] -= 1
+                    status, when = _revived_state(job, now)
+                    revived.append(replace(job, status=status, scheduled_for=when,
+                                           current_retries=0, completed_at=None, progress=None,
+                                           progress_message=None, updated_at=now))
+                if revived:
+                    conn.execute(_REVIVE, [{"b_id": job.id, "b_status": job.status.value,
+                                            "b_when": job.scheduled_for, "b_now": now}
+                                           for job in revived])
+                    db.notify_channel(conn, NOTIFY_CHANNEL)
+                for tenant_id, count in refused.items():
+                    record_rejections(conn, tenant_id, "max_queued_jobs",
+                                      now.replace(minute=0, second=0, microsecond=0), count)
+            outcome.changed_ids.extend(job.id for job in revived)
+            if revived:
+                self.job_updates.publish_many(revived)
+                self.wake_local_runners()
+        return outcome
+
+    def cancel_jobs(self, job_ids: Iterable[str],
+                    batch_size: int = BULK_BATCH_SIZE) -> BulkOutcome:
+        """``cancel_job`` for many jobs, by the same rules, ``batch_size`` jobs per transaction.
+
+        Never raises for one job: a job that is missing, or not pending or queued, is left
+        alone, and the outcome says how many were, and why.
+        """
+        outcome = BulkOutcome()
+        for chunk in _chunks(job_ids, batch_size, outcome):
+            now = datetime.now(UTC)
+            cancelled: list[SystemJob] = []
+            with db.write_transaction(self.engine) as conn:
+                jobs = self._lock_jobs(conn, chunk)
+                rollups = RollupBatch()
+                for job_id in chunk:
+                    job = jobs.get(job_id)
+                    if job is None:
+                        outcome.leave_alone("not found")
+                    elif job.status.value not in WAITING_STATUSES:
+                        outcome.leave_alone("not pending or queued")
+                    else:
+                        cancelled.append(replace(job, status=JobStatus.CANCELLED,
+                                                 completed_at=now, updated_at=now))
+                        rollups.add_jobs(now, job.tenant_id, job.handler, job.type,
+                                         "jobs_cancelled")
+                if cancelled:
+                    conn.execute(jobs_table.update()
+                                 .where(jobs_table.c.id.in_([job.id for job in cancelled]))
+                                 .values(status=JobStatus.CANCELLED.value, completed_at=now,
+                                         updated_at=now))
+                    rollups.write(conn)
+            outcome.changed_ids.extend(job.id for job in cancelled)
+            self.job_updates.publish_many(cancelled)
+        return outcome
+
+    def _queue_room(self, conn, tenant_id: str) -> int | None:
+        """How many more jobs the tenant may have waiting (None: no max_queued_jobs)."""
+        limits = limits_from_row(conn.execute(_TENANT_BY_ID, {"tenant_id": tenant_id}).first())
+        if limits.max_queued_jobs is None:
+            return None
+        waiting = self._count_waiting(conn, tenant_id, limits.max_queued_jobs + 1)
+        return max(0, limits.max_queued_jobs - waiting)
+
+    @staticmethod
+    def _lock_jobs(conn, job_ids: list[str]) -> dict[str, SystemJob]:
+        """The jobs with these ids (row-locked on PostgreSQL, in id order: no deadlocks)."""
+        query = select(jobs_table).where(jobs_table.c.id.in_(job_ids)).order_by(jobs_table.c.id)
+        if not db.is_sqlite(conn):
+            query = query.with_for_update()
+        return {row.id: job_from_row(row) for row in conn.execute(query)}
 
     @staticmethod
     def _lock_job(conn, job_id: str) -> SystemJob:
@@ -518,6 +638,35 @@ class JobService:
             query = query.where(jobs_table.c.status.in_([_parse_status(s).value for s in statuses]))
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one()
+
+
+_REVIVE = jobs_table.update().where(jobs_table.c.id == bindparam("b_id")).values(
+    status=bindparam("b_status"), scheduled_for=bindparam("b_when"), current_retries=0,
+    completed_at=None, progress=None, progress_message=None, updated_at=bindparam("b_now"))
+
+
+def _revived_state(job: SystemJob, now: datetime) -> tuple[JobStatus, datetime]:
+    """Where a retried job goes: queued now, or a recurring one pending until its next time."""
+    from .cron import next_fire_time
+
+    if job.cron_schedule:
+        return JobStatus.PENDING, next_fire_time(job.cron_schedule, job.timezone, now)
+    return JobStatus.QUEUED, now
+
+
+def _chunks(job_ids: Iterable[str], size: int, outcome: BulkOutcome):
+    """Distinct string ids in batches of ``size``; anything else is counted as not found."""
+    if size < 1:
+        raise ValueError("batch_size must be at least 1")
+    distinct: dict[str, None] = {}
+    for job_id in job_ids:
+        if isinstance(job_id, str) and job_id:
+            distinct[job_id] = None
+        else:
+            outcome.leave_alone("not found")
+    ids = list(distinct)
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 def record_rejections(conn, tenant_id: str, limit_type: str, hour: datetime, count: int) -> None:
