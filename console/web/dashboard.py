@@ -37,6 +37,7 @@ def tenant_tiles() -> list[dict]:
     """Per tenant: health (score, status, first recommendation) and usage against its limits."""
     service = get_job_service()
     today = datetime.now(UTC).date()
+    health = service.get_tenants_job_health()
     with db.engine.connect() as conn:
         live = live_job_counts(conn)
         tiles = []
@@ -49,7 +50,7 @@ def tenant_tiles() -> list[dict]:
                       limits.max_concurrent_jobs),
                      ("Today", daily_jobs_used(conn, tenant_id, today), limits.max_daily_jobs)]
             tiles.append({"config": config, "usage": usage,
-                          "health": service.get_tenant_job_health(tenant_id)})
+                          "health": health[tenant_id]})
     return tiles
 
 

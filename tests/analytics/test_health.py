@@ -127,3 +127,20 @@ def test_daily_quota_recommendation(service, make_tenant):
     health = service.get_tenant_job_health("acme")
     assert any(r.startswith("9 of max_daily_jobs 10 used today (90%)") for r in
                health["recommendations"])
+
+
+def test_all_tenants_health_at_once_matches_each_tenants(service, make_tenant):
+    make_tenant("acme", "tier4")
+    make_tenant("globex", "tier1", maxQueuedJobs=50)
+    make_tenant("idle", "tier2")
+    for n in range(12):
+        service.queue_job("immediate", "noop", {"n": n}, "acme")
+    for n in range(12):
+        service.queue_job("notification", "always_fails", {}, "globex", max_retries=0)
+    service.run_until_idle(timeout=20)
+    together = service.get_tenants_job_health()
+    assert set(together) == {"acme", "globex", "idle"}
+    for tenant_id in together:
+        assert together[tenant_id] == service.get_tenant_job_health(tenant_id)
+    assert together["globex"]["health_status"] == "warning"   # success-rate penalty capped at 40
+    assert together["acme"]["health_score"] == 100
