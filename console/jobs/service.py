@@ -411,6 +411,11 @@ class JobService:
         from ..analytics import tenant_job_health
         return tenant_job_health(self.engine, self.tenants, tenant_id)
 
+    def get_tenants_job_health(self) -> dict[str, dict[str, Any]]:
+        """Every tenant's health at once, by tenant id (one grouped query per signal)."""
+        from ..analytics.health import tenants_job_health
+        return tenants_job_health(self.engine, self.tenants.list_tenant_configs())
+
     def get_job_trends(self, tenant_id: str | None = None, handler: str | None = None,
                        job_type=None, start_date=None, end_date=None,
                        granularity: str | None = None) -> dict[str, Any]:
@@ -522,8 +527,8 @@ class JobService:
                     if room[job.tenant_id] is not None:
                         if room[job.tenant_id] <= 0:
                             refused[job.tenant_id] += 1
-                            outcome.leave_alone(f"tenant {job.tenant_id} has no room under "
-                                                "its max_queued_jobs")
+                            outcome.leave_alone(f"held back by tenant {job.tenant_id}'s "
+                                                "max_queued_jobs")
                             continue
                         room[job.tenant_id] -= 1
                     status, when = _revived_state(job, now)
