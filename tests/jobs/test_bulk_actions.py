@@ -61,7 +61,7 @@ def test_retry_jobs_stops_at_the_tenants_queue_limit_and_counts_the_rejections(s
     outcome = service.retry_jobs([*small, *big])
 
     assert outcome.changed == 4 and set(big) <= set(outcome.changed_ids)
-    assert outcome.left_alone == {"tenant small has no room under its max_queued_jobs": 1}
+    assert outcome.left_alone == {"held back by tenant small's max_queued_jobs": 1}
     assert sum(service.get_job_by_id(i).status is JobStatus.QUEUED for i in small) == 2
     with service.engine.connect() as conn:
         refused = conn.execute(select(func.sum(rejections_table.c.count)).where(
