@@ -1,0 +1,297 @@
+"""``JobFilter``: the jobs table's read model. It owns the query parameters (status, tenant,
+type, handler, priority, created between, text in the payload, error type, page cursors), their
+validation, the SQL, and keyset pagination; the table, its pager and the bulk actions share it.
+
+Why the SQL looks the way it does, at 1,000,000 jobs:
+
+- Pages are keyset pages on ``id`` (UUIDv7: ordering by id is ordering by creation), newest
+  first: ``id < cursor ORDER BY id DESC LIMIT n``. No OFFSET, no total COUNT.
+- Only two filters have an index that also yields id order: status ``(status, id)`` and tenant
+  ``(tenant_id, id)``; the creation-time range is an id range on any of them. One of these
+  *drives* the scan (the smaller set when both are given, from two counts bounded by the window).
+- Every other filter (type, handler, priority, the other of status/tenant, payload text, error
+  type) can only be checked row by row. A rare value could make that read the whole table, so it
+  is checked within a *window*: the next ``SCAN_WINDOW`` jobs of the driving index. A page that
+  is not full by then says so ("searched the newest 20,000 jobs…") and offers to continue from
+  where the window stopped. Every job still appears exactly once across the pages.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from sqlalchemy import Connection, func, or_, select
+from wtforms import Form, StringField
+from wtforms.validators import Length, ValidationError
+
+from ..jobs.models import jobs_table
+from ..jobs.records import job_from_row, job_id_floor
+from ..jobs.types import JobPriority, JobStatus, SystemJob
+
+UTC = timezone.utc
+PAGE_SIZE = 50
+SCAN_WINDOW = 20_000        # rows of the driving index one page may examine for other filters
+STATUSES = [s.value for s in JobStatus]
+PRIORITIES = [p.value for p in JobPriority]
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def _one_of(values: list[str], what: str):
+    def check(form, field):
+        if field.data and field.data not in values:
+            raise ValidationError(f"there is no {what} {field.data!r}; choose one of "
+                                  f"{', '.join(values)}")
+    return check
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO date-time (or date) typed by an operator; without an offset it is UTC."""
+    moment = datetime.fromisoformat(text.replace(" ", "T", 1))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _moment(form, field):
+    if not field.data:
+        return
+    try:
+        moment = parse_moment(field.data)
+    except ValueError:
+        raise ValidationError(f"{field.data!r} is not a date and time; use YYYY-MM-DD HH:MM "
+                              "(UTC)") from None
+    if not _EARLIEST <= moment < _LATEST:
+        raise ValidationError("choose a date between 1970 and 9999")
+
+
+def _cursor(form, field):
+    if field.data and not JOB_ID_PATTERN.fullmatch(field.data):
+        raise ValidationError("this page link is not valid (its cursor is not a job id); "
+                              "start again from the newest jobs")
+
+
+class JobFilterForm(Form):
+    """The filter form's fields and their rules; bad values get a message per field."""
+
+    status = StringField("Status", [_one_of(STATUSES, "status")], filters=[_strip])
+    tenant = StringField("Tenant", [Length(max=64)], filters=[_strip])
+    type = StringField("Type", [Length(max=64)], filters=[_strip])
+    handler = StringField("Handler", [Length(max=100)], filters=[_strip])
+    priority = StringField("Priority", [_one_of(PRIORITIES, "priority")], filters=[_strip])
+    created_from = StringField("Created from", [_moment], filters=[_strip])
+    created_before = StringField("Created before", [_moment], filters=[_strip])
+    q = StringField("Payload contains", [Length(max=200)])
+    error = StringField("Error type", [Length(max=200)], filters=[_strip])
+    before = StringField("Older than", [_cursor], filters=[_strip])
+    after = StringField("Newer than", [_cursor], filters=[_strip])
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        if valid and self.created_from.data and self.created_before.data and (
+                parse_moment(self.created_from.data) >= parse_moment(self.created_before.data)):
+            self.created_before.errors.append("must be later than “Created from”")
+            valid = False
+        if self.before.data and self.after.data:
+            self.after.errors.append("a page link has either an older or a newer cursor")
+            valid = False
+        return valid
+
+
+FILTER_FIELDS = ("status", "tenant", "type", "handler", "priority", "created_from",
+                 "created_before", "q", "error")
+
+
+@dataclass
+class JobPage:
+    """One page of the table: its jobs (newest first) and the links around it."""
+
+    jobs: list[SystemJob]
+    older: str | None = None          # cursor for "Older →"
+    newer: str | None = None          # cursor for "← Newer"
+    searched: int | None = None       # the window ran out after this many jobs …
+    searched_scope: str = "jobs"      # … of this set, before the page was full
+    direction: str = "older"
+    first: bool = True
+
+
+class JobFilter:
+    """``JobFilter(request.args)``: parse and validate, then ``page(conn)`` or
+    ``actionable_ids(conn, statuses, cap)``. Invalid filters have ``errors`` and no SQL."""
+
+    def __init__(self, args: Mapping[str, Any]):
+        self.form = JobFilterForm(args)
+        self.valid = self.form.validate()
+        self.errors = {name: errors[0] for name, errors in self.form.errors.items()}
+        data = {name: self.form[name].data or "" for name in self.form._fields}
+        self.values = {name: data[name] for name in FILTER_FIELDS}
+        self.before, self.after = data["before"] or None, data["after"] or None
+
+    # -- describing ------------------------------------------------------------------------
+
+    @property
+    def active(self) -> dict[str, str]:
+        """The filters in use, by parameter name (what links and hidden fields carry)."""
+        return {name: value for name, value in self.values.items() if value}
+
+    def describe(self) -> str:
+        """``status=queued, tenant=acme`` (or "all jobs"), as an operator confirms it."""
+        return ", ".join(f"{name}={value}" for name, value in self.active.items()) or "all jobs"
+
+    # -- SQL --------------------------------------------------------------------------------
+
+    def _id_range(self, c) -> list:
+        conditions = []
+        if self.values["created_from"]:
+            conditions.append(c.id >= job_id_floor(parse_moment(self.values["created_from"])))
+        if self.values["created_before"]:
+            conditions.append(c.id < job_id_floor(parse_moment(self.values["created_before"])))
+        return conditions
+
+    def _conditions(self, c, dialect: str, skip: set[str] = frozenset()) -> list:
+        """Each active filter as a condition on the columns ``c`` (of jobs or a window)."""
+        v, conditions = self.values, []
+        for name, column in (("status", c.status), ("tenant", c.tenant_id), ("type", c.type),
+                             ("handler", c.handler)):
+            if v[name] and name not in skip:
+                conditions.append(column == v[name])
+        if v["priority"] and "priority" not in skip:
+            conditions.append(c.priority == JobPriority(v["priority"]).rank)
+        if v["q"] and "q" not in skip:
+            needles = {v["q"], json.dumps(v["q"])[1:-1]}   # as typed, and as stored in JSON
+            conditions.append(or_(*(_contains(c.payload, n, dialect) for n in sorted(needles))))
+        if v["error"] and "error" not in skip:
+            conditions.append(_contains(c.last_result, f'"error_type":{json.dumps(v["error"])}',
+                                        dialect))
+        return conditions
+
+    def _driver(self, conn: Connection) -> str | None:
+        """Which indexed filter drives the scan: status or tenant, the smaller when both."""
+        if not (self.values["status"] and self.values["tenant"]):
+            return "status" if self.values["status"] else "tenant" if self.values["tenant"] \
+                else None
+        j = jobs_table.c
+        sizes = {}
+        for name, condition in (("status", j.status == self.values["status"]),
+                                ("tenant", j.tenant_id == self.values["tenant"])):
+            bounded = select(j.id).where(condition, *self._id_range(j)).limit(SCAN_WINDOW + 1)
+            sizes[name] = conn.execute(select(func.count()).select_from(
+                bounded.subquery())).scalar_one()
+        return min(sizes, key=lambda name: (sizes[name], name != "status"))
+
+    def _scope(self, driver: str | None) -> str:
+        if driver == "status":
+            return f"jobs with status {self.values['status']}"
+        if driver == "tenant":
+            return f"jobs of tenant {self.values['tenant']}"
+        return "jobs"
+
+    def page(self, conn: Connection, size: int = PAGE_SIZE) -> JobPage:
+        """The page the cursors ask for: ``size`` jobs newest first, with its links."""
+        newer = self.after is not None
+        cursor = self.after or self.before
+        dialect = conn.dialect.name
+        j = jobs_table.c
+        driver = self._driver(conn)
+        indexed = self._id_range(j) + self._conditions(
+            j, dialect, skip=set(FILTER_FIELDS) - {driver or ""})
+        if cursor:
+            indexed.append(j.id > cursor if newer else j.id < cursor)
+        order = j.id.asc() if newer else j.id.desc()
+        row_skip = {driver} if driver else set()
+        row_skip |= {"created_from", "created_before"}
+        windowed = bool(self._conditions(j, dialect, skip=row_skip))
+
+        if not windowed:
+            rows = conn.execute(select(jobs_table).where(*indexed).order_by(order)
+                                .limit(size + 1)).all()
+        else:
+            window = select(jobs_table).where(*indexed).order_by(order).limit(
+                SCAN_WINDOW).subquery("window")
+            query = select(window).where(*self._conditions(window.c, dialect, skip=row_skip))
+            if dialect != "sqlite":
+                # SQLite streams the window (a co-routine) in its order and stops at the LIMIT;
+                # an ORDER BY here would make it sort the whole window first.
+                query = query.order_by(window.c.id.asc() if newer else window.c.id.desc())
+            rows = conn.execute(query.limit(size + 1)).all()
+        jobs = [job_from_row(row) for row in rows]
+        jobs.sort(key=lambda job: job.id, reverse=not newer)
+        more = len(jobs) > size
+        jobs = jobs[:size]
+
+        page = JobPage(jobs=[], direction="newer" if newer else "older", first=cursor is None)
+        edge = None
+        if not more and windowed:
+            edge = self._window_edge(conn, indexed, newer)
+            page.searched = SCAN_WINDOW if edge else None
+            page.searched_scope = self._scope(driver)
+        if newer:
+            if not more and edge is None:
+                # Reached the newest jobs: show the first page, as "Newest" would.
+                self.after = None
+                return self.page(conn, size)
+            page.jobs = list(reversed(jobs))
+            page.newer = jobs[-1].id if more else edge
+            page.older = jobs[0].id if jobs else _next_id(cursor)
+        else:
+            page.jobs = jobs
+            page.older = jobs[-1].id if more else edge
+            if cursor is not None:
+                page.newer = jobs[0].id if jobs else _previous_id(cursor)
+        return page
+
+    @staticmethod
+    def _window_edge(conn: Connection, indexed: list, newer: bool) -> str | None:
+        """Where the window stopped (its oldest id; newest when going newer), or None when it
+        held every remaining job of the driving index."""
+        j = jobs_table.c
+        window = select(j.id).where(*indexed).order_by(j.id.asc() if newer else j.id.desc()) \
+            .limit(SCAN_WINDOW).subquery()
+        edge, seen = conn.execute(select(func.max(window.c.id) if newer else
+                                         func.min(window.c.id), func.count())).one()
+        return edge if seen >= SCAN_WINDOW else None
+
+    def actionable_ids(self, conn: Connection, statuses: tuple[str, ...], cap: int) -> list[str]:
+        """The ids of matching jobs in ``statuses`` (what a bulk verb may change), newest
+        first, at most ``cap``: one indexed scan per status (those are the minority of jobs
+        a bulk verb can act on), other filters checked row by row."""
+        if not self.valid:
+            return []
+        j = jobs_table.c
+        dialect = conn.dialect.name
+        ids: list[str] = []
+        for status in statuses:
+            if self.values["status"] and self.values["status"] != status:
+                continue
+            query = (select(j.id).where(j.status == status, *self._id_range(j),
+                                        *self._conditions(j, dialect, skip={"status"}))
+                     .order_by(j.id.desc()).limit(cap))
+            ids.extend(conn.execute(query).scalars())
+        ids.sort(reverse=True)
+        return ids[:cap]
+
+
+def _contains(column, text: str, dialect: str):
+    """``column`` contains ``text``, ignoring case (SQLite's LIKE already does for ASCII)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    if dialect == "postgresql":
+        return column.ilike(pattern, escape="\\")
+    return column.like(pattern, escape="\\")
+
+
+def _next_id(job_id: str) -> str:
+    """The id just above ``job_id``: ``id < _next_id(x)`` includes x itself."""
+    return str(uuid.UUID(int=min(uuid.UUID(job_id).int + 1, (1 << 128) - 1)))
+
+
+def _previous_id(job_id: str) -> str:
+    """The id just below ``job_id``: ``id > _previous_id(x)`` includes x itself."""
+    return str(uuid.UUID(int=max(uuid.UUID(job_id).int - 1, 0)))
