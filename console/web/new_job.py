@@ -6,6 +6,7 @@ bad input and limits come back as the form with its messages (422), nothing stor
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
@@ -221,10 +222,22 @@ def _queue_batch(form: BatchForm, tenants):
     return None, jobs
 
 
+_JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _batch_done() -> dict | None:
-    """What the redirect after a successful upload says (only shown, so only checked for shape)."""
-    count = request.args.get("queued", "")
+    """What the redirect after a successful upload says, with a link to the jobs table filtered
+    to the batch: its tenant and the creation times of its first and last ids (UUIDv7 carry
+    their millisecond), which the table turns into an id range."""
+    count, first, last = (request.args.get(k, "") for k in ("queued", "first", "last"))
     if not count.isdigit():
         return None
-    return {"count": int(count), "tenant_id": request.args.get("tenant_id"),
-            "first": request.args.get("first"), "last": request.args.get("last")}
+    done = {"count": int(count), "tenant_id": request.args.get("tenant_id", ""),
+            "first": first if _JOB_ID.fullmatch(first) else None, "jobs_url": None}
+    if done["first"] and _JOB_ID.fullmatch(last):
+        def moment(job_id: str, extra_ms: int = 0) -> str:
+            ms = int(job_id.replace("-", "")[:12], 16) + extra_ms
+            return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+        done["jobs_url"] = url_for("jobs.index", tenant=done["tenant_id"],
+                                   created_from=moment(first), created_before=moment(last, 1))
+    return done
