@@ -1,9 +1,113 @@
-"""Placeholder: this screen family is being built (issue 4)."""
-from flask import Blueprint
+"""Users (admins only): add users, change roles, reset passwords, disable and enable.
+
+Every change is refused when it would leave no active admin. Each action is its own small
+form on the user's row; a refused one re-renders the list with the message on that row (422).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, flash, redirect, url_for
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from ..extensions import db
+from .auth import role_required, set_user
+from .models import User
+from .rendering import render_view
+from .user_forms import (ActiveForm, NewUserForm, PasswordForm, RoleForm, last_admin_problem)
 
 bp = Blueprint("users", __name__)
+UTC = timezone.utc
+
+
+@bp.before_request
+@role_required("admin")
+def admins_only():
+    """Every route here is for admins: operators and viewers get 403."""
+    return None
+
+
+def _render(form: NewUserForm | None = None, row_errors: dict | None = None, status: int = 200):
+    users = db.session.scalars(select(User).order_by(User.username)).all()
+    return render_view("users/index.html", "users/_table.html", status, users=users,
+                       form=form or NewUserForm(formdata=None), row_errors=row_errors or {},
+                       now=datetime.now(UTC))
+
+
+def _user_or_404(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404, "There is no such user; it may have been removed. The Users page lists them.")
+    return user
+
+
+def _refuse(user: User, action: str, message: str):
+    """The list again, with ``message`` on ``user``'s ``action`` form; nothing changed."""
+    db.session.rollback()
+    return _render(row_errors={(user.id, action): message}, status=422)
 
 
 @bp.get("/users")
 def index():
-    return "coming"
+    return _render()
+
+
+@bp.post("/users")
+def create():
+    form = NewUserForm()
+    if not form.validate():
+        return _render(form=form, status=422)
+    user = set_user(form.username.data, form.role.data, form.password.data)
+    flash(f"User {user.username} added as {user.role}. They can sign in now.")
+    return redirect(url_for(".index"), 303)
+
+
+@bp.post("/users/<int:user_id>/role")
+def change_role(user_id: int):
+    user = _user_or_404(user_id)
+    form = RoleForm()
+    if not form.validate():
+        return _refuse(user, "role", " ".join(form.role.errors) or "Choose a role from the list.")
+    problem = last_admin_problem(user, form.role.data, user.active)
+    if problem:
+        return _refuse(user, "role", problem)
+    if form.role.data == user.role:
+        flash(f"{user.username} is already {user.role}: nothing changed.")
+    else:
+        old, user.role = user.role, form.role.data
+        db.session.commit()
+        flash(f"{user.username} is now {user.role} (was {old}).")
+    return redirect(url_for(".index"), 303)
+
+
+@bp.post("/users/<int:user_id>/password")
+def reset_password(user_id: int):
+    user = _user_or_404(user_id)
+    form = PasswordForm()
+    if not form.validate():
+        return _refuse(user, "password", " ".join(form.password.errors))
+    user.password_hash = generate_password_hash(form.password.data)
+    db.session.commit()
+    flash(f"Password of {user.username} changed. Give them the new one in person or over a "
+          "channel you trust.")
+    return redirect(url_for(".index"), 303)
+
+
+@bp.post("/users/<int:user_id>/active")
+def set_active(user_id: int):
+    user = _user_or_404(user_id)
+    form = ActiveForm()
+    if not form.validate():
+        return _refuse(user, "active", "Choose enable or disable.")
+    active = form.active.data == "1"
+    problem = last_admin_problem(user, user.role, active)
+    if problem:
+        return _refuse(user, "active", problem)
+    if active == user.active:
+        flash(f"{user.username} is already {'enabled' if active else 'disabled'}.")
+    else:
+        user.active = active
+        db.session.commit()
+        flash(f"{user.username} {'enabled: they can sign in again' if active else 'disabled: they can no longer sign in'}.")
+    return redirect(url_for(".index"), 303)
