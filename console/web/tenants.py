@@ -13,8 +13,8 @@ from ..jobs.limits import TenantConfig
 from ..jobs.types import JobValidationError
 from .auth import role_required
 from .rendering import render_view
-from .tenant_forms import (TIERS, DateRangeForm, LimitsForm, TenantForm, describe_changes,
-                           limits_form_data)
+from .tenant_forms import MAX_RANGE_DAYS, TIERS, DateRangeForm, TenantForm
+from .tenant_limits import LimitsForm, describe_changes, limits_form_data
 from .tenant_views import tenant_charts, tenant_page, tenant_rows
 
 bp = Blueprint("tenants", __name__)
@@ -75,7 +75,7 @@ def _show_context(service: JobService, config: TenantConfig, limits_form: Limits
     range_form, (start, end), range_note = _range(request.args)
     context = tenant_page(service, config, start, end)
     context.update(range_form=range_form, range_note=range_note, start=start, end=end,
-                   limits_form=limits_form)
+                   limits_form=limits_form, max_range_days=MAX_RANGE_DAYS)
     return context, (422 if range_note else 200)
 
 

@@ -10,7 +10,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Regexp
 
 from ..extensions import db
-from .models import ROLES, User
+from .models import User
 
 MIN_PASSWORD = 8
 ROLE_CHOICES = [SelectChoice("viewer", "viewer — reads everything"),

@@ -15,7 +15,7 @@ from ..extensions import db
 from .auth import role_required, set_user
 from .models import User
 from .rendering import render_view
-from .user_forms import (ActiveForm, NewUserForm, PasswordForm, RoleForm, last_admin_problem)
+from .user_forms import ActiveForm, NewUserForm, PasswordForm, RoleForm, last_admin_problem
 
 bp = Blueprint("users", __name__)
 UTC = timezone.utc
@@ -109,5 +109,6 @@ def set_active(user_id: int):
     else:
         user.active = active
         db.session.commit()
-        flash(f"{user.username} {'enabled: they can sign in again' if active else 'disabled: they can no longer sign in'}.")
+        flash(f"{user.username} enabled: they can sign in again." if active
+              else f"{user.username} disabled: they can no longer sign in.")
     return redirect(url_for(".index"), 303)
