@@ -60,6 +60,14 @@ def parse_moment(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def format_moment(moment: datetime) -> str:
+    """The form's (and links') spelling of a moment: what a datetime-local input shows, UTC."""
+    moment = moment.astimezone(UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    return moment.strftime("%Y-%m-%dT%H:%M:%S" if moment.second else "%Y-%m-%dT%H:%M")
+
+
 def _moment(form, field):
     if not field.data:
         return
@@ -132,6 +140,9 @@ class JobFilter:
         self.errors = {name: errors[0] for name, errors in self.form.errors.items()}
         data = {name: self.form[name].data or "" for name in self.form._fields}
         self.values = {name: data[name] for name in FILTER_FIELDS}
+        for name in ("created_from", "created_before"):
+            if self.values[name] and name not in self.errors:
+                self.values[name] = format_moment(parse_moment(self.values[name]))
         self.before, self.after = data["before"] or None, data["after"] or None
 
     # -- describing ------------------------------------------------------------------------

@@ -142,6 +142,29 @@ def test_each_filter_narrows_the_table(client_as, mixed_jobs):
     assert shown(f"created_before={hour_ago}") == set()
 
 
+def test_a_creation_time_range_selects_exactly_a_batch(client_as, service, make_tenant):
+    """Ids carry their creation millisecond: a range from the first id's millisecond to just
+    after the last one's holds the batch and nothing before or after it."""
+    make_tenant("acme")
+    service.queue_job("immediate", "sleeps", {}, "acme")
+    batch = [job.id for job in service.queue_batch_jobs(
+        [{"type": "delayed", "handler": "sleeps", "delay": timedelta(hours=1)}] * 30, "acme")]
+    service.queue_job("immediate", "sleeps", {}, "acme")
+
+    def moment(job_id: str, extra_ms: int = 0) -> str:
+        ms = int(job_id.replace("-", "")[:12], 16) + extra_ms
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+    start, end = moment(min(batch)), moment(max(batch), 1)
+    viewer = client_as("viewer")
+    page = text(viewer.get("/jobs", query_string={"created_from": start,
+                                                  "created_before": end}))
+    if job_ids_in(page) != sorted(batch, reverse=True):
+        # the jobs around the batch may share its first or last millisecond: then they belong
+        assert set(batch) <= set(job_ids_in(page)) and len(job_ids_in(page)) <= 32
+    assert f'value="{start[:23]}"' in page                  # as a datetime-local input shows it
+
+
 def test_filters_are_kept_in_the_form_and_the_links(client_as, mixed_jobs):
     page = text(client_as("operator").get("/jobs?status=failed&tenant=globex"))
     assert '<option value="failed" selected>' in page
