@@ -1,0 +1,169 @@
+"""Real-browser tests: Playwright (pytest-playwright) drives Debian's Chromium against the app
+served on 127.0.0.1 by a real threaded server, with its in-process runner executing jobs.
+
+- ``live_server``: the app (``app_config`` + ``JOBS_RUN_SCHEDULER``) served for this test, with
+  three users (``ADMIN``, ``OPERATOR``, ``VIEWER``); ``.url``, ``.app``, ``.service``.
+- ``page`` (pytest-playwright's, one fresh context per test, 1280×800): when the test also uses
+  ``live_server``, the context's ``base_url`` is its URL, so ``page.goto("/jobs")`` works.
+- ``signed_in_page``: ``page`` signed in as ``ADMIN`` through the real sign-in form.
+- ``sign_in(page, username, password)`` and ``screenshot(page, name)`` (into docs/screenshots/).
+
+Every test here is marked ``browser`` (``pytest -m browser`` / ``-m "not browser"``), skipped when
+/usr/bin/chromium is missing or on PostgreSQL (``TEST_DATABASE_URL``), and run after all other
+tests: see ``pytest_collection_modifyitems``.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from console.jobs import JobService
+from tests.conftest import ON_POSTGRES
+
+BROWSER_TESTS = Path(__file__).resolve().parent
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = BROWSER_TESTS.parent.parent / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+# Debian's Chromium under Playwright (../shared/RECIPES.md, "A real browser in tests").
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+# (username, password) of the users every live server has.
+ADMIN = ("ada", "correct horse battery")
+OPERATOR = ("otto", "operator horse battery")
+VIEWER = ("vic", "viewer horse battery")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark, skip, and move to the end every test under tests/browser.
+
+    A ``pytestmark`` in a conftest applies to nothing, hence this hook. The tests run last because
+    Playwright's sync API leaves its event loop marked as running in the main thread from the
+    first browser test until the session-scoped ``playwright`` fixture stops at the end of the
+    session: any later test calling ``asyncio.run()`` in the main thread would fail with
+    "cannot be called from a running event loop".
+    """
+    skip = None
+    if ON_POSTGRES:
+        skip = pytest.mark.skip(reason="browser tests run on SQLite only (TEST_DATABASE_URL is set)")
+    elif not CHROMIUM.exists():
+        skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: apt-get install chromium "
+                                       "(.ci/run does) to run the browser tests")
+    ours, others = [], []
+    for item in items:
+        if item.path.is_relative_to(BROWSER_TESTS):
+            item.add_marker(pytest.mark.browser)
+            if skip is not None:
+                item.add_marker(skip)
+            ours.append(item)
+        else:
+            others.append(item)
+    items[:] = others + ours
+
+
+# -- Playwright (pytest-playwright's fixtures, adapted) -------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    """Not used: a page's base URL is its test's live server (``browser_context_args``). This
+    also replaces pytest-playwright's fallback fixture, which pytest 9 warns about (a fixture
+    defined as a method of a plugin object)."""
+    return None
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args, request):
+    """A fixed viewport for every page; ``base_url`` = the live server's when the test has one.
+
+    Asking for ``live_server`` here also sets it up before the browser context, so the context
+    (and any open server-sent-events stream) closes before the server shuts down."""
+    args = {**browser_context_args, "viewport": VIEWPORT}
+    if "live_server" in request.fixturenames:
+        args["base_url"] = request.getfixturevalue("live_server").url
+    return args
+
+
+# -- The app, served ------------------------------------------------------------------------------
+
+@dataclass
+class LiveServer:
+    url: str            # "http://127.0.0.1:<port>", no trailing slash
+    app: Flask
+    service: JobService  # app.extensions["jobs"]
+    users: dict[str, tuple[str, str]] = field(default_factory=dict)   # role → (name, password)
+
+
+@pytest.fixture
+def app_config(app_config):
+    """The shared test settings, with the in-process runner on (jobs queued here get run).
+
+    A long lease keeps the runner's heartbeat (a write every lease/3 seconds, the first one that
+    long after start) out of these short tests: on SQLite a sign-in that commits between the
+    web session's read and its write fails with "database is locked" (SQLITE_BUSY_SNAPSHOT; the
+    web layer's bug, not the browser's), which made sign-ins here fail now and then."""
+    return {**app_config, "JOBS_RUN_SCHEDULER": True, "JOBS_LEASE_SECONDS": 60.0}
+
+
+@pytest.fixture
+def live_server(app) -> LiveServer:
+    """``app`` (tests/conftest.py: runner stopped and engine disposed afterwards) served by
+    werkzeug on 127.0.0.1 in a daemon thread; threaded, so a page's SSE stream holds no one up."""
+    from console.web.auth import set_user
+
+    users = {"admin": ADMIN, "operator": OPERATOR, "viewer": VIEWER}
+    with app.app_context():
+        for role, (username, password) in users.items():
+            set_user(username, role, password)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{server.server_port}", app=app,
+                         service=app.extensions["jobs"], users=users)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# -- Signed in ------------------------------------------------------------------------------------
+
+def sign_in(page, username: str, password: str) -> None:
+    """Sign in through the form at ``/login`` (relative to the page's ``base_url``). Returns once
+    the answer has loaded; it does not check that the sign-in worked."""
+    page.goto("/login")
+    page.locator("input[name=username]").fill(username)
+    page.locator("input[name=password]").fill(password)
+    with page.expect_navigation():
+        page.locator("form button[type=submit]").click()
+
+
+@pytest.fixture
+def signed_in_page(live_server, page):
+    """pytest-playwright's ``page``, signed in as ``ADMIN`` on ``live_server``."""
+    from playwright.sync_api import expect
+
+    sign_in(page, *ADMIN)
+    expect(page.locator("header")).to_contain_text(f"{ADMIN[0]} (admin)")
+    return page
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a full-page PNG as docs/screenshots/<name>.png (the README shows them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / (name if name.endswith(".png") else f"{name}.png")
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    return path
