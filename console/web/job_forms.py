@@ -15,14 +15,13 @@ errors read alike, and each is shown next to its field.
 """
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import IntegerField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import RadioField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import StopValidation, ValidationError
 
@@ -30,7 +29,10 @@ from ..jobs import JobPriority, JobType, JobValidationError, SystemJob, TenantCo
 from ..jobs.cron import parse_timezone
 from ..jobs.handlers import HandlerRegistry
 from ..jobs.service import NOTIFICATION_CHANNELS
-from .job_previews import json_object_error, parse_json_text
+from .job_fields import (ChoiceField, HandlerField, WholeNumberField, choices, json_object,
+                         local_time_to_utc, notification_extras_error, validate_json_object,
+                         webhook_body_error)
+from .job_previews import parse_json_text
 
 UTC = timezone.utc
 KINDS = {"immediate": "Immediate", "delayed": "Delayed", "scheduled": "Scheduled",
@@ -39,132 +41,9 @@ RUN_NOW_TYPES = [JobType.IMMEDIATE.value, JobType.MAINTENANCE.value, JobType.CLE
                  JobType.DATA_SYNC.value, JobType.FILE_PROCESSING.value]
 
 
-def choices(pairs) -> list[SelectChoice]:
-    """(value, label) pairs, or bare values, as WTForms' options."""
-    return [SelectChoice(*pair) if isinstance(pair, tuple) else SelectChoice(pair)
-            for pair in pairs]
-
-
-def choice_values(field) -> list[str]:
-    return [choice.value for choice in field.choices or []]
-
-
 PRIORITY_CHOICES = [("", "Tenant's default")] + [p.value for p in JobPriority]
 DELAY_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 MAX_DELAY = timedelta(days=366)
-MAX_AHEAD = timedelta(days=3660)
-# Keys a notification's extra payload may not use: queue_notification takes them as arguments.
-RESERVED_NOTIFICATION_KEYS = {"type", "channel", "recipient", "tenant_id", "subject", "body",
-                              "priority", "idempotency_key", "scheduled_for", "delay",
-                              "max_retries", "metadata", "timezone"}
-_LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
-
-
-class ChoiceField(SelectField):
-    """A select whose refusal says what was sent and what is allowed."""
-
-    def pre_validate(self, form):
-        values = choice_values(self)
-        if not self.data and "" not in values:
-            raise StopValidation(f"{self.name}: is required; choose one")
-        if (self.data or "") not in values:
-            allowed = ", ".join(repr(v) for v in values if v) or "none yet"
-            raise StopValidation(f"{self.name}: {self.data!r} is not one of the choices "
-                                 f"({allowed})")
-
-
-class HandlerField(ChoiceField):
-    """The registered handlers that run this kind of job."""
-
-    registry: HandlerRegistry | None = None
-
-    def pre_validate(self, form):
-        if self.data in choice_values(self):
-            return
-        registry = self.registry
-        if registry is not None and self.data in registry:
-            raise StopValidation(f"handler: {self.data!r} does not run {form.kind} jobs; choose "
-                                 f"one of {', '.join(choice_values(self))}")
-        known = ", ".join(registry.names()) if registry is not None else ""
-        raise StopValidation(f"handler: unknown handler {self.data!r}; registered: "
-                             f"{known or 'none'}")
-
-
-class WholeNumberField(IntegerField):
-    """An integer within bounds, with the engine's wording when it is not."""
-
-    def __init__(self, label=None, validators=None, minimum: int = 0, maximum: int = 100,
-                 **kwargs):
-        super().__init__(label, validators, **kwargs)
-        self.minimum, self.maximum = minimum, maximum
-
-    def process_formdata(self, valuelist):
-        if not valuelist:
-            return
-        text = valuelist[0].strip()
-        if not re.fullmatch(r"[0-9]{1,12}", text):
-            self.data = None
-            raise ValueError(f"{self.name}: must be a whole number from {self.minimum:,} to "
-                             f"{self.maximum:,}, got {text!r}" if text else
-                             f"{self.name}: is required (a whole number from {self.minimum:,} "
-                             f"to {self.maximum:,})")
-        self.data = int(text)
-
-    def pre_validate(self, form):
-        if self.process_errors or self.data is None:
-            return
-        if not self.minimum <= self.data <= self.maximum:
-            raise StopValidation(f"{self.name}: must be a whole number from {self.minimum:,} to "
-                                 f"{self.maximum:,}, got {self.data:,}")
-
-
-def _json_object(field_name: str, text: str) -> dict[str, Any]:
-    value = parse_json_text(text, field_name)
-    if not isinstance(value, dict):
-        raise JobValidationError(field_name, "must be a JSON object like {\"key\": \"value\"}")
-    return value
-
-
-def _validate_json_object(form, field):
-    if field.data and field.data.strip():
-        error = json_object_error(field.data, field.name)
-        if error:
-            raise StopValidation(error)
-    elif field.name == "payload":
-        field.data = "{}"
-
-
-def local_time_to_utc(text: str, tz_name: str, now: datetime,
-                      field_name: str = "run_at") -> datetime:
-    """A ``datetime-local`` value read as wall-clock time in ``tz_name`` → UTC, refusing times
-    that do not exist there (the hour skipped in spring), the past, and the far future."""
-    zone = parse_timezone(tz_name)
-    text = (text or "").strip()
-    for layout in _LOCAL_FORMATS:
-        try:
-            naive = datetime.strptime(text, layout)
-            break
-        except ValueError:
-            continue
-    else:
-        raise JobValidationError(field_name, f"{text!r} is not a date and time like "
-                                             "2026-06-01T09:30" if text else
-                                             "is required: the date and time to run at")
-    local = naive.replace(tzinfo=zone)
-    try:
-        utc = local.astimezone(UTC)
-    except OverflowError:
-        raise JobValidationError(field_name, "is out of range") from None
-    if utc.astimezone(zone).replace(tzinfo=None) != naive:
-        raise JobValidationError(field_name, f"{naive:%Y-%m-%d %H:%M} does not exist in "
-                                             f"{tz_name} (the clocks skip it); pick another time")
-    if utc <= now:
-        raise JobValidationError(field_name, f"{naive:%Y-%m-%d %H:%M} {tz_name} is in the past "
-                                             f"(now: {now.astimezone(zone):%Y-%m-%d %H:%M}); "
-                                             "choose a later time")
-    if utc - now > MAX_AHEAD:
-        raise JobValidationError(field_name, "is more than ten years ahead")
-    return utc
 
 
 class JobForm(FlaskForm):
@@ -177,9 +56,9 @@ class JobForm(FlaskForm):
     priority = ChoiceField("Priority", choices=choices(PRIORITY_CHOICES), default="")
     max_retries = WholeNumberField("Max retries", default=3, minimum=0, maximum=100)
     payload = TextAreaField("Payload (a JSON object)", default="{}",
-                            validators=[_validate_json_object])
+                            validators=[validate_json_object])
     idempotency_key = StringField("Idempotency key (optional)")
-    metadata = TextAreaField("Metadata (optional JSON object)", validators=[_validate_json_object])
+    metadata = TextAreaField("Metadata (optional JSON object)", validators=[validate_json_object])
 
     def __init__(self, *args, tenants: list[TenantConfig] = (), registry: HandlerRegistry,
                  **kwargs):
@@ -202,12 +81,12 @@ class JobForm(FlaskForm):
     def common_arguments(self) -> dict[str, Any]:
         metadata = self.metadata.data
         return {"priority": self.priority.data or None, "max_retries": self.max_retries.data,
-                "metadata": _json_object("metadata", metadata) if metadata and metadata.strip()
+                "metadata": json_object("metadata", metadata) if metadata and metadata.strip()
                 else None,
                 "idempotency_key": self.idempotency_key.data or None}
 
     def payload_object(self) -> dict[str, Any]:
-        return _json_object("payload", self.payload.data or "{}")
+        return json_object("payload", self.payload.data or "{}")
 
     def queue(self, service, now: datetime) -> SystemJob:
         """Queue the job with the engine verb this kind maps to."""
@@ -361,22 +240,17 @@ class NotificationForm(JobForm):
     subject = StringField("Subject")
     body = TextAreaField("Body")
     payload = TextAreaField("Extra payload fields (optional JSON object)", default="{}",
-                            validators=[_validate_json_object])
+                            validators=[validate_json_object])
 
     def validate_body(self, field):
-        if self.channel.data == "webhook" and (field.data or "").strip():
-            try:
-                json.loads(field.data)
-            except json.JSONDecodeError as exc:
-                raise StopValidation(f"body: not valid JSON: {exc.msg} at line {exc.lineno} "
-                                     f"column {exc.colno} (a webhook posts JSON)") from None
+        error = webhook_body_error(field.data) if self.channel.data == "webhook" else None
+        if error:
+            raise StopValidation(error)
 
     def validate_payload(self, field):
-        extras = json.loads(field.data or "{}") if not field.errors else {}
-        clash = sorted(RESERVED_NOTIFICATION_KEYS & set(extras)) if isinstance(extras, dict) else []
-        if clash:
-            raise ValidationError(f"payload: {clash[0]!r} has its own field on this form (or is "
-                                  "an option); remove it from the extra fields")
+        error = notification_extras_error(field.data)
+        if error:
+            raise StopValidation(error)
 
     @property
     def handler_name(self) -> str:

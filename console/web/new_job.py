@@ -16,6 +16,7 @@ from ..jobs.service import NOTIFICATION_CHANNELS
 from .auth import role_required
 from .job_batch import (MAX_BATCH_ROWS, BatchFileError, describe_spec_error, read_batch_file,
                         row_of_limit)
+from .job_fields import notification_extras_error, webhook_body_error
 from .job_forms import FORMS, KINDS, BatchForm, JobForm, NotificationForm
 from .job_previews import check_payload, cron_preview, json_object_error, timezone_names
 from .job_quota import explain_limit, tenant_quota
@@ -131,40 +132,39 @@ def cron_preview_fragment():
 
 @bp.post("/jobs/new/validate/<field_name>")
 def validate_field(field_name):
-    """The inline check of one JSON field as it is typed (payload, metadata, a webhook body)."""
-    text = request.form.get(field_name, "")
-    kind = request.args.get("kind", "immediate")
-    message, size = None, None
-    handler = None
+    """The inline check of one JSON field as it is typed (payload, metadata, a webhook body).
+    htmx posts the whole form, so the check knows the handler, channel and tenant."""
+    text, kind = request.form.get(field_name, ""), request.args.get("kind", "immediate")
+    message, size, handler = None, None, None
     if field_name == "payload":
-        service = get_job_service()
-        tenant = service.tenants.get_tenant_config(request.form.get("tenant_id") or "")
-        notification = kind == "notification"
-        handler_name = None if notification else request.form.get("handler")
-        message, size = check_payload(
-            service.handlers, text or "{}", handler_name,
-            request.form.get("type") or kind,
-            tenant.job_limit.max_job_payload_size if tenant else None,
-            f"{tenant.name} ({tenant.tier.value})" if tenant else "the tenant")
-        handler = service.handlers.get(
-            NOTIFICATION_CHANNELS.get(request.form.get("channel") or "", "")
-            if notification else (handler_name or ""))
-        if notification and not message:
-            form = _form("notification", [], request.form)
-            form.payload.validate(form, [type(form).validate_payload])
-            message = form.payload.errors[0] if form.payload.errors else None
+        message, size, handler = _check_payload_field(text, kind)
     elif field_name == "metadata":
         message = json_object_error(text, "metadata") if text.strip() else None
     elif field_name == "body":
-        if request.form.get("channel") == "webhook" and text.strip():
-            form = _form("notification", [], request.form)
-            form.body.validate(form, [type(form).validate_body])
-            message = form.body.errors[0] if form.body.errors else None
+        message = webhook_body_error(text) if request.form.get("channel") == "webhook" else None
     else:
         abort(404, f"No inline check for {field_name!r}.")
     return render_view("new_job/_field_feedback.html", "new_job/_field_feedback.html",
-                       field_name=field_name, message=message, size=size,
-                       handler_info=handler)
+                       message=message, size=size, handler_info=handler)
+
+
+def _check_payload_field(text: str, kind: str):
+    """(message, size in bytes, the handler whose expectations to show)."""
+    service = get_job_service()
+    tenant = service.tenants.get_tenant_config(request.form.get("tenant_id") or "")
+    limit = tenant.job_limit.max_job_payload_size if tenant else None
+    label = f"{tenant.name} ({tenant.tier.value})" if tenant else "the tenant"
+    if kind == "notification":
+        # The channel's handler sees recipient and body from their own fields; here only the
+        # extra fields are typed, so only their shape and size are checked.
+        handler = service.handlers.get(NOTIFICATION_CHANNELS.get(request.form.get("channel")
+                                                                 or "", ""))
+        message, size = check_payload(service.handlers, text or "{}", None, kind, limit, label)
+        return message or notification_extras_error(text), size, handler
+    handler_name = request.form.get("handler") or ""
+    message, size = check_payload(service.handlers, text or "{}", handler_name,
+                                  request.form.get("type") or kind, limit, label)
+    return message, size, service.handlers.get(handler_name)
 
 
 @bp.get("/jobs/new/tenant-usage")

@@ -281,7 +281,8 @@ BAD_INPUTS = [
      "must be an http or https URL"),
     ("notification", {"channel": "webhook", "recipient": "https://x.example",
                       "body": "{not json"}, "body: not valid JSON"),
-    ("notification", {"channel": "carrier-pigeon", "recipient": "x"}, "channel: &#39;carrier-pigeon"),
+    ("notification", {"channel": "carrier-pigeon", "recipient": "x"},
+     "channel: &#39;carrier-pigeon"),
     ("notification", {"channel": "sms", "recipient": "+14155550123", "body": "hi",
                       "payload": '{"recipient": "x"}'}, "has its own field"),
 ]
@@ -343,7 +344,7 @@ def test_a_daily_limit_is_shown_inline_with_the_tenants_figures(client_as, make_
     text = page_text(response)
     assert response.status_code == 422 and count_jobs(service) == 2
     assert ("acme&#39;s daily limit is reached: 2 of 2 jobs today (tier2). Try tomorrow" in text)
-    assert "ask an admin to raise it" in text and "today (utc) 2 of 2" in text
+    assert "ask an admin to raise it" in text and "Today (UTC) 2 of 2" in text
 
 
 def test_a_full_queue_is_shown_inline(client_as, make_tenant, service):
@@ -410,6 +411,11 @@ def test_payload_validation_fragment(operator):
                                                             metadata="{"))
     assert "body: not valid JSON" in page_text(validate(
         operator, field="body", kind="notification", channel="webhook", body="{x"))
+    assert "field-error" not in page_text(validate(
+        operator, field="body", kind="notification", channel="email", body="{x"))
+    text = page_text(validate(operator, kind="notification", channel="sms",
+                              payload='{"recipient": "+1"}'))
+    assert "payload: &#39;recipient&#39; has its own field" in text and "sms_handler" in text
     assert validate(operator, field="tenant_id").status_code == 404
 
 
