@@ -44,8 +44,7 @@ def index():
 def create():
     form = TenantForm()
     if not form.validate():
-        return render_view("tenants/index.html", None, 422,
-                           rows=tenant_rows(get_job_service()), form=form)
+        return _render_index(form, 422)
     config = TenantConfig.for_tier(form.tenant_id.data, form.name.data, form.tier.data)
     get_job_service().tenants.set_tenant_config(config)
     flash(f"Tenant {config.name} ({config.tenant_id}) added with {config.tier.value}'s limits.")
