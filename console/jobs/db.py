@@ -17,7 +17,7 @@ from typing import Iterator
 from sqlalchemy import Connection, Engine, event, func, text
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_IMMEDIATE = "console_begin_immediate"
+IMMEDIATE_OPTION = "console_begin_immediate"
 # One lock per SQLite engine: writers in one process queue here, woken the moment the lock is
 # free, instead of in SQLite's busy handler, which sleeps up to 100 ms between tries and lets a
 # busy dispatcher starve a single queue call.
@@ -40,7 +40,7 @@ def _sqlite_on_connect(dbapi_conn, _record):
 @event.listens_for(Engine, "begin")
 def _sqlite_on_begin(conn: Connection):
     if conn.dialect.name == "sqlite":
-        immediate = conn.get_execution_options().get(_IMMEDIATE)
+        immediate = conn.get_execution_options().get(IMMEDIATE_OPTION)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -69,7 +69,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """
     with process_write_lock(engine), engine.connect() as conn:
         if is_sqlite(engine):
-            conn = conn.execution_options(**{_IMMEDIATE: True})
+            conn = conn.execution_options(**{IMMEDIATE_OPTION: True})
         with conn.begin():
             yield conn
 
@@ -88,7 +88,7 @@ class HeldConnection:
             if self._conn is None:
                 self._conn = self._engine.connect()
                 if is_sqlite(self._engine):
-                    self._conn = self._conn.execution_options(**{_IMMEDIATE: True})
+                    self._conn = self._conn.execution_options(**{IMMEDIATE_OPTION: True})
             try:
                 with self._conn.begin():
                     yield self._conn

@@ -12,7 +12,7 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..extensions import db
+from ..extensions import db, session_write
 from .models import ROLES, User
 
 bp = Blueprint("auth", __name__)
@@ -68,9 +68,9 @@ def login():
         user = db.session.scalar(select(User).where(User.username == username))
         valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
         if user and valid and user.is_active:
+            with session_write():
+                user.last_login_at = datetime.now(UTC)
             login_user(user)
-            user.last_login_at = datetime.now(UTC)
-            db.session.commit()
             return redirect(_safe_next(request.args.get("next")))
         error = "Wrong username or password, or the account is disabled."
     status = 401 if error else 200
@@ -93,12 +93,13 @@ def set_user(username: str, role: str, password: str) -> User:
         raise ValueError("username must be 1–80 characters")
     if len(password) < 8:
         raise ValueError("password must be at least 8 characters")
-    user = db.session.scalar(select(User).where(User.username == username))
-    if user is None:
-        user = User(username=username, created_at=datetime.now(UTC), active=True)
-        db.session.add(user)
-    user.role = role
-    user.password_hash = generate_password_hash(password)
-    user.active = True
-    db.session.commit()
+    password_hash = generate_password_hash(password)   # slow: before taking the write lock
+    with session_write() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            user = User(username=username, created_at=datetime.now(UTC), active=True)
+            session.add(user)
+        user.role = role
+        user.password_hash = password_hash
+        user.active = True
     return user

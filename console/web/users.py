@@ -11,7 +11,7 @@ from flask import Blueprint, abort, flash, redirect, url_for
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from ..extensions import db
+from ..extensions import db, session_write
 from .auth import role_required, set_user
 from .models import User
 from .rendering import render_view
@@ -69,15 +69,16 @@ def change_role(user_id: int):
     form = RoleForm()
     if not form.validate():
         return _refuse(user, "role", " ".join(form.role.errors) or "Choose a role from the list.")
-    problem = last_admin_problem(user, form.role.data, user.active)
+    with session_write():   # the admin count is read under the write lock: exact
+        user = _user_or_404(user_id)
+        problem = last_admin_problem(user, form.role.data, user.active)
+        old = user.role
+        if not problem:
+            user.role = form.role.data
     if problem:
         return _refuse(user, "role", problem)
-    if form.role.data == user.role:
-        flash(f"{user.username} is already {user.role}: nothing changed.")
-    else:
-        old, user.role = user.role, form.role.data
-        db.session.commit()
-        flash(f"{user.username} is now {user.role} (was {old}).")
+    flash(f"{user.username} is already {old}: nothing changed." if old == user.role
+          else f"{user.username} is now {user.role} (was {old}).")
     return redirect(url_for(".index"), 303)
 
 
@@ -87,8 +88,10 @@ def reset_password(user_id: int):
     form = PasswordForm()
     if not form.validate():
         return _refuse(user, "password", " ".join(form.password.errors))
-    user.password_hash = generate_password_hash(form.password.data)
-    db.session.commit()
+    password_hash = generate_password_hash(form.password.data)   # slow: outside the lock
+    with session_write():
+        user = _user_or_404(user_id)
+        user.password_hash = password_hash
     flash(f"Password of {user.username} changed. Give them the new one in person or over a "
           "channel you trust.")
     return redirect(url_for(".index"), 303)
@@ -101,14 +104,17 @@ def set_active(user_id: int):
     if not form.validate():
         return _refuse(user, "active", "Choose enable or disable.")
     active = form.active.data == "1"
-    problem = last_admin_problem(user, user.role, active)
+    with session_write():
+        user = _user_or_404(user_id)
+        problem = last_admin_problem(user, user.role, active)
+        was_active = user.active
+        if not problem:
+            user.active = active
     if problem:
         return _refuse(user, "active", problem)
-    if active == user.active:
+    if active == was_active:
         flash(f"{user.username} is already {'enabled' if active else 'disabled'}.")
     else:
-        user.active = active
-        db.session.commit()
         flash(f"{user.username} enabled: they can sign in again." if active
               else f"{user.username} disabled: they can no longer sign in.")
     return redirect(url_for(".index"), 303)

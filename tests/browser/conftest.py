@@ -108,12 +108,8 @@ class LiveServer:
 @pytest.fixture
 def app_config(app_config):
     """The shared test settings, with the in-process runner on (jobs queued here get run).
-
-    A long lease keeps the runner's heartbeat (a write every lease/3 seconds, the first one that
-    long after start) out of these short tests: on SQLite a sign-in that commits between the
-    web session's read and its write fails with "database is locked" (SQLITE_BUSY_SNAPSHOT; the
-    web layer's bug, not the browser's), which made sign-ins here fail now and then."""
-    return {**app_config, "JOBS_RUN_SCHEDULER": True, "JOBS_LEASE_SECONDS": 60.0}
+    Its heartbeats (every lease/3 = 1.7 s) commit while pages sign in and act, as in production."""
+    return {**app_config, "JOBS_RUN_SCHEDULER": True}
 
 
 @pytest.fixture

@@ -90,3 +90,21 @@ def test_demo_prints_an_admin_password_that_works(app, monkeypatch):
     assert result.exit_code == 0, result.output
     password = re.search(r"Sign in as admin with password: (\S+)", result.output).group(1)
     assert sign_in(app.test_client(), "admin", password).status_code == 302
+
+
+def test_sign_in_succeeds_while_another_process_commits_meanwhile(app, service, users,
+                                                                 monkeypatch):
+    """A runner's heartbeat committing between reading the user and recording the sign-in
+    used to make SQLite refuse the write ("database is locked") with a 500."""
+    import console.web.auth as auth
+    from console.jobs import TenantConfig
+
+    real_check = auth.check_password_hash
+
+    def check_while_someone_else_commits(*args):
+        service.tenants.set_tenant_config(TenantConfig.for_tier("acme", "Acme", "tier1"))
+        return real_check(*args)
+
+    monkeypatch.setattr(auth, "check_password_hash", check_while_someone_else_commits)
+    response = sign_in(app.test_client(), "ada", "correct horse")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
