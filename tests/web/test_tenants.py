@@ -240,10 +240,10 @@ def test_lowering_max_queued_jobs_applies_at_once(client_as, make_tenant, servic
     admin = client_as("admin")
     response = admin.post("/tenants/acme/limits", data=limits_form(admin, max_queued_jobs="2"))
     assert response.status_code == 303
-    for _ in range(2):
-        service.queue_delayed_job("sleeps", {}, timedelta(hours=1), "acme")
+    for _ in range(2):                     # no runner here: they stay queued
+        service.queue_job("immediate", "sleeps", {}, "acme")
     with pytest.raises(TenantLimitException) as refused:
-        service.queue_delayed_job("sleeps", {}, timedelta(hours=1), "acme")
+        service.queue_job("immediate", "sleeps", {}, "acme")
     assert refused.value.limit_type == "max_queued_jobs" and refused.value.limit == 2
     page = admin.get(response.headers["Location"]).get_data(as_text=True)
     assert "Limits of Acme saved, in effect now: max_queued_jobs 50 → 2." in page
