@@ -175,10 +175,11 @@ class DelayedForm(_TimedForm):
                                      self.tenant_id.data, scheduled_for=when, **common)
         if self.delay_amount.data is None:
             raise JobValidationError("delay_amount", "is required (a whole number)")
-        delay = timedelta(seconds=self.delay_amount.data * DELAY_UNITS[self.delay_unit.data])
-        if delay > MAX_DELAY:
+        seconds = self.delay_amount.data * DELAY_UNITS[self.delay_unit.data]
+        if seconds > MAX_DELAY.total_seconds():   # checked before timedelta() can overflow
             raise JobValidationError("delay_amount", "is more than 366 days; for later runs "
                                                      "choose a date and time")
+        delay = timedelta(seconds=seconds)
         return service.queue_delayed_job(self.handler.data, self.payload_object(), delay,
                                          self.tenant_id.data, **common)
 
