@@ -51,6 +51,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     if runner_should_start(app):
         start_runner(app)
+    # After the runner's own SIGTERM handling, so that open live-update streams end first and
+    # a graceful stop is not held up by connected pages.
+    from .web.stream import close_streams_on_sigterm
+    close_streams_on_sigterm()
     return app
 
 

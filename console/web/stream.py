@@ -9,7 +9,10 @@ ends after ``STREAM_SECONDS``; the browser reconnects by itself.
 from __future__ import annotations
 
 import queue
+import signal
+import threading
 import time
+import weakref
 
 from flask import Blueprint, Response, render_template, stream_with_context
 
@@ -23,6 +26,38 @@ COALESCE_SECONDS = 0.25   # gather changes this long, then send the newest state
 FEED_LINES_PER_SEND = 20  # a flood of changes shows its newest lines, not all of them
 
 
+# Open streams' queues: on shutdown each gets _CLOSE, so a server's graceful stop (gunicorn waits
+# for running requests) is not held up by pages that would otherwise stay connected for minutes.
+_open_streams: "weakref.WeakSet[queue.SimpleQueue]" = weakref.WeakSet()
+_CLOSE = object()
+
+
+def close_streams() -> None:
+    for updates in list(_open_streams):
+        updates.put(_CLOSE)
+
+
+def close_streams_on_sigterm() -> None:
+    """Chain a SIGTERM handler that ends open streams before the server's own handler (gunicorn's
+    graceful stop, or Flask's) runs. Only the main thread may set handlers; elsewhere, skip."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "closes_streams", False):
+        return
+
+    def on_sigterm(signum, frame):
+        close_streams()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGTERM)
+
+    on_sigterm.closes_streams = True
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def sse_event(name: str, html: str) -> str:
     data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
     return f"event: {name}\n{data}\n\n"
@@ -30,7 +65,8 @@ def sse_event(name: str, html: str) -> str:
 
 @bp.get("/events")
 def events():
-    updates: queue.SimpleQueue[SystemJob] = queue.SimpleQueue()
+    updates: queue.SimpleQueue = queue.SimpleQueue()
+    _open_streams.add(updates)
     unsubscribe = get_job_service().job_updates.subscribe(updates.put)
 
     def generate():
@@ -43,6 +79,8 @@ def events():
                 except queue.Empty:
                     yield ": keep-alive\n\n"   # also how a closed connection is noticed
                     continue
+                if first is _CLOSE:
+                    return
                 time.sleep(COALESCE_SECONDS)
                 newest: dict[str, SystemJob] = {first.id: first}
                 while True:
@@ -50,6 +88,9 @@ def events():
                         job = updates.get_nowait()
                     except queue.Empty:
                         break
+                    if job is _CLOSE:
+                        ends = 0.0   # send what was gathered, then end
+                        continue
                     newest.pop(job.id, None)
                     newest[job.id] = job
                 chunks = [sse_event(f"job-{job.id}",
@@ -61,6 +102,7 @@ def events():
                 yield "".join(chunks)
         finally:
             unsubscribe()
+            _open_streams.discard(updates)
 
     return Response(stream_with_context(generate()), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -40,3 +40,15 @@ def test_the_stream_unsubscribes_when_the_page_goes_away(client_as, service):
     assert service.job_updates.has_subscribers
     response.close()
     assert not service.job_updates.has_subscribers
+
+
+def test_open_streams_end_when_the_server_stops(client_as, service):
+    """A graceful stop (gunicorn waits for running requests) is not held up by open pages."""
+    from console.web.stream import close_streams
+
+    response = client_as("viewer").get("/events", buffered=False)
+    chunks = iter(response.response)
+    next(chunks)                      # connected
+    close_streams()
+    assert list(chunks) == []         # the stream ends at once instead of after minutes
+    assert not service.job_updates.has_subscribers

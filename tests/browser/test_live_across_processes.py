@@ -1,0 +1,93 @@
+"""Live across processes: the page is served by one gunicorn worker, the job runs in a
+`flask worker` process, and the status still changes on the open page within 2 seconds."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from console.web.auth import set_user
+from tests.conftest import env_for_subprocess
+
+from .conftest import ADMIN
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@pytest.fixture
+def app_config(app_config):
+    """Nothing runs in this test's own process: the worker process does."""
+    return {**app_config, "JOBS_RUN_SCHEDULER": False}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(url: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def processes(app, database_url, tmp_path):
+    """gunicorn (2 web workers, no runner) and one `flask worker`, on the test's database."""
+    with app.app_context():
+        set_user(*ADMIN[:1], "admin", ADMIN[1])
+    port = free_port()
+    web_log, worker_log = tmp_path / "gunicorn.log", tmp_path / "worker.log"
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "8",
+         "-b", f"127.0.0.1:{port}", "--no-control-socket", "wsgi:app"],
+        cwd=ROOT, env=env_for_subprocess(database_url, CONSOLE_JOBS_RUN_SCHEDULER="false"),
+        stdout=web_log.open("w"), stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "console", "worker"], cwd=ROOT,
+        env=env_for_subprocess(database_url), stdout=worker_log.open("w"),
+        stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, web_log)
+        yield url
+    finally:
+        for process in (web, worker):
+            process.terminate()
+        for process in (web, worker):
+            process.wait(timeout=30)
+
+
+def test_a_job_run_by_another_process_changes_on_the_open_page(processes, page, service,
+                                                               make_tenant):
+    from playwright.sync_api import expect
+
+    make_tenant("acme")
+    page.goto(f"{processes}/login")
+    page.locator("input[name=username]").fill(ADMIN[0])
+    page.locator("input[name=password]").fill(ADMIN[1])
+    with page.expect_navigation():
+        page.locator("form button[type=submit]").click()
+    # Due in 3 s: its page is open and listening before the worker runs it.
+    job = service.queue_job("immediate", "sleeps", {"ms": 300}, "acme",
+                            scheduled_for=datetime.now(timezone.utc) + timedelta(seconds=3))
+    page.goto(f"{processes}/jobs/{job.id}")
+    badge = page.locator(f'[sse-swap="job-{job.id}"] .status').first
+    expect(badge).to_have_text("pending")
+    expect(badge).to_have_text("completed", timeout=15_000)
+    finished = service.get_job_by_id(job.id)
+    seen_at = time.time()
+    # The page learned of it within 2 s of the worker's commit.
+    assert seen_at - finished.completed_at.timestamp() < 2.0
