@@ -230,6 +230,18 @@ def test_webhook_notification_posts_json(operator, service):
     assert job.payload["body"] == {"event": "deploy", "ok": True}
 
 
+@pytest.mark.parametrize("channel,recipient,subject,handler", [
+    ("sms", "+14155550123", "", "sms_handler"), ("push", "device-token-1", "Title", "push_handler")])
+def test_sms_and_push_notifications(operator, service, channel, recipient, subject, handler):
+    job = queued_job(service, operator.post("/jobs/new/notification", data=form(
+        operator, channel=channel, recipient=recipient, subject=subject, body="Your code is 1234",
+        priority="critical")))
+    assert (job.handler, job.priority.value, job.payload["recipient"]) == (handler, "critical",
+                                                                          recipient)
+    assert job.payload["body"] == "Your code is 1234"
+    assert job.payload.get("subject") == (subject or None)
+
+
 def test_idempotency_key_gives_back_the_first_job(operator, service):
     first = queued_job(service, operator.post("/jobs/new/immediate",
                                               data=form(operator, idempotency_key="k-1")))
