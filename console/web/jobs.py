@@ -7,7 +7,7 @@ Views translate HTTP into ``JobFilter`` reads and ``JobService`` verbs; the SQL 
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask import Blueprint, abort, flash, make_response, redirect, request, url_for
 from flask_login import current_user
 
 from ..jobs import get_job_service
@@ -18,7 +18,7 @@ from .job_actions import (BULK_CAP, BULK_VERBS, BulkAllForm, BulkSelectionForm, 
                           first_error, local_path, outcome_message)
 from .job_details import job_activity, schedule
 from .job_filters import FILTER_FIELDS, JOB_ID_PATTERN, JobFilter
-from .rendering import render_view
+from .rendering import is_htmx, render_view
 
 bp = Blueprint("jobs", __name__)
 
@@ -51,12 +51,19 @@ def index():
 
     context = {"filter": job_filter, "choices": _filter_choices(job_filter),
                "filter_fields": FILTER_FIELDS, "live": True, "jobs_url": jobs_url,
-               "may_act": _may_act(), "listing": None}
+               "may_act": _may_act(), "listing": None, "here": request.full_path}
     if not job_filter.valid:
         return render_view("jobs/index.html", "jobs/_results.html", status=400, **context)
     with get_job_service().engine.connect() as conn:
         context["listing"] = job_filter.page(conn)
-    return render_view("jobs/index.html", "jobs/_results.html", **context)
+    cursor = {"after": job_filter.after} if job_filter.after else (
+        {"before": job_filter.before} if job_filter.before else {})
+    context["here"] = jobs_url(**cursor)
+    response = make_response(render_view("jobs/index.html", "jobs/_results.html", **context))
+    if is_htmx():
+        # The address bar gets the tidy URL (the form also sends its empty fields).
+        response.headers["HX-Push-Url"] = context["here"]
+    return response
 
 
 @bp.get("/jobs/<job_id>")

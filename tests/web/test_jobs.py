@@ -177,8 +177,11 @@ def test_active_search_answers_htmx_with_the_table_only(client_as, mixed_jobs):
     full = text(viewer.get("/jobs"))
     assert 'hx-trigger="change, keyup changed delay:300ms from:input[type=search]"' in full
     assert 'hx-push-url="true"' in full and 'sse-connect="/events"' in full
-    partial = text(viewer.get("/jobs?status=failed", headers=HTMX))
+    response = viewer.get("/jobs?status=failed&tenant=&handler=&q=", headers=HTMX)
+    assert response.headers["HX-Push-Url"] == "/jobs?status=failed"   # tidy address bar
+    partial = text(response)
     assert "<html" not in partial and 'id="job-filters"' not in partial
+    assert '<div id="bulk-confirmation" hx-swap-oob="true"></div>' in partial
     assert set(job_ids_in(partial)) == {mixed_jobs["failed"], mixed_jobs["flaky"]}
     assert f'sse-swap="job-{mixed_jobs["failed"]}"' in partial
 
@@ -339,7 +342,7 @@ def test_a_jobs_page_shows_fields_payload_and_failed_attempts(client_as, service
     assert "attempt 1 failed on purpose" in page and "attempt 2 failed on purpose" in page
     assert "ConnectionError" in page
     assert f'sse-swap="job-{job.id}"' in page
-    assert f'hx-trigger="sse:job-{job.id}"' in page
+    assert f'hx-trigger="sse:job-{job.id}, htmx:sseOpen from:#content"' in page
     assert 'hx-get="/jobs/%s/activity"' % job.id in page
 
 
