@@ -138,7 +138,7 @@ class JobFilter:
         self.form = JobFilterForm(args)
         self.valid = self.form.validate()
         self.errors = {name: errors[0] for name, errors in self.form.errors.items()}
-        data = {name: self.form[name].data or "" for name in self.form._fields}
+        data = {name: value or "" for name, value in self.form.data.items()}
         self.values = {name: data[name] for name in FILTER_FIELDS}
         for name in ("created_from", "created_before"):
             if self.values[name] and name not in self.errors:

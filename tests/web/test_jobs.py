@@ -166,6 +166,23 @@ def test_a_creation_time_range_selects_exactly_a_batch(client_as, service, make_
     assert f'value="{start[:23]}"' in page                  # as a datetime-local input shows it
 
 
+def test_payload_search_finds_text_as_typed_whatever_json_made_of_it(client_as, service,
+                                                                    make_tenant):
+    make_tenant("acme")
+    city = service.queue_job("immediate", "sleeps", {"city": 'Zürich "old town"'}, "acme")
+    percent = service.queue_job("immediate", "sleeps", {"discount": "50%_off"}, "acme")
+    service.queue_job("immediate", "sleeps", {"discount": "50 percent"}, "acme")
+    viewer = client_as("viewer")
+
+    def shown(q: str) -> list[str]:
+        return job_ids_in(text(viewer.get("/jobs", query_string={"q": q})))
+
+    assert shown("Zürich") == [city.id]
+    assert shown('"old town"') == [city.id]
+    assert shown("50%_") == [percent.id]        # LIKE's wildcards are searched as text
+    assert shown("%") == [percent.id]
+
+
 def test_filters_are_kept_in_the_form_and_the_links(client_as, mixed_jobs):
     page = text(client_as("operator").get("/jobs?status=failed&tenant=globex"))
     assert '<option value="failed" selected>' in page
