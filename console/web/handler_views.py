@@ -81,20 +81,24 @@ def handler_page(service: JobService, name: str, window: Window) -> dict[str, An
     start, end = window.bounds()
     found = handler_performance(service.engine, start, end, handler=name, exact_p95=True)
     handler = service.handlers.get(name)
+    errors = latest_error_messages(service.engine, name, start, end)
+    errors_chart = None
+    if errors:
+        errors_chart = charts.figure_json(charts.breakdown_chart(
+            {error_type: e["count"] for error_type, e in errors.items()}, "Errors by type"))
     return {"name": name, "handler": handler, "registered": handler is not None,
             "supported_job_types": sorted(getattr(handler, "supported_job_types", None) or []),
-            "performance": found[0] if found else None,
-            "errors": latest_error_messages(service.engine, name, start, end)}
+            "performance": found[0] if found else None, "errors": errors,
+            "errors_chart": errors_chart}
 
 
 def handler_charts(service: JobService, name: str, window: Window) -> list[dict[str, str]]:
-    """Throughput, duration (average and p95), success rate, and errors by type."""
+    """Throughput, duration (average and p95) and success rate (errors by type are drawn on
+    the page, from the errors it already read)."""
     start, end = window.bounds()
     trends = service.get_job_trends(handler=name, start_date=start, end_date=end)
-    errors = {error_type: e["count"] for error_type, e in
-              latest_error_messages(service.engine, name, start, end).items()}
     by = "hour" if trends["granularity"] == "hour" else "day"
-    figures = [
+    return [
         {"name": "throughput", "label": f"{name}: jobs completed, failed and cancelled per {by}",
          "json": charts.figure_json(charts.throughput_chart(trends, f"Jobs per {by}"))},
         {"name": "duration", "label": f"{name}: average and p95 run time per {by}",
@@ -102,8 +106,3 @@ def handler_charts(service: JobService, name: str, window: Window) -> list[dict[
         {"name": "success-rate", "label": f"{name}: share of runs that succeeded per {by}",
          "json": charts.figure_json(charts.success_rate_chart(trends))},
     ]
-    if errors:
-        figures.append({"name": "errors", "label": f"{name}: failed attempts by error type",
-                        "json": charts.figure_json(charts.breakdown_chart(
-                            errors, "Errors by type"))})
-    return figures
