@@ -111,7 +111,7 @@ def create(kind):
             else:
                 flash(f"Queued job {job.id} ({job.type}, {job.handler}) for {job.tenant_id}.")
             return _see_other(url_for("jobs.show", job_id=job.id))
-    return render_view(PAGE, "new_job/_form.html", 422,
+    return render_view(PAGE, "new_job/_form.html", 422, refresh_usage=bool(limit) and is_htmx(),
                        **_context(kind, form, tenants, limit))
 
 
@@ -194,6 +194,7 @@ def batch():
                                           last=queued[-1].id))
     context = {"kind": "batch", "kinds": KINDS, "form": form, "tenants": tenants,
                "limit": limit, "max_rows": MAX_BATCH_ROWS, "done": _batch_done(),
+               "refresh_usage": bool(limit) and is_htmx(),
                "quota": (tenant_quota(get_job_service().engine, tenant)
                          if (tenant := _tenant(tenants, form.tenant_id.data)) else None)}
     partial = "new_job/_batch_form.html" if request.method == "POST" else "new_job/_panel.html"

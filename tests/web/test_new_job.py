@@ -363,6 +363,11 @@ def test_a_daily_limit_is_shown_inline_with_the_tenants_figures(client_as, make_
     assert response.status_code == 422 and count_jobs(service) == 2
     assert ("acme&#39;s daily limit is reached: 2 of 2 jobs today (tier2). Try tomorrow" in text)
     assert "ask an admin to raise it" in text and "Today (UTC) 2 of 2" in text
+    response = operator.post("/jobs/new/immediate", data=form(operator),
+                             headers={"HX-Request": "true"})
+    text = page_text(response)                  # the form, and the usage beside it refreshed
+    assert response.status_code == 422 and text.lstrip().startswith('<form id="job-form"')
+    assert '<div id="tenant-usage" hx-swap-oob="innerHTML">' in text and "2 / 2" in text
 
 
 def test_a_full_queue_is_shown_inline(client_as, make_tenant, service):
