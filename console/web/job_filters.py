@@ -115,6 +115,9 @@ class JobFilterForm(Form):
 
 FILTER_FIELDS = ("status", "tenant", "type", "handler", "priority", "created_from",
                  "created_before", "q", "error")
+# The column each filter reads (the creation-time range reads the id).
+_COLUMNS = {"status": "status", "tenant": "tenant_id", "type": "type", "handler": "handler",
+            "priority": "priority", "q": "payload", "error": "last_result"}
 
 
 @dataclass
@@ -167,21 +170,27 @@ class JobFilter:
         return conditions
 
     def _conditions(self, c, dialect: str, skip: set[str] = frozenset()) -> list:
-        """Each active filter as a condition on the columns ``c`` (of jobs or a window)."""
+        """Each active filter (but ``skip``) as a condition on the columns ``c``: the jobs
+        table's, or a window's that holds just the columns those filters read."""
         v, conditions = self.values, []
-        for name, column in (("status", c.status), ("tenant", c.tenant_id), ("type", c.type),
-                             ("handler", c.handler)):
-            if v[name] and name not in skip:
+        active = [name for name in _COLUMNS if v[name] and name not in skip]
+        for name in active:
+            column = c[_COLUMNS[name]]
+            if name == "priority":
+                conditions.append(column == JobPriority(v[name]).rank)
+            elif name == "q":
+                needles = {v["q"], json.dumps(v["q"])[1:-1]}   # as typed, and as stored in JSON
+                conditions.append(or_(*(_contains(column, n, dialect) for n in sorted(needles))))
+            elif name == "error":
+                conditions.append(_contains(column, f'"error_type":{json.dumps(v["error"])}',
+                                            dialect))
+            else:
                 conditions.append(column == v[name])
-        if v["priority"] and "priority" not in skip:
-            conditions.append(c.priority == JobPriority(v["priority"]).rank)
-        if v["q"] and "q" not in skip:
-            needles = {v["q"], json.dumps(v["q"])[1:-1]}   # as typed, and as stored in JSON
-            conditions.append(or_(*(_contains(c.payload, n, dialect) for n in sorted(needles))))
-        if v["error"] and "error" not in skip:
-            conditions.append(_contains(c.last_result, f'"error_type":{json.dumps(v["error"])}',
-                                        dialect))
         return conditions
+
+    def _filter_columns(self, c, skip: set[str]) -> list:
+        """The columns the active filters (but ``skip``) read."""
+        return [c[_COLUMNS[name]] for name in _COLUMNS if self.values[name] and name not in skip]
 
     def _driver(self, conn: Connection) -> str | None:
         """Which indexed filter drives the scan: status or tenant, the smaller when both."""
@@ -224,14 +233,18 @@ class JobFilter:
             rows = conn.execute(select(jobs_table).where(*indexed).order_by(order)
                                 .limit(size + 1)).all()
         else:
-            window = select(jobs_table).where(*indexed).order_by(order).limit(
-                SCAN_WINDOW).subquery("window")
-            query = select(window).where(*self._conditions(window.c, dialect, skip=row_skip))
+            # The window carries only the columns its filters read (a third less work than
+            # whole rows); the few matches are then read whole by id.
+            window = select(j.id, *self._filter_columns(j, row_skip)).where(*indexed) \
+                .order_by(order).limit(SCAN_WINDOW).subquery("window")
+            matches = select(window.c.id).where(*self._conditions(window.c, dialect,
+                                                                  skip=row_skip))
             if dialect != "sqlite":
                 # SQLite streams the window (a co-routine) in its order and stops at the LIMIT;
                 # an ORDER BY here would make it sort the whole window first.
-                query = query.order_by(window.c.id.asc() if newer else window.c.id.desc())
-            rows = conn.execute(query.limit(size + 1)).all()
+                matches = matches.order_by(window.c.id.asc() if newer else window.c.id.desc())
+            ids = list(conn.execute(matches.limit(size + 1)).scalars())
+            rows = conn.execute(select(jobs_table).where(j.id.in_(ids))).all() if ids else []
         jobs = [job_from_row(row) for row in rows]
         jobs.sort(key=lambda job: job.id, reverse=not newer)
         more = len(jobs) > size
