@@ -5,6 +5,7 @@ Each verb is a ``JobService`` bulk method that applies the single-job rules to e
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -94,11 +95,39 @@ def outcome_message(verb: BulkVerb, outcome: BulkOutcome) -> str:
     text = f"{verb.done} {_jobs(outcome.changed)}"
     if outcome.left_alone:
         parts = [f"{count:,} {'was' if count == 1 else 'were'} {reason}"
-                 for reason, count in sorted(outcome.left_alone.items(), key=lambda i: -i[1])]
+                 for reason, count in _merged_reasons(outcome.left_alone)]
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         were = "was" if outcome.left_alone_count == 1 else "were"
         text += f"; {listed}{',' if len(parts) > 1 else ''} and {were} left alone"
     return text + "."
+
+
+_HELD_BACK = re.compile(r"held back by tenant (.+)'s max_queued_jobs")
+TENANTS_NAMED = 3
+
+
+def _merged_reasons(left_alone: dict[str, int]) -> list[tuple[str, int]]:
+    """The reasons, most frequent first, with one tenant-limit reason for all tenants (naming
+    the few that held back most), so that a bulk action over many tenants reads in a line."""
+    reasons: dict[str, int] = {}
+    held: list[tuple[str, int]] = []
+    for reason, count in left_alone.items():
+        tenant = _HELD_BACK.fullmatch(reason)
+        if tenant:
+            held.append((tenant.group(1), count))
+        else:
+            reasons[reason] = count
+    if len(held) == 1:
+        reasons[f"held back by tenant {held[0][0]}'s max_queued_jobs"] = held[0][1]
+    elif held:
+        held.sort(key=lambda item: -item[1])
+        named = ", ".join(f"{tenant} {count:,}" for tenant, count in held[:TENANTS_NAMED])
+        others = len(held) - TENANTS_NAMED
+        if others > 0:
+            named += f" and {others} other tenant{'s' if others > 1 else ''}"
+        reasons[f"held back by their tenants' max_queued_jobs ({named})"] = sum(
+            count for _, count in held)
+    return sorted(reasons.items(), key=lambda item: -item[1])
 
 
 def _jobs(count: int) -> str:

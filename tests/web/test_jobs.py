@@ -480,3 +480,19 @@ def test_unknown_jobs_are_404_pages(client_as):
     missing = operator.post("/jobs/01a2218b-0000-7000-8000-000000000000/retry",
                             data={"csrf_token": operator.csrf})
     assert missing.status_code == 404
+
+
+def test_bulk_retry_over_full_queues_says_which_tenants_held_jobs_back(client_as, service,
+                                                                       make_tenant):
+    make_tenant("small", "tier2", maxQueuedJobs=1)
+    make_tenant("tiny", "tier2", maxQueuedJobs=1)
+    for tenant, count in (("small", 3), ("tiny", 2)):
+        for _ in range(count):
+            service.queue_job("immediate", "always_fails", {}, tenant, max_retries=0)
+            service.run_until_idle(settle=0.1)
+    operator = client_as("operator")
+    done = operator.post("/jobs/bulk/all", data={"csrf_token": operator.csrf, "action": "retry",
+                                                 "status": "failed"}, follow_redirects=True)
+    assert ("Retried 2 jobs; 3 were held back by their tenants&#39; max_queued_jobs "
+            "(small 2, tiny 1) and were left alone.") in text(done)
+    assert len(service.get_jobs_by_status("queued")) == 2
