@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from .models import tenants_table
 from .types import JobPriority, JobValidationError
@@ -195,6 +196,17 @@ def _duration_ms(value: timedelta | None) -> int | None:
     return None if value is None else int(value.total_seconds() * 1000)
 
 
+def _checked_row(config: TenantConfig) -> tuple[str, dict[str, Any]]:
+    if not isinstance(config, TenantConfig):
+        raise TypeError("tenants are stored from a TenantConfig")
+    tenant_id = (config.tenant_id or "").strip()
+    if not tenant_id or len(tenant_id) > 64:
+        raise JobValidationError("tenant_id", "must be 1–64 characters")
+    if not config.name or len(config.name) > 200:
+        raise JobValidationError("name", "must be 1–200 characters")
+    return tenant_id, config_to_row(config)
+
+
 def config_to_row(config: TenantConfig) -> dict[str, Any]:
     limits = config.job_limit
     return {
@@ -240,14 +252,7 @@ class TenantStore:
 
     def set_tenant_config(self, config: TenantConfig) -> TenantConfig:
         """Create or update a tenant; the new limits apply to the next queue call and claim."""
-        if not isinstance(config, TenantConfig):
-            raise TypeError("set_tenant_config takes a TenantConfig")
-        tenant_id = (config.tenant_id or "").strip()
-        if not tenant_id or len(tenant_id) > 64:
-            raise JobValidationError("tenant_id", "must be 1–64 characters")
-        if not config.name or len(config.name) > 200:
-            raise JobValidationError("name", "must be 1–200 characters")
-        row = config_to_row(config)
+        tenant_id, row = _checked_row(config)
         now = datetime.now(UTC)
         with self._engine.begin() as conn:
             updated = conn.execute(tenants_table.update()
@@ -256,6 +261,22 @@ class TenantStore:
                                            updated_at=now)).rowcount
             if not updated:
                 conn.execute(tenants_table.insert().values(**row, created_at=now, updated_at=now))
+        return config
+
+    def add_tenant_config(self, config: TenantConfig) -> TenantConfig:
+        """Create a tenant, never replacing one: two people adding the same id at once get one
+        tenant and one clear refusal.
+
+        :raise JobValidationError: (field ``tenant_id``) the id is taken.
+        """
+        _, row = _checked_row(config)
+        now = datetime.now(UTC)
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(tenants_table.insert().values(**row, created_at=now, updated_at=now))
+        except IntegrityError:
+            raise JobValidationError("tenant_id", f"a tenant with the id {config.tenant_id!r} "
+                                                  "already exists; choose another id") from None
         return config
 
     def get_tenant_config(self, tenant_id: str) -> TenantConfig | None:

@@ -46,7 +46,12 @@ def create():
     if not form.validate():
         return _render_index(form, 422)
     config = TenantConfig.for_tier(form.tenant_id.data, form.name.data, form.tier.data)
-    get_job_service().tenants.set_tenant_config(config)
+    try:
+        get_job_service().tenants.add_tenant_config(config)
+    except JobValidationError:   # added by someone else since the form was checked
+        form.tenant_id.errors = [f"A tenant with the ID {config.tenant_id!r} was just added by "
+                                 "someone else; choose another ID."]
+        return _render_index(form, 422)
     flash(f"Tenant {config.name} ({config.tenant_id}) added with {config.tier.value}'s limits.")
     return redirect(url_for(".show", tenant_id=config.tenant_id), 303)
 

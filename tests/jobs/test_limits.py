@@ -173,3 +173,31 @@ def test_twenty_threads_racing_a_limit_of_ten_store_exactly_ten(service, make_te
     assert errors == []
     assert len(accepted) == 10 and len(refused) == 10
     assert service.count_jobs("acme") == 10
+
+
+def test_adding_a_tenant_never_replaces_one_even_when_two_add_it_at_once(service):
+    import threading
+
+    from console.jobs import JobValidationError, TenantConfig
+
+    configs = [TenantConfig.for_tier("acme", f"Acme {n}", "tier2") for n in range(8)]
+    outcomes: list[str] = []
+    start = threading.Barrier(len(configs))
+
+    def add(config):
+        start.wait()
+        try:
+            service.tenants.add_tenant_config(config)
+            outcomes.append(config.name)
+        except JobValidationError as error:
+            assert error.field == "tenant_id" and "already exists" in str(error)
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=add, args=(c,)) for c in configs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [o for o in outcomes if o != "refused"]
+    assert len(winners) == 1 and outcomes.count("refused") == 7
+    assert service.tenants.get_tenant_config("acme").name == winners[0]
