@@ -79,8 +79,17 @@ def urls_to_time(app, values: dict[str, str]) -> list[tuple[str, str, dict[str, 
         ("jobs: text in payload", "/jobs?q=no-such-text-anywhere", HTMX),
         ("jobs: text in payload, tenant", f"/jobs?q=example&tenant={tenant}", HTMX),
         ("recurring job page", f"/jobs/{values['recurring_job_id']}", {}),
-        ("tenant page: 30 days", f"/tenants/{tenant}?start=" + _day_ago(30), {}),
-        ("handler page: 7 days", f"/handlers/{handler}?start=" + _day_ago(7), {}),
+        ("tenant page: 14 days (the longest range)", f"/tenants/{tenant}?start="
+         + _day_ago(14), {}),
+        ("tenant charts: 14 days", f"/tenants/{tenant}/charts?start=" + _day_ago(14), HTMX),
+        ("handlers: 7 days (rows load one by one)", "/handlers?window=7d", {}),
+        ("handler row: 7 days", f"/handlers/{handler}/row?window=7d", HTMX),
+        ("handler page: 7 days", f"/handlers/{handler}?window=7d", {}),
+        ("handler charts: 7 days", f"/handlers/{handler}/charts?window=7d", HTMX),
+        ("new job: notification form", "/jobs/new/notification", HTMX),
+        ("new job: cron preview", "/jobs/new/cron-preview?cron_schedule=0+9+*+*+1-5"
+                                  "&timezone=America/New_York", HTMX),
+        ("new job: tenant usage", f"/jobs/new/tenant-usage?tenant_id={tenant}", HTMX),
     ]
     return urls
 
