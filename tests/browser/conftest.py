@@ -6,7 +6,7 @@ served on 127.0.0.1 by a real threaded server, with its in-process runner execut
 - ``page`` (pytest-playwright's, one fresh context per test, 1280×800): when the test also uses
   ``live_server``, the context's ``base_url`` is its URL, so ``page.goto("/jobs")`` works.
 - ``signed_in_page``: ``page`` signed in as ``ADMIN`` through the real sign-in form.
-- ``sign_in(page, username, password)`` and ``screenshot(page, name)`` (into docs/screenshots/).
+- ``sign_in(page, username, password)`` and ``screenshot(page, name)`` (into $SCREENSHOTS_DIR, by default a scratch folder).
 
 Every test here is marked ``browser`` (``pytest -m browser`` / ``-m "not browser"``), skipped when
 /usr/bin/chromium is missing or on PostgreSQL (``TEST_DATABASE_URL``), and run after all other
@@ -14,6 +14,8 @@ tests: see ``pytest_collection_modifyitems``.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,10 @@ from tests.conftest import ON_POSTGRES
 
 BROWSER_TESTS = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = BROWSER_TESTS.parent.parent / "docs" / "screenshots"
+# Screenshots go to a scratch folder, so a test run leaves the checkout clean; to refresh the
+# README's pictures: SCREENSHOTS_DIR=docs/screenshots bash .ci/run (or pytest tests/browser).
+SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR")
+                   or Path(tempfile.gettempdir()) / "console-screenshots")
 VIEWPORT = {"width": 1280, "height": 800}
 # Debian's Chromium under Playwright (../shared/RECIPES.md, "A real browser in tests").
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -176,7 +181,7 @@ def signed_in_page(live_server, page):
 
 
 def screenshot(page, name: str) -> Path:
-    """Save a full-page PNG as docs/screenshots/<name>.png (the README shows them)."""
+    """Save a full-page PNG into SCREENSHOTS (SCREENSHOTS_DIR=docs/screenshots for the README)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / (name if name.endswith(".png") else f"{name}.png")
     page.screenshot(path=str(path), full_page=True, animations="disabled")
