@@ -1,4 +1,4 @@
-"""``flask --app console …`` commands: ``worker`` and ``demo``."""
+"""``flask --app console …`` commands: ``worker``, ``demo``, ``create-user``, ``create-token``."""
 from __future__ import annotations
 
 import signal
@@ -13,6 +13,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(demo_command)
     app.cli.add_command(create_user_command)
+    app.cli.add_command(create_token_command)
 
 
 @click.command("create-user")
@@ -30,6 +31,29 @@ def create_user_command(username: str, role: str, password: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     click.echo(f"user {username} ({role}) saved")
+
+
+@click.command("create-token")
+@click.option("--tenant", "tenant_id", metavar="TENANT_ID", help="Scope it to this tenant.")
+@click.option("--all-tenants", is_flag=True, help="Scope it to every tenant.")
+@click.option("--admin", is_flag=True, help="May also change limits (all-tenant tokens only).")
+@click.option("--name", default=None, help="Who uses it (default: the scope).")
+@with_appcontext
+def create_token_command(tenant_id: str | None, all_tenants: bool, admin: bool,
+                         name: str | None) -> None:
+    """Create an API token and print it (once: only its hash is stored)."""
+    from .api.tokens import TokenError, create_token
+
+    if bool(tenant_id) == all_tenants:
+        raise click.UsageError("give exactly one of --tenant TENANT_ID or --all-tenants")
+    name = name or (f"tenant {tenant_id}" if tenant_id else "all tenants")
+    try:
+        token, secret = create_token(current_app.extensions["jobs"].engine, name, tenant_id,
+                                     admin)
+    except TokenError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{exc.field}") from None
+    click.echo(f"API token {token.name!r} ({token.scope}); shown only now:", err=True)
+    click.echo(secret)
 
 
 @click.command("worker")

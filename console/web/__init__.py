@@ -31,11 +31,12 @@ NAVIGATION = (
     NavItem("tenants.index", "Tenants"),
     NavItem("handlers.index", "Handlers"),
     NavItem("users.index", "Users", "admin"),
+    NavItem("tokens.index", "API tokens", "admin"),
 )
 
 # Screen families, in the order their routes are registered.
 BLUEPRINT_MODULES = ("auth", "assets", "monitoring", "stream", "dashboard", "jobs", "new_job",
-                     "failures", "tenants", "handlers", "users")
+                     "failures", "tenants", "handlers", "users", "tokens")
 
 
 def register_blueprints(app: Flask) -> None:
@@ -51,6 +52,8 @@ def register_blueprints(app: Flask) -> None:
     init_rendering(app)
     init_errors(app)
     init_security_headers(app)
+    from ..api import init_api   # the HTTP API under /api/v1 (bearer tokens, not sessions)
+    init_api(app)
 
     @app.context_processor
     def navigation():

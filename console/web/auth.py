@@ -20,6 +20,9 @@ login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 PUBLIC_ENDPOINTS = {"auth.login", "monitoring.healthz", "monitoring.metrics", "static",
                     "assets.plotly_js"}
+# The HTTP API (console/api) authenticates every request itself, with bearer tokens only: a
+# session cookie neither signs an API call in nor is asked for.
+PUBLIC_PATH_PREFIXES = ("/api/v1/",)
 UTC = timezone.utc
 # Compared against when the user does not exist, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
@@ -33,6 +36,8 @@ def load_user(user_id: str) -> User | None:
 @bp.before_app_request
 def require_sign_in():
     if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return None
+    if request.path.startswith(PUBLIC_PATH_PREFIXES):
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()

@@ -1,0 +1,31 @@
+"""The HTTP API under ``/api/v1``: bearer tokens, problem details, an OpenAPI 3.1 document.
+
+Modules: ``tokens`` (the table, creating and checking tokens), ``auth`` (bearer
+authentication and scope rules), ``errors`` (RFC 9457 problem details), ``openapi``
+(flask-smorest wiring), ``schemas`` / ``tenant_schemas`` (marshmallow: validation and the
+document), and one module of views per resource family: ``jobs``, ``tenants``, ``system``.
+Like the console, it changes jobs only through ``JobService``.
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from .openapi import API_PREFIX
+
+__all__ = ["API_PREFIX", "init_api"]
+
+
+def init_api(app: Flask) -> None:
+    """Register the API's blueprints and document them. Exempt from the console's CSRF
+    protection: the API takes no cookies, only bearer tokens."""
+    from ..extensions import csrf
+    from . import jobs, system, tenants
+    from .openapi import create_api
+
+    api = create_api(app)
+    app.extensions["console_api"] = api
+    for module in (jobs, tenants, system):
+        api.register_blueprint(module.bp)
+        csrf.exempt(module.bp)
+    app.register_blueprint(system.public)
+    csrf.exempt(system.public)

@@ -1,0 +1,162 @@
+"""``/api/v1/jobs``, ``/notifications``, ``/jobs/batch``: queue, read, list, retry, cancel.
+
+Views only translate HTTP into ``JobService`` verbs; the service raises the named exceptions
+that errors.py turns into problem details. The list reuses the console's ``JobFilter``, so the
+API and the jobs screen page through the same indexed, keyset queries.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import url_for
+from werkzeug.datastructures import MultiDict
+
+from ..jobs import get_job_service
+from ..web.job_filters import JOB_ID_PATTERN, JobFilter
+from .auth import scoped_tenant, visible_job
+from .errors import ApiProblem, validation_problem
+from .openapi import api_blueprint, problems
+from .schemas import (BatchCreateSchema, BatchSchema, JobCreateSchema, JobListQuerySchema,
+                      JobListSchema, JobSchema, NotificationCreateSchema)
+
+bp = api_blueprint("api_jobs", "Queue jobs and notifications; read, list, retry and cancel "
+                               "jobs.")
+# JobFilter's parameter names → the API's.
+_FILTER_FIELDS = {"status": "status", "tenant": "tenant_id", "type": "type",
+                  "handler": "handler", "before": "cursor"}
+
+
+def _options(body: dict[str, Any]) -> dict[str, Any]:
+    """The queue options shared by jobs and notifications, as ``queue_*`` arguments."""
+    options = {key: body[key] for key in ("priority", "scheduled_for", "max_retries",
+                                          "metadata", "idempotency_key") if key in body}
+    if "delay_seconds" in body:
+        options["delay"] = timedelta(seconds=body["delay_seconds"])
+    return options
+
+
+def _created(job):
+    return job, 201, {"Location": url_for("api_jobs.get_job", job_id=job.id)}
+
+
+@bp.post("/jobs")
+@bp.arguments(JobCreateSchema, example={"type": "immediate", "handler": "data_processor",
+                                        "payload": {"data_id": "batch-1",
+                                                    "processing_type": "quick"}})
+@bp.response(201, JobSchema, headers={"Location": {"schema": {"type": "string"},
+                                                   "description": "The job's URL."}})
+@problems(400, 401, 404, 415, 422, 429)
+def create_job(body):
+    """Queue a job
+
+    A due job is `queued`; one with `scheduled_for`, `delay_seconds` or `cron_schedule` is
+    `pending` until its time. Limits are checked first: a refusal (429) stores nothing.
+    """
+    tenant_id = scoped_tenant(body.get("tenant_id"))
+    job = get_job_service().queue_job(
+        body["type"], body["handler"], body.get("payload", {}), tenant_id,
+        cron_schedule=body.get("cron_schedule"), timezone=body.get("timezone", "UTC"),
+        **_options(body))
+    return _created(job)
+
+
+@bp.post("/notifications")
+@bp.arguments(NotificationCreateSchema, example={"type": "email",
+                                                 "recipient": "ada@example.com",
+                                                 "subject": "Welcome", "body": "Hello!"})
+@bp.response(201, JobSchema, headers={"Location": {"schema": {"type": "string"}}})
+@problems(400, 401, 404, 415, 422, 429)
+def create_notification(body):
+    """Queue a notification (email, sms, push, webhook)"""
+    tenant_id = scoped_tenant(body.get("tenant_id"))
+    extra = {key: body[key] for key in ("html", "reply_to", "variables", "headers", "data",
+                                        "message_id") if key in body}
+    job = get_job_service().queue_notification(
+        body["type"], body["recipient"], tenant_id, subject=body.get("subject"),
+        body=body.get("body"), **_options(body), **extra)
+    return _created(job)
+
+
+@bp.post("/jobs/batch")
+@bp.arguments(BatchCreateSchema)
+@bp.response(201, BatchSchema)
+@problems(400, 401, 404, 415, 422, 429)
+def create_batch(body):
+    """Queue many jobs: all, or none
+
+    One spec over a limit, or one invalid spec, rejects the whole batch; `errors[].field`
+    names the spec (`jobs[3].handler`).
+    """
+    tenant_id = scoped_tenant(body.get("tenant_id"))
+    specs = []
+    for spec in body["jobs"]:
+        spec = dict(spec)
+        if "delay_seconds" in spec:
+            spec["delay"] = spec.pop("delay_seconds")
+        specs.append(spec)
+    jobs = get_job_service().queue_batch_jobs(specs, tenant_id, priority=body.get("priority"))
+    return {"jobs": jobs}, 201
+
+
+@bp.get("/jobs")
+@bp.arguments(JobListQuerySchema, location="query")
+@bp.response(200, JobListSchema)
+@problems(401, 404, 422)
+def list_jobs(query):
+    """List jobs, newest first (keyset pages)
+
+    Follow `next_cursor` until it is null. Filters on status and tenant use indexes; type and
+    handler are checked within a bounded window (`searched` says when it ran out first).
+    """
+    tenant_id = scoped_tenant(query.get("tenant_id"), required=False)
+    args = MultiDict({"status": query.get("status", ""), "tenant": tenant_id or "",
+                      "type": query.get("type", ""), "handler": query.get("handler", ""),
+                      "before": query.get("cursor", "")})
+    job_filter = JobFilter(args)
+    if not job_filter.valid:
+        raise validation_problem([{"field": _FILTER_FIELDS.get(name, name), "in": "query",
+                                   "message": message}
+                                  for name, message in job_filter.errors.items()])
+    with get_job_service().engine.connect() as conn:
+        page = job_filter.page(conn, size=query["limit"])
+    return {"jobs": page.jobs, "next_cursor": page.older, "searched": page.searched}
+
+
+def _job_or_404(job_id: str):
+    if not JOB_ID_PATTERN.fullmatch(job_id):   # no database read for what cannot be an id
+        raise ApiProblem(404, f"There is no job {job_id!r}: job ids look like "
+                              "'0190c5e2-7b1a-7c3e-9a51-3f1d2b4c5d6e'.")
+    return visible_job(job_id)
+
+
+@bp.get("/jobs/<job_id>")
+@bp.response(200, JobSchema)
+@problems(401, 404)
+def get_job(job_id: str):
+    """Read a job"""
+    return _job_or_404(job_id)
+
+
+@bp.post("/jobs/<job_id>/retry")
+@bp.response(200, JobSchema)
+@problems(401, 404, 409, 429)
+def retry_job(job_id: str):
+    """Run a failed or cancelled job again
+
+    409 for a job in any other state; 429 when its tenant's queue is full.
+    """
+    job = _job_or_404(job_id)
+    return get_job_service().retry_job(job.id)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@bp.response(200, JobSchema)
+@problems(401, 404, 409)
+def cancel_job(job_id: str):
+    """Cancel a pending or queued job (a recurring one: every future run)
+
+    409 for a job that is processing or finished.
+    """
+    job = _job_or_404(job_id)
+    return get_job_service().cancel_job(job.id)

@@ -1,0 +1,111 @@
+"""flask-smorest wiring: the ``Api`` extension, the blueprints' shared set-up, and the problem
+responses every operation documents.
+
+Why flask-smorest: it is an extension of a plain ``Flask`` app (``Api(app)``), which is what
+``create_app`` builds. APIFlask and flask-openapi3 generate their documents from their own
+``Flask`` subclasses (``APIFlask``, ``OpenAPI``), so the console's app class would have to
+change. Its marshmallow schemas validate requests *and* generate the OpenAPI 3.1 document
+(apispec), so the document describes what the code does.
+"""
+from __future__ import annotations
+
+from flask import request
+from flask_smorest import Api, Blueprint
+
+from .errors import PROBLEM_MEDIA_TYPE, ApiProblem, register_problem_handlers
+from .tenant_schemas import ProblemSchema
+
+API_PREFIX = "/api/v1"
+API_VERSION = "1.0.0"
+JSON_METHODS = {"POST", "PUT", "PATCH"}
+
+_PROBLEMS = {
+    400: ("The body is not valid JSON.", {}),
+    401: ("No token, a malformed one, or a revoked one.", {
+        "WWW-Authenticate": {"schema": {"type": "string"},
+                             "description": 'Bearer realm="api" (error="invalid_token" for a '
+                                            "bad token)."}}),
+    403: ("The token's scope does not allow this (all-tenant or admin tokens only).", {}),
+    404: ("No such resource visible to this token (another tenant's resources are not found "
+          "either).", {}),
+    409: ("The job's state does not allow this.", {}),
+    415: ("The body is not JSON (Content-Type must be application/json).", {}),
+    422: ("A field is missing or invalid; `errors` names each one.", {}),
+    429: ("A tenant limit refused the work; nothing was stored.", {
+        "Retry-After": {"schema": {"type": "integer"},
+                        "description": "For max_daily_jobs: seconds until midnight UTC, when "
+                                       "the count resets."}}),
+}
+
+
+class ConsoleApi(Api):
+    """``Api`` that answers errors as problem details on the API's blueprints only."""
+
+    ERROR_SCHEMA = ProblemSchema
+    DEFAULT_ERROR_RESPONSE_NAME = "Problem"
+
+    def _register_error_handlers(self):
+        """flask-smorest would answer every HTTP error of the whole app in JSON; the console's
+        pages keep their HTML errors, and the API's blueprints register their own."""
+
+    def _register_responses(self):
+        content = {PROBLEM_MEDIA_TYPE: {"schema": "Problem"}}
+        self.spec.components.schema("Problem", schema=ProblemSchema)
+        for status, (description, headers) in _PROBLEMS.items():
+            response = {"description": description, "content": content}
+            if headers:
+                response["headers"] = headers
+            self.spec.components.response(f"Problem{status}", response)
+        self.spec.components.response("Problem", {
+            "description": "Any other error, as problem details.", "content": content})
+
+
+def create_api(app) -> ConsoleApi:
+    return ConsoleApi(app, spec_kwargs={
+        "title": "Job console API",
+        "version": API_VERSION,
+        "openapi_version": "3.1.0",
+        "info": {"description": (
+            "Queue and inspect jobs of a multi-tenant job system. Authenticate with "
+            "`Authorization: Bearer <token>`. A tenant token reaches its own tenant only "
+            "(another tenant's jobs and tenants are 404); all-tenant tokens also read the "
+            "queue and statistics; admin tokens also change limits. Errors are RFC 9457 "
+            "problem details.")},
+        "security": [{"bearerAuth": []}],
+        "components": {"securitySchemes": {"bearerAuth": {
+            "type": "http", "scheme": "bearer",
+            "description": "An API token (`cjt_…`) from `flask --app console create-token` or "
+                           "the console's API tokens page."}}},
+    })
+
+
+def require_json_body() -> None:
+    """A body must be JSON: a form post or text is refused (415) rather than read as empty."""
+    if request.method in JSON_METHODS and request.get_data(cache=True) and not request.is_json:
+        raise ApiProblem(415, "The request body must be JSON: send Content-Type: "
+                              "application/json.")
+
+
+def api_blueprint(name: str, description: str) -> Blueprint:
+    """A blueprint under /api/v1 that authenticates every request by bearer token and answers
+    errors as problem details."""
+    from .auth import authenticate_request
+
+    bp = Blueprint(name, __name__, url_prefix=API_PREFIX, description=description)
+    bp.before_request(authenticate_request)
+    bp.before_request(require_json_body)
+    register_problem_handlers(bp)
+    return bp
+
+
+# Only its documentation decorators are used (they do not depend on the blueprint).
+_DOCS = Blueprint("api_docs_only", __name__)
+
+
+def problems(*statuses: int):
+    """Document the problem responses an operation can give (besides the default one)."""
+    def decorate(view):
+        for status in statuses:
+            view = _DOCS.alt_response(status, f"Problem{status}")(view)
+        return view
+    return decorate

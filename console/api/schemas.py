@@ -1,0 +1,205 @@
+"""Request and response schemas of the jobs endpoints (marshmallow; the OpenAPI document is
+generated from them, so what is validated and what is documented cannot drift apart).
+
+Inputs are strict: numbers must be JSON numbers, strings JSON strings, unknown fields are
+refused (a typo like ``max_retry`` would otherwise be silently ignored).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from ..jobs.service import NOTIFICATION_CHANNELS
+from ..jobs.types import JobPriority, JobStatus
+from ..jobs.validation import MAX_RETRIES_CEILING
+from ..web.job_filters import JOB_ID_PATTERN
+
+PRIORITIES = [p.value for p in JobPriority]
+STATUSES = [s.value for s in JobStatus]
+MAX_DELAY_SECONDS = 10 * 365 * 24 * 3600      # ten years: later is a mistake, not a plan
+MAX_BATCH = 1000
+MAX_PAGE = 200
+TENANT_ID = validate.Length(1, 64)
+EARLIEST = datetime(1970, 1, 2, tzinfo=timezone.utc)
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+NO_NUL = validate.Regexp(r"^[^\x00]*$", error="must not contain NUL characters (\\u0000)")
+
+
+class Text(fields.String):
+    """A string that the databases can store: PostgreSQL refuses NUL characters in text, so
+    they are refused here, as a 422, rather than failing the insert."""
+
+    def __init__(self, *args, validate=None, **kwargs):
+        extra = list(validate) if isinstance(validate, (list, tuple)) else [validate] \
+            if validate else []
+        super().__init__(*args, validate=[NO_NUL, *extra], **kwargs)
+
+
+class Number(fields.Float):
+    """A JSON number only: marshmallow's Float would also take the string "1"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def supported_moment(value: datetime) -> None:
+    """Years 1970–9998: beyond them the engine's date arithmetic (and the databases) fail."""
+    if not EARLIEST <= value < LATEST:
+        raise ma.ValidationError("must be between 1970-01-02 and 9998-12-31 (UTC)")
+
+
+def _describe(text: str, **extra) -> dict:
+    return {"description": text, **extra}
+
+
+# -- requests ------------------------------------------------------------------------------
+
+class JobOptionsSchema(ma.Schema):
+    """What every kind of queued work may carry besides its own fields."""
+
+    priority = Text(validate=validate.OneOf(PRIORITIES), metadata=_describe(
+        "Default: the tenant's default priority."))
+    scheduled_for = fields.AwareDateTime(format="iso", validate=supported_moment, metadata=_describe(
+        "ISO 8601 with an offset (`2026-12-01T09:00:00Z`): run then, not now."))
+    delay_seconds = Number(validate=validate.Range(0, MAX_DELAY_SECONDS), metadata=_describe(
+        "Run this many seconds from now (instead of scheduled_for)."))
+    max_retries = fields.Integer(strict=True, validate=validate.Range(0, MAX_RETRIES_CEILING),
+                                 metadata=_describe("Attempts after the first (default 3)."))
+    metadata = fields.Dict(keys=fields.String(), metadata=_describe(
+        "Free-form JSON object kept with the job."))
+    idempotency_key = Text(validate=validate.Length(1, 200), metadata=_describe(
+        "Repeat a request with the same key (per tenant) to get the first job back, not a "
+        "second one."))
+
+
+class JobSpecSchema(JobOptionsSchema):
+    """One job, as in a batch."""
+
+    type = Text(required=True, validate=validate.Length(1, 64), metadata=_describe(
+        "Job type: notification, immediate, delayed, scheduled, recurring, maintenance, "
+        "cleanup, data_sync, file_processing, or a custom type the tenant allows."))
+    handler = Text(required=True, validate=validate.Length(1, 100),
+                            metadata=_describe("A registered handler's name."))
+    payload = fields.Dict(keys=fields.String(), metadata=_describe(
+        "The handler's input (a JSON object; default {})."))
+    cron_schedule = Text(validate=validate.Length(1, 200), metadata=_describe(
+        "Five-field cron expression: the job recurs, `pending` until each run."))
+    timezone = Text(validate=validate.Length(1, 64), metadata=_describe(
+        "IANA time zone the cron expression is read in (default UTC)."))
+
+
+class JobCreateSchema(JobSpecSchema):
+    tenant_id = Text(validate=TENANT_ID, metadata=_describe(
+        "Required with an all-tenant token; a tenant token implies its tenant."))
+
+
+class BatchCreateSchema(ma.Schema):
+    jobs = fields.List(fields.Nested(JobSpecSchema), required=True,
+                       validate=validate.Length(1, MAX_BATCH),
+                       metadata=_describe("All are stored, or none (one refusal rejects all)."))
+    tenant_id = Text(validate=TENANT_ID)
+    priority = Text(validate=validate.OneOf(PRIORITIES),
+                             metadata=_describe("For specs that do not give one."))
+
+
+class NotificationCreateSchema(JobOptionsSchema):
+    type = Text(required=True, validate=validate.OneOf(list(NOTIFICATION_CHANNELS)),
+                         metadata=_describe("The channel."))
+    recipient = Text(required=True, validate=validate.Length(1, 2048), metadata=_describe(
+        "An email address, phone number, device token, or (webhook) the URL."))
+    subject = Text(validate=validate.Length(max=1000))
+    body = fields.Raw(metadata=_describe("Text; for a webhook, the JSON to post."))
+    html = Text(metadata=_describe("email: an HTML body."))
+    reply_to = Text(validate=validate.Length(1, 320), metadata=_describe("email"))
+    variables = fields.Dict(keys=fields.String(), metadata=_describe(
+        "email: values for the subject and body templates."))
+    headers = fields.Dict(keys=fields.String(), values=fields.String(),
+                          metadata=_describe("webhook: extra request headers."))
+    data = fields.Dict(keys=fields.String(), metadata=_describe("push: extra data."))
+    message_id = Text(validate=validate.Length(1, 200), metadata=_describe(
+        "Names the message: it is never delivered twice (default: the job id)."))
+    tenant_id = Text(validate=TENANT_ID)
+
+
+class JobListQuerySchema(ma.Schema):
+    status = Text(validate=validate.OneOf(STATUSES))
+    type = Text(validate=validate.Length(1, 64))
+    handler = Text(validate=validate.Length(1, 100))
+    tenant_id = Text(validate=TENANT_ID, metadata=_describe(
+        "All-tenant tokens: one tenant's jobs. A tenant token sees only its own."))
+    cursor = fields.String(validate=validate.Regexp(
+        f"^{JOB_ID_PATTERN.pattern}$", error="is not a cursor from a previous page "
+                                             "(next_cursor); start without one"),
+        metadata=_describe("`next_cursor` of the previous page."))
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE),
+                           metadata=_describe(f"Jobs per page, 1–{MAX_PAGE} (default 50)."))
+
+
+# -- responses -----------------------------------------------------------------------------
+
+class ResultSchema(ma.Schema):
+    success = fields.Boolean()
+    executed_at = fields.DateTime(format="iso")
+    execution_time_ms = fields.Method("_execution_ms", metadata={"type": "number"})
+    result = fields.Dict(allow_none=True)
+    error_message = fields.String(allow_none=True)
+    error_type = fields.String(allow_none=True)
+    metadata = fields.Dict(allow_none=True)
+
+    def _execution_ms(self, result) -> float:
+        return round(result.execution_time.total_seconds() * 1000, 3)
+
+
+class JobSchema(ma.Schema):
+    """A job as stored: every ``SystemJob`` field. Times are ISO 8601 in UTC."""
+
+    id = fields.String()
+    type = fields.String()
+    handler = fields.String()
+    payload = fields.Dict()
+    priority = fields.Enum(JobPriority, by_value=True)
+    status = fields.Enum(JobStatus, by_value=True)
+    tenant_id = fields.String()
+    scheduled_for = fields.DateTime(format="iso", allow_none=True)
+    cron_schedule = fields.String(allow_none=True)
+    timezone = fields.String()
+    max_retries = fields.Integer()
+    current_retries = fields.Integer()
+    total_attempts = fields.Integer()
+    last_attempt = fields.DateTime(format="iso", allow_none=True)
+    completed_at = fields.DateTime(format="iso", allow_none=True)
+    last_result = fields.Nested(ResultSchema, allow_none=True)
+    metadata = fields.Dict()
+    created_at = fields.DateTime(format="iso")
+    updated_at = fields.DateTime(format="iso")
+    idempotency_key = fields.String(allow_none=True)
+    progress = fields.Float(allow_none=True)
+    progress_message = fields.String(allow_none=True)
+    lease_owner = fields.String(allow_none=True)
+    lease_expires_at = fields.DateTime(format="iso", allow_none=True)
+    can_retry = fields.Boolean(metadata=_describe(
+        "Whether a failed attempt would be followed by another."))
+    is_recurring = fields.Boolean()
+    is_finished = fields.Boolean()
+
+    class Meta:
+        ordered = True
+
+
+class JobListSchema(ma.Schema):
+    jobs = fields.List(fields.Nested(JobSchema), metadata=_describe("Newest first."))
+    next_cursor = fields.String(allow_none=True, metadata=_describe(
+        "Pass as `cursor` for the next page; null on the last page."))
+    searched = fields.Integer(allow_none=True, metadata=_describe(
+        "Set when filters other than status and tenant_id were checked within a bounded "
+        "window of this many jobs before the page filled: the next cursor continues after it."))
+
+
+class BatchSchema(ma.Schema):
+    jobs = fields.List(fields.Nested(JobSchema))

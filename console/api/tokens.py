@@ -1,0 +1,175 @@
+"""API tokens: the ``api_tokens`` table, creating, finding and revoking tokens.
+
+A token is ``cjt_`` + 43 URL-safe characters (256 random bits from ``secrets``). Only its
+SHA-256 is stored, with the first characters (``prefix``) kept in clear so people can tell
+tokens apart. Why a fast hash and not bcrypt/argon2: slow hashes protect *guessable* secrets
+(passwords); nobody can guess a 256-bit random value, however fast each guess is, so a slow hash
+would add nothing but ~100 ms to every API call. An unsalted hash also lets the lookup be one
+indexed equality (``token_hash = ?``), and comparing hashes, not secrets, leaks nothing useful
+through timing.
+
+A token with ``tenant_id`` reaches that tenant only; ``tenant_id`` NULL reaches every tenant.
+``is_admin`` (all-tenant tokens only) may also change tenants' limits.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..jobs import db as jobs_db
+from ..jobs.models import Base, UTCDateTime, tenants_table
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+TOKEN_PREFIX = "cjt_"
+SHOWN_CHARS = len(TOKEN_PREFIX) + 8        # "cjt_AbCd1234": enough to tell tokens apart
+SECRET_BYTES = 32
+LAST_USED_RESOLUTION = timedelta(minutes=1)   # at most one write per token per minute
+MAX_NAME_LENGTH = 100
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_tenant_id", "tenant_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey(tenants_table.c.id, ondelete="CASCADE"))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def scope(self) -> str:
+        """``tenant acme``, ``all tenants`` or ``all tenants (admin)``, as people read it."""
+        if self.tenant_id is not None:
+            return f"tenant {self.tenant_id}"
+        return "all tenants (admin)" if self.is_admin else "all tenants"
+
+
+api_tokens_table = ApiToken.__table__
+
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    """Who is calling: what one authenticated request may reach."""
+
+    id: int
+    name: str
+    tenant_id: str | None
+    is_admin: bool
+
+    @property
+    def all_tenants(self) -> bool:
+        return self.tenant_id is None
+
+    def sees_tenant(self, tenant_id: str | None) -> bool:
+        return self.tenant_id is None or self.tenant_id == tenant_id
+
+
+class TokenError(ValueError):
+    """A token could not be created as asked (``field`` names the argument at fault)."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def looks_like_token(token: str) -> bool:
+    """Shape only (prefix, length, alphabet): a malformed token costs no database read."""
+    body = token[len(TOKEN_PREFIX):]
+    return (token.startswith(TOKEN_PREFIX) and 40 <= len(body) <= 64
+            and all(c.isascii() and (c.isalnum() or c in "-_") for c in body))
+
+
+def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = False
+                 ) -> tuple[ApiToken, str]:
+    """Store a new token; returns the row and the secret (shown once, never stored).
+
+    :raise TokenError: unknown tenant, an admin tenant token, or a bad name.
+    """
+    name = (name or "").strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise TokenError("name", f"must be 1–{MAX_NAME_LENGTH} characters: say who uses it "
+                                 "(e.g. 'billing service')")
+    if is_admin and tenant_id is not None:
+        raise TokenError("admin", "only all-tenant tokens can be admin tokens: a tenant must not "
+                                  "change its own limits")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+    now = datetime.now(UTC)
+    row = {"name": name, "token_hash": hash_token(secret), "prefix": secret[:SHOWN_CHARS],
+           "tenant_id": tenant_id, "is_admin": bool(is_admin), "created_at": now,
+           "last_used_at": None, "revoked_at": None}
+    with jobs_db.write_transaction(engine) as conn:
+        if tenant_id is not None and conn.execute(
+                select(tenants_table.c.id).where(tenants_table.c.id == tenant_id)).first() is None:
+            raise TokenError("tenant", f"there is no tenant {tenant_id!r}; create the tenant "
+                                       "first, or make an all-tenant token")
+        token_id = conn.execute(api_tokens_table.insert().values(**row)
+                                .returning(api_tokens_table.c.id)).scalar_one()
+    return ApiToken(id=token_id, **row), secret
+
+
+def authenticate(engine, token: str, now: datetime | None = None) -> TokenIdentity | None:
+    """The identity of a valid, unrevoked token, or None. Records its use (see ``touch``)."""
+    now = now or datetime.now(UTC)
+    t = api_tokens_table.c
+    with engine.connect() as conn:
+        row = conn.execute(select(t.id, t.name, t.tenant_id, t.is_admin, t.revoked_at,
+                                  t.last_used_at)
+                           .where(t.token_hash == hash_token(token))).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        try:
+            touch(engine, row.id, now)
+        except SQLAlchemyError:  # bookkeeping: never refuse a valid call because of it
+            log.warning("could not record the use of API token %s", row.id, exc_info=True)
+    return TokenIdentity(row.id, row.name, row.tenant_id, bool(row.is_admin))
+
+
+def touch(engine, token_id: int, now: datetime) -> None:
+    """Record a use, at most once a minute per token: a busy client costs one write a minute,
+    not one per request. The condition in the UPDATE keeps concurrent requests (or processes)
+    that all saw a stale time from writing more than once."""
+    t = api_tokens_table.c
+    with jobs_db.write_transaction(engine) as conn:
+        conn.execute(update(api_tokens_table).where(
+            t.id == token_id,
+            (t.last_used_at.is_(None)) | (t.last_used_at <= now - LAST_USED_RESOLUTION))
+            .values(last_used_at=now))
+
+
+def revoke_token(engine, token_id: int) -> ApiToken | None:
+    """Revoke for good (idempotent: a second revoke keeps the first time). None: no such id."""
+    t = api_tokens_table.c
+    now = datetime.now(UTC)
+    with jobs_db.write_transaction(engine) as conn:
+        conn.execute(update(api_tokens_table).where(t.id == token_id, t.revoked_at.is_(None))
+                     .values(revoked_at=now))
+        row = conn.execute(select(api_tokens_table).where(t.id == token_id)).first()
+    return ApiToken(**row._mapping) if row else None
+
+
+def list_tokens(engine) -> list[ApiToken]:
+    """Every token, active ones first, newest first."""
+    t = api_tokens_table.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(api_tokens_table).order_by(
+            t.revoked_at.is_not(None), t.id.desc())).all()
+    return [ApiToken(**row._mapping) for row in rows]
