@@ -75,7 +75,7 @@ def urls_to_time(app, values: dict[str, str]) -> list[tuple[str, str, dict[str, 
         ("jobs: one tenant", f"/jobs?tenant={tenant}", HTMX),
         ("jobs: tenant + handler + priority", f"/jobs?tenant={tenant}&handler={handler}"
                                               "&priority=high", HTMX),
-        ("jobs: created in the last day", "/jobs?created_after=" + _day_ago(), HTMX),
+        ("jobs: created in the last day", "/jobs?created_from=" + _day_ago(), HTMX),
         ("jobs: text in payload", "/jobs?q=no-such-text-anywhere", HTMX),
         ("jobs: text in payload, tenant", f"/jobs?q=example&tenant={tenant}", HTMX),
         ("recurring job page", f"/jobs/{values['recurring_job_id']}", {}),

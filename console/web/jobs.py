@@ -82,7 +82,7 @@ def activity(job_id):
     with get_job_service().engine.connect() as conn:
         context = job_activity(conn, job)
     return render_view("jobs/_activity.html", "jobs/_activity.html", form=JobActionForm(),
-                       **context)
+                       schedule=schedule(job), **context)
 
 
 @bp.post("/jobs/<job_id>/retry")

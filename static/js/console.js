@@ -38,3 +38,13 @@ document.addEventListener("htmx:sseMessage", function (event) {
   if (!feed) return;
   while (feed.children.length > 50) feed.removeChild(feed.lastElementChild);
 });
+
+// <input type="checkbox" data-select-all="job_ids">: ticks or clears every box of that name in
+// its form (the rows of the page shown).
+document.addEventListener("change", function (event) {
+  var box = event.target;
+  if (!box.dataset || !box.dataset.selectAll) return;
+  var scope = box.form || box.closest("table") || document;
+  scope.querySelectorAll('input[type="checkbox"][name="' + box.dataset.selectAll + '"]')
+    .forEach(function (row) { row.checked = box.checked; });
+});

@@ -53,6 +53,10 @@ def test_a_failed_job_is_retried_from_its_page_and_succeeds_live(live_server, pa
     expect(badge).to_have_text("completed", timeout=5_000)
     expect(activity).to_contain_text("Attempt 2 succeeded")
     expect(activity).to_contain_text('"succeeded_on_attempt": 2')
+    # the fields beside the timeline follow too, without a reload
+    fields = page.locator("#job-fields")
+    expect(fields.locator("dt:has-text('Attempts') + dd")).to_have_text("2")
+    expect(fields.locator("dt:has-text('Completed') + dd")).not_to_have_text("–")
     assert service.get_job_by_id(job.id).status is JobStatus.COMPLETED
     page.reload()                     # the README's picture: every field current, no flash
     expect(page.locator("ol.timeline li")).to_have_count(2)
@@ -80,6 +84,12 @@ def test_the_table_filters_by_status_and_cancels_in_bulk(live_server, page, make
     expect(statuses).to_have_text(["pending"] * 4)
     shown = [link.get_attribute("title") for link in rows.locator("td a[title]").all()]
     assert sorted(shown) == sorted(waiting)     # (jobs queued in one millisecond: any order)
+
+    select_all = page.get_by_label("Select every job on this page")
+    select_all.check()                                   # ticks every row shown…
+    expect(rows.locator('input[name="job_ids"]:checked')).to_have_count(4)
+    select_all.uncheck()                                 # …and clears them
+    expect(rows.locator('input[name="job_ids"]:checked')).to_have_count(0)
 
     questions = []
     page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))

@@ -429,6 +429,10 @@ def test_retry_from_the_job_page_runs_a_failed_job_to_completion(client_as, serv
     assert "<html" not in activity
     assert activity.count('<li class="ok">') == 1 and activity.count('<li class="fail">') == 1
     assert "succeeded_on_attempt" in activity and ">Retry</button>" not in activity
+    # the fields beside it are replaced too (out of band), so they never go stale
+    fields = activity[activity.index('id="job-fields" hx-swap-oob="true"'):]
+    assert re.search(r"<dt>Attempts</dt><dd>2</dd>", fields)
+    assert "status-completed" in fields and "<dt>Completed</dt><dd>–" not in fields
 
 
 def test_refused_state_changes_are_messages(client_as, service, make_tenant):
