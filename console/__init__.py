@@ -114,7 +114,7 @@ def _build_job_service(app: Flask, engine):
         shutdown_grace_seconds=float(cfg["JOBS_SHUTDOWN_GRACE_SECONDS"]),
         metrics_interval=float(cfg["JOBS_METRICS_INTERVAL"]),
     )
-    for handler in builtin_handlers(cfg, engine):
+    for handler in builtin_handlers(cfg, engine, service):
         service.register_handler(handler)
     for spec in cfg.get("JOBS_HANDLERS") or []:
         service.register_handler(load_object(spec))

@@ -6,11 +6,14 @@ from typing import Any, Mapping
 from ..jobs import JobHandler
 
 
-def builtin_handlers(config: Mapping[str, Any] | None = None, engine=None) -> list[JobHandler]:
+def builtin_handlers(config: Mapping[str, Any] | None = None, engine=None,
+                     service=None) -> list[JobHandler]:
     """The built-in handlers, configured from the app's ``config``.
 
     :param engine: the database the notification handlers record sends in (and the outbox
         stores into); without one, only the general-purpose handlers are returned.
+    :param service: the ``JobService`` the handlers that read analytics or recover jobs use
+        (``report_generator``, ``release_stuck_jobs``); without one, they are left out.
     """
     from . import models  # noqa: F401  (their tables join the metadata migrations compare)
     from .basic import NoopHandler, WaitHandler
@@ -19,11 +22,18 @@ def builtin_handlers(config: Mapping[str, Any] | None = None, engine=None) -> li
     handlers: list[JobHandler] = [NoopHandler(), WaitHandler(), DataProcessorHandler()]
     if engine is not None:
         from .mail import EmailHandler
-        from .maintenance import PruneFinishedJobsHandler
+        from .cleanup import CustomCleanupHandler
+        from .maintenance import CompactRollupsHandler, PruneFinishedJobsHandler
         from .mobile import PushHandler, SmsHandler
         from .webhook import WebhookHandler
 
         handlers += [EmailHandler(engine, config), SmsHandler(engine, config),
                      PushHandler(engine, config), WebhookHandler(engine, config),
-                     PruneFinishedJobsHandler(engine)]
+                     PruneFinishedJobsHandler(engine), CompactRollupsHandler(engine),
+                     CustomCleanupHandler(engine)]
+    if service is not None:
+        from .maintenance import ReleaseStuckJobsHandler
+        from .reports import ReportGeneratorHandler
+
+        handlers += [ReleaseStuckJobsHandler(service), ReportGeneratorHandler(service)]
     return handlers

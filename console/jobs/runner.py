@@ -533,70 +533,80 @@ class Runner:
 
     def recover_expired_leases(self) -> int:
         """Jobs whose owner stopped renewing (a crash, a lost machine): count the lost attempt,
-        then queue them again (or fail them when no retries are left)."""
+        then queue them again (or fail them when no retries are left). Never raises: this is
+        the runners' housekeeping clock; a failure is logged and the next tick tries again."""
+        try:
+            return len(self.release_expired_leases())
+        except Exception:
+            log.exception("runner %s could not recover expired leases", self.id)
+            return 0
+
+    def release_expired_leases(self, tenant_id: str | None = None) -> list[SystemJob]:
+        """``recover_expired_leases``, raising on a database error; only ``tenant_id``'s jobs
+        when given (the ``release_stuck_jobs`` maintenance job: ``service.release_stuck_jobs``).
+        Returns the released jobs in their new state."""
         now = datetime.now(UTC)
         j = jobs_table.c
         recovered = []
         lost_attempts = RollupBatch()
-        try:
-            with db.write_transaction(self.engine) as conn:
-                expired = select(jobs_table).where(
-                    j.status == JobStatus.PROCESSING.value, j.lease_expires_at < now
-                ).order_by(j.id)
-                if self._postgres:  # two recoverers never take the same row
-                    expired = expired.with_for_update(skip_locked=True)
-                for row in conn.execute(expired).all():
-                    job = job_from_row(row)
-                    started = row.attempt_started_at or row.last_attempt or now
-                    result = JobExecutionResult(
-                        success=False, executed_at=started, execution_time=now - started,
-                        error_type="WorkerLost",
-                        error_message=f"runner {row.lease_owner} stopped renewing its lease "
-                                      "(crashed or lost); the attempt was abandoned")
-                    changes = self.next_state(job, result, now)
-                    if changes["status"] == JobStatus.PENDING.value and not job.cron_schedule:
-                        # Not the job's fault: run it again at once, without a backoff.
-                        changes.update(status=JobStatus.QUEUED.value, scheduled_for=now)
-                    taken = conn.execute(
-                        jobs_table.update()
-                        .where(j.id == job.id, j.status == JobStatus.PROCESSING.value,
-                               j.lease_owner == row.lease_owner, j.lease_expires_at < now)
-                        .values(**changes, last_result=result.to_dict(), lease_owner=None,
-                                lease_expires_at=None, attempt_started_at=None,
-                                updated_at=now)).rowcount
-                    if taken != 1:  # renewed or recovered meanwhile: not ours to count
-                        continue
-                    duration_ms = round((now - started).total_seconds() * 1000, 3)
-                    lost_attempts.add_attempt(
-                        now, job.tenant_id, job.handler, job.type, duration_ms, False,
-                        "WorkerLost", result.error_message,
-                        run_outcome(job, changes, False))
-                    conn.execute(attempts_table.insert().values(
-                        job_id=job.id, tenant_id=job.tenant_id, job_type=job.type,
-                        handler=job.handler, attempt=job.total_attempts, started_at=started,
-                        finished_at=now,
-                        duration_ms=round((now - started).total_seconds() * 1000, 3),
-                        success=False, error_type="WorkerLost", error_message=result.error_message,
-                        worker=row.lease_owner))
-                    recovered.append(replace(job, status=JobStatus(changes["status"]),
-                                             scheduled_for=changes.get("scheduled_for"),
-                                             current_retries=changes["current_retries"],
-                                             last_result=result, lease_owner=None,
-                                             updated_at=now))
-                lost_attempts.write(conn)
+        with db.write_transaction(self.engine) as conn:
+            expired = select(jobs_table).where(
+                j.status == JobStatus.PROCESSING.value, j.lease_expires_at < now
+            ).order_by(j.id)
+            if tenant_id is not None:
+                expired = expired.where(j.tenant_id == tenant_id)
+            if self._postgres:  # two recoverers never take the same row
+                expired = expired.with_for_update(skip_locked=True)
+            for row in conn.execute(expired).all():
+                job = job_from_row(row)
+                started = row.attempt_started_at or row.last_attempt or now
+                result = JobExecutionResult(
+                    success=False, executed_at=started, execution_time=now - started,
+                    error_type="WorkerLost",
+                    error_message=f"runner {row.lease_owner} stopped renewing its lease "
+                                  "(crashed or lost); the attempt was abandoned")
+                changes = self.next_state(job, result, now)
+                if changes["status"] == JobStatus.PENDING.value and not job.cron_schedule:
+                    # Not the job's fault: run it again at once, without a backoff.
+                    changes.update(status=JobStatus.QUEUED.value, scheduled_for=now)
+                taken = conn.execute(
+                    jobs_table.update()
+                    .where(j.id == job.id, j.status == JobStatus.PROCESSING.value,
+                           j.lease_owner == row.lease_owner, j.lease_expires_at < now)
+                    .values(**changes, last_result=result.to_dict(), lease_owner=None,
+                            lease_expires_at=None, attempt_started_at=None,
+                            updated_at=now)).rowcount
+                if taken != 1:  # renewed or recovered meanwhile: not ours to count
+                    continue
+                duration_ms = round((now - started).total_seconds() * 1000, 3)
+                lost_attempts.add_attempt(
+                    now, job.tenant_id, job.handler, job.type, duration_ms, False,
+                    "WorkerLost", result.error_message,
+                    run_outcome(job, changes, False))
+                conn.execute(attempts_table.insert().values(
+                    job_id=job.id, tenant_id=job.tenant_id, job_type=job.type,
+                    handler=job.handler, attempt=job.total_attempts, started_at=started,
+                    finished_at=now,
+                    duration_ms=round((now - started).total_seconds() * 1000, 3),
+                    success=False, error_type="WorkerLost", error_message=result.error_message,
+                    worker=row.lease_owner))
+                recovered.append(replace(job, status=JobStatus(changes["status"]),
+                                         scheduled_for=changes.get("scheduled_for"),
+                                         current_retries=changes["current_retries"],
+                                         last_result=result, lease_owner=None,
+                                         updated_at=now))
+            lost_attempts.write(conn)
+            if tenant_id is None:
                 conn.execute(delete(runners_table).where(
                     runners_table.c.heartbeat_at < now - timedelta(seconds=self.lease_seconds * 4)))
-                if recovered:
-                    db.notify_channel(conn, NOTIFY_CHANNEL)
-        except Exception:
-            log.exception("runner %s could not recover expired leases", self.id)
-            return 0
+            if recovered:
+                db.notify_channel(conn, NOTIFY_CHANNEL)
         if recovered:
             log.warning("recovered %d jobs from runners that stopped renewing their leases",
                         len(recovered))
             self.service.job_updates.publish_many(recovered)
             self.wake()
-        return len(recovered)
+        return recovered
 
     def _drain_and_release(self, grace: float) -> None:
         """On shutdown: jobs claimed but not started go back to the queue, untouched; running

@@ -364,6 +364,36 @@ class JobService:
             created_at=row["created_at"], updated_at=row["updated_at"],
             idempotency_key=row["idempotency_key"])
 
+    # -- maintenance ----------------------------------------------------------------------
+
+    def create_maintenance_jobs(self, tenant_id: str) -> list[SystemJob]:
+        """The tenant's standard recurring maintenance jobs (see ``console/jobs/maintenance.py``):
+        prune finished jobs, release stuck jobs, compact rollups, a weekly usage report.
+
+        Idempotent: a second call creates nothing and returns the same jobs (idempotency keys).
+        All or nothing, like ``queue_batch_jobs``.
+
+        :raise TenantLimitException: the tenant may not queue ``maintenance`` jobs (tier1 by
+            default: ``limit_type`` ``allowed_job_types``) or its queue has no room for them;
+            nothing is stored.
+        :raise JobValidationError: unknown tenant, or a maintenance handler is not registered.
+        """
+        from .maintenance import maintenance_job_specs
+
+        return self.queue_batch_jobs(maintenance_job_specs(tenant_id), tenant_id)
+
+    def release_stuck_jobs(self, tenant_id: str | None = None) -> list[SystemJob]:
+        """Recover ``tenant_id``'s (or every tenant's) jobs still ``processing`` past their lease:
+        the runners' own recovery (``Runner.release_expired_leases``), run once, now. Each
+        abandoned attempt is recorded as ``WorkerLost``; the job is queued again, or fails when
+        it has no retries left. Returns the released jobs."""
+        from .runner import Runner
+
+        released = Runner(self, threads=1, name="release-stuck").release_expired_leases(tenant_id)
+        if released:
+            self.wake_local_runners()
+        return released
+
     # -- reading --------------------------------------------------------------------------
 
     def get_job_by_id(self, job_id: str) -> SystemJob | None:

@@ -1,11 +1,12 @@
-"""The hand-written migration 0002 creates exactly what console/handlers/models.py describes."""
+"""The hand-written migrations 0002 and 0005 create exactly what console/handlers/models.py
+describes."""
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from console.jobs.models import Base
 
-OURS = {"sent_messages", "outbox_messages"}
+OURS = {"sent_messages", "outbox_messages", "reports"}
 
 
 def _ours(obj, name, kind, reflected, compare_to):

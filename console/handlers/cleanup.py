@@ -1,0 +1,177 @@
+"""``custom_cleanup_handler``: deletes a tenant's data of the kinds named, each past its own
+retention — the reference's "custom data cleanup" job.
+
+```python
+service.queue_scheduled_job("Custom Data Cleanup", "0 3 1 * *", "custom_cleanup_handler",
+                            {"data_types": ["logs", "temp_files", "cache"],
+                             "retention_policy": {"logs": 90, "temp_files": 7, "cache": 1}},
+                            tenant_id)
+```
+
+``data_types`` lists what to clean; ``retention_policy`` maps each to days kept (0 … 3650; a
+type without an entry keeps ``DEFAULT_RETENTION_DAYS[type]``). The result names what was deleted
+per type. An unknown type, or a retention that is not a number of days, is refused when the job
+is queued (``JobValidationError``) and, should such a payload reach the handler anyway, fails
+the run without retrying, naming it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError
+from ..jobs import db
+from ..jobs.models import attempts_table, daily_usage_table, rejections_table
+from .maintenance import (BATCH, MAINTENANCE_TYPES, MAX_RETENTION_DAYS, delete_in_batches,
+                          prune_finished_jobs)
+from .models import outbox_messages_table, reports_table, sent_messages_table
+
+UTC = timezone.utc
+
+
+@dataclass(frozen=True)
+class DataType:
+    meaning: str
+    default_days: int
+    clean: Callable[[Engine, str, datetime, JobExecutionContext], dict[str, int]]
+
+
+def _finished_jobs(engine, tenant_id, cutoff, context):
+    jobs, attempts = prune_finished_jobs(engine, tenant_id, cutoff, context)
+    return {"jobs": jobs, "attempts": attempts}
+
+
+def _attempts(engine, tenant_id, cutoff, context):
+    a = attempts_table.c
+    return {"attempts": delete_in_batches(
+        engine,
+        lambda conn: conn.execute(select(a.id).where(a.tenant_id == tenant_id,
+                                                     a.started_at < cutoff)
+                                  .order_by(a.started_at).limit(BATCH)).scalars().all(),
+        lambda conn, ids: conn.execute(delete(attempts_table).where(a.id.in_(ids))).rowcount,
+        context, "attempts")}
+
+
+def _by_age(table, id_columns, age_column):
+    """A cleaner for rows of ``table`` with ``tenant_id`` whose ``age_column`` < cutoff."""
+    def clean(engine, tenant_id, cutoff, context):
+        c = table.c
+        keys = [c[name] for name in id_columns]
+
+        def select_ids(conn):
+            return conn.execute(select(*keys).where(c.tenant_id == tenant_id,
+                                                    c[age_column] < cutoff)
+                                .order_by(c[age_column]).limit(BATCH)).all()
+
+        def delete_ids(conn, rows):
+            if len(keys) == 1:
+                return conn.execute(delete(table).where(keys[0].in_([row[0] for row in rows]))
+                                    ).rowcount
+            deleted = 0
+            for row in rows:   # composite keys: single-row deletes by key, one transaction
+                deleted += conn.execute(delete(table).where(
+                    *(key == value for key, value in zip(keys, row, strict=True)))).rowcount
+            return deleted
+        return {"rows": delete_in_batches(engine, select_ids, delete_ids, context)}
+    return clean
+
+
+def _daily_counters(engine, tenant_id, cutoff, context):
+    d = daily_usage_table.c
+    with db.write_transaction(engine) as conn:   # one row a day: never a big batch
+        # Today's row counts against max_daily_jobs: never deleted, whatever the retention.
+        first_kept = min(cutoff.date(), datetime.now(UTC).date())
+        deleted = conn.execute(delete(daily_usage_table).where(
+            d.tenant_id == tenant_id, d.day < first_kept)).rowcount
+    return {"rows": deleted}
+
+
+def _nothing(engine, tenant_id, cutoff, context):
+    return {"rows": 0}
+
+
+DATA_TYPES: dict[str, DataType] = {
+    "finished_jobs": DataType("completed, failed and cancelled jobs with their attempts", 30,
+                              _finished_jobs),
+    "logs": DataType("job attempt records (when each attempt ran, its error message); the "
+                     "jobs themselves stay", 90, _attempts),
+    "sent_messages": DataType("the never-twice records of sent notifications (a retry of a job "
+                              "older than this may send again)", 90,
+                              _by_age(sent_messages_table, ["tenant_id", "message_id"],
+                                      "sent_at")),
+    "outbox_messages": DataType("SMS, push and caught webhook messages kept in the outbox", 30,
+                                _by_age(outbox_messages_table, ["id"], "created_at")),
+    "reports": DataType("generated reports", 365, _by_age(reports_table, ["id"], "created_at")),
+    "limit_rejections": DataType("hourly counts of work a limit refused (older trends then show "
+                                 "no rejections)", 365,
+                                 _by_age(rejections_table, ["tenant_id", "hour", "limit_type"],
+                                         "hour")),
+    "cache": DataType("per-day counters kept for max_daily_jobs (only today's is read; today's "
+                      "is always kept)", 1, _daily_counters),
+    "temp_files": DataType("temporary files: the console writes none (reports live in the "
+                           "database), so there is nothing to delete", 7, _nothing),
+}
+
+
+def check_parameters(payload: dict[str, Any]) -> dict[str, float]:
+    """``data_types`` and ``retention_policy`` → days kept per type; ``ValueError`` naming the
+    first problem."""
+    types = payload.get("data_types")
+    known = ", ".join(DATA_TYPES)
+    if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+        raise ValueError(f"data_types must be a non-empty list of names from: {known}")
+    unknown = [t for t in types if t not in DATA_TYPES]
+    if unknown:
+        raise ValueError(f"unknown data type {unknown[0]!r} in data_types; use: {known}")
+    policy = payload.get("retention_policy", {})
+    if not isinstance(policy, dict):
+        raise ValueError("retention_policy must be an object of data type → days kept")
+    for name, days in policy.items():
+        if name not in DATA_TYPES:
+            raise ValueError(f"unknown data type {name!r} in retention_policy; use: {known}")
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not (
+                0 <= days <= MAX_RETENTION_DAYS):
+            raise ValueError(f"retention_policy[{name!r}] must be a number of days from 0 to "
+                             f"{MAX_RETENTION_DAYS}, got {days!r}")
+    return {name: float(policy.get(name, DATA_TYPES[name].default_days)) for name in types}
+
+
+class CustomCleanupHandler(JobHandler):
+    """Deletes the tenant's data of the given types past their retention (see the module)."""
+
+    handler_name = "custom_cleanup_handler"
+    supported_job_types = MAINTENANCE_TYPES
+    description = ("Deletes the tenant's data past its retention, per data type: "
+                   + ", ".join(DATA_TYPES) + ".")
+    payload_hint = ("needs 'data_types' (list) and optional 'retention_policy' "
+                    "({type: days kept})")
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def validate_payload(self, payload: dict[str, Any]) -> bool:
+        check_parameters(payload)
+        return True
+
+    def execute(self, context: JobExecutionContext) -> JobExecutionResult:
+        started = time.monotonic()
+        try:
+            retention = check_parameters(context.job.payload)
+        except ValueError as exc:
+            raise PermanentJobError(str(exc)) from None
+        now = datetime.now(UTC)
+        deleted: dict[str, Any] = {}
+        for index, (name, days) in enumerate(retention.items()):
+            context.report_progress(index / len(retention), f"cleaning {name}")
+            cutoff = now - timedelta(days=days)
+            counts = DATA_TYPES[name].clean(self._engine, context.tenant_id, cutoff, context)
+            deleted[name] = {**counts, "retention_days": days, "cutoff": cutoff.isoformat()}
+        return JobExecutionResult(
+            success=True, executed_at=context.actual_start_time,
+            execution_time=timedelta(seconds=time.monotonic() - started),
+            result={"deleted": deleted})
