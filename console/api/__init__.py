@@ -20,6 +20,7 @@ def init_api(app: Flask) -> None:
     protection: the API takes no cookies, only bearer tokens."""
     from ..extensions import csrf
     from . import jobs, system, tenants
+    from .errors import answer_routing_errors_as_problems
     from .openapi import create_api
 
     api = create_api(app)
@@ -29,3 +30,4 @@ def init_api(app: Flask) -> None:
         csrf.exempt(module.bp)
     app.register_blueprint(system.public)
     csrf.exempt(system.public)
+    app.before_request(answer_routing_errors_as_problems)

@@ -13,14 +13,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Blueprint, current_app, json, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import RequestRedirect
 
 from ..jobs.service import JobNotFoundError
 from ..jobs.types import JobStateError, JobValidationError, TenantLimitException
 
 UTC = timezone.utc
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_TYPE_PREFIX = "/api/v1/problems/"
+API_PATH_PREFIX = "/api/v1/"
+PROBLEM_TYPE_PREFIX = API_PATH_PREFIX + "problems/"
 
 # slug → (title, what it means and what to do); served at /api/v1/problems/<slug>.
 PROBLEM_TYPES: dict[str, tuple[str, str]] = {
@@ -187,6 +189,20 @@ def _from_http_exception(error: HTTPException):
     if status == 405 and getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
     return problem_response(status, detail or error.name, headers=headers)
+
+
+def answer_routing_errors_as_problems():
+    """App-level ``before_request``: a path under /api/v1 that does not exist (404), or not
+    with this method (405), gets problem details, not the console's HTML error page. (Routing
+    failed, so no blueprint's handlers apply.)"""
+    error = request.routing_exception
+    if error is None or not request.path.startswith(API_PATH_PREFIX) or isinstance(
+            error, RequestRedirect):
+        return None
+    if isinstance(error, NotFound):
+        return problem_response(404, f"There is no {request.path}; the API's paths are listed "
+                                     f"in {API_PATH_PREFIX}openapi.json.")
+    return _from_http_exception(error)
 
 
 def register_problem_handlers(bp: Blueprint) -> None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import marshmallow as ma
+
 from flask import url_for
 from werkzeug.datastructures import MultiDict
 
 from ..jobs import get_job_service
-from ..web.job_filters import JOB_ID_PATTERN, JobFilter
+from ..web.job_filters import JobFilter
 from .auth import scoped_tenant, visible_job
-from .errors import ApiProblem, validation_problem
+from .errors import validation_problem
 from .openapi import api_blueprint, problems
 from .schemas import (BatchCreateSchema, BatchSchema, JobCreateSchema, JobListQuerySchema,
                       JobListSchema, JobSchema, NotificationCreateSchema)
@@ -100,7 +102,7 @@ def create_batch(body):
 
 
 @bp.get("/jobs")
-@bp.arguments(JobListQuerySchema, location="query")
+@bp.arguments(JobListQuerySchema, location="query", unknown=ma.RAISE)
 @bp.response(200, JobListSchema)
 @problems(401, 404, 422)
 def list_jobs(query):
@@ -123,22 +125,15 @@ def list_jobs(query):
     return {"jobs": page.jobs, "next_cursor": page.older, "searched": page.searched}
 
 
-def _job_or_404(job_id: str):
-    if not JOB_ID_PATTERN.fullmatch(job_id):   # no database read for what cannot be an id
-        raise ApiProblem(404, f"There is no job {job_id!r}: job ids look like "
-                              "'0190c5e2-7b1a-7c3e-9a51-3f1d2b4c5d6e'.")
-    return visible_job(job_id)
-
-
-@bp.get("/jobs/<job_id>")
+@bp.get("/jobs/<job_id:job_id>")
 @bp.response(200, JobSchema)
 @problems(401, 404)
 def get_job(job_id: str):
     """Read a job"""
-    return _job_or_404(job_id)
+    return visible_job(job_id)
 
 
-@bp.post("/jobs/<job_id>/retry")
+@bp.post("/jobs/<job_id:job_id>/retry")
 @bp.response(200, JobSchema)
 @problems(401, 404, 409, 429)
 def retry_job(job_id: str):
@@ -146,11 +141,11 @@ def retry_job(job_id: str):
 
     409 for a job in any other state; 429 when its tenant's queue is full.
     """
-    job = _job_or_404(job_id)
+    job = visible_job(job_id)
     return get_job_service().retry_job(job.id)
 
 
-@bp.post("/jobs/<job_id>/cancel")
+@bp.post("/jobs/<job_id:job_id>/cancel")
 @bp.response(200, JobSchema)
 @problems(401, 404, 409)
 def cancel_job(job_id: str):
@@ -158,5 +153,5 @@ def cancel_job(job_id: str):
 
     409 for a job that is processing or finished.
     """
-    job = _job_or_404(job_id)
+    job = visible_job(job_id)
     return get_job_service().cancel_job(job.id)

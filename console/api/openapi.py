@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from flask import request
 from flask_smorest import Api, Blueprint
+from werkzeug.routing import BaseConverter
+
+from ..web.job_filters import JOB_ID_PATTERN
 
 from .errors import PROBLEM_MEDIA_TYPE, ApiProblem, register_problem_handlers
 from .tenant_schemas import ProblemSchema
@@ -60,7 +63,26 @@ class ConsoleApi(Api):
             "description": "Any other error, as problem details.", "content": content})
 
 
+class JobIdConverter(BaseConverter):
+    """``<job_id:…>``: only what can be a job id (a lower-case UUID) routes to a job, so
+    ``/jobs/batch`` is not also "the job named batch", and garbage ids are 404 without a query."""
+
+    regex = JOB_ID_PATTERN.pattern
+
+
+def _job_id_parameter(converter) -> dict:
+    return {"type": "string", "pattern": f"^{JOB_ID_PATTERN.pattern}$",
+            "description": "A job id (UUIDv7)."}
+
+
 def create_api(app) -> ConsoleApi:
+    app.url_map.converters["job_id"] = JobIdConverter
+    api = _create_api(app)
+    api.register_converter(JobIdConverter, _job_id_parameter)
+    return api
+
+
+def _create_api(app) -> ConsoleApi:
     return ConsoleApi(app, spec_kwargs={
         "title": "Job console API",
         "version": API_VERSION,

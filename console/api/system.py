@@ -1,12 +1,10 @@
 """``/api/v1/queue`` and ``/api/v1/stats`` (all-tenant tokens), and the public part of the
-API: its OpenAPI document, the problem types' descriptions, and problem answers for paths and
-methods it does not have (instead of the console's HTML error pages)."""
+API: its OpenAPI document and the problem types' descriptions."""
 from __future__ import annotations
 
 from dataclasses import asdict
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ..jobs import get_job_service
 from .auth import require_all_tenants
@@ -17,7 +15,6 @@ from .tenant_schemas import QueueStatusSchema, StatsSchema
 bp = api_blueprint("api_system", "Queue status and system statistics (all-tenant tokens).")
 public = Blueprint("api", __name__, url_prefix=API_PREFIX)
 register_problem_handlers(public)
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 @bp.get("/queue")
@@ -52,22 +49,3 @@ def problem_type(slug: str):
                               f"{', '.join(PROBLEM_TYPES)}.")
     title, description = PROBLEM_TYPES[slug]
     return jsonify(type=request.path, title=title, description=description)
-
-
-@public.route("/", defaults={"path": ""}, methods=_METHODS)
-@public.route("/<path:path>", methods=_METHODS)
-def not_found(path: str):
-    """Paths under /api/v1 that do not exist (404), or exist without this method (405)."""
-    adapter = current_app.url_map.bind_to_environ(request.environ)
-    allowed = []
-    for method in _METHODS:
-        try:
-            endpoint, _ = adapter.match(request.path, method=method)
-        except HTTPException:
-            continue
-        if endpoint != "api.not_found":
-            allowed.append(method)
-    if allowed:
-        raise MethodNotAllowed(valid_methods=allowed + (["HEAD"] if "GET" in allowed else []))
-    raise NotFound(f"There is no {request.path}; the API's paths are listed in "
-                   f"{API_PREFIX}/openapi.json.")

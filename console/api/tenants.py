@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import marshmallow as ma
+
 from ..analytics.reports import hour_range
 from ..analytics.trends import MAX_POINTS
 from ..jobs import get_job_service
@@ -44,7 +46,7 @@ def _limits_document(config: TenantConfig) -> dict[str, Any]:
 
 
 @bp.get("/tenants/<tenant_id>/usage")
-@bp.arguments(RangeQuerySchema, location="query")
+@bp.arguments(RangeQuerySchema, location="query", unknown=ma.RAISE)
 @bp.response(200, UsageSchema)
 @problems(401, 404, 422)
 def usage(query, tenant_id: str):
@@ -66,7 +68,7 @@ def health(tenant_id: str):
 
 
 @bp.get("/tenants/<tenant_id>/trends")
-@bp.arguments(TrendsQuerySchema, location="query")
+@bp.arguments(TrendsQuerySchema, location="query", unknown=ma.RAISE)
 @bp.response(200, TrendsSchema)
 @problems(401, 404, 422)
 def trends(query, tenant_id: str):
@@ -105,8 +107,8 @@ def put_limits(body, tenant_id: str):
     Each limit given is set (null: unlimited); each one left out takes the tier's preset.
     `tier` left out keeps the current tier. In effect at once, for every process.
     """
+    config = visible_tenant(tenant_id)     # another tenant's: 404 before any 403
     require_admin("Changing limits")
-    config = visible_tenant(tenant_id)
     tier = body.get("tier", config.tier.value)
     preset = limit_values(JobLimitConfig.for_tier(tier))
     overrides = {}

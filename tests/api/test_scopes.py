@@ -1,0 +1,184 @@
+"""The scope matrix: every kind of token × every endpoint × each tenant, the status it gets,
+and that no answer to one tenant's token carries anything of the other tenant.
+
+One app (and database) serves the whole module, so the 180-odd cases take seconds; each case
+makes the job it needs, so their order does not matter.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from console import create_app
+from console.jobs import TenantConfig
+from tests.api.conftest import bearer, make_tokens
+from tests.conftest import BASE_CONFIG, ON_POSTGRES
+
+A, B = "acme", "globex"
+# Only ever stored for one tenant: seeing one in the other tenant's answers is a leak.
+MARKERS = {A: ("Acme Secret Name", "acme-private-payload"),
+           B: ("Globex Secret Name", "globex-private-payload")}
+UNLIMITED = {"maxQueuedJobs": None, "maxDailyJobs": None}
+
+
+@pytest.fixture(scope="module")
+def matrix_app(database_template, tmp_path_factory):
+    if ON_POSTGRES:
+        engine = create_engine(database_template.replace("postgresql://",
+                                                         "postgresql+psycopg://"))
+        with engine.begin() as conn:
+            tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        url = database_template
+    else:
+        path = tmp_path_factory.mktemp("scopes") / "console.sqlite3"
+        shutil.copyfile(database_template, path)
+        url = f"sqlite:///{path}"
+    app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": url})
+    service = app.extensions["jobs"]
+    for tenant_id, (name, _) in MARKERS.items():
+        service.tenants.set_tenant_config(TenantConfig.for_tier(
+            tenant_id, name, "tier4", {"jobLimits": UNLIMITED}))
+        # History for usage and lists to (not) show.
+        service.queue_job("immediate", "noop", {"note": MARKERS[tenant_id][1]}, tenant_id,
+                          metadata={"note": MARKERS[tenant_id][1]})
+    app.secrets = make_tokens(service.engine)
+    yield app
+    service.engine.dispose()
+
+
+def _job(app, tenant: str, cancelled: bool = False) -> str:
+    service = app.extensions["jobs"]
+    job = service.queue_job("immediate", "noop", {"note": MARKERS[tenant][1]}, tenant)
+    if cancelled:
+        service.cancel_job(job.id)
+    return job.id
+
+
+# name → (method, path, body, success status); ``{t}`` is the target tenant, ``{job}`` and
+# ``{done}`` a queued and a cancelled job of it.
+ENDPOINTS = {
+    "create_job": ("POST", "/jobs", {"type": "immediate", "handler": "noop", "tenant_id": "{t}"},
+                   201),
+    "create_notification": ("POST", "/notifications",
+                            {"type": "sms", "recipient": "+15550100", "body": "hi",
+                             "tenant_id": "{t}"}, 201),
+    "create_batch": ("POST", "/jobs/batch",
+                     {"tenant_id": "{t}", "jobs": [{"type": "immediate", "handler": "noop"}]},
+                     201),
+    "get_job": ("GET", "/jobs/{job}", None, 200),
+    "list_jobs": ("GET", "/jobs?tenant_id={t}", None, 200),
+    "retry_job": ("POST", "/jobs/{done}/retry", None, 200),
+    "cancel_job": ("POST", "/jobs/{job}/cancel", None, 200),
+    "usage": ("GET", "/tenants/{t}/usage", None, 200),
+    "health": ("GET", "/tenants/{t}/health", None, 200),
+    "trends": ("GET", "/tenants/{t}/trends", None, 200),
+    "get_limits": ("GET", "/tenants/{t}/limits", None, 200),
+    "put_limits": ("PUT", "/tenants/{t}/limits",
+                   {"tier": "tier4", "limits": {"max_queued_jobs": None, "max_daily_jobs": None}},
+                   200),
+}
+SYSTEM_ENDPOINTS = {"queue": ("GET", "/queue", None, 200), "stats": ("GET", "/stats", None, 200)}
+TOKENS = ["acme", "globex", "all", "admin", "revoked", "malformed", "missing"]
+MALFORMED = "cjt_" + "!" * 43
+
+
+def expected(endpoint: str, token: str, target: str | None, success: int) -> int:
+    if token in ("revoked", "malformed", "missing"):
+        return 401
+    if token in (A, B):
+        if target is None:
+            return 403                              # queue, stats: all-tenant tokens only
+        if target != token:
+            return 404                              # another tenant: as if it did not exist
+        return 403 if endpoint == "put_limits" else success
+    if endpoint == "put_limits" and token != "admin":
+        return 403
+    return success
+
+
+def _fill(value, replacements):
+    if isinstance(value, str):
+        for key, new in replacements.items():
+            value = value.replace("{" + key + "}", new)
+        return value
+    if isinstance(value, dict):
+        return {k: _fill(v, replacements) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, replacements) for v in value]
+    return value
+
+
+def _secret(app, token: str) -> str | None:
+    if token == "missing":
+        return None
+    return MALFORMED if token == "malformed" else app.secrets[token]
+
+
+def _call(app, token, method, path, body):
+    headers = bearer(_secret(app, token))
+    return app.test_client().open("/api/v1" + path, method=method, headers=headers, json=body)
+
+
+CASES = [(endpoint, token, target) for endpoint in ENDPOINTS for token in TOKENS
+         for target in (A, B)]
+SYSTEM_CASES = [(endpoint, token) for endpoint in SYSTEM_ENDPOINTS for token in TOKENS]
+
+
+@pytest.mark.parametrize("endpoint,token,target", CASES)
+def test_tenant_endpoints(matrix_app, endpoint, token, target):
+    method, path, body, success = ENDPOINTS[endpoint]
+    replacements = {"t": target}
+    if "{job}" in path:
+        replacements["job"] = _job(matrix_app, target)
+    if "{done}" in path:
+        replacements["done"] = _job(matrix_app, target, cancelled=True)
+    response = _call(matrix_app, token, method, _fill(path, replacements),
+                     _fill(body, replacements))
+    status = expected(endpoint, token, target, success)
+    assert response.status_code == status, response.get_data(as_text=True)
+    text_body = response.get_data(as_text=True)
+    if status >= 400:
+        assert response.mimetype == "application/problem+json"
+        assert response.get_json()["status"] == status
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    if token in (A, B):
+        other = B if token == A else A
+        for marker in MARKERS[other]:
+            assert marker not in text_body
+        if status < 300 and endpoint == "list_jobs":
+            assert {job["tenant_id"] for job in response.get_json()["jobs"]} == {token}
+
+
+@pytest.mark.parametrize("endpoint,token", SYSTEM_CASES)
+def test_system_endpoints(matrix_app, endpoint, token):
+    method, path, body, success = SYSTEM_ENDPOINTS[endpoint]
+    response = _call(matrix_app, token, method, path, body)
+    assert response.status_code == expected(endpoint, token, None, success)
+    for marker in MARKERS[A] + MARKERS[B]:
+        assert marker not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("token", [A, B])
+def test_a_tenant_token_lists_only_its_own_jobs(matrix_app, token):
+    response = _call(matrix_app, token, "GET", "/jobs?limit=200", None)
+    assert response.status_code == 200
+    jobs = response.get_json()["jobs"]
+    assert jobs and {job["tenant_id"] for job in jobs} == {token}
+
+
+def test_the_matrix_covers_every_api_operation(matrix_app):
+    """A new endpoint must join the matrix: compare it with the OpenAPI document's paths."""
+    document = matrix_app.test_client().get("/api/v1/openapi.json").get_json()
+    documented = {(method.upper(), path) for path, item in document["paths"].items()
+                  for method in item if method != "parameters"}
+    covered = set()
+    for method, path, _, _ in [*ENDPOINTS.values(), *SYSTEM_ENDPOINTS.values()]:
+        path = path.split("?")[0].replace("{t}", "{tenant_id}").replace("{job}", "{job_id}") \
+            .replace("{done}", "{job_id}")
+        covered.add((method, "/api/v1" + path))
+    assert documented == covered
