@@ -16,8 +16,8 @@ from ..extensions import db
 from ..jobs import get_job_service
 from ..jobs.models import jobs_table
 from ..jobs.records import job_from_row
-from ..jobs.usage import daily_jobs_used, live_job_counts
 from .rendering import render_view
+from .tenant_usage import tenants_usage
 
 bp = Blueprint("dashboard", __name__)
 UTC = timezone.utc
@@ -36,22 +36,12 @@ def system_summary() -> dict:
 def tenant_tiles() -> list[dict]:
     """Per tenant: health (score, status, first recommendation) and usage against its limits."""
     service = get_job_service()
-    today = datetime.now(UTC).date()
+    configs = service.tenants.list_tenant_configs()
     health = service.get_tenants_job_health()
     with db.engine.connect() as conn:
-        live = live_job_counts(conn)
-        tiles = []
-        for config in service.tenants.list_tenant_configs():
-            limits = config.job_limit
-            tenant_id = config.tenant_id
-            waiting = live.get((tenant_id, "pending"), 0) + live.get((tenant_id, "queued"), 0)
-            usage = [("Waiting", waiting, limits.max_queued_jobs),
-                     ("Running", live.get((tenant_id, "processing"), 0),
-                      limits.max_concurrent_jobs),
-                     ("Today", daily_jobs_used(conn, tenant_id, today), limits.max_daily_jobs)]
-            tiles.append({"config": config, "usage": usage,
-                          "health": health[tenant_id]})
-    return tiles
+        usage = tenants_usage(conn, configs, datetime.now(UTC).date())
+    return [{"config": config, "bars": usage[config.tenant_id],
+             "health": health[config.tenant_id]} for config in configs]
 
 
 def day_charts() -> dict:

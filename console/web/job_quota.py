@@ -7,33 +7,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..jobs import TenantConfig, TenantLimitException
-from ..jobs.usage import daily_jobs_used, live_job_counts
+from .tenant_usage import UsageBar, tenants_usage
 
 UTC = timezone.utc
 
 
 @dataclass(frozen=True)
-class Gauge:
-    """One figure against its limit (``limit`` None: unlimited)."""
-
-    label: str
-    used: int
-    limit: int | None
-
-    @property
-    def full(self) -> bool:
-        return self.limit is not None and self.used >= self.limit
-
-    @property
-    def shown_used(self) -> int:
-        """What a <meter> can show: never past its maximum."""
-        return min(self.used, self.limit) if self.limit is not None else self.used
-
-
-@dataclass(frozen=True)
 class TenantQuota:
     config: TenantConfig
-    gauges: list[Gauge]
+    gauges: list[UsageBar]
     allowed_types: list[str] | None     # None: every type
     max_payload_size: int | None
     default_priority: str
@@ -60,15 +42,11 @@ def tenant_quota(engine, config: TenantConfig, now: datetime | None = None) -> T
     now = now or datetime.now(UTC)
     limits = config.job_limit
     with engine.connect() as conn:
-        live = {status: n for (_, status), n in live_job_counts(conn, config.tenant_id).items()}
-        daily = daily_jobs_used(conn, config.tenant_id, now.date())
-    waiting = live.get("pending", 0) + live.get("queued", 0)
+        gauges = tenants_usage(conn, [config], now.date())[config.tenant_id]
     midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
     return TenantQuota(
         config=config,
-        gauges=[Gauge("Waiting (queued + pending)", waiting, limits.max_queued_jobs),
-                Gauge("Today (UTC)", int(daily), limits.max_daily_jobs),
-                Gauge("Running now", live.get("processing", 0), limits.max_concurrent_jobs)],
+        gauges=gauges,
         allowed_types=(sorted(limits.allowed_job_types)
                        if limits.allowed_job_types is not None else None),
         max_payload_size=limits.max_job_payload_size,

@@ -9,63 +9,24 @@ jobs).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from ..analytics import charts
 from ..jobs import JobService
 from ..jobs.limits import JobLimitConfig, TenantConfig
-from ..jobs.usage import daily_jobs_used, live_job_counts
 from .tenant_limits import LIMITS
+from .tenant_usage import tenants_usage, usage_bars
 
 UTC = timezone.utc
 
 
-@dataclass(frozen=True)
-class UsageBar:
-    """One figure against its limit, drawn as a <meter> (no meter when unlimited or zero)."""
-
-    label: str
-    used: int
-    limit: int | None
-
-    @property
-    def low(self) -> float:
-        """From here the meter turns amber: the analytics warn past 80 %."""
-        return 0.8 * self.limit if self.limit else 0
-
-    @property
-    def high(self) -> float:
-        return 0.95 * self.limit if self.limit else 0
-
-    @property
-    def fraction(self) -> float | None:
-        return self.used / self.limit if self.limit else None
-
-
-def usage_bars(limits: JobLimitConfig, waiting: int, running: int, today: int) -> list[UsageBar]:
-    return [UsageBar("Queued now", waiting, limits.max_queued_jobs),
-            UsageBar("Running now", running, limits.max_concurrent_jobs),
-            UsageBar("Jobs today", today, limits.max_daily_jobs)]
-
-
 def tenant_rows(service: JobService) -> list[dict[str, Any]]:
-    """Every tenant with its usage bars: one grouped query for live counts, one primary-key read
-    per tenant for today's quota."""
+    """Every tenant with its usage bars (console/web/tenant_usage.py)."""
     configs = service.tenants.list_tenant_configs()
-    today = datetime.now(UTC).date()
     with service.engine.connect() as conn:
-        live = live_job_counts(conn)
-        daily = {c.tenant_id: daily_jobs_used(conn, c.tenant_id, today) for c in configs}
-    rows = []
-    for config in configs:
-        counts = {status: live.get((config.tenant_id, status), 0)
-                  for status in ("pending", "queued", "processing")}
-        rows.append({"config": config, "bars": usage_bars(
-            config.job_limit, counts["pending"] + counts["queued"], counts["processing"],
-            daily[config.tenant_id])})
-    return rows
+        usage = tenants_usage(conn, configs, datetime.now(UTC).date())
+    return [{"config": config, "bars": usage[config.tenant_id]} for config in configs]
 
 
 def limit_rows(limits: JobLimitConfig) -> list[tuple[str, str]]:
