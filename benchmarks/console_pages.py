@@ -62,7 +62,8 @@ def urls_to_time(app, values: dict[str, str]) -> list[tuple[str, str, dict[str, 
     """(label, url, headers) for every GET page and fragment, and the variants that matter."""
     urls = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if "GET" not in rule.methods or rule.endpoint in NOT_PAGES:
+        if ("GET" not in rule.methods or rule.endpoint in NOT_PAGES
+                or rule.rule.startswith("/api/")):   # the JSON API: not pages, token-only
             continue
         if any(name not in values for name in rule.arguments):
             log(f"  skipped {rule.rule}: no sample value for {sorted(rule.arguments)}")
