@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-
 from console.web.auth import set_user
 
 from .conftest import csrf_token, sign_in
