@@ -79,10 +79,9 @@ def urls_to_time(app, values: dict[str, str]) -> list[tuple[str, str, dict[str, 
         ("jobs: created in the last day", "/jobs?created_from=" + _day_ago(), HTMX),
         ("jobs: text in payload", "/jobs?q=no-such-text-anywhere", HTMX),
         ("jobs: text in payload, tenant", f"/jobs?q=example&tenant={tenant}", HTMX),
-        ("recurring job page", f"/jobs/{values['recurring_job_id']}", {}),
         ("tenant page: 14 days (the longest range)", f"/tenants/{tenant}?start="
-         + _day_ago(14), {}),
-        ("tenant charts: 14 days", f"/tenants/{tenant}/charts?start=" + _day_ago(14), HTMX),
+         + _day_ago(13), {}),
+        ("tenant charts: 14 days", f"/tenants/{tenant}/charts?start=" + _day_ago(13), HTMX),
         ("handlers: 7 days (rows load one by one)", "/handlers?window=7d", {}),
         ("handler row: 7 days", f"/handlers/{handler}/row?window=7d", HTMX),
         ("handler page: 7 days", f"/handlers/{handler}?window=7d", {}),
@@ -92,6 +91,8 @@ def urls_to_time(app, values: dict[str, str]) -> list[tuple[str, str, dict[str, 
                                   "&timezone=America/New_York", HTMX),
         ("new job: tenant usage", f"/jobs/new/tenant-usage?tenant_id={tenant}", HTMX),
     ]
+    if values["recurring_job_id"]:
+        urls.append(("recurring job page", f"/jobs/{values['recurring_job_id']}", {}))
     return urls
 
 
