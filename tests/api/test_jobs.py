@@ -1,0 +1,287 @@
+"""Jobs through the API: queue every kind, read, list with keyset pages, retry and cancel,
+and each refusal with its status and the field it names."""
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from console.jobs import SystemJob
+from tests.api.conftest import queue
+
+UTC = timezone.utc
+
+
+def test_queue_a_job_with_a_tenant_token(api, service):
+    response = api("post", "/jobs", token="acme", json={
+        "type": "immediate", "handler": "record", "payload": {"n": 1}, "priority": "high",
+        "max_retries": 5, "metadata": {"source": "billing"}, "idempotency_key": "k-1"})
+    assert response.status_code == 201
+    job = response.get_json()
+    assert response.headers["Location"] == f"/api/v1/jobs/{job['id']}"
+    assert (job["tenant_id"], job["status"], job["priority"]) == ("acme", "queued", "high")
+    assert job["payload"] == {"n": 1} and job["metadata"] == {"source": "billing"}
+    stored = service.get_job_by_id(job["id"])
+    assert stored.max_retries == 5 and stored.idempotency_key == "k-1"
+
+
+def test_a_job_shows_every_field_of_the_engine(api, service):
+    job = queue(api)
+    service.run_until_idle(timeout=10)
+    body = api("get", f"/jobs/{job['id']}").get_json()
+    assert {f.name for f in fields(SystemJob)} | {"can_retry"} <= set(body)
+    assert body["status"] == "completed"
+    assert body["last_result"]["success"] is True
+    assert isinstance(body["last_result"]["execution_time_ms"], (int, float))
+    for name in ("created_at", "updated_at", "completed_at", "last_attempt"):
+        assert datetime.fromisoformat(body[name]).tzinfo is not None, name
+
+
+def test_delayed_scheduled_and_cron_jobs_wait(api):
+    delayed = queue(api, delay_seconds=3600)
+    assert delayed["status"] == "pending"
+    wait = datetime.fromisoformat(delayed["scheduled_for"]) - datetime.now(UTC)
+    assert timedelta(minutes=59) < wait <= timedelta(hours=1)
+    at = "2030-01-02T09:00:00+01:00"
+    scheduled = queue(api, scheduled_for=at)
+    assert scheduled["status"] == "pending"
+    assert datetime.fromisoformat(scheduled["scheduled_for"]) == datetime.fromisoformat(at)
+    cron = queue(api, type="recurring", cron_schedule="0 9 * * *", timezone="Europe/Paris")
+    assert cron["status"] == "pending" and cron["is_recurring"] is True
+    assert cron["timezone"] == "Europe/Paris"
+
+
+def test_the_same_idempotency_key_returns_the_first_job(api):
+    first = queue(api, idempotency_key="order-42")
+    again = queue(api, idempotency_key="order-42")
+    assert again["id"] == first["id"]
+
+
+def test_an_all_tenant_token_must_name_the_tenant(api):
+    response = api("post", "/jobs", token="all", json={"type": "immediate", "handler": "noop"})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "tenant_id"
+
+
+def test_a_tenant_token_cannot_queue_for_another_tenant(api, service):
+    response = api("post", "/jobs", token="acme",
+                   json={"type": "immediate", "handler": "noop", "tenant_id": "globex"})
+    assert response.status_code == 404
+    assert service.count_jobs("globex") == 0
+    same = api("post", "/jobs", token="acme",
+               json={"type": "immediate", "handler": "noop", "tenant_id": "acme"})
+    assert same.status_code == 201
+
+
+@pytest.mark.parametrize("body,field,words", [
+    ({"type": "immediate"}, "handler", "is required"),
+    ({"type": "immediate", "handler": "nope"}, "handler", "unknown handler 'nope'"),
+    ({"type": "cleanup", "handler": "picky"}, "type", "does not run 'cleanup'"),
+    ({"type": "immediate", "handler": "noop", "max_retry": 2}, "max_retry", "unknown field"),
+    ({"type": "immediate", "handler": "noop", "max_retries": "3"}, "max_retries",
+     "Not a valid integer"),
+    ({"type": "immediate", "handler": "noop", "max_retries": 101}, "max_retries", "100"),
+    ({"type": "immediate", "handler": "noop", "payload": [1]}, "payload", "Not a valid mapping"),
+    ({"type": "immediate", "handler": "noop", "priority": "asap"}, "priority", "Must be one of"),
+    ({"type": "immediate", "handler": "noop", "scheduled_for": "2030-01-01T09:00:00"},
+     "scheduled_for", "aware"),
+    ({"type": "immediate", "handler": "noop", "scheduled_for": "0001-01-01T00:00:00+01:00"},
+     "scheduled_for", "between 1970"),
+    ({"type": "immediate", "handler": "noop", "delay_seconds": -1}, "delay_seconds", "greater than or equal to 0"),
+    ({"type": "immediate", "handler": "noop", "delay_seconds": "5"}, "delay_seconds",
+     "Not a valid number"),
+    ({"type": "immediate", "handler": "noop", "delay_seconds": 5,
+      "scheduled_for": "2030-01-01T09:00:00Z"}, "delay_seconds", "not both"),
+    ({"type": "recurring", "handler": "noop", "cron_schedule": "every day"}, "cron_schedule",
+     "cron expression"),
+    ({"type": "recurring", "handler": "noop", "cron_schedule": "0 9 * * *",
+      "timezone": "Mars/Olympus"}, "timezone", "unknown time zone"),
+    ({"type": "immediate", "handler": "noop", "idempotency_key": "a\u0000b"},
+     "idempotency_key", "NUL"),
+])
+def test_invalid_jobs_are_422_naming_the_field(api, service, body, field, words):
+    response = api("post", "/jobs", token="acme", json=body)
+    assert response.status_code == 422, response.get_json()
+    problem = response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert problem["type"] == "/api/v1/problems/validation"
+    assert problem["errors"][0]["field"] == field
+    assert words in problem["errors"][0]["message"]
+    assert problem["detail"].startswith(f"{field}: ")
+    assert service.count_jobs("acme") == 0
+
+
+def test_a_full_queue_is_429_with_the_limit(api, make_tenant, service):
+    make_tenant("acme", "tier2", "Acme", maxQueuedJobs=1)
+    queue(api)
+    response = api("post", "/jobs", token="acme", json={"type": "immediate", "handler": "noop"})
+    assert response.status_code == 429
+    problem = response.get_json()
+    assert (problem["limit_type"], problem["current_usage"], problem["limit"]) == (
+        "max_queued_jobs", 1, 1)
+    assert problem["type"] == "/api/v1/problems/tenant-limit"
+    assert "Retry-After" not in response.headers        # no knowing when jobs will run
+    assert service.count_jobs("acme") == 1
+
+
+def test_the_daily_limit_says_when_to_retry(api, make_tenant):
+    make_tenant("acme", "tier2", "Acme", maxDailyJobs=1)
+    queue(api)
+    response = api("post", "/jobs", token="acme", json={"type": "immediate", "handler": "noop"})
+    assert response.status_code == 429
+    assert response.get_json()["limit_type"] == "max_daily_jobs"
+    now = datetime.now(UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    retry_after = int(response.headers["Retry-After"])
+    assert abs(retry_after - (midnight - now).total_seconds()) <= 2
+
+
+def test_a_type_the_tier_does_not_allow_is_429(api, make_tenant):
+    make_tenant("acme", "tier1", "Acme")
+    response = api("post", "/jobs", token="acme", json={"type": "immediate", "handler": "noop"})
+    assert response.status_code == 429
+    problem = response.get_json()
+    assert problem["limit_type"] == "allowed_job_types"
+    assert problem["current_usage"] == "immediate" and problem["limit"] == ["notification"]
+
+
+def test_queue_a_notification(api, service):
+    response = api("post", "/notifications", token="acme", json={
+        "type": "email", "recipient": "ada@example.com", "subject": "Hi", "body": "Hello",
+        "reply_to": "ops@example.com", "delay_seconds": 60})
+    assert response.status_code == 201
+    job = response.get_json()
+    assert (job["type"], job["handler"], job["status"]) == ("notification", "email_handler",
+                                                            "pending")
+    assert job["payload"]["recipient"] == "ada@example.com"
+    assert job["payload"]["reply_to"] == "ops@example.com"
+
+
+def test_a_notification_on_an_unknown_channel_is_422(api):
+    response = api("post", "/notifications", token="acme",
+                   json={"type": "pigeon", "recipient": "x"})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "type"
+
+
+def test_a_batch_is_stored_whole(api, service):
+    response = api("post", "/jobs/batch", token="acme", json={"priority": "low", "jobs": [
+        {"type": "immediate", "handler": "noop"},
+        {"type": "delayed", "handler": "noop", "delay_seconds": 60, "priority": "urgent"}]})
+    assert response.status_code == 201
+    jobs = response.get_json()["jobs"]
+    assert [(j["status"], j["priority"]) for j in jobs] == [("queued", "low"),
+                                                            ("pending", "urgent")]
+
+
+def test_one_bad_spec_rejects_the_whole_batch(api, service):
+    response = api("post", "/jobs/batch", token="acme", json={"jobs": [
+        {"type": "immediate", "handler": "noop"}, {"type": "immediate", "handler": "nope"}]})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "jobs[1].handler"
+    assert service.count_jobs("acme") == 0
+
+
+def test_a_batch_over_the_limit_stores_nothing(api, make_tenant, service):
+    make_tenant("acme", "tier2", "Acme", maxQueuedJobs=2)
+    response = api("post", "/jobs/batch", token="acme",
+                   json={"jobs": [{"type": "immediate", "handler": "noop"}] * 3})
+    assert response.status_code == 429
+    assert response.get_json()["limit_type"] == "max_queued_jobs"
+    assert service.count_jobs("acme") == 0
+
+
+def test_batch_field_errors_name_the_spec(api):
+    response = api("post", "/jobs/batch", token="acme",
+                   json={"jobs": [{"type": "immediate", "handler": "noop", "oops": 1}]})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "jobs[0].oops"
+    empty = api("post", "/jobs/batch", token="acme", json={"jobs": []})
+    assert empty.status_code == 422 and empty.get_json()["errors"][0]["field"] == "jobs"
+
+
+def test_list_pages_newest_first_with_a_cursor(api):
+    ids = [queue(api)["id"] for _ in range(7)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        response = api("get", "/jobs?limit=3" + (f"&cursor={cursor}" if cursor else ""),
+                       token="acme")
+        assert response.status_code == 200
+        page = response.get_json()
+        seen += [job["id"] for job in page["jobs"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(ids, reverse=True) and pages == 3
+
+
+def test_list_filters(api, service):
+    done = queue(api)["id"]
+    waiting = queue(api, handler="record", delay_seconds=600)["id"]
+    queue(api, tenant="globex")
+    service.run_until_idle(timeout=10)
+
+    def ids(query, token="acme"):
+        response = api("get", f"/jobs?{query}", token=token)
+        assert response.status_code == 200, response.get_json()
+        return [job["id"] for job in response.get_json()["jobs"]]
+
+    assert ids("status=completed") == [done]
+    assert ids("status=pending") == [waiting]
+    assert ids("handler=record") == [waiting]
+    assert ids("handler=noop&status=completed") == [done]
+    assert ids("type=immediate&status=pending") == [waiting]
+    assert len(ids("", token="all")) == 3
+    assert len(ids("tenant_id=globex", token="all")) == 1
+
+
+@pytest.mark.parametrize("query,field", [("status=done", "status"), ("cursor=abc", "cursor"),
+                                         ("limit=0", "limit"), ("limit=x", "limit"),
+                                         ("sort=id", "sort")])
+def test_bad_list_parameters_are_422(api, query, field):
+    response = api("get", f"/jobs?{query}", token="acme")
+    assert response.status_code == 422
+    error = response.get_json()["errors"][0]
+    assert (error["field"], error["in"]) == (field, "query")
+
+
+def test_unknown_and_malformed_job_ids_are_404(api):
+    missing = api("get", "/jobs/01a2218b-0000-7000-8000-000000000000", token="acme")
+    assert missing.status_code == 404
+    assert missing.get_json()["type"] == "/api/v1/problems/not-found"
+    assert api("get", "/jobs/not-an-id", token="acme").status_code == 404
+    assert api("post", "/jobs/not-an-id/cancel", token="acme").status_code == 404
+
+
+def test_cancel_then_retry(api):
+    job = queue(api, token="acme", delay_seconds=600)
+    cancelled = api("post", f"/jobs/{job['id']}/cancel", token="acme")
+    assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
+    again = api("post", f"/jobs/{job['id']}/cancel", token="acme")
+    assert again.status_code == 409
+    assert again.get_json()["type"] == "/api/v1/problems/job-state"
+    assert "only pending or queued" in again.get_json()["detail"]
+    retried = api("post", f"/jobs/{job['id']}/retry", token="acme")
+    assert retried.status_code == 200 and retried.get_json()["status"] == "queued"
+
+
+def test_retry_a_failed_job_and_refuse_a_queued_one(api, service):
+    failed = queue(api, handler="always_fails", max_retries=0)
+    service.run_until_idle(timeout=10)
+    assert api("get", f"/jobs/{failed['id']}").get_json()["status"] == "failed"
+    assert api("post", f"/jobs/{failed['id']}/retry", token="acme").status_code == 200
+    queued = queue(api)
+    refused = api("post", f"/jobs/{queued['id']}/retry", token="acme")
+    assert refused.status_code == 409
+    assert "only failed or cancelled" in refused.get_json()["detail"]
+
+
+def test_a_retry_into_a_full_queue_is_429(api, make_tenant):
+    job = queue(api, delay_seconds=600)
+    api("post", f"/jobs/{job['id']}/cancel")
+    make_tenant("acme", "tier2", "Acme", maxQueuedJobs=0)
+    response = api("post", f"/jobs/{job['id']}/retry", token="acme")
+    assert response.status_code == 429
+    assert response.get_json()["limit_type"] == "max_queued_jobs"
