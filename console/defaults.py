@@ -55,12 +55,19 @@ MAIL_PASSWORD = None
 MAIL_DEFAULT_SENDER = "console@localhost"
 # Seconds to wait for the SMTP server (connect and each reply) before the attempt is retried.
 MAIL_TIMEOUT_SECONDS = 30.0
+# A PEM file of CA certificates to trust for the SMTP server's TLS certificate (STARTTLS or
+# SSL), instead of the system's: for a server with a private or self-signed certificate.
+MAIL_CA_FILE = None
 
 # The webhook channel. Each request is signed with the tenant's custom_settings["webhookSecret"],
 # else with this secret; with neither, webhooks fail (nothing is ever sent unsigned).
 WEBHOOK_SIGNING_SECRET = None
 # Seconds to wait for a webhook receiver (connect, and the answer) before the attempt is retried.
 WEBHOOK_TIMEOUT_SECONDS = 10.0
+# The webhook catch-all at POST /outbox/webhooks: keeps each webhook whose signature verifies
+# (with the tenant's webhookSecret, else WEBHOOK_SIGNING_SECRET) in the outbox, for demos and
+# end-to-end tests without the internet. Unsigned requests are refused. False: 404.
+WEBHOOK_CATCH_ALL = True
 
 # Who delivers SMS and push messages: "outbox" (stored in the database and shown by the console,
 # never sent) or "package.module:ClassName", a console.handlers.providers.MessageProvider subclass

@@ -2,7 +2,7 @@
 
 Settings (``console/defaults.py``): ``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_TLS`` (STARTTLS),
 ``MAIL_USE_SSL``, ``MAIL_USERNAME``, ``MAIL_PASSWORD``, ``MAIL_DEFAULT_SENDER``,
-``MAIL_TIMEOUT_SECONDS``.
+``MAIL_TIMEOUT_SECONDS``, ``MAIL_CA_FILE`` (CA certificates to trust instead of the system's).
 
 Payload: ``recipient`` (an address, ``"Name <a@b.example>"`` allowed), ``subject``, ``body``
 (plain text) and/or ``html``, optional ``variables`` (a dict the three are rendered with),
@@ -137,7 +137,7 @@ class EmailHandler(NotificationHandler):
         host = self.setting("MAIL_SERVER")
         port = int(self.setting("MAIL_PORT") or 0)
         timeout = float(self.setting("MAIL_TIMEOUT_SECONDS") or 30)
-        tls_context = ssl.create_default_context()
+        tls_context = ssl.create_default_context(cafile=self.setting("MAIL_CA_FILE") or None)
         try:
             if self.setting("MAIL_USE_SSL"):
                 smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=tls_context)

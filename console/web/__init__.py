@@ -30,13 +30,16 @@ NAVIGATION = (
     NavItem("failures.index", "Failures"),
     NavItem("tenants.index", "Tenants"),
     NavItem("handlers.index", "Handlers"),
+    NavItem("reports.index", "Reports"),
+    NavItem("outbox.index", "Outbox"),
     NavItem("users.index", "Users", "admin"),
     NavItem("tokens.index", "API tokens", "admin"),
 )
 
 # Screen families, in the order their routes are registered.
 BLUEPRINT_MODULES = ("auth", "assets", "monitoring", "stream", "dashboard", "jobs", "new_job",
-                     "failures", "tenants", "handlers", "users", "tokens")
+                     "failures", "tenants", "handlers", "users", "tokens", "reports",
+                     "outbox")
 
 
 def register_blueprints(app: Flask) -> None:
