@@ -86,17 +86,26 @@ def worker_command(threads: int | None) -> None:
 @click.option("--days", default=7, show_default=True, help="Days of history to create.")
 @click.option("--jobs-per-day", default=300, show_default=True,
               help="Finished jobs per tenant and day in the history.")
+@click.option("--webhook-url", default="http://127.0.0.1:5000/outbox/webhooks",
+              show_default=True,
+              help="Where the demo's webhooks go: the console's own catch-all, where you will "
+                   "run it (this machine only).")
 @with_appcontext
-def demo_command(days: int, jobs_per_day: int) -> None:
+def demo_command(days: int, jobs_per_day: int, webhook_url: str) -> None:
     """Fill the database with demo tenants (all four tiers), history and live jobs."""
-    from .demo import load_demo
+    from .demo import check_local_url, load_demo
 
     import os
     import secrets
 
     from .web.auth import set_user
 
-    summary = load_demo(current_app.extensions["jobs"], days=days, jobs_per_day=jobs_per_day)
+    try:
+        check_local_url(webhook_url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--webhook-url") from None
+    summary = load_demo(current_app.extensions["jobs"], days=days, jobs_per_day=jobs_per_day,
+                        config=current_app.config, webhook_url=webhook_url)
     for line in summary:
         click.echo(line)
     password = os.environ.get("CONSOLE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)

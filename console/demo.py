@@ -3,11 +3,24 @@
 History rows are written directly in batches (a seed, not a queue call: it has to create
 thousands of finished jobs in the past quickly). Live jobs go through ``JobService`` like any
 other, so they obey every limit.
+
+Notifications are real sends that never leave this machine (``demo_notifications``): SMS and
+push go to the outbox (only while ``SMS_PROVIDER``/``PUSH_PROVIDER`` are ``outbox``); webhooks
+go, signed with each tenant's secret, to the console's own catch-all (``--webhook-url``, a
+loopback URL; they arrive once the console runs there); emails are queued only when
+``MAIL_SERVER`` is a loopback address that accepts connections now, addressed to ``.invalid``
+domains. Tenants whose tier allows it get the standard maintenance jobs, and the two largest
+get a usage report of their history, so the Reports page has content at once.
 """
 from __future__ import annotations
 
+import ipaddress
 import random
+import secrets
+import socket
 from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from .jobs import JobService, TenantConfig, TenantLimitException
 from .jobs.models import attempts_table, daily_usage_table, jobs_table
@@ -36,15 +49,128 @@ _ERRORS = [("ConnectionError", "storage for ds-2 did not answer"),
            ("JobTimeoutError", "attempt exceeded the tenant's max_job_duration of 300 s")]
 
 
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:5000/outbox/webhooks"
+REPORT_TENANTS = ("acme", "globex")
+
+
 def load_demo(service: JobService, days: int = 7, jobs_per_day: int = 300,
-              seed: int = 7) -> list[str]:
+              seed: int = 7, config: Mapping[str, Any] | None = None,
+              webhook_url: str = DEFAULT_WEBHOOK_URL) -> list[str]:
+    check_local_url(webhook_url)
     rng = random.Random(seed)
     for tenant_id, name, tier, settings in TENANTS:
+        settings = {**settings, "webhookSecret": f"demo-{secrets.token_hex(16)}"}
         service.tenants.set_tenant_config(TenantConfig.for_tier(tenant_id, name, tier, settings))
     history = _write_history(service, rng, days, jobs_per_day)
+    reports = _write_history_reports(service, days)
     live = _queue_live_jobs(service, rng)
+    sends = demo_notifications(service, config or {}, webhook_url)
+    maintenance = _create_maintenance_jobs(service)
     return [f"tenants: {', '.join(f'{t[0]} ({t[2]})' for t in TENANTS)}",
-            f"history: {history} finished jobs over {days} days", f"live jobs: {live}"]
+            f"history: {history} finished jobs over {days} days", f"live jobs: {live}",
+            f"reports: {reports} (usage of the history days)",
+            f"maintenance jobs: {maintenance}", *sends]
+
+
+def check_local_url(url: str) -> None:
+    """``ValueError`` unless ``url`` is http(s) on this machine: the demo sends nowhere else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not _is_loopback(parts.hostname or ""):
+        raise ValueError(f"{url!r} is not an http(s) URL on this machine (127.0.0.1, ::1 or "
+                         "localhost): the demo never sends to other hosts")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _smtp_reachable(config: Mapping[str, Any]) -> str | None:
+    """Why the demo will not send email, or None when a local SMTP server answers now."""
+    from .handlers.mail import check_address
+
+    host, port = config.get("MAIL_SERVER") or "localhost", int(config.get("MAIL_PORT") or 25)
+    if not _is_loopback(host):
+        return f"MAIL_SERVER {host} is not on this machine"
+    sender = config.get("MAIL_DEFAULT_SENDER")
+    try:
+        check_address(sender if isinstance(sender, str) else None, "MAIL_DEFAULT_SENDER")
+    except ValueError as exc:
+        return f"{exc} (set CONSOLE_MAIL_DEFAULT_SENDER, e.g. console@example.test)"
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return None
+    except OSError:
+        return (f"nothing listens on {host}:{port} (start an SMTP server, e.g. `python -m "
+                "aiosmtpd -n -l 127.0.0.1:8025`, and set CONSOLE_MAIL_PORT=8025)")
+
+
+def demo_notifications(service: JobService, config: Mapping[str, Any],
+                       webhook_url: str) -> list[str]:
+    """Queue real sends that stay on this machine; what was queued, and what was not and why."""
+    counts = {"sms": 0, "push": 0, "webhook": 0, "email": 0}
+    skipped = []
+    outbox = {channel: (config.get(f"{channel.upper()}_PROVIDER") or "outbox") == "outbox"
+              for channel in ("sms", "push")}
+    for channel, local in outbox.items():
+        if not local:
+            skipped.append(f"{channel}: {channel.upper()}_PROVIDER is not the outbox")
+    no_email = _smtp_reachable(config)
+    if no_email:
+        skipped.append(f"email: {no_email}")
+
+    def send(channel, recipient, tenant_id, **fields):
+        try:
+            service.queue_notification(channel, recipient, tenant_id, **fields)
+            counts[channel] += 1
+        except TenantLimitException:
+            pass
+
+    for n, (tenant_id, name, tier, _) in enumerate(TENANTS):
+        if outbox["sms"]:
+            for i in range(2):
+                send("sms", f"+1555010{n}{i:03d}", tenant_id,
+                     body=f"{name}: your verification code is {100_000 + 7919 * (n + i)}")
+        if outbox["push"] and tier != "tier1":
+            send("push", f"demo-device-{tenant_id}-1", tenant_id, subject="Order shipped",
+                 body=f"Your {name} order is on its way.", data={"order": 1000 + n})
+        send("webhook", webhook_url, tenant_id,
+             body={"event": "invoice.paid", "tenant": tenant_id, "amount": 120 + 15 * n})
+        if not no_email:
+            send("email", f"ops@{tenant_id}.invalid", tenant_id,
+                 subject="Daily digest for {{ tenant }}",
+                 body="Hello,\n\n{{ count }} jobs ran for {{ tenant }} today.",
+                 variables={"tenant": name, "count": 42 + n})
+    return [f"notifications: {counts['sms']} SMS and {counts['push']} push to the outbox, "
+            f"{counts['webhook']} webhooks to {webhook_url}, {counts['email']} emails",
+            *(f"  not sent: {reason}" for reason in skipped)]
+
+
+def _create_maintenance_jobs(service: JobService) -> str:
+    made, refused = 0, []
+    for tenant_id, _, tier, _ in TENANTS:
+        if not _allowed(service, tenant_id, "maintenance"):
+            refused.append(f"{tenant_id} ({tier} has no maintenance jobs)")
+            continue
+        made += len(service.create_maintenance_jobs(tenant_id))
+    return f"{made}" + (f"; none for {', '.join(refused)}" if refused else "")
+
+
+def _write_history_reports(service: JobService, days: int) -> int:
+    """A usage report of the history days for the largest tenants (the report_generator's
+    own code, written directly like the history it reports on)."""
+    from .handlers.reports import write_usage_report
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    for tenant_id in REPORT_TENANTS:
+        config = service.tenants.get_tenant_config(tenant_id)
+        write_usage_report(service, tenant_id, today - timedelta(days=days), today,
+                           "Demo history report", tenant_name=config.name)
+    return len(REPORT_TENANTS)
 
 
 def _allowed(service: JobService, tenant_id: str, job_type: str) -> bool:
@@ -134,10 +260,7 @@ def _queue_live_jobs(service: JobService, rng: random.Random) -> int:
             return None
 
     for tenant_id, _, tier, _ in TENANTS:
-        if tier == "tier1":
-            for i in range(5):
-                attempt(service.queue_job, "notification", "noop",
-                        {"channel": "sms", "recipient": f"+1555000{i:04d}"}, tenant_id)
+        if tier == "tier1":   # its notifications: demo_notifications
             continue
         for i in range(8):
             data_id = rng.choice(["ds", "ds", "ds", "flaky", "corrupt"]) + f"-{i}"

@@ -158,30 +158,41 @@ class ReportGeneratorHandler(JobHandler):
             start, end = report_range(payload, context.actual_start_time.astimezone(UTC).date())
         except ValueError as exc:
             raise PermanentJobError(str(exc)) from None
-        rows = usage_rows(self._service, context.tenant_id, start, end)
-        content = to_csv(rows)
-        usage = self._service.get_tenant_job_usage(context.tenant_id, start, end)
         tenant = context.tenant_context.get("tenant")
-        last_day = (end - timedelta(days=1)).date()
-        name = (f"{payload.get('name') or 'Usage report'} — "
-                f"{getattr(tenant, 'name', None) or context.tenant_id} — "
-                f"{start.date().isoformat()} to {last_day.isoformat()}")[:200]
-        report_id = store_report(self._service.engine, tenant_id=context.tenant_id,
-                                 job_id=job.id, recurring=bool(job.cron_schedule), name=name,
-                                 report_type=report_type, start=start, end=end, content=content,
-                                 row_count=len(rows))
+        report = write_usage_report(
+            self._service, context.tenant_id, start, end, payload.get("name"),
+            tenant_name=getattr(tenant, "name", None), job_id=job.id,
+            recurring=bool(job.cron_schedule), report_type=report_type)
+        usage = self._service.get_tenant_job_usage(context.tenant_id, start, end)
         return JobExecutionResult(
             success=True, executed_at=context.actual_start_time,
             execution_time=timedelta(seconds=time.monotonic() - started),
-            result={"report_id": report_id, "name": name, "rows": len(rows),
-                    "size_bytes": len(content.encode()), "start": start.isoformat(),
-                    "end": end.isoformat(), "total_jobs": usage.total_jobs,
+            result={**report, "start": start.isoformat(), "end": end.isoformat(),
+                    "total_jobs": usage.total_jobs,
                     "success_rate": round(usage.success_rate, 4),
                     "jobs_by_status": {k: v for k, v in usage.jobs_by_status.items()
                                        if k in ("completed", "failed", "cancelled")}})
 
 
-def store_report(engine, *, tenant_id: str, job_id: str, recurring: bool, name: str,
+def write_usage_report(service, tenant_id: str, start: datetime, end: datetime,
+                       name: str | None = None, *, tenant_name: str | None = None,
+                       job_id: str | None = None, recurring: bool = False,
+                       report_type: str = "usage") -> dict[str, Any]:
+    """Build and store ``tenant_id``'s usage report over [start, end); what the job's result
+    shows of it (``report_id``, ``name``, ``rows``, ``size_bytes``)."""
+    rows = usage_rows(service, tenant_id, start, end)
+    content = to_csv(rows)
+    last_day = (end - timedelta(days=1)).date()
+    full_name = (f"{name or 'Usage report'} — {tenant_name or tenant_id} — "
+                 f"{start.date().isoformat()} to {last_day.isoformat()}")[:200]
+    report_id = store_report(service.engine, tenant_id=tenant_id, job_id=job_id,
+                             recurring=recurring, name=full_name, report_type=report_type,
+                             start=start, end=end, content=content, row_count=len(rows))
+    return {"report_id": report_id, "name": full_name, "rows": len(rows),
+            "size_bytes": len(content.encode())}
+
+
+def store_report(engine, *, tenant_id: str, job_id: str | None, recurring: bool, name: str,
                  report_type: str, start: datetime, end: datetime, content: str,
                  row_count: int) -> str:
     """Insert the report, replacing what an earlier attempt of the same run wrote (a one-off
@@ -189,10 +200,11 @@ def store_report(engine, *, tenant_id: str, job_id: str, recurring: bool, name: 
     t = reports_table.c
     report_id = new_job_id()
     with db.write_transaction(engine) as conn:
-        earlier = delete(reports_table).where(t.job_id == job_id)
-        if recurring:
-            earlier = earlier.where(t.range_start == start, t.range_end == end)
-        conn.execute(earlier)
+        if job_id is not None:
+            earlier = delete(reports_table).where(t.job_id == job_id)
+            if recurring:
+                earlier = earlier.where(t.range_start == start, t.range_end == end)
+            conn.execute(earlier)
         conn.execute(reports_table.insert().values(
             id=report_id, tenant_id=tenant_id, job_id=job_id, name=name,
             report_type=report_type, range_start=start, range_end=end,
