@@ -67,9 +67,15 @@ def scoped_tenant(requested: str | None, *, required: bool = True) -> str | None
     return requested
 
 
+def is_storable_id(tenant_id: str) -> bool:
+    """What a tenant id can be (1–64 characters, no NUL): anything else cannot exist, and
+    PostgreSQL would refuse to even compare a NUL character."""
+    return 0 < len(tenant_id) <= 64 and "\x00" not in tenant_id
+
+
 def visible_tenant(tenant_id: str):
     """The tenant's config, when it exists and this token may see it; else 404."""
-    if not current_token().sees_tenant(tenant_id):
+    if not current_token().sees_tenant(tenant_id) or not is_storable_id(tenant_id):
         raise tenant_not_found(tenant_id)
     config = get_job_service().tenants.get_tenant_config(tenant_id)
     if config is None:

@@ -8,6 +8,7 @@ it exists so that a bug still answers in the API's format (and is logged).
 """
 from __future__ import annotations
 
+import json as json_module
 import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -170,6 +171,15 @@ def _webargs_errors(error: HTTPException) -> list[dict[str, str]] | None:
     return errors or None
 
 
+def _why(error: HTTPException) -> str:
+    """`` (Expecting ',' delimiter at character 17)``: what the JSON parser said."""
+    exc = getattr(error, "exc", None)
+    if isinstance(exc, json_module.JSONDecodeError):
+        where = f" at character {exc.pos}" if exc.doc != "body" else ""
+        return f" ({exc.msg}{where})"
+    return ""
+
+
 def _from_http_exception(error: HTTPException):
     status = error.code or 500
     if status >= 500:
@@ -179,8 +189,9 @@ def _from_http_exception(error: HTTPException):
     errors = _webargs_errors(error)
     headers = dict((getattr(error, "data", None) or {}).get("headers") or {})
     if status == 400 and errors:
-        return problem_response(400, "The request body is not valid JSON: send a JSON object "
-                                     "with Content-Type: application/json.", headers=headers)
+        return problem_response(400, f"The request body is not valid JSON{_why(error)}: send a "
+                                     "JSON object with Content-Type: application/json.",
+                                headers=headers)
     if errors:
         problem = validation_problem(errors, status)
         return problem_response(status, problem.detail, headers=headers, errors=errors)

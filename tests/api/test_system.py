@@ -67,6 +67,12 @@ def test_bad_bodies(api):
     broken = api("post", "/jobs", token="acme", data="{", content_type="application/json")
     assert broken.status_code == 400
     assert broken.get_json()["type"] == "/api/v1/problems/malformed-request"
+    for body, why in (('{"type": "immediate", "handler": "noop", "payload": {"a": "\\ud800"}}',
+                       "unpaired surrogate"),
+                      ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+                      ('{"type" "x"}', "Expecting ':' delimiter at character 8")):
+        response = api("post", "/jobs", token="acme", data=body, content_type="application/json")
+        assert response.status_code == 400 and why in response.get_json()["detail"]
     for body in ("[]", "null", '"job"', "3"):
         response = api("post", "/jobs", token="acme", data=body, content_type="application/json")
         assert response.status_code == 422, body

@@ -40,6 +40,12 @@ def test_an_unknown_tenant_is_404(api):
         assert "nobody" in response.get_json()["detail"]
 
 
+def test_ids_that_cannot_exist_are_404_without_a_query(api):
+    for tenant_id in ("a%00b", "x" * 65):
+        response = api("get", f"/tenants/{tenant_id}/usage", token="all")
+        assert response.status_code == 404, tenant_id
+
+
 def test_health(api):
     queue(api)
     health = api("get", "/tenants/acme/health", token="acme").get_json()
