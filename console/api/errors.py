@@ -142,6 +142,22 @@ def _flatten(messages: Any, path: str = "") -> list[tuple[str, str]]:
     return [(path or "body", str(messages))]
 
 
+_MOMENT = "must be an ISO 8601 date-time with an offset, e.g. 2026-12-01T09:00:00Z"
+_STOCK_MESSAGES = {
+    "Missing data for required field.": "is required",
+    "Field may not be null.": "may not be null: leave it out instead",
+    "Not a valid integer.": "must be a whole number (a JSON number, not a string)",
+    "Not a valid number.": "must be a number (a JSON number, not a string)",
+    "Not a valid string.": "must be a string",
+    "Not a valid mapping type.": "must be a JSON object",
+    "Not a valid list.": "must be a JSON array",
+    "Not a valid boolean.": "must be true or false",
+    "Not a valid datetime.": _MOMENT,
+    "Not a valid aware datetime.": _MOMENT,
+    "Invalid input type.": "the body must be a JSON object",
+}
+
+
 def _clearer(message: str, field: str, schema) -> str:
     """marshmallow's stock messages, made to say what to do."""
     if message == "Unknown field.":
@@ -149,11 +165,7 @@ def _clearer(message: str, field: str, schema) -> str:
             field else []
         return "unknown field" + (f"; the fields are: {', '.join(known)}" if known else
                                   "; remove it")
-    if message == "Missing data for required field.":
-        return "is required"
-    if message == "Field may not be null.":
-        return "may not be null: leave it out instead"
-    return message
+    return _STOCK_MESSAGES.get(message, message)
 
 
 def _webargs_errors(error: HTTPException) -> list[dict[str, str]] | None:
