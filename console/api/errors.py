@@ -19,6 +19,7 @@ from werkzeug.routing import RequestRedirect
 
 from ..jobs.service import JobNotFoundError
 from ..jobs.types import JobStateError, JobValidationError, TenantLimitException
+from .field_errors import api_field, webargs_errors
 
 UTC = timezone.utc
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -97,90 +98,11 @@ def seconds_until_utc_midnight(now: datetime | None = None) -> int:
     return max(1, math.ceil((midnight - now).total_seconds()))
 
 
-# -- field names: the engine's argument names → the API's ---------------------------------
-
-_FIELD_RENAMES = {"delay": "delay_seconds", "job_specs": "jobs", "start_date": "start",
-                  "end_date": "end", "job_type": "type"}
-
-
-def api_field(field: str) -> str:
-    """``job_specs[2].delay`` → ``jobs[2].delay_seconds``: what the client sent."""
-    head, sep, rest = field.partition("[")
-    if sep:
-        index, _, tail = rest.partition("]")
-        tail = tail.lstrip(".")
-        return f"{_FIELD_RENAMES.get(head, head)}[{index}]" + (f".{api_field(tail)}" if tail
-                                                               else "")
-    head, dot, tail = field.partition(".")
-    return _FIELD_RENAMES.get(head, head) + (f".{tail}" if dot else "")
-
-
 def validation_problem(errors: list[dict[str, str]], status: int = 422) -> ApiProblem:
     first = errors[0]
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} in `errors`)" \
         if len(errors) > 1 else ""
     return ApiProblem(status, f"{first['field']}: {first['message']}{more}", errors=errors)
-
-
-def _flatten(messages: Any, path: str = "") -> list[tuple[str, str]]:
-    """marshmallow's nested messages → ``[("jobs[0].handler", "…"), …]``."""
-    if isinstance(messages, dict):
-        found = []
-        for key, value in messages.items():
-            if key == "_schema":
-                name = path or "body"
-            elif isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
-                name = f"{path}[{key}]"
-            else:
-                name = f"{path}.{key}" if path else str(key)
-            found += _flatten(value, name)
-        return found
-    if isinstance(messages, (list, tuple)):
-        if all(isinstance(m, str) for m in messages):
-            return [(path or "body", " ".join(messages))]
-        return [item for m in messages for item in _flatten(m, path)]
-    return [(path or "body", str(messages))]
-
-
-_MOMENT = "must be an ISO 8601 date-time with an offset, e.g. 2026-12-01T09:00:00Z"
-_STOCK_MESSAGES = {
-    "Missing data for required field.": "is required",
-    "Field may not be null.": "may not be null: leave it out instead",
-    "Not a valid integer.": "must be a whole number (a JSON number, not a string)",
-    "Not a valid number.": "must be a number (a JSON number, not a string)",
-    "Not a valid string.": "must be a string",
-    "Not a valid mapping type.": "must be a JSON object",
-    "Not a valid list.": "must be a JSON array",
-    "Not a valid boolean.": "must be true or false",
-    "Not a valid datetime.": _MOMENT,
-    "Not a valid aware datetime.": _MOMENT,
-    "Invalid input type.": "the body must be a JSON object",
-}
-
-
-def _clearer(message: str, field: str, schema) -> str:
-    """marshmallow's stock messages, made to say what to do."""
-    if message == "Unknown field.":
-        known = sorted(getattr(schema, "fields", {}) or []) if "." not in field and "[" not in \
-            field else []
-        return "unknown field" + (f"; the fields are: {', '.join(known)}" if known else
-                                  "; remove it")
-    return _STOCK_MESSAGES.get(message, message)
-
-
-def _webargs_errors(error: HTTPException) -> list[dict[str, str]] | None:
-    data = getattr(error, "data", None) or {}
-    messages = data.get("messages")
-    if not messages:
-        return None
-    schema = data.get("schema")
-    errors = []
-    for location, by_field in messages.items() if isinstance(messages, dict) else []:
-        for field, message in _flatten(by_field):
-            name = field if location in ("json", "body") else field
-            errors.append({"field": name, "in": location,
-                           "message": _clearer(message, field, schema)})
-    return errors or None
 
 
 def _why(error: HTTPException) -> str:
@@ -198,7 +120,7 @@ def _from_http_exception(error: HTTPException):
         current_app.logger.error("API error %s on %s", status, request.path, exc_info=error)
         return problem_response(status, "The server failed to answer; the error was logged.",
                                 slug="server-error")
-    errors = _webargs_errors(error)
+    errors = webargs_errors(error)
     headers = dict((getattr(error, "data", None) or {}).get("headers") or {})
     if status == 400 and errors:
         return problem_response(400, f"The request body is not valid JSON{_why(error)}: send a "
@@ -240,7 +162,8 @@ def register_problem_handlers(bp: Blueprint) -> None:
     def job_validation(error: JobValidationError):
         field = api_field(error.field)
         message = error.message.split(": ", 1)[1] if ": " in error.message else error.message
-        errors = [{"field": field, "in": "json", "message": message}]
+        errors = [{"field": field, "in": "query" if request.method == "GET" else "json",
+                   "message": message}]
         return problem_response(422, f"{field}: {message}", errors=errors)
 
     @bp.errorhandler(TenantLimitException)

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from console.api.errors import api_field, seconds_until_utc_midnight
+from console.api.errors import seconds_until_utc_midnight
+from console.api.field_errors import api_field
 
 
 @pytest.mark.parametrize("engine_field,api_name", [

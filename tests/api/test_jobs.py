@@ -245,6 +245,15 @@ def test_bad_list_parameters_are_422(api, query, field):
     assert response.status_code == 422
     error = response.get_json()["errors"][0]
     assert (error["field"], error["in"]) == (field, "query")
+    assert "JSON" not in error["message"]
+
+
+def test_query_messages_say_what_to_send(api):
+    unknown = api("get", "/jobs?stauts=failed", token="acme").get_json()["errors"][0]
+    assert unknown["message"].startswith("unknown query parameter; the query parameters are:")
+    assert "status" in unknown["message"]
+    limit = api("get", "/jobs?limit=x", token="acme").get_json()["errors"][0]
+    assert limit["message"] == "must be a whole number"
 
 
 def test_unknown_and_malformed_job_ids_are_404(api):
