@@ -9,22 +9,16 @@ change. Its marshmallow schemas validate requests *and* generate the OpenAPI 3.1
 """
 from __future__ import annotations
 
-import json
-
-from flask import request
 from flask_smorest import Api, Blueprint
-from webargs.core import missing
-from webargs.flaskparser import FlaskParser
 from werkzeug.routing import BaseConverter
 
 from ..web.job_filters import JOB_ID_PATTERN
-
-from .errors import PROBLEM_MEDIA_TYPE, ApiProblem, register_problem_handlers
+from .bodies import StrictJsonParser, require_json_body
+from .errors import PROBLEM_MEDIA_TYPE, register_problem_handlers
 from .tenant_schemas import ProblemSchema
 
 API_PREFIX = "/api/v1"
 API_VERSION = "1.0.0"
-JSON_METHODS = {"POST", "PUT", "PATCH"}
 
 _PROBLEMS = {
     400: ("The body is not valid JSON.", {}),
@@ -105,48 +99,8 @@ def _create_api(app) -> ConsoleApi:
     })
 
 
-class StrictJsonParser(FlaskParser):
-    """webargs' parser, refusing (400) JSON that parses but cannot be stored: strings with
-    unpaired surrogates (``"\\ud800"`` is valid JSON escaping, but not Unicode: encoding it
-    for the database fails) and nesting too deep for Python's parser."""
-
-    def _raw_load_json(self, req):
-        try:
-            data = super()._raw_load_json(req)
-        except RecursionError:
-            raise json.JSONDecodeError("nested too deeply", "body", 0) from None
-        if data is not missing:
-            _check_unicode(data)
-        return data
-
-
-def _check_unicode(data) -> None:
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise json.JSONDecodeError("a string has an unpaired surrogate escape, "
-                                           "\\ud800–\\udfff, which is not Unicode", "body",
-                                           0) from None
-
-
 class ApiBlueprint(Blueprint):
     ARGUMENTS_PARSER = StrictJsonParser()
-
-
-def require_json_body() -> None:
-    """A body must be JSON: a form post or text is refused (415) rather than read as empty."""
-    if request.method in JSON_METHODS and request.get_data(cache=True) and not request.is_json:
-        raise ApiProblem(415, "The request body must be JSON: send Content-Type: "
-                              "application/json.")
 
 
 def api_blueprint(name: str, description: str) -> Blueprint:
