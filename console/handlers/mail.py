@@ -34,14 +34,17 @@ _TEXT_FIELDS = ("subject", "body", "html")
 _MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
 
 
-def check_address(value: Any, field: str = "recipient") -> str:
+def check_address(value: Any, field: str = "recipient", local_domain_ok: bool = False) -> str:
     """The bare address of ``value`` (``"Jane <jane@x.example>"`` → ``jane@x.example``);
-    ``ValueError`` naming ``field`` when it is not one."""
+    ``ValueError`` naming ``field`` when it is not one. Recipients need a dotted domain (a
+    missing one is a typo far more often than a local mailbox); the configured sender may be
+    local (``console@localhost``, the default)."""
     if not isinstance(value, str) or "\n" in value or "\r" in value:
         raise ValueError(f"{field} must be an email address")
     _, address = parseaddr(value)
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or " " in address or "." not in domain.strip("."):
+    dotted = "." in domain.strip(".") or local_domain_ok
+    if not at or not local or not domain or " " in address or not dotted:
         raise ValueError(f"{field} {value!r} is not an email address")
     return address
 
@@ -109,7 +112,7 @@ class EmailHandler(NotificationHandler):
         if isinstance(sender, (tuple, list)):   # Flask-Mail's ("Name", "address") form
             sender = formataddr((sender[0], sender[1]))
         try:
-            sender_address = check_address(sender, "MAIL_DEFAULT_SENDER")
+            sender_address = check_address(sender, "MAIL_DEFAULT_SENDER", local_domain_ok=True)
         except ValueError as exc:
             raise DeliveryError(str(exc), retryable=False, error_type="MailConfigError") from exc
         message = EmailMessage()

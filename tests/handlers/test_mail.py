@@ -222,3 +222,13 @@ def test_two_jobs_naming_one_message_send_it_once(service, make_tenant, sink):
                                message_id="welcome-jane")
     service.run_until_idle(settle=0.3)
     assert len(sink.envelopes) == 2
+
+
+def test_the_default_sender_on_localhost_is_a_valid_sender_but_not_a_valid_recipient():
+    from console import defaults
+    from console.handlers.mail import check_address
+
+    assert check_address(defaults.MAIL_DEFAULT_SENDER, "MAIL_DEFAULT_SENDER",
+                         local_domain_ok=True) == "console@localhost"
+    with pytest.raises(ValueError, match="is not an email address"):
+        check_address("jane@localhost")
