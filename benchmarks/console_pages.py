@@ -79,9 +79,9 @@ def urls_to_time(app, values: dict[str, str]) -> list[tuple[str, str, dict[str, 
         ("jobs: created in the last day", "/jobs?created_from=" + _day_ago(), HTMX),
         ("jobs: text in payload", "/jobs?q=no-such-text-anywhere", HTMX),
         ("jobs: text in payload, tenant", f"/jobs?q=example&tenant={tenant}", HTMX),
-        ("tenant page: 14 days (the longest range)", f"/tenants/{tenant}?start="
-         + _day_ago(13), {}),
-        ("tenant charts: 14 days", f"/tenants/{tenant}/charts?start=" + _day_ago(13), HTMX),
+        ("tenant page: 31 days (the longest range)", f"/tenants/{tenant}?start="
+         + _day_ago(30), {}),
+        ("tenant charts: 31 days", f"/tenants/{tenant}/charts?start=" + _day_ago(30), HTMX),
         ("handlers: 7 days (rows load one by one)", "/handlers?window=7d", {}),
         ("handler row: 7 days", f"/handlers/{handler}/row?window=7d", HTMX),
         ("handler page: 7 days", f"/handlers/{handler}?window=7d", {}),
