@@ -98,7 +98,8 @@ def _smtp_reachable(config: Mapping[str, Any]) -> str | None:
         return f"MAIL_SERVER {host} is not on this machine"
     sender = config.get("MAIL_DEFAULT_SENDER")
     try:
-        check_address(sender if isinstance(sender, str) else None, "MAIL_DEFAULT_SENDER")
+        check_address(sender if isinstance(sender, str) else None, "MAIL_DEFAULT_SENDER",
+                      local_domain_ok=True)
     except ValueError as exc:
         return f"{exc} (set CONSOLE_MAIL_DEFAULT_SENDER, e.g. console@example.test)"
     try:
