@@ -51,7 +51,8 @@ def index():
 
     context = {"filter": job_filter, "choices": _filter_choices(job_filter),
                "filter_fields": FILTER_FIELDS, "live": True, "jobs_url": jobs_url,
-               "may_act": _may_act(), "listing": None, "here": request.full_path}
+               "may_act": _may_act(), "listing": None, "here": request.full_path,
+               "live_refresh": request.headers.get("X-Live-Refresh") == "1"}
     if not job_filter.valid:
         return render_view("jobs/index.html", "jobs/_results.html", status=400, **context)
     with get_job_service().engine.connect() as conn:

@@ -500,3 +500,15 @@ def test_bulk_retry_over_full_queues_says_which_tenants_held_jobs_back(client_as
     assert ("Retried 2 jobs; 3 were held back by their tenants&#39; max_queued_jobs "
             "(small 2, tiny 1) and were left alone.") in text(done)
     assert len(service.get_jobs_by_status("queued")) == 2
+
+
+def test_the_live_refresh_keeps_an_open_confirmation_but_a_filter_change_drops_it(client_as,
+                                                                                   make_tenant):
+    make_tenant("acme")
+    viewer = client_as("viewer")
+    dropped = '<div id="bulk-confirmation" hx-swap-oob="true"></div>'
+    assert dropped in text(viewer.get("/jobs?status=failed", headers=HTMX))
+    refreshed = text(viewer.get("/jobs?status=failed", headers={**HTMX, "X-Live-Refresh": "1"}))
+    assert dropped not in refreshed and 'id="job-rows"' in refreshed
+    page = text(viewer.get("/jobs"))
+    assert 'hx-trigger="htmx:sseOpen from:#content once"' in page
