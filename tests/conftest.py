@@ -49,8 +49,9 @@ def database_template(tmp_path_factory):
     return str(path)
 
 
-@pytest.fixture
-def database_url(database_template, tmp_path) -> str:
+def fresh_database(database_template: str, folder: Path) -> str:
+    """A database with the migrated schema and no rows: the PostgreSQL tables emptied, or a copy
+    of the template SQLite file in ``folder``."""
     if ON_POSTGRES:
         engine = create_engine(database_template.replace("postgresql://", "postgresql+psycopg://"))
         with engine.begin() as conn:
@@ -58,9 +59,14 @@ def database_url(database_template, tmp_path) -> str:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         engine.dispose()
         return database_template
-    target = tmp_path / "console.sqlite3"
+    target = folder / "console.sqlite3"
     shutil.copyfile(database_template, target)
     return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def database_url(database_template, tmp_path) -> str:
+    return fresh_database(database_template, tmp_path)
 
 
 @pytest.fixture

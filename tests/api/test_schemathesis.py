@@ -8,7 +8,6 @@ fuzzed too, not only 404s.
 """
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import schemathesis
@@ -16,12 +15,11 @@ from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.failures import FailureGroup
 from hypothesis import HealthCheck, given, settings
-from sqlalchemy import create_engine, inspect, text
 
 from console import create_app
 from console.api.tokens import create_token
 from console.jobs import TenantConfig
-from tests.conftest import BASE_CONFIG, ON_POSTGRES
+from tests.conftest import BASE_CONFIG, fresh_database
 
 MAX_EXAMPLES = 30
 # A schema-valid job can still be refused with 422 for what a schema cannot say: the handler
@@ -33,18 +31,7 @@ EXCLUDED = [positive_data_acceptance]
 
 @pytest.fixture(scope="module")
 def fuzz_app(database_template, tmp_path_factory):
-    if ON_POSTGRES:
-        engine = create_engine(database_template.replace("postgresql://",
-                                                         "postgresql+psycopg://"))
-        with engine.begin() as conn:
-            tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
-        url = database_template
-    else:
-        path = tmp_path_factory.mktemp("fuzz") / "console.sqlite3"
-        shutil.copyfile(database_template, path)
-        url = f"sqlite:///{path}"
+    url = fresh_database(database_template, tmp_path_factory.mktemp("fuzz"))
     app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": url})
     service = app.extensions["jobs"]
     service.tenants.set_tenant_config(TenantConfig.for_tier("acme", "Acme", "tier4"))

@@ -6,15 +6,13 @@ makes the job it needs, so their order does not matter.
 """
 from __future__ import annotations
 
-import shutil
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
 
 from console import create_app
 from console.jobs import TenantConfig
 from tests.api.conftest import bearer, make_tokens
-from tests.conftest import BASE_CONFIG, ON_POSTGRES
+from tests.conftest import BASE_CONFIG, fresh_database
 
 A, B = "acme", "globex"
 # Only ever stored for one tenant: seeing one in the other tenant's answers is a leak.
@@ -25,18 +23,7 @@ UNLIMITED = {"maxQueuedJobs": None, "maxDailyJobs": None}
 
 @pytest.fixture(scope="module")
 def matrix_app(database_template, tmp_path_factory):
-    if ON_POSTGRES:
-        engine = create_engine(database_template.replace("postgresql://",
-                                                         "postgresql+psycopg://"))
-        with engine.begin() as conn:
-            tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
-        url = database_template
-    else:
-        path = tmp_path_factory.mktemp("scopes") / "console.sqlite3"
-        shutil.copyfile(database_template, path)
-        url = f"sqlite:///{path}"
+    url = fresh_database(database_template, tmp_path_factory.mktemp("scopes"))
     app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": url})
     service = app.extensions["jobs"]
     for tenant_id, (name, _) in MARKERS.items():
