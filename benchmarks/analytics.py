@@ -36,11 +36,8 @@ import argparse
 import bisect
 import json
 import math
-import os
-import platform
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +49,8 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``console`` and ``benchmarks`` importable
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import load_average, log, nearest_rank, run_info  # noqa: E402,F401
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -153,20 +152,6 @@ JOB_COLUMNS = (
 ATTEMPT_COLUMNS = ("job_id", "tenant_id", "job_type", "handler", "attempt", "started_at",
                    "finished_at", "duration_ms", "success", "error_type", "error_message",
                    "worker")
-
-_T0 = time.monotonic()
-
-
-def log(message: str) -> None:
-    print(f"[{time.monotonic() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def nearest_rank(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100.0 * len(ordered))) - 1]
-
 
 # -- the database ------------------------------------------------------------------------------
 
@@ -718,17 +703,6 @@ def row_counts(engine) -> dict[str, int]:
     return counts
 
 
-def _git_commit() -> str | None:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "console"], cwd=ROOT,
-                               text=True, capture_output=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (head + ("+dirty" if dirty else "")) or None
-
-
 def _generated_now(engine) -> datetime:
     """A reused file's generation moment: its newest job."""
     from sqlalchemy import func, select
@@ -765,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
-    load_before = os.getloadavg()
+    load_before = load_average()
     workdir = Path(tempfile.mkdtemp(prefix="console-analytics-bench-"))
     try:
         if args.database_url:
@@ -826,14 +800,7 @@ def main(argv: list[str] | None = None) -> int:
         "over_target": over,
         "checks": checks,
         "check_details": check_details,
-        "python": platform.python_version(),
-        "machine": {"platform": platform.platform(), "nproc": os.cpu_count(),
-                    "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _git_commit(),
-        "elapsed_s": round(time.monotonic() - started, 1),
-        "note": "2-core shared machine; figures are noisy, compare runs on the same machine",
+        **run_info(args.database_url, load_before, started),
     }
     print(json.dumps(report, indent=2, default=str))
     return 0 if all(checks.values()) else 1

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import shutil
 import sys
@@ -36,7 +34,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.analytics import (BUSY_HANDLER, BUSY_TENANT, TARGET_MS,  # noqa: E402
-                                  History, _generated_now, log, nearest_rank, row_counts)
+                                  History, _generated_now, row_counts)
+from benchmarks.report import load_average, log, nearest_rank, run_info  # noqa: E402
 
 NOT_PAGES = {"static", "assets.plotly_js", "stream.events", "monitoring.healthz",
              "monitoring.metrics", "auth.login"}
@@ -156,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="an SQLite file from benchmarks/analytics.py --keep (not modified "
                              "but for the benchmark's user)")
     args = parser.parse_args(argv)
+    started, load_before = time.monotonic(), load_average()
 
     from console import create_app
     workdir = Path(tempfile.mkdtemp(prefix="console-pages-bench-"))
@@ -188,9 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({
         "database": "sqlite", "rows": counts, "repeat": args.repeat, "target_ms": TARGET_MS,
         "pages_ms": timings, "over_target": over,
-        "python": platform.python_version(),
-        "machine": {"platform": platform.platform(), "nproc": os.cpu_count(),
-                    "load_average": os.getloadavg()},
+        **run_info(None, load_before, started),
     }, indent=2))
     return 0
 

@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import math
 import os
-import platform
 import pstats
 import shutil
 import signal
@@ -51,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``console`` and ``benchmarks`` importable
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import log, nearest_rank, run_info  # noqa: E402
 from console.jobs import JobExecutionResult, JobHandler, JobType, TenantConfig  # noqa: E402
 
 UTC = timezone.utc
@@ -88,20 +87,7 @@ class Sleep2msHandler(JobHandler):
 
 # -- small helpers ------------------------------------------------------------------------------
 
-_T0 = time.monotonic()
-
-
-def log(message: str) -> None:
-    print(f"[{time.monotonic() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
-    return ordered[rank - 1]
+percentile = nearest_rank
 
 
 def summary_ms(values: list[float]) -> dict[str, Any]:
@@ -590,18 +576,6 @@ def _lookup(results: dict[str, Any], dotted: str):
     return value
 
 
-def _git_commit() -> str | None:
-    """The engine's commit (with ``+dirty`` when console/ has uncommitted changes)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "console"], cwd=ROOT,
-                               text=True, capture_output=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (head + ("+dirty" if dirty else "")) or None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=None,
@@ -624,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
 
     started = time.monotonic()
-    load_before = os.getloadavg()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     results: dict[str, Any] = {}
     details: dict[str, Any] = {}
     profiles: dict[str, Any] = {}
@@ -665,15 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()},
         "meets_target": meets,
         "details": details,
-        "python": platform.python_version(),
-        "machine": {"platform": platform.platform(), "machine": platform.machine(),
-                    "nproc": os.cpu_count(),
-                    "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _git_commit(),
-        "elapsed_s": round(time.monotonic() - started, 1),
-        "note": "2-core shared machine; figures are noisy, compare runs on the same machine",
+        **run_info(args.database_url, load_before, started),
     }
     if profiles:
         report["profiles"] = profiles
