@@ -157,11 +157,14 @@ class QueueTransaction:
             key = (job.row["tenant_id"], job.row["handler"], job.row["type"])
             counts[key] = counts.get(key, 0) + 1
         hour = self._value(now.replace(minute=0, second=0, microsecond=0))
-        self._execute_rows(_COUNT_CREATED, [(hour, *key, n) for key, n in counts.items()])
+        # Rows in key order, the rollups before the totals: the lock order of every writer
+        # (see RollupBatch.write), so that no two transactions wait on each other in a cycle.
+        self._execute_rows(_COUNT_CREATED, [(hour, *key, n) for key, n in sorted(counts.items())])
         totals: dict[tuple[str, str], int] = {}
         for (_, handler, job_type), n in counts.items():
             totals[(handler, job_type)] = totals.get((handler, job_type), 0) + n
-        self._execute_rows(_COUNT_CREATED_TOTAL, [(*key, n) for key, n in totals.items()])
+        self._execute_rows(_COUNT_CREATED_TOTAL,
+                           [(*key, n) for key, n in sorted(totals.items())])
 
     def _execute_rows(self, statement: str, rows: list[tuple]) -> None:
         if len(rows) == 1:

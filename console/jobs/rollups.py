@@ -108,18 +108,27 @@ class RollupBatch:
             self._totals[(handler, job_type, NO_DURATION)]["jobs_created"] += count
 
     def write(self, conn: Connection) -> None:
+        """One upsert per table, the tables always in this order and the rows sorted by key.
+
+        Every writer (runners recording attempts, queue calls, recovery, cancels) locks the
+        rows it adds to until it commits, and hot rows (this hour, a busy tenant and handler)
+        are shared by all of them: locking in one global order is what keeps two runners'
+        transactions on PostgreSQL from waiting on each other in a cycle (a deadlock, which
+        costs both a second of deadlock_timeout and one of them its whole cycle).
+        """
         for table, rows, key, counters in (
                 (rollups_table, self._rows, _KEY, _COUNTERS),
                 (duration_rollups_table, self._durations, _DURATION_KEY, _DURATION_COUNTERS),
                 (totals_table, self._totals, _TOTALS_KEY, _TOTALS)):
             if rows:
                 db.upsert_many(conn, table, [{**dict(zip(key, k, strict=True)), **values}
-                                             for k, values in rows.items()], key, counters)
+                                             for k, values in sorted(rows.items())],
+                               key, counters)
         if self._errors:
             db.upsert_many(conn, error_rollups_table, [
                 {"hour": k[0], "tenant_id": k[1], "handler": k[2], "job_type": k[3],
                  "error_type": k[4], "count": count, "last_message": message}
-                for k, (count, message) in self._errors.items()],
+                for k, (count, message) in sorted(self._errors.items())],
                 ["hour", "tenant_id", "handler", "job_type", "error_type"], ["count"],
                 replace=["last_message"])
         self._rows.clear()
@@ -139,9 +148,9 @@ def sample_queue_depth(conn: Connection, now: datetime) -> None:
     if not depth:
         return
     hour = hour_of(now)
-    db.upsert_many(conn, queue_depth_table, [
+    db.upsert_many(conn, queue_depth_table, [   # sorted: one lock order for every runner
         {"hour": hour, "tenant_id": tenant_id, "samples": 1, "waiting_sum": waiting,
          "waiting_max": waiting, "running_sum": running}
-        for tenant_id, (waiting, running) in depth.items()],
+        for tenant_id, (waiting, running) in sorted(depth.items())],
         ["hour", "tenant_id"], ["samples", "waiting_sum", "running_sum"],
         greatest=["waiting_max"])
