@@ -169,6 +169,7 @@ class Cluster:
         self._before_kill: dict[int, set[int]] = {}         # killed pid → runner pids then
         self._groups: set[int] = set()                     # process groups to end on stop
         self._logs: list[Any] = []
+        self._log_names: set[str] = set()
         self._stopped = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -239,7 +240,9 @@ class Cluster:
         return env
 
     def _spawn(self, command: list[str], log_name: str) -> subprocess.Popen:
-        handle = open(self.log_dir / log_name, "ab")
+        # A new cluster starts its logs afresh; a restarted worker appends to its slot's log.
+        handle = open(self.log_dir / log_name, "ab" if log_name in self._log_names else "wb")
+        self._log_names.add(log_name)
         self._logs.append(handle)
         proc = subprocess.Popen(command, cwd=str(ROOT), env=self.environment(),
                                 stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
@@ -351,12 +354,20 @@ class Cluster:
                     popen.wait(timeout=30)   # reap it, so it is gone from /proc at once
                 except subprocess.TimeoutExpired:
                     pass
+        elif sig == signal.SIGKILL:
+            # Delivery is not instantaneous: return once it is dead (a zombie for the master).
+            deadline = time.monotonic() + 10
+            while _alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
 
-    def restart(self, proc: RunnerProcess, timeout: float = 60.0) -> RunnerProcess:
+    def restart(self, proc: RunnerProcess, timeout: float = 60.0,
+                wait: bool = True) -> RunnerProcess | None:
         """Bring ``proc``'s place back and return its new runner process.
 
         A gunicorn worker is respawned by the master (this only waits for it); a worker process
-        still running is stopped with SIGTERM first, then started again in its slot.
+        still running is stopped with SIGTERM first, then started again in its slot. With
+        ``wait=False``, returns None at once (the new runner shows in ``runners()`` once it is
+        up).
         """
         known = self._before_kill.pop(proc.pid, None)
         if known is None:
@@ -368,6 +379,8 @@ class Cluster:
         elif _alive(proc.pid):
             raise ClusterError(f"gunicorn worker {proc.pid} is still running: kill it first "
                                "(the master respawns it)")
+        if not wait:
+            return None
         deadline = time.monotonic() + timeout
         while True:
             self._check_alive()
