@@ -5,6 +5,7 @@
     python benchmarks/console_pages.py --jobs 20000 --repeat 5        # a quick run
     python benchmarks/console_pages.py --reuse /tmp/history.sqlite3   # a file from
                                       # `benchmarks/analytics.py --keep …` (no generation)
+    python benchmarks/console_pages.py --database-url postgresql+psycopg://… [--keep-data]
 
 The history is benchmarks/analytics.py's (20 tenants, 8 handlers, 30 days, ~5 % failed, a few
 thousand live jobs). A signed-in admin requests each URL through Flask's test client — server
@@ -147,6 +148,12 @@ def time_urls(client, urls, repeat: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=None,
+                        help="postgresql+psycopg://… (every table is dropped and a history "
+                             "generated, unless --keep-data); default: an SQLite file")
+    parser.add_argument("--keep-data", action="store_true",
+                        help="with --database-url: time the history already there (from "
+                             "benchmarks/analytics.py) instead of generating one")
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=20)
@@ -155,27 +162,41 @@ def main(argv: list[str] | None = None) -> int:
                         help="an SQLite file from benchmarks/analytics.py --keep (not modified "
                              "but for the benchmark's user)")
     args = parser.parse_args(argv)
+    if args.database_url and args.reuse:
+        parser.error("--reuse is for SQLite files; with --database-url use --keep-data")
+    if args.keep_data and not args.database_url:
+        parser.error("--keep-data needs --database-url (for an SQLite file use --reuse)")
     started, load_before = time.monotonic(), load_average()
 
     from console import create_app
+
+    from benchmarks.analytics import drop_tables
     workdir = Path(tempfile.mkdtemp(prefix="console-pages-bench-"))
     try:
-        path = Path(args.reuse).resolve() if args.reuse else workdir / "history.sqlite3"
-        if args.reuse and not path.exists():
-            parser.error(f"--reuse: {path} does not exist")
-        app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+        reuse = bool(args.reuse or args.keep_data)
+        if args.database_url:
+            url, kind = args.database_url, "postgresql"
+            if not args.keep_data:
+                drop_tables(url)
+        else:
+            path = Path(args.reuse).resolve() if args.reuse else workdir / "history.sqlite3"
+            if args.reuse and not path.exists():
+                parser.error(f"--reuse: {path} does not exist")
+            url, kind = f"sqlite:///{path}", "sqlite"
+        app = create_app({"SQLALCHEMY_DATABASE_URI": url,
                           "JOBS_RUN_SCHEDULER": False, "SECRET_KEY": "bench"})
         service = app.extensions["jobs"]
-        if args.reuse:
+        if reuse:
             generated = _generated_now(service.engine)
-            log(f"reusing {path} (generated around {generated:%Y-%m-%d %H:%M} UTC: 24-hour "
-                "figures cover what has happened since)")
+            log(f"reusing the history in {url.rsplit('@', 1)[-1]} (generated around "
+                f"{generated:%Y-%m-%d %H:%M} UTC: 24-hour figures cover what has happened since)")
         else:
             History(service.engine, service.tenants, args.jobs, args.days, 10_000,
                     args.seed).generate()
             service.engine.dispose()
-        with service.engine.connect() as conn:
-            conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if kind == "sqlite":
+            with service.engine.connect() as conn:
+                conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         counts = row_counts(service.engine)
         client = sign_in(app)
         urls = add_next_pages(client, urls_to_time(app, sample_values(service.engine)))
@@ -186,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     over = {label: t["p95"] for label, t in timings.items() if t["p95"] > TARGET_MS}
     print(json.dumps({
-        "database": "sqlite", "rows": counts, "repeat": args.repeat, "target_ms": TARGET_MS,
+        "database": kind, "rows": counts, "repeat": args.repeat, "target_ms": TARGET_MS,
         "pages_ms": timings, "over_target": over,
-        **run_info(None, load_before, started),
+        **run_info(args.database_url, load_before, started),
     }, indent=2))
     return 0
 

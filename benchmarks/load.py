@@ -4,7 +4,7 @@
     python benchmarks/load.py                          # SQLite, 300/s for 60 s, then 20 operators
     python benchmarks/load.py --database-url postgresql+psycopg://user@host:port/db
     python benchmarks/load.py --rate 50 --seconds 5 --operators 3 --history 0   # a quick look
-    python benchmarks/load.py --json                   # ONE JSON object on stdout
+    python benchmarks/load.py --json load.json         # also write the figures as JSON
 
 The product runs through ``benchmarks/cluster.py``: ``gunicorn wsgi:app -c gunicorn.conf.py``
 with ``--web-workers`` workers (each serving HTTP and running its own job runner) plus
@@ -33,7 +33,8 @@ taking ``--rate`` submissions a second. Per page and fragment: p50/p95/max in ms
 the loopback: server time plus a few tenths of a millisecond), target ≤ 200 ms at p95.
 ``--operators 0`` skips the phase.
 
-Progress goes to stderr; the figures as a table on stdout, or as ONE JSON object with ``--json``.
+Progress goes to stderr, the figures as a table to stdout, and with ``--json PATH`` as JSON to a
+file (``run_all.py`` reads it).
 Timings on a small shared machine are noisy: the machine's own CPU use (everyone's processes)
 is reported for each phase.
 """
@@ -631,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="jobs of generated history for the pages (0: none)")
     parser.add_argument("--senders", type=int, default=32,
                         help="sender threads of the load generator")
-    parser.add_argument("--json", action="store_true", help="print ONE JSON object on stdout")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON to this file")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.seconds <= 0:
         parser.error("--rate and --seconds must be positive")
@@ -640,7 +641,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     report = run(args)
-    print(json.dumps(report, indent=2, default=str) if args.json else text_table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(text_table(report))
     failed = report["api"]["error_count"] or (report.get("operators") or {}).get("errors")
     return 1 if failed else 0
 
