@@ -159,6 +159,8 @@ def start_runner(app: Flask):
 
     runner = Runner(app.extensions["jobs"]).start()
     app.extensions["jobs_runner"] = runner
+    from .alerts import ensure_alerting
+    ensure_alerting(app.extensions["jobs"], app.config)
     atexit.register(runner.stop)
     _exit_cleanly_on_sigterm()
     return runner

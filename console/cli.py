@@ -72,6 +72,8 @@ def worker_command(threads: int | None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     runner = Runner(current_app.extensions["jobs"], threads=threads).start()
+    from .alerts import ensure_alerting
+    ensure_alerting(current_app.extensions["jobs"], current_app.config)
     click.echo(f"worker {runner.id} running {runner.threads} threads on "
                f"{current_app.extensions['jobs'].engine.url.render_as_string()}", err=True)
     try:

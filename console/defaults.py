@@ -79,6 +79,18 @@ PUSH_PROVIDER = "outbox"
 # group (console/handlers/plugins.py).
 JOBS_LOAD_PLUGINS = True
 
+# Alerts (console/alerts): rules evaluated by a recurring job of the operations tenant, which
+# every runner sets up at start when this is True.
+ALERTS_ENABLED = True
+# When the evaluation job runs (cron, UTC; a sixth field counts seconds).
+ALERTS_EVALUATION_CRON = "* * * * *"
+# The reserved tenant the evaluation job and alert notifications run as (created, tier4).
+ALERTS_TENANT_ID = "console"
+# The operators' channel: email addresses and webhook URLs (a string, commas between several,
+# or a list). Tenants' admins are told at their custom_settings "alertEmail"/"alertWebhookUrl".
+ALERTS_EMAIL_TO = None
+ALERTS_WEBHOOK_URL = None
+
 SQLALCHEMY_TRACK_MODIFICATIONS = False
 
 # The largest request body (batch uploads included): larger ones get a 413 with advice.

@@ -31,6 +31,8 @@ BASE_CONFIG = {
     "JOBS_HANDLERS": TEST_HANDLERS,
     "SECRET_KEY": "test-secret",
     "TESTING": True,
+    # No alert evaluation job or operations tenant unless a test asks (tests/alerts/).
+    "ALERTS_ENABLED": False,
 }
 
 
@@ -114,7 +116,7 @@ def env_for_subprocess(database_url: str, **extra: str) -> dict[str, str]:
     env = {**os.environ, "DATABASE_URL": database_url,
            "CONSOLE_JOBS_HANDLERS": json.dumps(TEST_HANDLERS),
            "CONSOLE_JOBS_RETRY_BASE_SECONDS": "0.05", "CONSOLE_JOBS_POLL_INTERVAL": "0.5",
-           "CONSOLE_SECRET_KEY": "test-secret",
+           "CONSOLE_SECRET_KEY": "test-secret", "CONSOLE_ALERTS_ENABLED": "false",
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     env.update(extra)
     return env

@@ -1,0 +1,12 @@
+"""Alerts: the reference's periodic health check as rules stored in the database, evaluated by
+a recurring job of the engine, delivered as the product's own notification jobs.
+
+No HTTP here (the console's screens are ``console/web/alerts.py``); see README.md in this folder.
+"""
+from .evaluation import EvaluationOutcome, evaluate_alert_rules
+from .rules import KINDS, Rule
+from .scheduling import ensure_alerting
+from .store import RuleError, RuleValues
+
+__all__ = ["evaluate_alert_rules", "EvaluationOutcome", "ensure_alerting", "KINDS", "Rule",
+           "RuleError", "RuleValues"]
