@@ -475,8 +475,8 @@ def submit_phase(cluster, setup: Setup, sampler: BacklogSampler, args, recent_id
 
 def warm_up(cluster, setup: Setup, args, sampler: BacklogSampler) -> None:
     """A few seconds at a quarter of the rate: connections, imports, caches and runners warm."""
-    submitter = OpenLoopSubmitter(cluster.base_url, setup.tokens, max(5.0, args.rate / 4), 3,
-                                  min(8, args.senders)).start(delay=0)
+    submitter = OpenLoopSubmitter(cluster.base_url, setup.tokens, max(5.0, args.rate / 4),
+                                  min(3.0, args.seconds), min(8, args.senders)).start(delay=0)
     submitter.join()
     bad = submitter.summary().get("errors")
     if bad:

@@ -1,0 +1,431 @@
+"""benchmarks/RESULTS.md from the JSON of every benchmark (``run_all.py`` calls ``render``).
+
+Every section is always there: a benchmark that did not run says why in its section, so a
+reader can tell "not measured" from "measured and fine". SQLite and PostgreSQL sit side by side
+in each table.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+DASH = "—"
+SECTIONS = ["Machine", "Summary", "Engine", "Engine and Huey", "Analytics", "Console pages",
+            "Load: API submissions", "Load: operators", "Load: backlog over time",
+            "Exactly once", "Crashes", "Problems", "How to run it again"]
+
+
+def render(outcomes: dict, info: dict[str, Any], wanted: list[str],
+           databases: list[str]) -> str:
+    report = _Report(outcomes, info, wanted, databases)
+    return report.text()
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) or DASH
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value) or DASH
+    return str(value).replace("|", "\\|")
+
+
+def _get(data: dict | None, dotted: str) -> Any:
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(c) if not isinstance(c, str) else c.replace("|", "\\|")
+                                        for c in row) + " |")
+    return lines
+
+
+class _Report:
+    def __init__(self, outcomes: dict, info: dict[str, Any], wanted: list[str],
+                 databases: list[str]):
+        self.outcomes = outcomes
+        self.info = info
+        self.wanted = wanted
+        self.databases = databases
+        self.lines: list[str] = []
+
+    # .. helpers ..
+
+    def data(self, name: str, database: str) -> dict | None:
+        outcome = self.outcomes.get((name, database))
+        return outcome.data if outcome else None
+
+    def status_notes(self, name: str, databases: Iterable[str] | None = None) -> list[str]:
+        """One line per database where ``name`` has no figures (or a failed check)."""
+        notes = []
+        for database in databases or self.databases:
+            outcome = self.outcomes.get((name, database))
+            if name not in self.wanted:
+                notes.append(f"- {database}: not run (not in `--only`).")
+            elif outcome is None:
+                notes.append(f"- {database}: not run.")
+            elif outcome.error:
+                notes.append(f"- {database}: {outcome.error}")
+        return notes
+
+    def by_db(self, name: str, rows: list[tuple[str, str, str | None]],
+              databases: list[str] | None = None) -> list[str]:
+        """A table: figure | SQLite | PostgreSQL | target, from dotted keys."""
+        databases = databases or self.databases
+        header = ["figure", *databases, "target"]
+        body = [[label, *[_get(self.data(name, db), key) for db in databases], target or ""]
+                for label, key, target in rows]
+        return _table(header, body)
+
+    def section(self, title: str) -> None:
+        self.lines += ["", f"## {title}", ""]
+
+    # .. sections ..
+
+    def text(self) -> str:
+        info = self.info
+        quick = " (a --quick smoke run: tiny sizes, the figures say nothing about speed)" \
+            if info.get("quick") else ""
+        self.lines = [
+            "# Benchmark results",
+            "",
+            f"Written by `benchmarks/run_all.py` on {info.get('finished', DASH)} at commit "
+            f"`{info.get('commit') or DASH}`{quick}. Every figure below comes from that one run "
+            f"({_fmt(info.get('elapsed_s'))} s in all). The machine is small and shared: "
+            "compare runs on the same machine only, and read the load average beside them.",
+        ]
+        self.machine_section()
+        self.summary_section()
+        self.engine_section()
+        self.huey_section()
+        self.analytics_section()
+        self.pages_section()
+        self.load_sections()
+        self.generic_section("Exactly once", "exactly_once")
+        self.generic_section("Crashes", "crash")
+        self.problems_section()
+        self.rerun_section()
+        return "\n".join(self.lines) + "\n"
+
+    def machine_section(self) -> None:
+        self.section("Machine")
+        m = self.info.get("machine", {})
+        postgres = self.info.get("databases", {}).get("postgresql")
+        self.lines += _table(["", ""], [
+            ["CPU", m.get("cpu")], ["cores", m.get("cores")],
+            ["memory", f"{m.get('memory_gib')} GiB"], ["OS", m.get("os")],
+            ["Python", m.get("python")], ["SQLite", m.get("sqlite")],
+            ["PostgreSQL", postgres or "not used"],
+            ["load average before / after (1, 5, 15 min)",
+             f"{_fmt(self.info.get('loadavg_before'))} / {_fmt(self.info.get('loadavg_after'))}"],
+            ["started / finished", f"{self.info.get('started')} / {self.info.get('finished')}"],
+        ])
+
+    def summary_section(self) -> None:
+        self.section("Summary")
+        self.lines.append("The issue's targets and what this run measured.")
+        self.lines.append("")
+        rows = [
+            ("engine: enqueue one by one, jobs/s", "engine", "enqueue_one_by_one_per_s",
+             "≥ 3500"),
+            ("engine: drain no-op jobs, jobs/s", "engine", "drain_noop_per_s", "≥ 3000"),
+            ("engine: start latency p99, other process, ms", "engine",
+             "start_latency_other_process_ms.p99", "≤ 10"),
+            ("engine: noisy neighbour, ms", "engine", "noisy_neighbour_ms", "≤ 250"),
+            ("analytics: slowest call p95, ms", "analytics", "@max_p95:calls_ms", "≤ 200"),
+            ("console: slowest page p95, ms", "console_pages", "@max_p95:pages_ms", "≤ 200"),
+            ("load: API submissions achieved, /s", "load", "api.achieved_rate_per_s",
+             "300"),
+            ("load: API latency p99, ms", "load", "api.latency_ms.p99", "≤ 100"),
+            ("load: API errors", "load", "api.error_count", "0"),
+            ("load: jobs executed, /s", "load", "api.executed_rate_per_s", "keeps up"),
+            ("load: backlog drained after the last submission, s", "load",
+             "api.backlog.drain_seconds", "a few"),
+            ("load: 20 operators, slowest page p95, ms", "load",
+             "@max_p95:operators.pages_ms", "≤ 200"),
+            ("exactly once: every job once, none lost", "exactly_once", "ok", "yes"),
+            ("exactly once: jobs/s", "exactly_once", "jobs_per_s", ""),
+            ("crashes: every job ended, repeats explained", "crash", "ok", "yes"),
+            ("crashes: kills", "crash", "kills", ""),
+        ]
+        body = []
+        for label, name, key, target in rows:
+            cells = []
+            for db in self.databases:
+                data = self.data(name, db)
+                if key.startswith("@max_p95:"):
+                    cells.append(_slowest(_get(data, key.split(":", 1)[1])))
+                else:
+                    cells.append(_get(data, key))
+            body.append([label, *cells, target])
+        self.lines += _table(["figure", *self.databases, "target"], body)
+
+    def engine_section(self) -> None:
+        self.section("Engine")
+        self.lines.append("`benchmarks/engine.py` (in-process `JobService`, 8 runner threads; "
+                          "latencies in ms).")
+        self.lines.append("")
+        rows = [("enqueue one by one, jobs/s", "enqueue_one_by_one_per_s", "≥ 3500"),
+                ("enqueue batched, jobs/s", "enqueue_batched_per_s", "≥ 20000"),
+                ("drain no-op, 8 threads, jobs/s", "drain_noop_per_s", "≥ 3000"),
+                ("drain no-op, 16 threads, jobs/s", "drain_noop_16_threads_per_s", ""),
+                ("start latency, same process, p50", "start_latency_same_process_ms.p50", "≤ 3"),
+                ("start latency, same process, p99", "start_latency_same_process_ms.p99", "≤ 10"),
+                ("start latency, other process, p50", "start_latency_other_process_ms.p50",
+                 "≤ 5"),
+                ("start latency, other process, p99", "start_latency_other_process_ms.p99",
+                 "≤ 10"),
+                ("delayed job lateness p99", "delayed_lateness_ms.p99", "≤ 50"),
+                ("noisy neighbour: small tenant done after", "noisy_neighbour_ms", "≤ 250"),
+                ("noisy neighbour: big tenant done after", "noisy_neighbour_tenant_a_completion_ms",
+                 "")]
+        self.lines += self.by_db("engine", rows)
+        self.lines += [""] + self.status_notes("engine")
+
+    def huey_section(self) -> None:
+        self.section("Engine and Huey")
+        huey = self.data("huey", "sqlite")
+        engine = self.data("engine", "sqlite")
+        self.lines.append(
+            "The engine's no-op workload on Huey's SQLite queue (`benchmarks/huey_noop.py`: "
+            "`SqliteHuey` with its defaults, a consumer in the same process with 8 worker "
+            "threads), same job counts, same run. Huey stores a task as one blob and deletes it "
+            "when a worker takes it; the engine also checks tenant limits in the insert's "
+            "transaction, leases each claim, writes an attempt row and the hourly rollups, and "
+            "shares the runners fairly between tenants — a different contract, shown only to "
+            "place the figures.")
+        self.lines.append("")
+        rows = [["enqueue one by one, jobs/s", _get(engine, "enqueue_one_by_one_per_s"),
+                 _get(huey, "enqueue_one_by_one_per_s")],
+                ["drain no-op jobs, 8 threads, jobs/s", _get(engine, "drain_noop_per_s"),
+                 _get(huey, "drain_noop_per_s")]]
+        self.lines += _table(["figure", "engine on SQLite", "Huey SqliteHuey "
+                              + (str(_get(huey, "huey")) if huey else "")], rows)
+        self.lines += [""] + self.status_notes("huey", ["sqlite"])
+
+    def analytics_section(self) -> None:
+        self.section("Analytics")
+        first = next((self.data("analytics", db) for db in self.databases
+                      if self.data("analytics", db)), None)
+        jobs = _get(first, "rows.jobs")
+        self.lines.append(f"`benchmarks/analytics.py` over a generated history of {_fmt(jobs)} "
+                          "jobs (30 days, 20 tenants): each call p50 / p95 in ms, target "
+                          "p95 ≤ 200 ms.")
+        self.lines.append("")
+        names = _keys(self.data("analytics", db) or {} for db in self.databases)
+        body = [[name, *[_pair(_get(self.data("analytics", db), "calls_ms"), name)
+                         for db in self.databases]] for name in names("calls_ms")]
+        self.lines += _table(["call (p50 / p95 ms)", *self.databases], body)
+        checks = [f"{db}: " + ("all checks hold" if all((_get(self.data("analytics", db), "checks")
+                                                         or {"none": False}).values())
+                               else f"checks {_fmt(_get(self.data('analytics', db), 'checks'))}")
+                  for db in self.databases if self.data("analytics", db)]
+        if checks:
+            self.lines += ["", "Analytics against the raw tables: " + "; ".join(checks) + "."]
+        self.lines += [""] + self.status_notes("analytics")
+
+    def pages_section(self) -> None:
+        self.section("Console pages")
+        self.lines.append("`benchmarks/console_pages.py`: every page and fragment's server time "
+                          "(Flask test client, signed-in admin) over the same history; p50 / p95 "
+                          "in ms, target p95 ≤ 200 ms.")
+        self.lines.append("")
+        names = _keys(self.data("console_pages", db) or {} for db in self.databases)
+        body = [[name, *[_pair(_get(self.data("console_pages", db), "pages_ms"), name)
+                         for db in self.databases]] for name in names("pages_ms")]
+        self.lines += _table(["page (p50 / p95 ms)", *self.databases], body)
+        self.lines += [""] + self.status_notes("console_pages")
+
+    def load_sections(self) -> None:
+        first = next((self.data("load", db) for db in self.databases
+                      if self.data("load", db)), None) or {}
+        self.section("Load: API submissions")
+        self.lines.append(
+            f"`benchmarks/load.py`: `POST /api/v1/jobs` (a no-op job) at "
+            f"{_fmt(first.get('rate'))}/s for {_fmt(first.get('seconds'))} s, open loop "
+            "(latency from each request's due time, so a stall counts against every request it "
+            f"delays), {_fmt(first.get('tenants'))} tenants, against `gunicorn -c gunicorn.conf.py`"
+            f" with {_fmt(first.get('web_workers'))} workers × {_fmt(first.get('web_threads'))} "
+            f"threads plus {_fmt(first.get('workers'))} `flask worker` process(es), whose runners "
+            "execute the jobs meanwhile. CPU in % of one core (the machine has "
+            f"{_fmt(self.info.get('machine', {}).get('cores'))}; `machine` counts every process "
+            "on it, other people's too).")
+        self.lines.append("")
+        rows = [("requests", "api.requests", ""), ("errors", "api.error_count", "0"),
+                ("achieved rate, /s", "api.achieved_rate_per_s", ""),
+                ("latency p50, ms", "api.latency_ms.p50", ""),
+                ("latency p95, ms", "api.latency_ms.p95", ""),
+                ("latency p99, ms", "api.latency_ms.p99", "≤ 100"),
+                ("latency max, ms", "api.latency_ms.max", ""),
+                ("server time p99 (from the actual send), ms", "api.service_ms.p99", ""),
+                ("jobs executed, /s", "api.executed_rate_per_s", ""),
+                ("queued at most", "api.backlog.queued_max", ""),
+                ("queued when the submissions stopped", "api.backlog.queued_at_end", ""),
+                ("backlog drained after, s", "api.backlog.drain_seconds", "a few"),
+                ("generator: timer lag p99, ms", "api.generator.timer_lag_ms.p99", ""),
+                ("generator: slots that found every sender busy",
+                 "api.generator.slots_with_every_sender_busy", ""),
+                ("CPU: gunicorn workers", "api.cpu_percent_of_one_core.gunicorn_workers", ""),
+                ("CPU: worker processes", "api.cpu_percent_of_one_core.worker_processes", ""),
+                ("CPU: load generator", "api.cpu_percent_of_one_core.load_generator", ""),
+                ("CPU: machine (everyone)", "api.cpu_percent_of_one_core.machine", "")]
+        self.lines += self.by_db("load", rows)
+        self.lines += [""] + self.status_notes("load")
+
+        self.section("Load: operators")
+        operators = first.get("operators") or {}
+        self.lines.append(
+            f"{_fmt(operators.get('sessions'))} signed-in sessions cycling through dashboard, "
+            "jobs table, a job page, tenants, a tenant page, failures and handlers, each page "
+            "followed by the fragments a browser loads with it, think time "
+            f"{_fmt(operators.get('think_s'))} s on average, for {_fmt(operators.get('seconds'))}"
+            " s, while the API keeps taking the same rate of submissions. p50 / p95 / max in ms "
+            "(round trip on the loopback), target p95 ≤ 200 ms.")
+        self.lines.append("")
+        names = _keys(self.data("load", db) or {} for db in self.databases)
+        body = [[name, *[_triple(_get(self.data("load", db), "operators.pages_ms"), name)
+                         for db in self.databases]] for name in names("operators.pages_ms")]
+        self.lines += _table(["page (n, p50 / p95 / max ms)", *self.databases], body)
+        self.lines.append("")
+        self.lines += self.by_db("load", [
+            ("API meanwhile: latency p99, ms", "operators.api_meanwhile.latency_ms.p99", ""),
+            ("API meanwhile: errors", "operators.api_meanwhile.error_count", "0"),
+            ("API meanwhile: achieved, /s", "operators.api_meanwhile.achieved_rate_per_s", ""),
+            ("operator errors", "operators.errors", "none")])
+        self.lines += [""] + self.status_notes("load")
+
+        self.section("Load: backlog over time")
+        self.lines.append("Jobs queued (waiting for a runner) every 5 s of the API phase, then "
+                          "the drain.")
+        self.lines.append("")
+        for db in self.databases:
+            series = _get(self.data("load", db), "api.backlog.series") or []
+            if series:
+                t0 = series[0]["t"]
+                points = [f"{s['t'] - t0:.0f}s: {s['queued']}" for s in series[::5]]
+                self.lines.append(f"- {db}: " + ", ".join(points))
+        self.lines += self.status_notes("load")
+
+    def generic_section(self, title: str, name: str) -> None:
+        self.section(title)
+        script = f"`benchmarks/{name}.py`"
+        self.lines.append(f"{script} (its own JSON: every scalar figure; the sizes are in the "
+                          "commands below).")
+        self.lines.append("")
+        keys: list[str] = []
+        for db in self.databases:
+            for key in _flat(self.data(name, db) or {}):
+                if key not in keys:
+                    keys.append(key)
+        if keys:
+            body = [[key, *[_flat(self.data(name, db) or {}).get(key) for db in self.databases]]
+                    for key in keys]
+            self.lines += _table(["figure", *self.databases], body)
+        for db in self.databases:
+            problems = _get(self.data(name, db), "problems")
+            if problems:
+                self.lines.append(f"- {db} problems: " + "; ".join(map(str, problems)))
+        self.lines += [""] + self.status_notes(name)
+
+    def problems_section(self) -> None:
+        self.section("Problems")
+        lines = [f"- {o.name} on {o.database}: {o.error}" for o in self.outcomes.values()
+                 if o.error]
+        self.lines += lines or ["None: every benchmark asked for ran and its checks held."]
+
+    def rerun_section(self) -> None:
+        self.section("How to run it again")
+        self.lines += [
+            "```bash",
+            'pip install -e ".[test,bench]"',
+            "python benchmarks/run_all.py            # both databases, full sizes; writes this "
+            "file",
+            "python benchmarks/run_all.py --database-url postgresql+psycopg://user@host:port/db",
+            "python benchmarks/soak.py --minutes 30  # memory over 30 minutes (not part of "
+            "run_all)",
+            "```",
+            "",
+            f"Each benchmark's JSON and progress log were kept in `{self.info.get('raw_dir')}` "
+            "(not committed). The commands of this run:",
+            "",
+        ]
+        for outcome in self.outcomes.values():
+            if outcome.command:
+                args = " ".join(a if not a.endswith(".py") else "benchmarks/" + a.rsplit("/", 1)[-1]
+                                for a in outcome.command[1:])
+                self.lines.append(f"- {outcome.name} on {outcome.database} "
+                                  f"({_fmt(outcome.seconds)} s): `{args}`")
+
+
+# -- cell builders --------------------------------------------------------------------------
+
+def _slowest(table: dict | None) -> str | None:
+    if not table:
+        return None
+    name, timing = max(table.items(), key=lambda kv: kv[1].get("p95") or 0)
+    return f"{_fmt(timing.get('p95'))} ({name})"
+
+
+def _pair(timing: Any, name: str | None = None) -> str:
+    if name is not None:
+        timing = (timing or {}).get(name)
+    if not timing:
+        return DASH
+    return f"{_fmt(timing.get('p50'))} / {_fmt(timing.get('p95'))}"
+
+
+def _triple(table: dict | None, name: str) -> str:
+    timing = (table or {}).get(name)
+    if not timing:
+        return DASH
+    return (f"{timing.get('n')}: {_fmt(timing.get('p50'))} / {_fmt(timing.get('p95'))} / "
+            f"{_fmt(timing.get('max'))}")
+
+
+def _keys(datas):
+    datas = list(datas)
+
+    def names(dotted: str) -> list[str]:
+        found: list[str] = []
+        for data in datas:
+            for key in (_get(data, dotted) or {}):
+                if key not in found:
+                    found.append(key)
+        return found
+    return names
+
+
+_NOT_FIGURES = {"machine", "python", "date", "commit", "note", "elapsed_s", "problems",
+                "executions_per_process", "targets", "details", "final_statuses", "workdir"}
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+    """Scalars, and one level of small dicts of scalars, as ``a.b`` keys."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _NOT_FIGURES:
+            continue
+        if isinstance(value, dict) and not prefix and all(
+                not isinstance(v, (dict, list)) for v in value.values()):
+            for sub, v in value.items():
+                out[f"{key}.{sub}"] = v
+        elif not isinstance(value, (dict, list)):
+            out[prefix + key] = value
+    return out
