@@ -224,7 +224,8 @@ def run_all(args) -> tuple[dict[tuple[str, str], Outcome], dict[str, Any]]:
     outcomes: dict[tuple[str, str], Outcome] = {}
     info: dict[str, Any] = {"started": now_iso(), "commit": git_commit(),
                             "loadavg_before": load_average(), "quick": args.quick,
-                            "raw_dir": str(raw_dir), "databases": {}}
+                            "raw_dir": str(raw_dir), "databases": {}, "wanted": wanted,
+                            "database_list": databases}
     started = time.monotonic()
     scale = 0.05 if args.quick else 1.0
     for database in databases:
@@ -272,6 +273,26 @@ def run_all(args) -> tuple[dict[tuple[str, str], Outcome], dict[str, Any]]:
     return outcomes, info
 
 
+def save_run(outcomes: dict[tuple[str, str], Outcome], info: dict[str, Any]) -> None:
+    """``run.json`` in the raw folder: what ``--render`` needs besides each benchmark's JSON."""
+    meta = [{"name": o.name, "database": o.database, "error": o.error, "seconds": o.seconds,
+             "command": o.command} for o in outcomes.values()]
+    (Path(info["raw_dir"]) / "run.json").write_text(
+        json.dumps({"info": info, "outcomes": meta}, indent=2, default=str) + "\n")
+
+
+def load_run(raw_dir: Path) -> tuple[dict[tuple[str, str], Outcome], dict[str, Any]]:
+    saved = json.loads((raw_dir / "run.json").read_text())
+    outcomes = {}
+    for meta in saved["outcomes"]:
+        outcome = Outcome(**meta)
+        path = raw_dir / f"{outcome.name}-{outcome.database}.json"
+        if path.exists():
+            outcome.data = json.loads(path.read_text())
+        outcomes[(outcome.name, outcome.database)] = outcome
+    return outcomes, saved["info"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=None,
@@ -288,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                              "temporary file, so a smoke run never replaces real figures)")
     parser.add_argument("--raw-dir", default=None,
                         help="where each benchmark's JSON and log go (default: a temp folder)")
+    parser.add_argument("--render", metavar="RAW_DIR", default=None,
+                        help="run nothing: write the report again from a run's --raw-dir "
+                             "(after a change to the report's layout)")
     args = parser.parse_args(argv)
     args.only = [b.strip() for b in args.only.split(",") if b.strip()]
     args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
@@ -298,9 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or (Path(tempfile.mkdtemp(prefix="console-bench-")) / "RESULTS.md"
                              if args.quick else ROOT / "benchmarks" / "RESULTS.md")
 
-    outcomes, info = run_all(args)
+    if args.render:
+        outcomes, info = load_run(Path(args.render))
+    else:
+        outcomes, info = run_all(args)
+        save_run(outcomes, info)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(results_md.render(outcomes, info, args.only, args.databases))
+    output.write_text(results_md.render(outcomes, info, info.get("wanted", args.only),
+                                        info.get("database_list", args.databases)))
     failed = [f"{o.name}/{o.database}: {o.error}" for o in outcomes.values() if o.error]
     log(f"report written to {output}" + (f"; {len(failed)} problems" if failed else ""))
     for line in failed:
