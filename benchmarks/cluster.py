@@ -135,7 +135,8 @@ class Cluster:
     """gunicorn (``web_workers`` workers) + ``workers`` ``flask worker`` processes on one database.
 
     :param database_url: the database every process uses (``DATABASE_URL``).
-    :param web_workers: gunicorn workers (``-w``); 0 starts no gunicorn.
+    :param web_workers: gunicorn workers (``-w``), at least 1 (``/healthz`` tells the cluster
+        which runners are up).
     :param workers: ``flask --app console worker`` processes.
     :param settings: console settings for every process, as ``CONSOLE_<KEY>`` (JSON-encoded).
     :param handlers: ``JOBS_HANDLERS`` specs; ``None`` for the test handlers.
@@ -150,6 +151,9 @@ class Cluster:
                  worker_threads: int | None = None, web_threads: int | None = None,
                  log_dir: str | Path | None = None, start_timeout: float = 60.0,
                  extra_env: dict[str, str] | None = None):
+        if web_workers < 1:
+            raise ValueError(f"web_workers must be at least 1 (got {web_workers}): the cluster "
+                             "asks gunicorn's /healthz which runners are up")
         self.database_url = database_url
         self.web_workers = web_workers
         self.workers = workers
@@ -187,8 +191,7 @@ class Cluster:
 
     def start(self) -> "Cluster":
         atexit.register(self.stop)
-        if self.web_workers:
-            self._start_gunicorn()
+        self._start_gunicorn()
         for n in range(1, self.workers + 1):
             self._start_worker(f"worker-{n}")
         self.wait_for_runners(self.start_timeout)
@@ -289,14 +292,20 @@ class Cluster:
                 pids[proc.pid] = ("worker", slot)
         return pids
 
-    def runners(self) -> list[RunnerProcess]:
-        """Every live runner process with its runner id (those already registered)."""
-        live = self.health().get("runners", {}).get("details", [])
+    def runners(self, runner_ids: Iterable[str] | None = None) -> list[RunnerProcess]:
+        """Every live runner process with its runner id (those already registered).
+
+        The ids come from ``/healthz``, or from ``runner_ids`` when given (e.g. read from the
+        ``runners`` table by a caller with its own database connection: ``/healthz`` cannot
+        answer while every gunicorn worker is down).
+        """
+        if runner_ids is None:
+            runner_ids = [r["id"] for r in self.health().get("runners", {}).get("details", [])]
         by_pid = {}
-        for runner in live:
-            pid = runner_pid(runner["id"])
+        for runner_id in runner_ids:
+            pid = runner_pid(runner_id)
             if pid is not None:
-                by_pid[pid] = runner["id"]
+                by_pid[pid] = runner_id
         return [RunnerProcess(kind, pid, by_pid[pid], slot)
                 for pid, (kind, slot) in sorted(self.expected_pids().items())
                 if pid in by_pid and _alive(pid)]
@@ -333,7 +342,7 @@ class Cluster:
     def log_tails(self, lines: int = 40) -> str:
         """The last lines of every log, to explain a failure."""
         parts = []
-        for path in sorted(self.log_dir.glob("*.log")):
+        for path in sorted(self.log_dir / name for name in self._log_names):
             text = path.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"----- {path.name} -----\n" + "\n".join(text))
         return "\n".join(parts)

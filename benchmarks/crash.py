@@ -76,6 +76,17 @@ def leased_to(engine, runner_id: str) -> int:
                             .where(jobs_table.c.lease_owner == runner_id)).scalar_one()
 
 
+def registered_runners(engine) -> list[str]:
+    """Runner ids in the ``runners`` table (a killed runner's row stays until it is stale:
+    ``Cluster.runners`` keeps only those whose process is alive)."""
+    from sqlalchemy import select
+
+    from console.jobs.models import runners_table
+
+    with engine.connect() as conn:
+        return list(conn.execute(select(runners_table.c.id)).scalars())
+
+
 class Killer:
     """Kills a random live runner process every ``every`` seconds and restarts it."""
 
@@ -102,11 +113,9 @@ class Killer:
             return
         # The next kill one period on; after a late tick (a slow /healthz), not a burst.
         self._next = max(self._next + self.every, time.monotonic() + self.every / 2)
-        try:
-            candidates = self.cluster.runners()
-        except (OSError, ValueError) as exc:   # every web worker down at this instant
-            log(f"no kill this time: /healthz did not answer ({exc})")
-            return
+        # Runner ids from the database, not /healthz: it cannot answer while every gunicorn
+        # worker is down, and the worker processes are fair game then too.
+        candidates = self.cluster.runners(registered_runners(self.engine))
         self.remember(candidates)
         if not candidates:
             log("no kill this time: no runner is up")
@@ -242,7 +251,7 @@ def run(database_url: str | None, *, jobs: int, web_workers: int, workers: int,
         with Cluster(url, web_workers=web_workers, workers=workers, settings=settings,
                      log_dir=workdir / "logs") as cluster:
             killer = Killer(cluster, service.engine, kill_every, random.Random(seed), max_kills)
-            killer.remember(cluster.runners())
+            killer.remember(cluster.runners(registered_runners(service.engine)))
             began = time.monotonic()
             record_ids = workload.queue_in_batches(
                 service, tenant_ids, jobs - messages,
@@ -253,8 +262,7 @@ def run(database_url: str | None, *, jobs: int, web_workers: int, workers: int,
             counts = workload.wait_until_terminal(service.engine, jobs, timeout, tenant_ids,
                                                   on_tick=killer.tick)
             observed_s = time.monotonic() - began
-            last_kill = killer.kills[-1].at if killer.kills else None
-            killer.remember(cluster.runners())
+            killer.remember(cluster.runners(registered_runners(service.engine)))
             time.sleep(1.0)   # a late duplicate would show itself now
         evidence = workload.read_evidence(service.engine, executions_log)
     finally:
@@ -264,6 +272,8 @@ def run(database_url: str | None, *, jobs: int, web_workers: int, workers: int,
     speed = workload.throughput(evidence, job_ids)
     finished = max((evidence.jobs[i].completed_at for i in job_ids
                     if evidence.jobs[i].completed_at), default=None)
+    # The last kill while jobs were still running (one after the end caught nothing).
+    last_kill = max((k.at for k in killer.kills if finished and k.at < finished), default=None)
     return {
         "database": "postgresql" if workload.is_postgres(url) else "sqlite",
         "jobs": jobs, "web_workers": web_workers, "workers": workers, "tenants": tenants,
