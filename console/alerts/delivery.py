@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 
 from ..handlers.delivery import DeliveryError
 from ..handlers.webhook import WebhookHandler
 from ..jobs import JobService, JobValidationError, TenantLimitException, db
-from ..jobs.limits import TenantStore
+from ..jobs.limits import TenantConfig, TenantStore
 from .messages import email_content, webhook_body
 from .models import alert_notifications_table, alerts_table
 from .operations import alert_setting, ensure_operations_tenant, operations_tenant_id
@@ -66,8 +66,9 @@ def _listed(value: Any) -> list[str]:
 
 
 def recipients_for(rule: Rule, tenant_id: str | None, config: Mapping[str, Any] | None,
-                   tenants: TenantStore) -> list[Recipient]:
-    """Everyone an alert of ``rule`` about ``tenant_id`` (None: the system) goes to."""
+                   tenant_settings: Mapping[str, Any] | None) -> list[Recipient]:
+    """Everyone an alert of ``rule`` about ``tenant_id`` (None: the system) goes to;
+    ``tenant_settings`` is that tenant's ``custom_settings``."""
     found: list[Recipient] = []
     if rule.notify_operators:
         found += [Recipient("email", "operators", address)
@@ -75,8 +76,7 @@ def recipients_for(rule: Rule, tenant_id: str | None, config: Mapping[str, Any] 
         found += [Recipient("webhook", "operators", url)
                   for url in _listed(alert_setting(config, "ALERTS_WEBHOOK_URL"))]
     if rule.notify_tenant and tenant_id is not None:
-        tenant = tenants.get_tenant_config(tenant_id)
-        settings = (tenant.custom_settings if tenant else None) or {}
+        settings = tenant_settings or {}
         found += [Recipient("email", "tenant", address)
                   for address in _listed(settings.get("alertEmail"))]
         found += [Recipient("webhook", "tenant", url, signing_tenant=tenant_id)
@@ -86,96 +86,133 @@ def recipients_for(rule: Rule, tenant_id: str | None, config: Mapping[str, Any] 
 
 
 def deliver_due(service: JobService, config: Mapping[str, Any] | None, rules: list[Rule],
-                now: datetime) -> int:
-    """Queue every notice alerts owe (see the module docstring); returns how many jobs."""
+                now: datetime, tenants: Mapping[str, TenantConfig] | None = None) -> int:
+    """Queue every notice alerts owe (see the module docstring); returns how many jobs.
+
+    :param tenants: every tenant by id, when the caller has read them already.
+    """
     with service.engine.connect() as conn:
         due = conn.execute(select(alerts_table).where(a.notice_due.is_not(None))
                            .order_by(a.fired_at, a.id)).all()
     if not due:
         return 0
-    by_id = {rule.id: rule for rule in rules}
-    queued = 0
-    for alert in due:
-        rule = by_id.get(alert.rule_id)
-        if rule is None:
-            continue
-        if alert.notice_due == "fired":
-            queued += _announce(service, config, rule, alert, now)
-        else:
-            queued += _send(service, config, rule, alert, "resolved", now)
-    return queued
+    return _Round(service, config, rules, now, tenants).deliver(due)
 
 
-def _announce(service, config, rule: Rule, alert, now: datetime) -> int:
-    """The "fired" notice, unless a mute or the cool-down holds it back."""
-    engine = service.engine
-    if alert.state != "firing":   # resolved before it was announced: nothing to say
-        with db.write_transaction(engine) as conn:
-            conn.execute(alerts_table.update().where(
-                a.id == alert.id, a.notice_due == "fired", a.notified_at.is_(None))
-                .values(notice_due=None, held_until=None))
-        return 0
-    hold = held_until(engine, rule, alert, now)
-    if hold is not None:
-        if alert.held_until != hold:
+class _Round:
+    """One pass over the notices owed. What it needs of tenants and past notices is read once
+    for all of them: a hundred firing alerts cost a few queries, not a few hundred."""
+
+    def __init__(self, service: JobService, config, rules: list[Rule], now: datetime,
+                 tenants: Mapping[str, TenantConfig] | None):
+        self.service, self.config, self.now = service, config, now
+        self.rules = {rule.id: rule for rule in rules}
+        self._tenants = tenants
+        self._last_notified: dict[tuple[int, str], datetime] | None = None
+
+    def deliver(self, due) -> int:
+        queued = 0
+        for alert in due:
+            rule = self.rules.get(alert.rule_id)
+            if rule is None:
+                continue
+            if alert.notice_due == "fired":
+                queued += self._announce(rule, alert)
+            else:
+                queued += self._send(rule, alert, "resolved")
+        return queued
+
+    def recipients(self, rule: Rule, alert) -> list[Recipient]:
+        if self._tenants is None:
+            self._tenants = {t.tenant_id: t for t in self.service.tenants.list_tenant_configs()}
+        tenant = self._tenants.get(alert.tenant_id)
+        return recipients_for(rule, alert.tenant_id, self.config,
+                              tenant.custom_settings if tenant else None)
+
+    def _announce(self, rule: Rule, alert) -> int:
+        """The "fired" notice, unless a mute or the cool-down holds it back."""
+        engine = self.service.engine
+        if alert.state != "firing":   # resolved before it was announced: nothing to say
             with db.write_transaction(engine) as conn:
-                conn.execute(alerts_table.update().where(a.id == alert.id)
-                             .values(held_until=hold))
-        return 0
-    return _send(service, config, rule, alert, "fired", now)
+                conn.execute(alerts_table.update().where(
+                    a.id == alert.id, a.notice_due == "fired", a.notified_at.is_(None))
+                    .values(notice_due=None, held_until=None))
+            return 0
+        if not self.recipients(rule, alert):
+            return 0   # no channel yet: owed until one is configured (or the alert resolves)
+        hold = self.held_until(rule, alert)
+        if hold is not None:
+            if alert.held_until != hold:
+                with db.write_transaction(engine) as conn:
+                    conn.execute(alerts_table.update().where(a.id == alert.id)
+                                 .values(held_until=hold))
+            return 0
+        return self._send(rule, alert, "fired")
+
+    def held_until(self, rule: Rule, alert) -> datetime | None:
+        """Until when the "fired" notice of ``alert`` waits: the end of the rule's mute, or of
+        the cool-down since the rule last announced this subject; None: it may go now."""
+        until = rule.muted_until if rule.muted(self.now) else None
+        if rule.cooldown_seconds:
+            last = self.last_notified().get((rule.id, alert.subject_key))
+            if last is not None:
+                end = last + timedelta(seconds=rule.cooldown_seconds)
+                if end > self.now and (until is None or end > until):
+                    until = end
+        return until
+
+    def last_notified(self) -> dict[tuple[int, str], datetime]:
+        """When each rule with a cool-down last announced each subject (alerts that owe a
+        "fired" notice have announced nothing, so they never count themselves)."""
+        if self._last_notified is None:
+            cooling = [rule.id for rule in self.rules.values() if rule.cooldown_seconds]
+            query = (select(a.rule_id, a.subject_key, func.max(a.notified_at))
+                     .where(a.rule_id.in_(cooling), a.notified_at.is_not(None))
+                     .group_by(a.rule_id, a.subject_key))
+            with self.service.engine.connect() as conn:
+                self._last_notified = {(rule_id, subject): last
+                                       for rule_id, subject, last in conn.execute(query)}
+        return self._last_notified
+
+    def _send(self, rule: Rule, alert, transition: str) -> int:
+        """Queue ``transition``'s notice to every recipient; mark it sent once all are queued
+        (a refusal, e.g. the operations tenant's queue being full, leaves it owed)."""
+        recipients = self.recipients(rule, alert)
+        if not recipients:
+            return 0
+        ops = ensure_operations_tenant(self.service, self.config).tenant_id
+        queued, complete = [], True
+        for recipient in recipients:
+            try:
+                job = _queue(self.service, ops, rule, alert, transition, recipient)
+            except TenantLimitException as refused:
+                log.warning("alert %s: %s notice to %s held back: %s", alert.id, transition,
+                            recipient.address, refused)
+                complete = False
+                continue
+            except JobValidationError as invalid:   # a bad address in the settings: skip it
+                log.warning("alert %s: cannot notify %s (%s): %s", alert.id,
+                            recipient.address, recipient.audience, invalid)
+                continue
+            queued.append((job, recipient))
+        with db.write_transaction(self.service.engine) as conn:
+            if queued:
+                _record(conn, alert.id, transition, queued, self.now)
+            if complete:
+                conn.execute(_MARK_SENT[transition], {"b_id": alert.id, "b_now": self.now})
+        return len(queued)
 
 
-def held_until(engine, rule: Rule, alert, now: datetime) -> datetime | None:
-    """Until when the "fired" notice of ``alert`` waits: the end of the rule's mute, or of the
-    cool-down since the rule last announced this subject; None: it may go now."""
-    until = rule.muted_until if rule.muted(now) else None
-    if rule.cooldown_seconds:
-        with engine.connect() as conn:
-            last = conn.execute(select(func.max(a.notified_at)).where(
-                a.rule_id == rule.id, a.subject_key == alert.subject_key,
-                a.id != alert.id)).scalar()
-        if last is not None:
-            end = last + timedelta(seconds=rule.cooldown_seconds)
-            if end > now and (until is None or end > until):
-                until = end
-    return until
-
-
-def _send(service, config, rule: Rule, alert, transition: str, now: datetime) -> int:
-    """Queue ``transition``'s notice to every recipient; mark it sent once all are queued (a
-    refusal, e.g. the operations tenant's queue being full, leaves it owed for next time)."""
-    recipients = recipients_for(rule, alert.tenant_id, config, service.tenants)
-    if not recipients:
-        return 0   # no channel yet: owed until one is configured (or the alert resolves)
-    ops = ensure_operations_tenant(service, config).tenant_id
-    queued, complete = [], True
-    for recipient in recipients:
-        try:
-            job = _queue(service, ops, rule, alert, transition, recipient)
-        except TenantLimitException as refused:
-            log.warning("alert %s: %s notice to %s held back: %s", alert.id, transition,
-                        recipient.address, refused)
-            complete = False
-            continue
-        except JobValidationError as invalid:   # a bad address in the settings: skip it
-            log.warning("alert %s: cannot notify %s (%s): %s", alert.id, recipient.address,
-                        recipient.audience, invalid)
-            continue
-        queued.append((job, recipient))
-    with db.write_transaction(service.engine) as conn:
-        if queued:
-            _record(conn, alert.id, transition, queued, now)
-        if complete and transition == "fired":
-            conn.execute(alerts_table.update().where(a.id == alert.id, a.notified_at.is_(None))
-                         .values(notified_at=now, held_until=None,
-                                 # resolved meanwhile (by another process): say so next
-                                 notice_due=case((a.state == "resolved", "resolved"),
-                                                 else_=None)))
-        elif complete:
-            conn.execute(alerts_table.update()
-                         .where(a.id == alert.id, a.notice_due == "resolved")
-                         .values(resolve_notified_at=now, notice_due=None))
-    return len(queued)
+_NOW = bindparam("b_now", type_=a.notified_at.type)
+_MARK_SENT = {
+    "fired": alerts_table.update().where(a.id == bindparam("b_id"), a.notified_at.is_(None))
+    .values(notified_at=_NOW, held_until=None,
+            # resolved meanwhile (by another process): the "resolved" notice is owed next
+            notice_due=case((a.state == "resolved", "resolved"), else_=None)),
+    "resolved": alerts_table.update().where(a.id == bindparam("b_id"),
+                                            a.notice_due == "resolved")
+    .values(resolve_notified_at=_NOW, notice_due=None),
+}
 
 
 def _queue(service: JobService, ops_tenant: str, rule: Rule, alert, transition: str,

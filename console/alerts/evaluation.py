@@ -88,7 +88,7 @@ def evaluate_alert_rules(service, config: Mapping[str, Any] | None = None,
             outcome.failed_rules[rule.id] = f"{type(exc).__name__}: {exc}"
     changes.opened = _opening(new, readings, now)
     outcome.fired, outcome.resolved = _write(engine, changes, now)
-    outcome.notifications = deliver_due(service, config, rules, now)
+    outcome.notifications = deliver_due(service, config, rules, now, readings.configs)
     with engine.connect() as conn:
         outcome.firing = conn.execute(select(func.count()).where(a.state == "firing")).scalar()
     outcome.seconds = time.monotonic() - started
@@ -109,7 +109,8 @@ def _judge(rule: Rule, mine: dict[str, Any], readings: Readings, changes: _Chang
     measured = {m.subject_key: m for m in rule.spec.measure(rule, readings)}
     holding = {key: m for key, m in measured.items() if rule.spec.holds(m.value, rule.threshold)}
     changes.refreshed += [{"b_id": mine[key].id, "b_value": m.value, "b_now": now}
-                          for key, m in holding.items() if key in mine]
+                          for key, m in holding.items()
+                          if key in mine and mine[key].last_value != m.value]
     changes.closed += [_closing(alert, measured.get(key),
                                 resolution_text(rule, measured.get(key)))
                        for key, alert in mine.items() if key not in holding]

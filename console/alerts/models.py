@@ -66,6 +66,8 @@ class Alert(Base):
     state: Mapped[str] = mapped_column(String(16))
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The figure when it fired, and its latest value since ``checked_at`` (written when the
+    # figure changes, not at every evaluation: a steady alert costs no write a minute).
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
     value: Mapped[float] = mapped_column(Float)
     last_value: Mapped[float] = mapped_column(Float)

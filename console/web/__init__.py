@@ -28,6 +28,7 @@ NAVIGATION = (
     NavItem("jobs.index", "Jobs"),
     NavItem("new_job.index", "New job", "operator"),
     NavItem("failures.index", "Failures"),
+    NavItem("alerts.index", "Alerts"),
     NavItem("tenants.index", "Tenants"),
     NavItem("handlers.index", "Handlers"),
     NavItem("reports.index", "Reports"),
@@ -39,7 +40,7 @@ NAVIGATION = (
 # Screen families, in the order their routes are registered.
 BLUEPRINT_MODULES = ("auth", "assets", "monitoring", "stream", "dashboard", "jobs", "new_job",
                      "failures", "tenants", "handlers", "users", "tokens", "reports",
-                     "outbox")
+                     "outbox", "alerts")
 
 
 def register_blueprints(app: Flask) -> None:

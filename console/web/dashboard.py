@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
+from ..alerts.queries import firing_alerts
 from ..analytics.charts import failure_chart, figure_json, throughput_chart
 from ..extensions import db
 from ..jobs import get_job_service
@@ -27,10 +28,12 @@ _LATEST_CHANGES = (select(jobs_table).order_by(jobs_table.c.updated_at.desc())
 
 
 def system_summary() -> dict:
-    """System statistics of the last 24 h, the queue now, and the reference's health check."""
+    """System statistics of the last 24 h, the queue now, the reference's health check, and the
+    alerts firing now."""
     service = get_job_service()
     return {"stats": service.get_system_job_statistics(),
-            "queue": service.get_job_queue_status()}
+            "queue": service.get_job_queue_status(),
+            "firing": firing_alerts(service.engine)}
 
 
 def tenant_tiles() -> list[dict]:

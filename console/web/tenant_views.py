@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from ..alerts.queries import firing_alerts
 from ..analytics import charts
 from ..jobs import JobService
 from ..jobs.limits import JobLimitConfig, TenantConfig
@@ -49,7 +50,7 @@ def _limit_text(spec, value) -> str:
 
 def tenant_page(service: JobService, config: TenantConfig, start: date, end: date
                 ) -> dict[str, Any]:
-    """Usage over [start, end] (both days included), live usage and health."""
+    """Usage over [start, end] (both days included), live usage, health and firing alerts."""
     usage = service.get_tenant_job_usage(config.tenant_id, start, end + timedelta(days=1))
     health = service.get_tenant_job_health(config.tenant_id)
     now = usage.current_usage
@@ -59,7 +60,8 @@ def tenant_page(service: JobService, config: TenantConfig, start: date, end: dat
             "limit_rows": limit_rows(config.job_limit),
             "rejected": sum(usage.limit_rejections.values()),
             "jobs_by_type": sorted(usage.jobs_by_type.items(), key=lambda kv: (-kv[1], kv[0])),
-            "jobs_by_status": list(usage.jobs_by_status.items())}
+            "jobs_by_status": list(usage.jobs_by_status.items()),
+            "firing": firing_alerts(service.engine, config.tenant_id)}
 
 
 def tenant_charts(service: JobService, tenant_id: str, start: date, end: date

@@ -9,7 +9,7 @@ from console.web.auth import PUBLIC_ENDPOINTS, PUBLIC_PATH_PREFIXES
 
 SAMPLE_ARGUMENTS = {"job_id": "01a2218b-0000-7000-8000-000000000000", "tenant_id": "acme",
                     "name": "noop", "user_id": 1, "kind": "immediate", "filename": "x.css",
-                    "token_id": 1}
+                    "token_id": 1, "rule_id": 1}
 
 
 def routes(app, method: str):
