@@ -24,6 +24,7 @@ from ..jobs.records import new_job_id
 from .delivery import deliver_due
 from .messages import fire_message, recommendation, resolution_text
 from .models import alerts_table
+from .operations import operations_tenant_id
 from .rules import Measurement, Readings, Rule
 from .sql import insert_unless_present
 from .store import list_rules
@@ -73,7 +74,7 @@ def evaluate_alert_rules(service, config: Mapping[str, Any] | None = None,
     now = now or datetime.now(UTC)
     engine = service.engine
     rules = list_rules(engine)
-    readings = Readings(engine, service.tenants, now)
+    readings = Readings(engine, service.tenants, now, operations_tenant_id(config))
     with engine.connect() as conn:
         open_alerts = conn.execute(select(alerts_table).where(a.state == "firing")).all()
     outcome = EvaluationOutcome(rules=len(rules))

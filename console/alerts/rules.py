@@ -12,7 +12,8 @@ figure from the database (through the reads analytics and the engine already hav
 | ``handler_failure_rate`` | failed ÷ runs of one handler in the window (%) | above R | system or tenant |
 
 Rates need at least ``MIN_RUNS`` runs in the window (as the health score does): fewer runs say
-nothing, so such a rule neither fires nor stays firing. Windows are whole hours, read from the
+nothing, so such a rule neither fires nor stays firing. System figures leave out the operations
+tenant's own jobs (``Readings.of_system``); rules about each tenant watch it like any other. Windows are whole hours, read from the
 hourly rollups like every other analytics figure. Comparisons are strict ("above 1,000" fires
 at 1,001).
 """
@@ -118,11 +119,22 @@ def subject_key(tenant_id: str | None) -> str:
 class Readings:
     """The database reads one evaluation needs, each made once, only if a rule asks for it."""
 
-    def __init__(self, engine: Engine, tenants: TenantStore, now: datetime):
+    def __init__(self, engine: Engine, tenants: TenantStore, now: datetime,
+                 operations_tenant: str | None = None):
         self.engine = engine
         self.tenants = tenants
         self.now = now
+        self.operations_tenant = operations_tenant
         self._runs: dict[tuple[int, str | None], dict[str, tuple[int, int]]] = {}
+
+    def subjects(self, rule: Rule) -> list[str]:
+        """The tenants a rule of scope ``each_tenant`` or ``tenant`` is about."""
+        return list(self.configs) if rule.scope == "each_tenant" else [rule.tenant_id]
+
+    def of_system(self, per_tenant: dict[str, Any]) -> dict[str, Any]:
+        """Per-tenant figures that make up the system's: all but the operations tenant's, whose
+        own jobs (an evaluation a minute) would drown a quiet system's failures and waits."""
+        return {t: v for t, v in per_tenant.items() if t != self.operations_tenant}
 
     @cached_property
     def configs(self) -> dict[str, TenantConfig]:
@@ -212,14 +224,13 @@ def _top(values: dict[str, float]) -> tuple[str, ...]:
     return tuple(t for _, t in ranked[:TOP_CONTRIBUTORS])
 
 
-def _counts(rule: Rule, readings: Readings, per_tenant: dict[str, int | float],
-            system: float | None = None) -> list[Measurement]:
+def _counts(rule: Rule, readings: Readings, per_tenant: dict[str, int | float]
+            ) -> list[Measurement]:
     """A figure that adds up over tenants (jobs), in the rule's scope."""
     if rule.scope == "system":
-        total = sum(per_tenant.values()) if system is None else system
-        return [Measurement(None, float(total), contributors=_top(per_tenant))]
-    tenants = readings.configs if rule.scope == "each_tenant" else [rule.tenant_id]
-    return [Measurement(t, float(per_tenant.get(t, 0))) for t in tenants]
+        counted = readings.of_system(per_tenant)
+        return [Measurement(None, float(sum(counted.values())), contributors=_top(counted))]
+    return [Measurement(t, float(per_tenant.get(t, 0))) for t in readings.subjects(rule)]
 
 
 def _rates(rule: Rule, readings: Readings, runs: dict[str, tuple[int, int]],
@@ -232,13 +243,13 @@ def _rates(rule: Rule, readings: Readings, runs: dict[str, tuple[int, int]],
         return Measurement(tenant_id, of(completed, failed), f"{total:,} runs", contributors)
 
     if rule.scope == "system":
-        completed = sum(c for c, _ in runs.values())
-        failed = sum(f for _, f in runs.values())
+        counted = readings.of_system(runs)
+        completed = sum(c for c, _ in counted.values())
+        failed = sum(f for _, f in counted.values())
         found = [measured(None, completed, failed,
-                          _top({t: f for t, (_, f) in runs.items()}))]
+                          _top({t: f for t, (_, f) in counted.items()}))]
     else:
-        tenants = readings.configs if rule.scope == "each_tenant" else [rule.tenant_id]
-        found = [measured(t, *runs.get(t, (0, 0))) for t in tenants]
+        found = [measured(t, *runs.get(t, (0, 0))) for t in readings.subjects(rule)]
     return [m for m in found if m is not None]
 
 
@@ -250,10 +261,10 @@ def measure_oldest_queued(rule: Rule, readings: Readings) -> list[Measurement]:
     waited = {t: max(0.0, (readings.now - due).total_seconds())
               for t, due in readings.oldest_queued.items() if due is not None}
     if rule.scope == "system":
-        return [Measurement(None, max(waited.values(), default=0.0),
-                            contributors=_top(waited))]
-    tenants = readings.configs if rule.scope == "each_tenant" else [rule.tenant_id]
-    return [Measurement(t, waited.get(t, 0.0)) for t in tenants]
+        counted = readings.of_system(waited)
+        return [Measurement(None, max(counted.values(), default=0.0),
+                            contributors=_top(counted))]
+    return [Measurement(t, waited.get(t, 0.0)) for t in readings.subjects(rule)]
 
 
 def measure_success_rate(rule: Rule, readings: Readings) -> list[Measurement]:
@@ -267,10 +278,9 @@ def measure_handler_failure_rate(rule: Rule, readings: Readings) -> list[Measure
 
 
 def measure_health(rule: Rule, readings: Readings) -> list[Measurement]:
-    tenants = readings.configs if rule.scope == "each_tenant" else [rule.tenant_id]
     health = readings.health
     return [Measurement(t, float(health[t]["health_score"]), health[t]["health_status"])
-            for t in tenants if t in health]
+            for t in readings.subjects(rule) if t in health]
 
 
 def measure_stuck(rule: Rule, readings: Readings) -> list[Measurement]:
@@ -284,9 +294,8 @@ def measure_limit_usage(rule: Rule, readings: Readings) -> list[Measurement]:
         "max_concurrent_jobs": lambda t: readings.live.get((t, "processing"), 0),
         "max_daily_jobs": lambda t: readings.daily.get(t, 0),
     }[rule.limit_name]
-    tenants = readings.configs if rule.scope == "each_tenant" else [rule.tenant_id]
     found = []
-    for tenant_id in tenants:
+    for tenant_id in readings.subjects(rule):
         config = readings.configs.get(tenant_id)
         limit = getattr(config.job_limit, rule.limit_name) if config else None
         if limit:   # unlimited (None), or 0 (nothing allowed): no share to measure
