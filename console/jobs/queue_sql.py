@@ -142,8 +142,16 @@ class QueueTransaction:
         return value
 
     def tenant_limits(self, tenant_id: str) -> dict[str, Any] | None:
-        """The tenant's queue limits, its row locked until commit (PostgreSQL: FOR UPDATE)."""
-        sql = self._sql(_TENANT_LIMITS) + (" FOR UPDATE" if self._postgres else "")
+        """The tenant's queue limits, its row locked until commit (PostgreSQL).
+
+        ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: it still queues this tenant's queuers one
+        behind the other (the limits' atomicity), but lets foreign-key checks through (``FOR KEY
+        SHARE``). A runner's cycle promotes and claims a job in one transaction, and claiming a
+        row its own transaction just updated makes PostgreSQL check the job's tenant key; under
+        ``FOR UPDATE`` that check waited for a queuer that was itself waiting for a rollup row
+        the runner had written earlier in its cycle — a deadlock, and the queue call failed.
+        """
+        sql = self._sql(_TENANT_LIMITS) + (" FOR NO KEY UPDATE" if self._postgres else "")
         self._cursor.execute(sql, (tenant_id,))
         row = self._cursor.fetchone()
         if row is None:
