@@ -31,7 +31,10 @@ followed by the fragments a browser loads with it (``hx-trigger="load"``: tenant
 charts, handler rows), then a think time of 0.5–1.5 × ``--think`` seconds, while the API keeps
 taking ``--rate`` submissions a second. Per page and fragment: p50/p95/max in ms (round trip on
 the loopback: server time plus a few tenths of a millisecond), target ≤ 200 ms at p95.
-``--operators 0`` skips the phase.
+``--operators 0`` skips the phase. The sessions do not hold the live event stream (``/events``) a
+browser keeps open on every page: each open stream holds one gunicorn thread for up to five
+minutes, so 20 open consoles need 20 threads beyond the ones that serve requests (size
+``CONSOLE_WEB_THREADS`` for them, see gunicorn.conf.py); these figures are for the page requests.
 
 Progress goes to stderr, the figures as a table to stdout, and with ``--json PATH`` as JSON to a
 file (``run_all.py`` reads it).
