@@ -73,6 +73,8 @@ def check_rule(values: RuleValues, tenant_ids: Iterable[str], handler_names: Ite
         raise RuleError("name", "Name the rule after what it watches, e.g. “Queue backlog”.")
     if len(name) > MAX_NAME_LENGTH:
         raise RuleError("name", f"At most {MAX_NAME_LENGTH} characters.")
+    if "\x00" in name:
+        raise RuleError("name", "Leave out the NUL character (\\u0000): it cannot be stored.")
     spec = KINDS.get(values.kind)
     if spec is None:
         raise RuleError("kind", f"Choose one of: {', '.join(KINDS)}.")

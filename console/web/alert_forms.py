@@ -9,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateTimeLocalField, FloatField, IntegerField, SelectField,
                      StringField, ValidationError)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length, Optional
+from wtforms.validators import InputRequired, Length, Optional, Regexp
 
 from ..alerts.rules import KINDS, LIMIT_NAMES, Rule
 from ..alerts.store import DEFAULT_COOLDOWN_SECONDS, RuleError, RuleValues, check_rule
@@ -20,6 +20,7 @@ UTC = timezone.utc
 TENANT_SCOPE = "tenant:"
 ALERT_EMAIL, ALERT_WEBHOOK = "alertEmail", "alertWebhookUrl"   # custom_settings keys
 _FIELD_OF_ERROR = {"cooldown_seconds": "cooldown_minutes", "tenant_id": "scope"}
+_NO_NUL = Regexp(r"^[^\x00]*$", message="Leave out the NUL character (\\u0000).")
 
 
 def _strip(value):
@@ -122,10 +123,10 @@ class ContactsForm(FlaskForm):
     """Where a tenant's admin hears of its alerts (its ``custom_settings``)."""
 
     alert_email = StringField("Email", filters=[_strip], validators=[
-        Length(max=500, message="At most 500 characters.")],
+        Length(max=500, message="At most 500 characters."), _NO_NUL],
         description="Addresses, separated by commas; empty: no email.")
     alert_webhook_url = StringField("Webhook URL", filters=[_strip], validators=[
-        Length(max=500, message="At most 500 characters.")],
+        Length(max=500, message="At most 500 characters."), _NO_NUL],
         description="An http(s) URL, signed with the tenant's webhookSecret (else "
                     "WEBHOOK_SIGNING_SECRET); empty: no webhook.")
 

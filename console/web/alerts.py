@@ -36,12 +36,18 @@ def alert_figure(value: float, kind: str) -> str:
     return spec.format(value) if spec else f"{value:g}"
 
 
+def _storable(text: str, longest: int) -> bool:
+    """Whether ``text`` could be stored at all (PostgreSQL refuses even to compare a NUL): a
+    value that could not is answered at once, not passed to a query."""
+    return len(text) <= longest and "\x00" not in text
+
+
 def _tenants():
     return sorted(get_job_service().tenants.list_tenant_configs(), key=lambda c: c.name.lower())
 
 
 def _rule_or_404(rule_id: int):
-    rule = store.get_rule(get_job_service().engine, rule_id)
+    rule = store.get_rule(get_job_service().engine, rule_id) if rule_id < 2**31 else None
     if rule is None:
         abort(404, "There is no such rule; the Rules page lists them all.")
     return rule
@@ -63,8 +69,10 @@ def index():
     rule_arg = request.args.get("rule", "").strip()
     if state and state not in STATES:
         abort(400, "The state filter is firing or resolved (or empty for both).")
-    if rule_arg and not rule_arg.isdigit():
+    if rule_arg and not (rule_arg.isascii() and rule_arg.isdigit() and len(rule_arg) <= 9):
         abort(400, "The rule filter is a rule's number; choose one from the list.")
+    if not _storable(tenant, 64):
+        abort(400, "The tenant filter is a tenant's ID; choose one from the list.")
     rule_id = int(rule_arg) if rule_arg else None
     service = get_job_service()
     try:
@@ -84,7 +92,8 @@ def index():
 @bp.get("/alerts/<alert_id>")
 def show(alert_id: str):
     service = get_job_service()
-    alert, notifications = get_alert(service.engine, alert_id)
+    alert, notifications = (get_alert(service.engine, alert_id) if _storable(alert_id, 36)
+                            else (None, []))
     if alert is None:
         abort(404, "There is no such alert; the Alerts page lists them all.")
     rule = store.get_rule(service.engine, alert.rule_id)
@@ -209,7 +218,8 @@ def mute_rule(rule_id: int):
 # -- a tenant's alert contacts ----------------------------------------------------------------
 
 def _tenant_or_404(tenant_id: str):
-    config = get_job_service().tenants.get_tenant_config(tenant_id)
+    config = (get_job_service().tenants.get_tenant_config(tenant_id)
+              if _storable(tenant_id, 64) else None)
     if config is None:
         abort(404, f"There is no tenant {tenant_id!r}; the Tenants page lists them all.")
     return config

@@ -244,3 +244,23 @@ def test_an_admin_sets_a_tenants_alert_contacts(service, client_as, make_tenant)
     assert "ada@example.com, bob@example.com" in admin.get("/tenants/acme").get_data(
         as_text=True)
     assert admin.get("/alerts/contacts/nobody").status_code == 404
+
+
+def test_values_no_database_can_hold_are_answered_not_queried(service, client_as, acme,
+                                                             add_rule):
+    """PostgreSQL refuses even to compare a NUL character, or an integer past 2^31: such
+    values get a 4xx from the console on both databases, never a 500."""
+    admin = client_as("admin")
+    rule = add_rule("queue_backlog", 0)
+    for path, status in (("/alerts?tenant=ac%00me", 400), ("/alerts?rule=99999999999", 400),
+                         ("/alerts?rule=%C2%B2", 400), ("/alerts/ab%00cd", 404),
+                         ("/alerts/rules/99999999999", 404), ("/alerts/contacts/ac%00me", 404)):
+        assert admin.get(path).status_code == status, path
+    named = admin.post(f"/alerts/rules/{rule.id}", data=rule_form(admin.csrf, name="a\x00b"))
+    assert named.status_code == 422
+    assert "NUL" in field_error(named.get_data(as_text=True), "name")
+    contacts = admin.post("/alerts/contacts/acme", data={
+        "csrf_token": admin.csrf, "alert_email": "a\x00@example.com",
+        "alert_webhook_url": "https://x.example/\x00"})
+    assert contacts.status_code == 422
+    assert "alertEmail" not in service.tenants.get_tenant_config("acme").custom_settings
