@@ -111,6 +111,19 @@ class _Report:
             f"({_fmt(info.get('elapsed_s'))} s in all). The machine is small and shared: "
             "compare runs on the same machine only, and read the load average beside them.",
         ]
+        cores = info.get("machine", {}).get("cores") or 1
+        busiest = max((info.get("loadavg_before") or [0])[:1] + (info.get("loadavg_after")
+                                                                  or [0])[:1])
+        if busiest > cores:
+            self.lines += ["", f"**This run shared the machine**: a load average of up to "
+                               f"{_fmt(float(busiest))} on {cores} cores, so other work took a "
+                               "large part of the CPU (the load tables' `machine` line counts "
+                               "every process). Figures that need the whole machine — rates, "
+                               "latencies under load — are lower than the product gives on a "
+                               "machine of its own; rerun on a quiet machine before comparing "
+                               "them with a target."]
+        if info.get("note"):
+            self.lines += ["", str(info["note"])]
         self.machine_section()
         self.summary_section()
         self.engine_section()
