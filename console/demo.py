@@ -233,12 +233,14 @@ def _write_history(service: JobService, rng: random.Random, days: int, per_day: 
                 key = (tenant_id, created.date())
                 daily[key] = daily.get(key, 0) + 1
                 rollups.add_jobs(created, tenant_id, handler, job_type, "jobs_created")
-    with service.engine.begin() as conn:
+    from .jobs import db as jobs_db
+
+    # The write lock at BEGIN, as every write takes it: the console may be running meanwhile.
+    with jobs_db.write_transaction(service.engine) as conn:
         for start in range(0, len(jobs), 2000):
             conn.execute(jobs_table.insert(), jobs[start:start + 2000])
         for start in range(0, len(attempts), 2000):
             conn.execute(attempts_table.insert(), attempts[start:start + 2000])
-        from .jobs import db as jobs_db
         rollups.write(conn)
         for (tenant_id, day), count in daily.items():
             jobs_db.upsert(conn, daily_usage_table,

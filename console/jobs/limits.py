@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from . import db
 from .models import tenants_table
 from .types import JobPriority, JobValidationError
 
@@ -254,7 +255,7 @@ class TenantStore:
         """Create or update a tenant; the new limits apply to the next queue call and claim."""
         tenant_id, row = _checked_row(config)
         now = datetime.now(UTC)
-        with self._engine.begin() as conn:
+        with db.write_transaction(self._engine) as conn:   # SQLite: the write lock at BEGIN
             updated = conn.execute(tenants_table.update()
                                    .where(tenants_table.c.id == tenant_id)
                                    .values(**{k: v for k, v in row.items() if k != "id"},
@@ -272,7 +273,7 @@ class TenantStore:
         _, row = _checked_row(config)
         now = datetime.now(UTC)
         try:
-            with self._engine.begin() as conn:
+            with db.write_transaction(self._engine) as conn:
                 conn.execute(tenants_table.insert().values(**row, created_at=now, updated_at=now))
         except IntegrityError:
             raise JobValidationError("tenant_id", f"a tenant with the id {config.tenant_id!r} "
