@@ -38,6 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
 
     with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            from .jobs.db import set_sqlite_busy_timeout
+            set_sqlite_busy_timeout(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT"]))
         if app.config["AUTO_MIGRATE"]:
             from .migrating import upgrade_to_head
             upgrade_to_head(app)
@@ -81,9 +84,24 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # A server can restart under us; a file cannot. The ping costs a round trip per checkout.
         engine_options.setdefault("pool_pre_ping", True)
+        _set_connect_timeout(engine_options, app.config)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret_key(app)
+
+
+def _set_connect_timeout(engine_options: dict, config) -> None:
+    """Give up connecting after DATABASE_CONNECT_TIMEOUT seconds (unless the URL says
+    otherwise): a server that does not answer fails a request in seconds, with a 503, instead
+    of after the operating system's TCP timeout (minutes)."""
+    from sqlalchemy.engine import make_url
+
+    timeout = config.get("DATABASE_CONNECT_TIMEOUT")
+    if not timeout or "connect_timeout" in make_url(config["SQLALCHEMY_DATABASE_URI"]).query:
+        return
+    connect_args = dict(engine_options.get("connect_args") or {})
+    connect_args.setdefault("connect_timeout", max(1, round(float(timeout))))
+    engine_options["connect_args"] = connect_args
 
 
 def _instance_secret_key(app: Flask) -> str:

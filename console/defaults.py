@@ -7,6 +7,12 @@ Precedence, lowest first: this module, then ``CONSOLE_*`` environment variables
 
 # The database. None: an SQLite file in Flask's instance folder (instance/console.sqlite3).
 SQLALCHEMY_DATABASE_URI = None
+# Seconds to wait for a database server to accept a connection before the call fails (a 503
+# over HTTP, "retry later"), instead of the operating system's minutes. PostgreSQL only.
+DATABASE_CONNECT_TIMEOUT = 5
+# Seconds a writer waits for SQLite's write lock (held by another process or thread) before the
+# call fails as busy (a 503 over HTTP). SQLite only.
+SQLITE_BUSY_TIMEOUT = 30.0
 # Apply pending migrations when the app starts (a file lock / advisory lock makes concurrent
 # starts safe). Set False to run `flask --app console db upgrade` yourself.
 AUTO_MIGRATE = True

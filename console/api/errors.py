@@ -17,8 +17,10 @@ from flask import Blueprint, current_app, json, request
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
+from ..jobs.availability import as_unavailable
 from ..jobs.service import JobNotFoundError
-from ..jobs.types import JobStateError, JobValidationError, TenantLimitException
+from ..jobs.types import (DatabaseUnavailableError, JobStateError, JobValidationError,
+                          TenantLimitException)
 from .field_errors import api_field, webargs_errors
 
 UTC = timezone.utc
@@ -51,6 +53,11 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
                      "midnight UTC."),
     "payload-too-large": ("Request too large", "The request body is larger than the server "
                           "accepts (MAX_CONTENT_LENGTH); send fewer jobs per batch."),
+    "database-unavailable": ("Database unavailable", "The database cannot be reached right "
+                             "now (or, on SQLite, stayed locked by other writers), so the "
+                             "request was not carried out. Retry after the Retry-After seconds; "
+                             "send an idempotency_key when queueing so that a retry can never "
+                             "queue a job twice."),
     "server-error": ("Internal server error", "Something failed on the server; it has been "
                      "logged. Retrying later may help."),
 }
@@ -83,6 +90,15 @@ def problem_response(status: int, detail: str, *, slug: str | None = None,
                                           mimetype=PROBLEM_MEDIA_TYPE)
     response.headers.update(headers or {})
     return response
+
+
+def database_unavailable_problem(error: DatabaseUnavailableError):
+    """503 with Retry-After: nothing was done; the client retries later."""
+    current_app.logger.warning("API request %s %s: %s", request.method, request.path,
+                               error.message)
+    return problem_response(503, error.message[0].upper() + error.message[1:] + ".",
+                            slug="database-unavailable",
+                            headers={"Retry-After": str(error.retry_after)})
 
 
 def unauthorized(detail: str, error: str | None = None) -> ApiProblem:
@@ -189,6 +205,9 @@ def register_problem_handlers(bp: Blueprint) -> None:
 
     @bp.errorhandler(Exception)
     def unexpected(error: Exception):
+        unavailable = as_unavailable(error)   # the database is down or busy: not a bug
+        if unavailable is not None:
+            return database_unavailable_problem(unavailable)
         current_app.logger.exception("API request %s %s failed", request.method, request.path)
         return problem_response(500, "The server failed to answer; the error was logged.",
                                 slug="server-error")

@@ -5,8 +5,8 @@ No HTTP, templates or forms here (see README.md in this folder).
 from .handlers import JobCancelled, JobExecutionContext, JobHandler
 from .limits import JobLimitConfig, TenantConfig, TenantLimitTier
 from .service import JobNotFoundError, JobService
-from .types import (JobExecutionResult, JobPriority, JobStateError, JobStatus, JobType,
-                    JobValidationError, PermanentJobError, SystemJob,
+from .types import (DatabaseUnavailableError, JobExecutionResult, JobPriority, JobStateError,
+                    JobStatus, JobType, JobValidationError, PermanentJobError, SystemJob,
                     TenantLimitException)
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "JobHandler", "JobExecutionContext", "JobExecutionResult", "JobCancelled",
     "TenantLimitTier", "JobLimitConfig", "TenantConfig", "TenantLimitException",
     "JobValidationError", "JobStateError", "JobNotFoundError", "PermanentJobError",
+    "DatabaseUnavailableError",
 ]
 
 

@@ -18,6 +18,8 @@ from sqlalchemy import Connection, Engine, event, func, text
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 IMMEDIATE_OPTION = "console_begin_immediate"
+# Engines given another busy timeout (SQLITE_BUSY_TIMEOUT) by ``set_sqlite_busy_timeout``.
+_busy_timeouts: "weakref.WeakKeyDictionary[Engine, float]" = weakref.WeakKeyDictionary()
 # One lock per SQLite engine: writers in one process queue here, woken the moment the lock is
 # free, instead of in SQLite's busy handler, which sleeps up to 100 ms between tries and lets a
 # busy dispatcher starve a single queue call.
@@ -31,7 +33,8 @@ def _sqlite_on_connect(dbapi_conn, _record):
     if isinstance(dbapi_conn, sqlite3.Connection):
         dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event below emits BEGIN
         cursor = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        # The busy timeout first: switching to WAL needs a lock another process may hold.
+        for pragma in (f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "journal_mode=WAL",
                        "foreign_keys=ON", "synchronous=NORMAL"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
@@ -48,16 +51,45 @@ def is_sqlite(bind: Engine | Connection) -> bool:
     return bind.dialect.name == "sqlite"
 
 
+def set_sqlite_busy_timeout(engine: Engine, seconds: float) -> None:
+    """How long a writer on this SQLite engine waits for the write lock (another process's,
+    or this process's other writers') before failing as busy; set before first use."""
+    _busy_timeouts[engine] = float(seconds)
+
+    @event.listens_for(engine, "connect")
+    def _busy_timeout(dbapi_conn, _record):  # runs after _sqlite_on_connect
+        dbapi_conn.execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+
+
+def sqlite_busy_timeout(engine: Engine) -> float:
+    """Seconds a writer waits for SQLite's write lock on this engine."""
+    return _busy_timeouts.get(engine, SQLITE_BUSY_TIMEOUT_MS / 1000)
+
+
 @contextmanager
 def process_write_lock(engine: Engine) -> Iterator[None]:
-    """Hold this process's SQLite write lock (nothing to hold on PostgreSQL)."""
+    """Hold this process's SQLite write lock (nothing to hold on PostgreSQL).
+
+    Waits at most the busy timeout, like SQLite's own lock: past it the caller gets
+    ``DatabaseUnavailableError`` (busy: retry later) — never a wait without end behind a writer
+    that does not finish.
+    """
     if not is_sqlite(engine):
         yield
         return
     with _locks_guard:
         lock = _process_write_locks.setdefault(engine, threading.Lock())
-    with lock:
+    waited = sqlite_busy_timeout(engine)
+    if not lock.acquire(timeout=waited):
+        from .types import DatabaseUnavailableError
+        raise DatabaseUnavailableError(
+            "busy", f"the database is busy: this process's other writers held its write lock "
+                    f"for longer than {waited:g} s; nothing was stored — retry in a few seconds",
+            f"waited {waited:g} s for this process's other writers")
+    try:
         yield
+    finally:
+        lock.release()
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Engine, and_, bindparam, or_, select
 
+from .availability import OutageLog
 from .events import EventStream
 from .models import jobs_table
 from .records import job_from_row
@@ -45,6 +46,7 @@ class JobUpdateStream(EventStream):
         self._seen_lock = threading.Lock()
         self._poller: threading.Thread | None = None
         self._poller_stop = threading.Event()
+        self._outage = OutageLog("job_updates poller")
 
     def subscribe(self, callback):
         unsubscribe = super().subscribe(callback)
@@ -81,8 +83,11 @@ class JobUpdateStream(EventStream):
         while not stop.wait(self._poll_seconds):
             try:
                 self._publish_changes_since(datetime.now(UTC) - OVERLAP)
-            except Exception:  # the database blinked: try again next tick
-                log.warning("job_updates poller could not read changes", exc_info=True)
+            except Exception as exc:  # the database blinked: try again next tick
+                if self._outage.failed(exc, "read job changes") is None:
+                    log.warning("job_updates poller could not read changes", exc_info=True)
+            else:
+                self._outage.succeeded()
             self._forget_old()
 
     def _publish_changes_since(self, after: datetime) -> None:

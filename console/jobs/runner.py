@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select
 
 from . import db
+from .availability import OutageLog
 from .claiming import FairShare, claim_due_jobs
 from .cron import next_fire_time
 from .handlers import JobExecutionContext, LazyTenantContext
@@ -49,8 +50,6 @@ def _build_statements():
     owned = select(j.id).where(j.id.in_(bindparam("ids", expanding=True)),
                                j.lease_owner == bindparam("owner"),
                                j.status == JobStatus.PROCESSING.value).order_by(j.id)
-    held_by = select(j.id).where(j.lease_owner == bindparam("owner"),
-                                 j.status == JobStatus.PROCESSING.value).order_by(j.id)
     promote_due = (jobs_table.update()
                    .where(j.status == JobStatus.PENDING.value,
                           j.scheduled_for <= bindparam("now", type_=j.scheduled_for.type))
@@ -58,13 +57,13 @@ def _build_statements():
                            updated_at=bindparam("now", type_=j.updated_at.type))
                    .returning(*jobs_table.c))
     next_due = select(func.min(j.scheduled_for)).where(j.status == JobStatus.PENDING.value)
-    return (owned, owned.with_for_update(), promote_due, next_due, held_by,
-            held_by.with_for_update(skip_locked=True))
+    return (owned, owned.with_for_update(), owned.with_for_update(skip_locked=True), promote_due,
+            next_due)
 
 
 # Built once: constructing a statement costs more than executing it on SQLite.
-(_OWNED, _OWNED_FOR_UPDATE, _PROMOTE_DUE, _NEXT_DUE, _HELD_BY,
- _HELD_BY_SKIP_LOCKED) = _build_statements()
+(_OWNED, _OWNED_FOR_UPDATE, _OWNED_SKIP_LOCKED, _PROMOTE_DUE,
+ _NEXT_DUE) = _build_statements()
 
 
 @dataclass
@@ -104,6 +103,7 @@ class Runner:
                                 on_slot_freed=self.wake)
         self._fairness = FairShare()
         self._finished: deque[Finished] = deque()
+        self._recording: set[str] = set()   # ids of finished attempts being written right now
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._dispatcher: threading.Thread | None = None
@@ -117,6 +117,8 @@ class Runner:
         self._held_back_lock = threading.Lock()
         self._postgres = self.engine.dialect.name == "postgresql"
         self._connection = db.HeldConnection(self.engine)   # the dispatcher's own
+        self._outage = OutageLog(f"runner {self.id}")
+        self._renew_after_outage = threading.Event()
         self._recent_duration_ms = _SHORT_ATTEMPT_MS * 10   # assume long until measured
         self.executed = 0   # attempts finished by this runner
 
@@ -204,11 +206,34 @@ class Runner:
         while not self._stop.is_set():
             try:
                 self._cycle()
-            except Exception:
-                log.exception("runner %s: dispatch cycle failed; retrying", self.id)
-                self._stop.wait(1.0)
+            except Exception as exc:
+                pause = self._outage.failed(exc, "claim and record jobs")
+                if pause is None:
+                    log.exception("runner %s: dispatch cycle failed; retrying", self.id)
+                    pause = 1.0
+                self._wait_to_retry(pause)
                 continue
+            self._database_answered()
+            if self._renew_after_outage.is_set():
+                # The database is back: renew the leases (and the heartbeat) now rather than
+                # at the next tick, before other runners take this one's jobs for lost.
+                self._renew_after_outage.clear()
+                self.renew_leases()
             self._sleep(self.poll_interval)
+
+    def _database_answered(self) -> None:
+        """A loop's database call worked; when that ends an outage, renew leases at once."""
+        if self._outage.succeeded():
+            self._renew_after_outage.set()
+            self.wake()
+
+    def _wait_to_retry(self, pause: float) -> None:
+        """After a failed cycle: wait ``pause`` seconds, or less when woken — the LISTEN
+        watcher wakes us the moment it reconnects, so a restarted server is used at once."""
+        if self._stop.wait(0.05):   # never a busy loop, whatever wakes us
+            return
+        self._wake.wait(max(0.0, pause - 0.05))
+        self._wake.clear()
 
     def _sleep(self, longest: float) -> None:
         """Wait for a wake-up, the next due job or deadline, or ``longest`` seconds."""
@@ -248,6 +273,8 @@ class Runner:
             # results to write them next time.
             self._finished.extendleft(reversed(finished))
             raise
+        finally:
+            self._recording.clear()
         self.executed += len(finished)
         if claim.held_back:
             with self._held_back_lock:
@@ -379,12 +406,20 @@ class Runner:
             return
         self._progress_written[job.id] = now_m
         now = datetime.now(UTC)
-        with db.write_transaction(self.engine) as conn:
-            conn.execute(jobs_table.update()
-                         .where(jobs_table.c.id == job.id, jobs_table.c.lease_owner == self.id,
-                                jobs_table.c.status == JobStatus.PROCESSING.value)
-                         .values(progress=fraction, progress_message=(message or "")[:500] or None,
-                                 updated_at=now))
+        try:
+            with db.write_transaction(self.engine) as conn:
+                conn.execute(jobs_table.update()
+                             .where(jobs_table.c.id == job.id,
+                                    jobs_table.c.lease_owner == self.id,
+                                    jobs_table.c.status == JobStatus.PROCESSING.value)
+                             .values(progress=fraction,
+                                     progress_message=(message or "")[:500] or None,
+                                     updated_at=now))
+        except Exception as exc:
+            # Progress is a courtesy to watchers: an outage must not fail the attempt itself.
+            if self._outage.failed(exc, "write a job's progress") is None:
+                raise
+            return
         if self.service.job_updates.has_subscribers:
             self.service.job_updates.publish(replace(job, progress=fraction,
                                                      progress_message=message, updated_at=now))
@@ -392,10 +427,26 @@ class Runner:
     # -- recording results ----------------------------------------------------------------
 
     def _take_finished(self) -> list[Finished]:
+        """Take the finished attempts to write (only the dispatcher, or the stopping thread,
+        calls this). Each job is marked as being recorded before it leaves the deque, so that
+        it always counts as live (``_live_job_ids``)."""
         taken = []
         while self._finished:
+            self._recording.add(self._finished[0].item.job.id)
             taken.append(self._finished.popleft())
         return taken
+
+    def _live_job_ids(self) -> set[str]:
+        """Jobs this runner holds in memory: waiting or running in its pool, or finished with
+        the result not written yet. Only these have their leases renewed, and its own
+        recovery leaves them alone even when their leases lapsed (the database was away for
+        longer than a lease): the runner is alive and will write their results. A job leased
+        to this runner in the database but not in memory (a claim whose commit succeeded while
+        the connection broke) is not renewed, so its lease lapses and it is recovered."""
+        ids = {item.job.id for item in self._pool.running_items() + self._pool.waiting_items()}
+        ids.update(done.item.job.id for done in list(self._finished))
+        ids.update(list(self._recording))
+        return ids
 
     def _expire_overdue_attempts(self) -> None:
         now_m = time.monotonic()
@@ -507,10 +558,11 @@ class Runner:
     def renew_leases(self) -> None:
         """Extend the lease of every job this runner holds, and beat the heart."""
         now = datetime.now(UTC)
+        live = sorted(self._live_job_ids())
         try:
             with db.write_transaction(self.engine) as conn:
-                held = conn.execute(_HELD_BY if not self._postgres else _HELD_BY_SKIP_LOCKED,
-                                    {"owner": self.id}).scalars().all()
+                held = conn.execute(_OWNED_SKIP_LOCKED if self._postgres else _OWNED,
+                                    {"ids": live, "owner": self.id}).scalars().all() if live else []
                 if held:
                     conn.execute(jobs_table.update()
                                  .where(jobs_table.c.id.in_(held),
@@ -522,8 +574,12 @@ class Runner:
                              .values(heartbeat_at=now))
                 self._write_held_back(conn, now)
                 sample_queue_depth(conn, now)
-        except Exception:
-            log.exception("runner %s could not renew its leases", self.id)
+        except Exception as exc:
+            if self._outage.failed(exc, "renew its leases") is None:
+                log.exception("runner %s could not renew its leases", self.id)
+        else:
+            self._renew_after_outage.clear()   # just done
+            self._outage.succeeded()
 
     def _write_held_back(self, conn, now: datetime) -> None:
         with self._held_back_lock:
@@ -536,10 +592,13 @@ class Runner:
         then queue them again (or fail them when no retries are left). Never raises: this is
         the runners' housekeeping clock; a failure is logged and the next tick tries again."""
         try:
-            return len(self.release_expired_leases())
-        except Exception:
-            log.exception("runner %s could not recover expired leases", self.id)
+            recovered = len(self.release_expired_leases())
+        except Exception as exc:
+            if self._outage.failed(exc, "recover expired leases") is None:
+                log.exception("runner %s could not recover expired leases", self.id)
             return 0
+        self._database_answered()
+        return recovered
 
     def release_expired_leases(self, tenant_id: str | None = None) -> list[SystemJob]:
         """``recover_expired_leases``, raising on a database error; only ``tenant_id``'s jobs
@@ -555,6 +614,9 @@ class Runner:
             ).order_by(j.id)
             if tenant_id is not None:
                 expired = expired.where(j.tenant_id == tenant_id)
+            live = self._live_job_ids()
+            if live:   # ours, still running or being recorded: not lost
+                expired = expired.where(j.id.not_in(sorted(live)))
             if self._postgres:  # two recoverers never take the same row
                 expired = expired.with_for_update(skip_locked=True)
             for row in conn.execute(expired).all():
@@ -637,6 +699,8 @@ class Runner:
         except Exception:
             log.exception("runner %s could not release its jobs; their leases will expire and "
                           "another runner will recover them", self.id)
+        finally:
+            self._recording.clear()
         for item in leftovers:
             if item.context is not None:
                 item.context.cancel()

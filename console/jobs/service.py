@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from sqlalchemy import Engine, bindparam, func, select
 
 from . import db
+from .availability import reports_outages
 from .handlers import HandlerRegistry, JobHandler
 from .limits import TenantStore, limits_from_row
 from .models import jobs_table, rejections_table, tenants_table
@@ -114,6 +115,7 @@ class JobService:
 
     # -- queueing -------------------------------------------------------------------------
 
+    @reports_outages
     def queue_job(self, type: str | JobType, handler: str, payload: dict[str, Any],
                   tenant_id: str, priority: JobPriority | str | None = None,
                   scheduled_for: datetime | None = None, cron_schedule: str | None = None,
@@ -124,6 +126,9 @@ class JobService:
 
         :raise JobValidationError: bad input, naming the field; nothing stored.
         :raise TenantLimitException: a tenant limit refused it; nothing stored.
+        :raise DatabaseUnavailableError: the database cannot be reached (or, on SQLite, stayed
+            locked past SQLITE_BUSY_TIMEOUT); nothing stored, retry later. Every verb that
+            changes jobs raises it likewise.
         """
         now = datetime.now(UTC)
         prepared = prepare_job(
@@ -193,6 +198,7 @@ class JobService:
                               priority=priority, delay=delay, max_retries=max_retries,
                               metadata=metadata, idempotency_key=idempotency_key)
 
+    @reports_outages
     def queue_batch_jobs(self, job_specs: list[dict[str, Any]], tenant_id: str,
                          priority: JobPriority | str | None = None) -> list[SystemJob]:
         """Queue many jobs in one transaction: all are stored, or none.
@@ -468,6 +474,7 @@ class JobService:
 
     # -- state changes --------------------------------------------------------------------
 
+    @reports_outages
     def retry_job(self, job_id: str) -> SystemJob:
         """Run a failed or cancelled job again, now (a recurring one: at its next time).
 
@@ -506,6 +513,7 @@ class JobService:
         self.wake_local_runners()
         return updated
 
+    @reports_outages
     def cancel_job(self, job_id: str) -> SystemJob:
         """Stop a pending or queued job from ever running (a recurring one: every future run).
 
@@ -528,6 +536,7 @@ class JobService:
         self.job_updates.publish(updated)
         return updated
 
+    @reports_outages
     def retry_jobs(self, job_ids: Iterable[str],
                    batch_size: int = BULK_BATCH_SIZE) -> BulkOutcome:
         """``retry_job`` for many jobs, by the same rules, ``batch_size`` jobs per transaction.
@@ -579,6 +588,7 @@ class JobService:
                 self.wake_local_runners()
         return outcome
 
+    @reports_outages
     def cancel_jobs(self, job_ids: Iterable[str],
                     batch_size: int = BULK_BATCH_SIZE) -> BulkOutcome:
         """``cancel_job`` for many jobs, by the same rules, ``batch_size`` jobs per transaction.

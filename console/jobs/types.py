@@ -203,3 +203,20 @@ class TenantLimitException(Exception):
         return {"message": self.message, "limit_type": self.limit_type,
                 "current_usage": self.current_usage, "limit": self.limit,
                 "tenant_id": self.tenant_id}
+
+
+class DatabaseUnavailableError(Exception):
+    """The database could not serve the call: unreachable (down, restarting, a network fault)
+    or, on SQLite, busy past the wait for its write lock. The call did not happen; retry it
+    (``retry_after`` seconds is a sensible pause). Over HTTP this is a 503.
+
+    ``reason`` is ``"unreachable"`` or ``"busy"``; ``detail`` what the driver said.
+    """
+
+    retry_after = 5
+
+    def __init__(self, reason: str, message: str, detail: str = ""):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.detail = detail

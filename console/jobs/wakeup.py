@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from typing import Callable
 
 from sqlalchemy import Engine
@@ -64,14 +65,26 @@ def _watch_postgres(url: str, channel: str, wake: Callable[[], None],
                     stop: threading.Event) -> None:
     import psycopg
 
+    from .availability import describe
+
+    lost_since: float | None = None
     while not stop.is_set():
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
                 connection.execute(f"LISTEN {channel}")
-                wake()  # anything committed while we were (re)connecting
+                if lost_since is not None:
+                    log.warning("LISTEN connection back after %.1f s",
+                                time.monotonic() - lost_since)
+                    lost_since = None
+                # Anything committed while we were (re)connecting; after an outage this is
+                # also what tells a runner waiting to retry that the database is back.
+                wake()
                 while not stop.is_set():
                     for _ in connection.notifies(timeout=0.5, stop_after=1):
                         wake()
         except Exception as exc:  # the database restarted or the network blinked: reconnect
-            log.warning("LISTEN connection lost (%s); reconnecting", exc)
+            if lost_since is None:   # one line per outage, not one a second
+                lost_since = time.monotonic()
+                log.warning("LISTEN connection lost (%s); reconnecting every second",
+                            describe(exc))
             stop.wait(1.0)
