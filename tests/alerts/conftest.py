@@ -9,7 +9,8 @@ from console.alerts import evaluate_alert_rules
 from console.alerts.models import alert_notifications_table, alerts_table
 from console.alerts.store import RuleValues, check_rule, create_rule
 from tests.handlers.conftest import http_receiver, smtp_server  # noqa: F401  (real servers)
-from tests.web.conftest import client_as, users  # noqa: F401  (fixtures for the screens)
+from console.web.auth import set_user
+from tests.web.conftest import PASSWORDS, ROLE_USERS, csrf_token, sign_in
 
 
 @pytest.fixture
@@ -64,3 +65,19 @@ def notifications_of(service, alert_id: str | None = None) -> list:
 def run_jobs(service, timeout: float = 20.0) -> int:
     """Run what is due in this process until idle."""
     return service.run_until_idle(timeout=timeout, settle=0.2)
+
+
+@pytest.fixture
+def client_as(app):
+    """``client_as("viewer")``: a test client signed in with that role (with ``.csrf``), as in
+    tests/web/conftest.py — but each user is created only when asked for: a password hash
+    costs a third of a second, and most of these tests need one role."""
+    def make(role: str):
+        username = ROLE_USERS[role]
+        with app.app_context():
+            set_user(username, role, PASSWORDS[username])
+        client = app.test_client()
+        assert sign_in(client, username, PASSWORDS[username]).status_code == 302
+        client.csrf = csrf_token(client, "/")
+        return client
+    return make
