@@ -101,7 +101,11 @@ def ensure_alerting(service: JobService, config: Mapping[str, Any] | None) -> Sy
         return None
     try:
         ensure_default_rules(service.engine)
-        return schedule_evaluation(service, config)
+        job = schedule_evaluation(service, config)
+        # The operations tenant's own history (an evaluation a minute, the alert notices) is
+        # pruned like any tenant's, by its standard maintenance jobs (created once).
+        service.create_maintenance_jobs(job.tenant_id)
+        return job
     except Exception:
         log.exception("alerting could not be set up; runners carry on without it, and the "
                       "next start tries again")

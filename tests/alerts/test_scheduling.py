@@ -41,6 +41,13 @@ def test_setting_up_twice_makes_one_tenant_three_defaults_and_one_job(app, servi
     assert len(list_rules(service.engine)) == 3
     assert not list_rules(service.engine)[0].enabled
     assert len(evaluation_jobs(service)) == 1
+    # Its own history is pruned like any tenant's: the standard maintenance jobs, once.
+    with service.engine.connect() as conn:
+        maintenance = conn.execute(select(jobs_table.c.handler).where(
+            jobs_table.c.tenant_id == "console",
+            jobs_table.c.handler != EVALUATE_HANDLER)).scalars().all()
+    assert sorted(maintenance) == ["compact_rollups", "prune_finished_jobs", "release_stuck_jobs",
+                                   "report_generator"]
 
 
 def test_a_new_schedule_replaces_the_old_one(app, service):

@@ -177,6 +177,38 @@ def test_pruning_keeps_the_rollups(service, make_tenant):
     assert sum(trends_before["always_fails"]["jobs_failed"]) == 1
 
 
+def test_pruning_also_trims_the_history_of_jobs_that_never_finish(service, make_tenant):
+    """A recurring job is never finished, so its attempts would pile up for ever (an evaluation a
+    minute is 525,600 a year): pruning deletes its attempts past the retention, keeps the recent
+    ones and the job itself."""
+    make_tenant("acme", "tier2")
+    make_tenant("globex", "tier2")
+    every_minute = service.queue_scheduled_job("tick", "* * * * *", "sleeps", {"ms": 1}, "acme")
+    theirs = service.queue_scheduled_job("tick", "* * * * *", "sleeps", {"ms": 1}, "globex")
+    for job in (every_minute, theirs):
+        for _ in range(3):
+            make_due(service, job.id)
+            service.run_until_idle(settle=0.2)
+    # Two of acme's three runs (and all of globex's) happened 40 days ago.
+    old = datetime.now(UTC) - timedelta(days=40)
+    with service.engine.begin() as conn:
+        ids = conn.execute(select(attempts_table.c.id).where(
+            attempts_table.c.job_id == every_minute.id).order_by(attempts_table.c.id)).scalars().all()
+        assert len(ids) == 3
+        conn.execute(update(attempts_table).where(attempts_table.c.id.in_(ids[:2]))
+                     .values(started_at=old, finished_at=old))
+        conn.execute(update(attempts_table).where(attempts_table.c.job_id == theirs.id)
+                     .values(started_at=old, finished_at=old))
+
+    prune = service.queue_job("maintenance", "prune_finished_jobs", {"retention_days": 30}, "acme")
+    service.run_until_idle(settle=0.2)
+
+    assert service.get_job_by_id(prune.id).last_result.result["attempts_deleted"] == 2
+    assert [a["id"] for a in service.get_job_attempts(every_minute.id)] == [ids[2]]
+    assert service.get_job_by_id(every_minute.id).status is JobStatus.PENDING
+    assert count(service, attempts_table, job_id=theirs.id) == 3   # another tenant's: untouched
+
+
 def test_stuck_jobs_of_the_tenant_are_released_through_the_engine(service, make_tenant):
     make_tenant("acme", "tier2")
     make_tenant("globex", "tier2")
