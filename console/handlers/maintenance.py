@@ -116,8 +116,9 @@ class PruneFinishedJobsHandler(JobHandler):
 
     handler_name = "prune_finished_jobs"
     supported_job_types = MAINTENANCE_TYPES
-    description = ("Deletes finished jobs and their attempts past the retention period "
-                   "(payload retention_days, else the tenant's jobRetentionDays, else 30).")
+    description = ("Deletes finished jobs and their attempts past the retention period, and "
+                   "older attempts of recurring jobs (payload retention_days, else the tenant's "
+                   "jobRetentionDays, else 30).")
     payload_schema = {
         "type": "object",
         "properties": {"retention_days": {"type": "number", "minimum": 0,

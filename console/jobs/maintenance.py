@@ -4,7 +4,7 @@ Four recurring jobs of type ``maintenance``, run by built-in handlers (``console
 
 | name | handler | when (UTC) | what |
 | --- | --- | --- | --- |
-| Prune finished jobs | ``prune_finished_jobs`` | daily, 03:mm | finished jobs past the tenant's retention |
+| Prune finished jobs | ``prune_finished_jobs`` | daily, 03:mm | finished jobs past the tenant's retention, and recurring jobs' attempts as old |
 | Release stuck jobs | ``release_stuck_jobs`` | hourly, :mm | processing jobs whose lease expired |
 | Compact rollups | ``compact_rollups`` | daily, 04:mm | rollup rows no reader uses |
 | Weekly usage report | ``report_generator`` | Mondays, 06:mm | the previous 7 days as CSV |
