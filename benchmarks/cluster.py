@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from benchmarks import procstats
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_HANDLERS = [f"tests.jobs.handlers:{name}" for name in (
     "RecordingHandler", "FailsNTimesHandler", "AlwaysFailsHandler", "FailsPermanentlyHandler",
@@ -94,32 +96,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
-
-
-def _alive(pid: int) -> bool:
-    """A running process (a zombie, waiting to be reaped, is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _children_of(parent: int) -> list[int]:
-    """Pids whose parent is ``parent`` (read from /proc, no psutil)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == parent and fields[0] not in ("Z", "X"):
-            found.append(int(entry))
-    return sorted(found)
 
 
 def runner_pid(runner_id: str) -> int | None:
@@ -282,7 +258,7 @@ class Cluster:
         """The gunicorn master's live workers."""
         if self._gunicorn is None or self._gunicorn.poll() is not None:
             return []
-        return _children_of(self._gunicorn.pid)
+        return procstats.children(self._gunicorn.pid)
 
     def expected_pids(self) -> dict[int, tuple[str, str]]:
         """pid → (kind, slot) of every runner process that should be running now."""
@@ -308,7 +284,7 @@ class Cluster:
                 by_pid[pid] = runner_id
         return [RunnerProcess(kind, pid, by_pid[pid], slot)
                 for pid, (kind, slot) in sorted(self.expected_pids().items())
-                if pid in by_pid and _alive(pid)]
+                if pid in by_pid and procstats.alive(pid)]
 
     def wait_for_runners(self, timeout: float = 60.0) -> list[RunnerProcess]:
         """Until ``web_workers`` gunicorn workers and every worker slot have a live runner."""
@@ -366,7 +342,7 @@ class Cluster:
         elif sig == signal.SIGKILL:
             # Delivery is not instantaneous: return once it is dead (a zombie for the master).
             deadline = time.monotonic() + 10
-            while _alive(proc.pid) and time.monotonic() < deadline:
+            while procstats.alive(proc.pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
 
     def restart(self, proc: RunnerProcess, timeout: float = 60.0,
@@ -382,10 +358,10 @@ class Cluster:
         if known is None:
             known = set(self.expected_pids())
         if proc.kind == "worker":
-            if _alive(proc.pid):
+            if procstats.alive(proc.pid):
                 self.kill(proc, signal.SIGTERM)
             self._start_worker(proc.slot)
-        elif _alive(proc.pid):
+        elif procstats.alive(proc.pid):
             raise ClusterError(f"gunicorn worker {proc.pid} is still running: kill it first "
                                "(the master respawns it)")
         if not wait:
@@ -416,15 +392,4 @@ def _signal_group(group: int, sig: int) -> None:
 def pids_in_groups(groups: Iterable[int]) -> list[int]:
     """Live processes in the given process groups (to check that nothing was left behind)."""
     wanted = set(groups)
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[2]) in wanted and fields[0] not in ("Z", "X"):
-            found.append(int(entry))
-    return found
+    return [pid for pid, fields in procstats.live_processes() if int(fields[2]) in wanted]

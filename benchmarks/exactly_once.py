@@ -157,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures as JSON to this file")
     args = parser.parse_args(argv)
 
-    kind = "postgresql" if args.database_url and workload.is_postgres(args.database_url) \
-        else "sqlite"
-    sizes = {key: getattr(args, key) if getattr(args, key) is not None else value
-             for key, value in DEFAULTS[kind].items()}
+    sizes = workload.sizes_from(args, DEFAULTS)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="exactly-once-"))
     load_before, started = load_average(), time.monotonic()
     result = run(args.database_url, threads=args.threads, tenants=args.tenants,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -45,15 +45,24 @@ def parent_of(pid: int) -> int | None:
     return int(fields[1]) if fields else None
 
 
-def children(parent: int) -> list[int]:
-    """Live processes whose parent is ``parent``."""
-    found = []
+def alive(pid: int) -> bool:
+    """A running process (a zombie, waiting to be reaped, is not)."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] not in ("Z", "X")
+
+
+def live_processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, stat fields) of every live process: fields[1] is the parent, fields[2] the group."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat_fields(int(entry))
-            if fields and int(fields[1]) == parent and fields[0] not in ("Z", "X"):
-                found.append(int(entry))
-    return sorted(found)
+            if fields and fields[0] not in ("Z", "X"):
+                yield int(entry), fields
+
+
+def children(parent: int) -> list[int]:
+    """Live processes whose parent is ``parent``."""
+    return sorted(pid for pid, fields in live_processes() if int(fields[1]) == parent)
 
 
 def _machine_ticks() -> tuple[float, float]:

@@ -34,6 +34,14 @@ def is_postgres(url: str) -> bool:
     return url.split(":", 1)[0].startswith("postgres")
 
 
+def sizes_from(args, defaults: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The run's sizes: each one given on the command line, else the default for the database
+    (``defaults["postgresql"]`` or ``defaults["sqlite"]``)."""
+    kind = "postgresql" if args.database_url and is_postgres(args.database_url) else "sqlite"
+    return {key: value if getattr(args, key) is None else getattr(args, key)
+            for key, value in defaults[kind].items()}
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
