@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``console`` and ``benchmarks`` importable
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import log, nearest_rank, run_info  # noqa: E402
+from benchmarks.report import dig, log, nearest_rank, run_info  # noqa: E402
 from console.jobs import JobExecutionResult, JobHandler, JobType, TenantConfig  # noqa: E402
 
 UTC = timezone.utc
@@ -567,15 +567,6 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
 
 # -- main ---------------------------------------------------------------------------------------
 
-def _lookup(results: dict[str, Any], dotted: str):
-    value: Any = results
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=None,
@@ -628,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meets = {}
     for key, (op, bound) in TARGETS.items():
-        value = _lookup(results, key)
+        value = dig(results, key)
         if value is not None:
             meets[key] = value >= bound if op == ">=" else value <= bound
     report = {

@@ -142,3 +142,14 @@ def run_info(database_url: str | None = None, load_before: list[float] | None = 
         out["elapsed_s"] = round(time.monotonic() - started, 1)
     out["note"] = NOISE_NOTE
     return out
+
+
+def dig(data: Any, dotted: str) -> Any:
+    """``data["a"]["b"]`` for ``"a.b"``; None where a level is missing (figures of a benchmark
+    that failed or did not run)."""
+    value = data
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from benchmarks.report import dig
+
 DASH = "—"
 SECTIONS = ["Machine", "Summary", "Engine", "Engine and Huey", "Analytics", "Console pages",
             "Load: API submissions", "Load: operators", "Load: backlog over time",
@@ -38,15 +40,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(_fmt(v) for v in value) or DASH
     return str(value).replace("|", "\\|")
-
-
-def _get(data: dict | None, dotted: str) -> Any:
-    value: Any = data
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def _table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
@@ -90,7 +83,7 @@ class _Report:
         """A table: figure | SQLite | PostgreSQL | target, from dotted keys."""
         databases = databases or self.databases
         header = ["figure", *databases, "target"]
-        body = [[label, *[_get(self.data(name, db), key) for db in databases], target or ""]
+        body = [[label, *[dig(self.data(name, db), key) for db in databases], target or ""]
                 for label, key, target in rows]
         return _table(header, body)
 
@@ -184,9 +177,9 @@ class _Report:
             for db in self.databases:
                 data = self.data(name, db)
                 if key.startswith("@max_p95:"):
-                    cells.append(_slowest(_get(data, key.split(":", 1)[1])))
+                    cells.append(_slowest(dig(data, key.split(":", 1)[1])))
                 else:
-                    cells.append(_get(data, key))
+                    cells.append(dig(data, key))
             body.append([label, *cells, target])
         self.lines += _table(["figure", *self.databases, "target"], body)
 
@@ -225,30 +218,30 @@ class _Report:
             "shares the runners fairly between tenants — a different contract, shown only to "
             "place the figures.")
         self.lines.append("")
-        rows = [["enqueue one by one, jobs/s", _get(engine, "enqueue_one_by_one_per_s"),
-                 _get(huey, "enqueue_one_by_one_per_s")],
-                ["drain no-op jobs, 8 threads, jobs/s", _get(engine, "drain_noop_per_s"),
-                 _get(huey, "drain_noop_per_s")]]
+        rows = [["enqueue one by one, jobs/s", dig(engine, "enqueue_one_by_one_per_s"),
+                 dig(huey, "enqueue_one_by_one_per_s")],
+                ["drain no-op jobs, 8 threads, jobs/s", dig(engine, "drain_noop_per_s"),
+                 dig(huey, "drain_noop_per_s")]]
         self.lines += _table(["figure", "engine on SQLite", "Huey SqliteHuey "
-                              + (str(_get(huey, "huey")) if huey else "")], rows)
+                              + (str(dig(huey, "huey")) if huey else "")], rows)
         self.lines += [""] + self.status_notes("huey", ["sqlite"])
 
     def analytics_section(self) -> None:
         self.section("Analytics")
         first = next((self.data("analytics", db) for db in self.databases
                       if self.data("analytics", db)), None)
-        jobs = _get(first, "rows.jobs")
+        jobs = dig(first, "rows.jobs")
         self.lines.append(f"`benchmarks/analytics.py` over a generated history of {_fmt(jobs)} "
                           "jobs (30 days, 20 tenants): each call p50 / p95 in ms, target "
                           "p95 ≤ 200 ms.")
         self.lines.append("")
         names = _keys(self.data("analytics", db) or {} for db in self.databases)
-        body = [[name, *[_pair(_get(self.data("analytics", db), "calls_ms"), name)
+        body = [[name, *[_pair(dig(self.data("analytics", db), "calls_ms"), name)
                          for db in self.databases]] for name in names("calls_ms")]
         self.lines += _table(["call (p50 / p95 ms)", *self.databases], body)
-        checks = [f"{db}: " + ("all checks hold" if all((_get(self.data("analytics", db), "checks")
+        checks = [f"{db}: " + ("all checks hold" if all((dig(self.data("analytics", db), "checks")
                                                          or {"none": False}).values())
-                               else f"checks {_fmt(_get(self.data('analytics', db), 'checks'))}")
+                               else f"checks {_fmt(dig(self.data('analytics', db), 'checks'))}")
                   for db in self.databases if self.data("analytics", db)]
         if checks:
             self.lines += ["", "Analytics against the raw tables: " + "; ".join(checks) + "."]
@@ -261,7 +254,7 @@ class _Report:
                           "in ms, target p95 ≤ 200 ms.")
         self.lines.append("")
         names = _keys(self.data("console_pages", db) or {} for db in self.databases)
-        body = [[name, *[_pair(_get(self.data("console_pages", db), "pages_ms"), name)
+        body = [[name, *[_pair(dig(self.data("console_pages", db), "pages_ms"), name)
                          for db in self.databases]] for name in names("pages_ms")]
         self.lines += _table(["page (p50 / p95 ms)", *self.databases], body)
         self.lines += [""] + self.status_notes("console_pages")
@@ -313,7 +306,7 @@ class _Report:
             "(round trip on the loopback), target p95 ≤ 200 ms.")
         self.lines.append("")
         names = _keys(self.data("load", db) or {} for db in self.databases)
-        body = [[name, *[_triple(_get(self.data("load", db), "operators.pages_ms"), name)
+        body = [[name, *[_triple(dig(self.data("load", db), "operators.pages_ms"), name)
                          for db in self.databases]] for name in names("operators.pages_ms")]
         self.lines += _table(["page (n, p50 / p95 / max ms)", *self.databases], body)
         self.lines.append("")
@@ -329,7 +322,7 @@ class _Report:
                           "the drain.")
         self.lines.append("")
         for db in self.databases:
-            series = _get(self.data("load", db), "api.backlog.series") or []
+            series = dig(self.data("load", db), "api.backlog.series") or []
             if series:
                 t0 = series[0]["t"]
                 points = [f"{s['t'] - t0:.0f}s: {s['queued']}" for s in series[::5]]
@@ -352,7 +345,7 @@ class _Report:
                     for key in keys]
             self.lines += _table(["figure", *self.databases], body)
         for db in self.databases:
-            problems = _get(self.data(name, db), "problems")
+            problems = dig(self.data(name, db), "problems")
             if problems:
                 self.lines.append(f"- {db} problems: " + "; ".join(map(str, problems)))
         self.lines += [""] + self.status_notes(name)
@@ -418,7 +411,7 @@ def _keys(datas):
     def names(dotted: str) -> list[str]:
         found: list[str] = []
         for data in datas:
-            for key in (_get(data, dotted) or {}):
+            for key in (dig(data, dotted) or {}):
                 if key not in found:
                     found.append(key)
         return found
