@@ -10,7 +10,8 @@
    critical job overtakes a low one, a lone busy tenant still gets all free capacity up to its cap,
    and a newly active tenant starts at the current virtual time, so another tenant's backlog
    delays it by at most one pick per competing tenant.
-4. The picks are marked ``processing`` under this runner's lease.
+4. The picks are marked ``processing`` under this runner's lease, by an ``UPDATE … RETURNING``
+   that also reads their whole rows (steps 2–3 read only the columns that choosing needs).
 
 Concurrency: on SQLite the transaction holds the write lock (BEGIN IMMEDIATE); on PostgreSQL a
 transaction-scoped advisory lock serialises claimers, so running counts read in step 1 are exact
@@ -19,11 +20,12 @@ and ``max_concurrent_jobs`` holds across every process. Candidate rows are still
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, select
 
@@ -65,11 +67,6 @@ def _build_statements():
     tenants_with_due_work = select(t.id, t.tier, t.max_concurrent_jobs, t.max_job_duration_ms,
                                    t.max_daily_jobs, running.label("running")).where(
         first_due.is_not(None))
-    due_jobs_of = (select(jobs_table)
-                   .where(j.tenant_id == bindparam("tenant_id"), j.status == _QUEUED,
-                          j.handler.in_(bindparam("handlers", expanding=True)))
-                   .order_by(j.priority.desc(), j.scheduled_for, j.id)
-                   .limit(bindparam("room")))
     mark_claimed = (jobs_table.update()
                     .where(j.id.in_(bindparam("ids", expanding=True)))
                     .values(status=_PROCESSING, lease_owner=bindparam("owner"),
@@ -78,12 +75,25 @@ def _build_statements():
                             last_attempt=bindparam("now", type_=j.last_attempt.type),
                             total_attempts=j.total_attempts + 1,
                             updated_at=bindparam("now", type_=j.updated_at.type),
-                            progress=None, progress_message=None))
-    return tenants_with_due_work, due_jobs_of, mark_claimed
+                            progress=None, progress_message=None)
+                    .returning(jobs_table))
+    return tenants_with_due_work, mark_claimed
 
 
-_TENANTS_WITH_DUE_WORK, _DUE_JOBS_OF, _MARK_CLAIMED = _build_statements()
-_DUE_JOBS_OF_LOCKED = _DUE_JOBS_OF.with_for_update(skip_locked=True)
+_TENANTS_WITH_DUE_WORK, _MARK_CLAIMED = _build_statements()
+
+
+class Candidate(NamedTuple):
+    """A due job as choosing sees it: the fair share reads the ordering columns, the daily
+    limit of recurring runs the schedule. Whole rows (payload, metadata, last result: JSON to
+    decode, times to parse) are read only for the jobs chosen, by the claiming UPDATE itself;
+    a tenant's candidates outnumber its picks whenever several tenants have work."""
+    id: str
+    tenant_id: str
+    priority: int
+    scheduled_for: datetime | None
+    cron_schedule: str | None
+    timezone: str | None
 
 
 def _tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
@@ -95,11 +105,38 @@ def _tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
     return slots
 
 
-def _due_jobs_of(conn: Connection, tenant_id: str, limit: int, handlers: list[str],
-                 lock_rows: bool) -> list[Any]:
-    statement = _DUE_JOBS_OF_LOCKED if lock_rows else _DUE_JOBS_OF
-    return conn.execute(statement, {"tenant_id": tenant_id, "handlers": handlers,
-                                    "room": limit}).all()
+@functools.lru_cache(maxsize=256)
+def _candidates_sql(tenants: int, handlers: int, postgres: bool) -> str:
+    """The best due jobs of each of ``tenants`` tenants in one statement: one indexed probe
+    per tenant (LIMIT on the claim index), glued with UNION ALL — one round trip, not one per
+    tenant. PostgreSQL locks the rows it returns and skips rows locked by a retry or cancel."""
+    mark = "%s" if postgres else "?"
+    one = ("SELECT id, tenant_id, priority, scheduled_for, cron_schedule, timezone FROM jobs "
+           f"WHERE tenant_id = {mark} AND status = '{_QUEUED}' "
+           f"AND handler IN ({', '.join([mark] * handlers)}) "
+           f"ORDER BY priority DESC, scheduled_for, id LIMIT {mark}"
+           + (" FOR UPDATE SKIP LOCKED" if postgres else ""))
+    return " UNION ALL ".join(f"SELECT * FROM ({one}) AS tenant_{i}" for i in range(tenants))
+
+
+def _due_jobs_of(conn: Connection, rooms: dict[str, int], handlers: list[str],
+                 postgres: bool) -> dict[str, list[Candidate]]:
+    """Each tenant's best ``rooms[tenant]`` due jobs, best first."""
+    parameters: list[Any] = []
+    for tenant_id, room in rooms.items():
+        parameters += [tenant_id, *handlers, room]
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(_candidates_sql(len(rooms), len(handlers), postgres), parameters)
+        found: dict[str, list[Candidate]] = {tenant_id: [] for tenant_id in rooms}
+        for job_id, tenant_id, priority, scheduled_for, cron, zone in cursor.fetchall():
+            if isinstance(scheduled_for, str):   # SQLite keeps UTC times as text
+                scheduled_for = datetime.fromisoformat(scheduled_for).replace(tzinfo=timezone.utc)
+            found[tenant_id].append(Candidate(job_id, tenant_id, priority, scheduled_for, cron,
+                                              zone))
+    finally:
+        cursor.close()
+    return found
 
 
 class FairShare:
@@ -151,9 +188,10 @@ class FairShare:
 
 @dataclass
 class Claim:
-    rows: list[Any]
+    rows: list[Any]                            # the claimed jobs' rows, as now stored
     duration_limits: dict[str, float | None]   # tenant_id → seconds
     deferred: list[tuple[Any, datetime]]       # recurring runs moved on by the daily limit
+                                               # (their rows as now stored, and their new time)
     held_back: list[str] = field(default_factory=list)  # tenants with due work, no free slot
 
 
@@ -169,26 +207,33 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
     weights: dict[str, int] = {}
     limits: dict[str, TenantSlot] = {}
     held_back = []
+    rooms: dict[str, int] = {}
+    slots: dict[str, TenantSlot] = {}
     for slot in _tenants_with_due_work(conn):
         room = capacity if slot.free is None else min(capacity, slot.free)
         if slot.free is not None and slot.free <= 0:
             held_back.append(slot.tenant_id)
-        if room <= 0:
-            continue
-        rows = _due_jobs_of(conn, slot.tenant_id, room, handlers, lock_rows=postgres)
-        if rows:
-            candidates[slot.tenant_id] = rows
-            weights[slot.tenant_id] = slot.weight
-            limits[slot.tenant_id] = slot
+        if room > 0:
+            rooms[slot.tenant_id] = room
+            slots[slot.tenant_id] = slot
+    if rooms:
+        for tenant_id, rows in _due_jobs_of(conn, rooms, handlers, postgres).items():
+            if rows:
+                candidates[tenant_id] = rows
+                weights[tenant_id] = slots[tenant_id].weight
+                limits[tenant_id] = slots[tenant_id]
     if not candidates:
         return Claim([], {}, [], held_back)
     chosen = fairness.choose(candidates, weights, capacity)
     chosen, deferred = daily_limit_check(conn, chosen, limits, now)
+    claimed = []
     if chosen:
-        conn.execute(_MARK_CLAIMED, {"ids": [row.id for row in chosen], "owner": runner_id,
-                                     "expires": now + timedelta(seconds=lease_seconds),
-                                     "now": now})
+        ids = [row.id for row in chosen]
+        by_id = {row.id: row for row in conn.execute(
+            _MARK_CLAIMED, {"ids": ids, "owner": runner_id,
+                            "expires": now + timedelta(seconds=lease_seconds), "now": now})}
+        claimed = [by_id[job_id] for job_id in ids]   # in the order the fair share chose
     durations = {tenant_id: (slot.max_job_duration_ms / 1000.0
                              if slot.max_job_duration_ms is not None else None)
                  for tenant_id, slot in limits.items()}
-    return Claim(chosen, durations, deferred, held_back)
+    return Claim(claimed, durations, deferred, held_back)

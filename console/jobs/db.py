@@ -8,6 +8,7 @@ lock (busy timeout) instead of failing with "database is locked" halfway through
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import weakref
@@ -16,16 +17,16 @@ from typing import Iterator
 
 from sqlalchemy import Connection, Engine, event, func, text
 
+from .sqlite_lock import SqliteWriteTurn
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 IMMEDIATE_OPTION = "console_begin_immediate"
 # Engines given another busy timeout (SQLITE_BUSY_TIMEOUT) by ``set_sqlite_busy_timeout``.
 _busy_timeouts: "weakref.WeakKeyDictionary[Engine, float]" = weakref.WeakKeyDictionary()
-# One lock per SQLite engine: writers in one process queue here, woken the moment the lock is
-# free, instead of in SQLite's busy handler, which sleeps up to 100 ms between tries and lets a
-# busy dispatcher starve a single queue call.
-_process_write_locks: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = (
-    weakref.WeakKeyDictionary())
-_locks_guard = threading.Lock()
+# One writer's turn per SQLite engine and process (see sqlite_lock): writers queue there,
+# woken the moment it is free, instead of in SQLite's busy handler.
+_write_turns: "weakref.WeakKeyDictionary[Engine, SqliteWriteTurn]" = weakref.WeakKeyDictionary()
+_turns_guard = threading.Lock()
 
 
 @event.listens_for(Engine, "connect")
@@ -68,7 +69,8 @@ def sqlite_busy_timeout(engine: Engine) -> float:
 
 @contextmanager
 def process_write_lock(engine: Engine) -> Iterator[None]:
-    """Hold this process's SQLite write lock (nothing to hold on PostgreSQL).
+    """Hold this writer's turn at the SQLite file, among this process's threads and every
+    other process's (nothing to hold on PostgreSQL; see ``sqlite_lock``).
 
     Waits at most the busy timeout, like SQLite's own lock: past it the caller gets
     ``DatabaseUnavailableError`` (busy: retry later) — never a wait without end behind a writer
@@ -77,19 +79,18 @@ def process_write_lock(engine: Engine) -> Iterator[None]:
     if not is_sqlite(engine):
         yield
         return
-    with _locks_guard:
-        lock = _process_write_locks.setdefault(engine, threading.Lock())
-    waited = sqlite_busy_timeout(engine)
-    if not lock.acquire(timeout=waited):
-        from .types import DatabaseUnavailableError
-        raise DatabaseUnavailableError(
-            "busy", f"the database is busy: this process's other writers held its write lock "
-                    f"for longer than {waited:g} s; nothing was stored — retry in a few seconds",
-            f"waited {waited:g} s for this process's other writers")
-    try:
+    with _turns_guard:
+        turn = _write_turns.get(engine)
+        if turn is None or turn.pid != os.getpid():
+            turn = _write_turns[engine] = SqliteWriteTurn(_database_file(engine))
+    with turn.hold(sqlite_busy_timeout(engine)):
         yield
-    finally:
-        lock.release()
+
+
+def _database_file(engine: Engine) -> str | None:
+    """The SQLite file's path, or None for an in-memory database (one process, no file)."""
+    name = engine.url.database
+    return None if not name or name == ":memory:" or name.startswith("file:") else name
 
 
 @contextmanager

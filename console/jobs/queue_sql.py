@@ -9,16 +9,18 @@ reads these rows through the ordinary models.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
+import threading
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine
 
 from . import db
-from .types import WAITING_STATUSES
+from .types import WAITING_STATUSES, DatabaseUnavailableError
 
 UTC = timezone.utc
 
@@ -77,19 +79,47 @@ _ATTEMPT_COLUMNS = ("job_id", "tenant_id", "job_type", "handler", "attempt", "st
                     "worker")
 
 
-def write_results(conn, results: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> None:
+def result_row(postgres: bool, result: dict[str, Any]) -> tuple:
+    """A job's next state as ``write_results`` writes it (``result``: status, scheduled_for,
+    current_retries, completed_at, last_result (a dict), progress, updated_at, id); built
+    before the writer's turn, so that the turn holds the database for the writes alone."""
+    value = _value_writer(postgres)
+    return (result["status"], value(result["scheduled_for"]), result["current_retries"],
+            value(result["completed_at"]),
+            json.dumps(result["last_result"], separators=(",", ":"), default=str),
+            result["progress"], value(result["updated_at"]), result["id"])
+
+
+def attempt_row(postgres: bool, attempt: dict[str, Any]) -> tuple:
+    """An attempt row (``_ATTEMPT_COLUMNS``) as ``write_results`` writes it."""
+    value = _value_writer(postgres)
+    return tuple(value(attempt[c]) for c in _ATTEMPT_COLUMNS)
+
+
+def write_results(conn, results: list[tuple], attempts: list[tuple]) -> None:
     """The runner's result writes, inside its SQLAlchemy transaction ``conn``: each job's next
-    state (``results``: status, scheduled_for, current_retries, completed_at, last_result (a
-    dict), progress, updated_at, id) and its attempt row."""
+    state (``result_row``) and its attempt (``attempt_row``)."""
     postgres = conn.dialect.name == "postgresql"
     writer = QueueTransaction(conn.connection.dbapi_connection.cursor(), postgres)
-    value = writer._value
-    writer._cursor.executemany(writer._sql(_RECORD_RESULT), [
-        (r["status"], value(r["scheduled_for"]), r["current_retries"], value(r["completed_at"]),
-         json.dumps(r["last_result"], separators=(",", ":"), default=str), r["progress"],
-         value(r["updated_at"]), r["id"]) for r in results])
-    writer._cursor.executemany(writer._sql(_INSERT_ATTEMPT), [
-        tuple(value(a[c]) for c in _ATTEMPT_COLUMNS) for a in attempts])
+    writer._cursor.executemany(writer._sql(_RECORD_RESULT), results)
+    writer._cursor.executemany(writer._sql(_INSERT_ATTEMPT), attempts)
+
+
+def _value_writer(postgres: bool):
+    return _same if postgres else _sqlite_value
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A value as SQLAlchemy writes it to SQLite: UTC times as text, dates as ISO text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 class QueueTransaction:
@@ -133,13 +163,7 @@ class QueueTransaction:
         return statement.replace("?", "%s") if self._postgres else statement
 
     def _value(self, value: Any) -> Any:
-        if self._postgres or value is None:
-            return value
-        if isinstance(value, datetime):
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        if isinstance(value, date):
-            return value.isoformat()
-        return value
+        return value if self._postgres else _sqlite_value(value)
 
     def tenant_limits(self, tenant_id: str) -> dict[str, Any] | None:
         """The tenant's queue limits, its row locked until commit (PostgreSQL).
@@ -211,17 +235,28 @@ class QueueTransaction:
         else:
             self._cursor.executemany(self._sql(statement), rows)
 
+    def savepoint(self) -> None:
+        self._cursor.execute("SAVEPOINT queue_call")
+
+    def rollback_to_savepoint(self) -> None:
+        self._cursor.execute("ROLLBACK TO queue_call")
+        self._cursor.execute("RELEASE queue_call")
+
+    def release_savepoint(self) -> None:
+        self._cursor.execute("RELEASE queue_call")
+
     def notify(self, channel: str) -> None:
         if self._postgres:
             self._cursor.execute(f"NOTIFY {channel}")
 
 
 @contextmanager
-def queue_transaction(engine: Engine) -> Iterator[QueueTransaction]:
-    """A write transaction on a pooled driver connection (SQLite: BEGIN IMMEDIATE under the
-    process's write lock), committed on success and rolled back on any exception."""
+def queue_transaction(engine: Engine, locked: bool = False) -> Iterator[QueueTransaction]:
+    """A write transaction on a pooled driver connection (SQLite: BEGIN IMMEDIATE in the
+    writer's turn, which ``locked`` says the caller holds already), committed on success and
+    rolled back on any exception."""
     postgres = engine.dialect.name == "postgresql"
-    with db.process_write_lock(engine):
+    with contextlib.nullcontext() if locked else db.process_write_lock(engine):
         connection = engine.raw_connection()
         try:
             cursor = connection.cursor()
@@ -242,3 +277,98 @@ def queue_transaction(engine: Engine) -> Iterator[QueueTransaction]:
                 tx.end_pipeline(failed=not committed)
         finally:
             connection.close()  # back to the pool
+
+
+class QueueWriter:
+    """Runs queue transactions; on SQLite, commits the queue calls that wait together as one.
+
+    ``write(work, jobs, now)`` runs ``work(tx)`` (the limit checks and the insert of one queue
+    call), adds ``jobs`` to the hour's rollups, and commits. On PostgreSQL each call is its own
+    transaction: writers run side by side, each tenant's queuers in line on the tenant row.
+
+    On SQLite only one writer at a time holds the database, and a transaction costs far more
+    than the rows in it (taking the writer's turn, BEGIN, the rollup upserts, COMMIT, and on a
+    busy web process a GIL hand-over after each of them). So calls that arrive while another is
+    writing wait in line, and whoever gets the turn next writes every call waiting — each in
+    its own SAVEPOINT, so that one call's refusal (a tenant limit, a duplicate idempotency key)
+    rolls back that call alone and is raised to its own caller — with one rollup write and one
+    COMMIT. A failed COMMIT fails every call of the batch: nothing of any of them is stored.
+    A lone caller writes at once, exactly as before.
+    """
+
+    MAX_BATCH = 64   # calls per transaction: bounds how long one turn holds the database
+
+    def __init__(self, engine: Engine, notify_channel: str):
+        self._engine = engine
+        self._notify_channel = notify_channel
+        self._combine = engine.dialect.name == "sqlite"
+        self._waiting: list[_QueueCall] = []
+        self._guard = threading.Lock()
+
+    def write(self, work: Callable[[QueueTransaction], None], jobs: list, now: datetime) -> None:
+        if not self._combine:
+            with queue_transaction(self._engine) as tx:
+                work(tx)
+                tx.count_created(jobs, now)
+                tx.notify(self._notify_channel)
+            return
+        call = _QueueCall(work, jobs)
+        with self._guard:
+            self._waiting.append(call)
+        try:
+            with db.process_write_lock(self._engine):
+                while not call.done.is_set():
+                    with self._guard:
+                        batch = self._waiting[:self.MAX_BATCH]
+                        del self._waiting[:self.MAX_BATCH]
+                    self._write_batch(batch, now)
+        except DatabaseUnavailableError:
+            with self._guard:   # our turn never came: take the call back unless it is running
+                taken = call not in self._waiting
+                if not taken:
+                    self._waiting.remove(call)
+            if not taken:
+                raise
+            call.done.wait()    # another caller is writing it right now
+        if call.error is not None:
+            raise call.error
+
+    def _write_batch(self, batch: list[_QueueCall], now: datetime) -> None:
+        try:
+            with queue_transaction(self._engine, locked=True) as tx:
+                written = []
+                for call in batch:
+                    if len(batch) > 1:
+                        tx.savepoint()
+                    try:
+                        call.work(tx)
+                    except Exception as exc:
+                        call.error = exc
+                        if len(batch) == 1:
+                            raise
+                        tx.rollback_to_savepoint()
+                    else:
+                        written.extend(call.jobs)
+                        if len(batch) > 1:
+                            tx.release_savepoint()
+                if written:
+                    tx.count_created(written, now)
+        except BaseException as exc:   # the batch's transaction failed: nothing of it is stored
+            for call in batch:
+                if call.error is None:
+                    call.error = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for call in batch:
+                call.done.set()
+
+
+class _QueueCall:
+    __slots__ = ("work", "jobs", "error", "done")
+
+    def __init__(self, work: Callable[[QueueTransaction], None], jobs: list):
+        self.work = work
+        self.jobs = jobs
+        self.error: BaseException | None = None
+        self.done = threading.Event()

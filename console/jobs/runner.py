@@ -29,7 +29,7 @@ from .cron import next_fire_time
 from .handlers import JobExecutionContext, LazyTenantContext
 from .models import attempts_table, daily_usage_table, jobs_table, runners_table
 from .pool import WorkerPool, WorkItem
-from .queue_sql import write_results
+from .queue_sql import attempt_row, result_row, write_results
 from .records import job_from_row
 from .retry import backoff_seconds
 from .rollups import RollupBatch, hour_of, sample_queue_depth
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 _PROGRESS_MIN_INTERVAL = 0.25  # seconds between progress writes of one job
 _SHORT_ATTEMPT_MS = 20.0       # attempts shorter than this (on average) are claimed ahead
+_MIN_CYCLE_INTERVAL = 0.01     # seconds from one dispatch cycle's start to the next's
 
 
 def _build_statements():
@@ -76,6 +77,17 @@ class Finished:
     duration_ms: float
 
 
+@dataclass
+class _Record:
+    """A finished attempt ready to write (``Runner._prepare_records``)."""
+
+    job_id: str
+    result_row: tuple      # the job's next state (queue_sql.result_row)
+    attempt_row: tuple     # its attempt (queue_sql.attempt_row)
+    updated: SystemJob     # the job as it will be stored
+    rollup: tuple          # RollupBatch.add_attempt's arguments
+
+
 def run_outcome(before: SystemJob, changes: dict, success: bool) -> str | None:
     """How an attempt ended its run: "completed", "failed", or None when another attempt follows.
 
@@ -109,7 +121,8 @@ class Runner:
         self._dispatcher: threading.Thread | None = None
         self._scheduler = None
         self._watcher = None
-        self._next_due: datetime | None = None
+        self._next_due: datetime | None = None   # the earliest pending job's time
+        self._next_due_read = False
         self._progress_written: dict[str, float] = {}
         # Claims in which a tenant with due work had no free concurrency slot, per tenant;
         # written to limit_rejections (as max_concurrent_jobs) with the next lease renewal.
@@ -203,7 +216,16 @@ class Runner:
     # -- the dispatcher -------------------------------------------------------------------
 
     def _dispatch_forever(self) -> None:
+        last_cycle = 0.0
         while not self._stop.is_set():
+            # Under load every commit anywhere wakes every runner; cycling on each wake-up
+            # would claim one job per transaction and hold SQLite's single writer's turn more
+            # often than the API's writes do. Waiting out the rest of a short interval lets a
+            # cycle take (and record) what arrived meanwhile. An idle runner wakes at once.
+            since = time.monotonic() - last_cycle
+            if since < _MIN_CYCLE_INTERVAL:
+                self._stop.wait(_MIN_CYCLE_INTERVAL - since)
+            last_cycle = time.monotonic()
             try:
                 self._cycle()
             except Exception as exc:
@@ -259,8 +281,9 @@ class Runner:
             0, self._pool.free_slots + self._claim_ahead())
         now = datetime.now(UTC)
         try:
+            records = self._prepare_records(finished, now)
             with self._connection.write_transaction() as conn:
-                recorded = self._record_finished(conn, finished, now) if finished else []
+                recorded = self._write_records(conn, records)
                 promoted = self._promote_due(conn, now)
                 claim = claim_due_jobs(conn, runner_id=self.id, capacity=capacity,
                                        lease_seconds=self.lease_seconds,
@@ -268,6 +291,7 @@ class Runner:
                                        fairness=self._fairness, now=now,
                                        daily_limit_check=self._apply_daily_limit_to_recurring)
                 self._next_due = conn.execute(_NEXT_DUE).scalar()
+                self._next_due_read = True
         except Exception:
             # Nothing of this cycle was written (database down, deadlock victim): keep the
             # results to write them next time.
@@ -284,12 +308,9 @@ class Runner:
         if updates.has_subscribers:
             updates.publish_many(recorded)
             updates.publish_many(job_from_row(r) for r in promoted)
-            updates.publish_many(replace(job_from_row(r), status=JobStatus.PENDING,
-                                         scheduled_for=when, updated_at=now)
-                                 for r, when in claim.deferred)
+            updates.publish_many(job_from_row(r) for r, _ in claim.deferred)
         for row in claim.rows:
-            job = replace(job_from_row(row), status=JobStatus.PROCESSING, lease_owner=self.id,
-                          last_attempt=now, total_attempts=row.total_attempts + 1, updated_at=now)
+            job = job_from_row(row)
             updates.publish(job) if updates.has_subscribers else None
             self._pool.submit(WorkItem(job=job, duration_limit=claim.duration_limits.get(
                 job.tenant_id)))
@@ -305,8 +326,10 @@ class Runner:
         return 2 * self.threads if self._recent_duration_ms < _SHORT_ATTEMPT_MS else 0
 
     def _promote_due(self, conn, now: datetime) -> list[Any]:
-        if self._next_due is not None and self._next_due > now:
-            return []  # nothing can be due yet (a commit elsewhere wakes us and resets this)
+        if self._next_due_read and (self._next_due is None or self._next_due > now):
+            # Nothing pending, or nothing due yet, as of the last cycle's read. A job made
+            # pending since (its commit woke us) is in this cycle's read, and due later.
+            return []
         return conn.execute(_PROMOTE_DUE, {"now": now}).all()
 
     def _apply_daily_limit_to_recurring(self, conn, chosen, tenant_slots, now):
@@ -332,10 +355,11 @@ class Runner:
                           ["tenant_id", "day"], ["recurring_runs"])
             for row in runs[allowed:]:
                 when = next_fire_time(row.cron_schedule, row.timezone, now)
-                conn.execute(jobs_table.update().where(jobs_table.c.id == row.id)
-                             .values(status=JobStatus.PENDING.value, scheduled_for=when,
-                                     updated_at=now))
-                deferred.append((row, when))
+                stored = conn.execute(jobs_table.update().where(jobs_table.c.id == row.id)
+                                      .values(status=JobStatus.PENDING.value, scheduled_for=when,
+                                              updated_at=now)
+                                      .returning(jobs_table)).one()
+                deferred.append((stored, when))
             if len(runs) > allowed:
                 record_rejections(conn, tenant_id, "max_daily_jobs",
                                   now.replace(minute=0, second=0, microsecond=0),
@@ -469,35 +493,22 @@ class Runner:
                                                    (now_m - item.started_monotonic) * 1000.0))
 
     def _record_finished(self, conn, finished: list[Finished], now: datetime) -> list[SystemJob]:
-        """Write each finished attempt and the job's next state; return the updated jobs.
+        """Write each finished attempt and the job's next state; return the updated jobs."""
+        return self._write_records(conn, self._prepare_records(finished, now))
 
-        Only jobs still leased to this runner are written: if the lease was lost (another runner
-        recovered the job and counted the attempt as lost), the late result is dropped.
-        """
-        ids = [done.item.job.id for done in finished]
-        owned_query = _OWNED_FOR_UPDATE if self._postgres else _OWNED
-        owned = set(conn.execute(owned_query, {"ids": ids, "owner": self.id}).scalars())
-        updates, attempts, updated, outcomes = [], [], [], []
+    def _prepare_records(self, finished: list[Finished], now: datetime) -> list[_Record]:
+        """Everything ``_write_records`` writes, built before the transaction: on SQLite the
+        dispatcher holds the writer's turn (every process's writes wait) for the writes alone."""
+        records = []
         for done in finished:
             job, result = done.item.job, done.result
             self._recent_duration_ms += 0.1 * (done.duration_ms - self._recent_duration_ms)
             self._progress_written.pop(job.id, None)
-            if job.id not in owned:
-                log.warning("runner %s lost the lease of job %s before its attempt finished; "
-                            "the result is dropped", self.id, job.id)
-                continue
             changes = self.next_state(job, result, now)
             due = job.scheduled_for or done.started_at
-            outcomes.append((run_outcome(job, changes, result.success),
-                             (done.started_at - due).total_seconds() * 1000.0))
             scheduled_for = changes.get("scheduled_for", job.scheduled_for)
             progress = changes.get("progress", job.progress)
-            updates.append({
-                "id": job.id, "status": changes["status"], "scheduled_for": scheduled_for,
-                "current_retries": changes["current_retries"],
-                "completed_at": changes.get("completed_at"), "last_result": result.to_dict(),
-                "progress": progress, "updated_at": now})
-            attempts.append({
+            attempt = {
                 "job_id": job.id, "tenant_id": job.tenant_id, "job_type": job.type,
                 "handler": job.handler, "attempt": job.total_attempts,
                 "started_at": done.started_at,
@@ -506,24 +517,48 @@ class Runner:
                 "error_type": None if result.success else result.error_type,
                 "error_message": None if result.success else (result.error_message or "")[:4000],
                 "worker": self.id,
-            })
-            updated.append(replace(job, status=JobStatus(changes["status"]),
-                                   scheduled_for=scheduled_for,
-                                   current_retries=changes["current_retries"],
-                                   completed_at=changes.get("completed_at"),
-                                   last_result=result, lease_owner=None, updated_at=now,
-                                   progress=progress))
-        if updates:
-            write_results(conn, updates, attempts)
+            }
+            records.append(_Record(
+                job.id,
+                result_row(self._postgres, {
+                    "id": job.id, "status": changes["status"], "scheduled_for": scheduled_for,
+                    "current_retries": changes["current_retries"],
+                    "completed_at": changes.get("completed_at"),
+                    "last_result": result.to_dict(), "progress": progress, "updated_at": now}),
+                attempt_row(self._postgres, attempt),
+                replace(job, status=JobStatus(changes["status"]), scheduled_for=scheduled_for,
+                        current_retries=changes["current_retries"],
+                        completed_at=changes.get("completed_at"), last_result=result,
+                        lease_owner=None, updated_at=now, progress=progress),
+                (attempt["finished_at"], job.tenant_id, job.handler, job.type,
+                 attempt["duration_ms"], result.success, attempt["error_type"],
+                 attempt["error_message"], run_outcome(job, changes, result.success),
+                 (done.started_at - due).total_seconds() * 1000.0)))
+        return records
+
+    def _write_records(self, conn, records: list[_Record]) -> list[SystemJob]:
+        """Write the prepared attempts and next states; return the updated jobs.
+
+        Only jobs still leased to this runner are written: if the lease was lost (another runner
+        recovered the job and counted the attempt as lost), the late result is dropped.
+        """
+        if not records:
+            return []
+        owned_query = _OWNED_FOR_UPDATE if self._postgres else _OWNED
+        owned = set(conn.execute(owned_query, {"ids": [r.job_id for r in records],
+                                               "owner": self.id}).scalars())
+        kept = [r for r in records if r.job_id in owned]
+        for record in records:
+            if record.job_id not in owned:
+                log.warning("runner %s lost the lease of job %s before its attempt finished; "
+                            "the result is dropped", self.id, record.job_id)
+        if kept:
+            write_results(conn, [r.result_row for r in kept], [r.attempt_row for r in kept])
             rollups = RollupBatch()
-            for attempt, (outcome, wait_ms) in zip(attempts, outcomes, strict=True):
-                rollups.add_attempt(attempt["finished_at"], attempt["tenant_id"],
-                                    attempt["handler"], attempt["job_type"],
-                                    attempt["duration_ms"], attempt["success"],
-                                    attempt["error_type"], attempt["error_message"], outcome,
-                                    wait_ms)
+            for record in kept:
+                rollups.add_attempt(*record.rollup)
             rollups.write(conn)
-        return updated
+        return [r.updated for r in kept]
 
     def next_state(self, job: SystemJob, result: JobExecutionResult, now: datetime) -> dict:
         """The job's fields after an attempt: completed, retried with backoff, re-armed, failed."""

@@ -22,7 +22,7 @@ from .models import jobs_table, rejections_table, tenants_table
 from .records import job_from_row, new_job_id
 from .types import (WAITING_STATUSES, JobPriority, JobStateError, JobStatus,
                     JobType, JobValidationError, SystemJob, TenantLimitException)
-from .queue_sql import QueueTransaction, queue_transaction
+from .queue_sql import QueueTransaction, QueueWriter
 from .rollups import RollupBatch
 from .validation import PreparedJob, prepare_job
 
@@ -106,6 +106,7 @@ class JobService:
         self._runners_lock = threading.Lock()
         # The queue path speaks to the driver directly (queue_sql.py), so it sees its errors.
         self._integrity_error = engine.dialect.loaded_dbapi.IntegrityError
+        self._queue_writer = QueueWriter(engine, NOTIFY_CHANNEL)
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -237,21 +238,22 @@ class JobService:
         """Check limits and insert, atomically. The heart of the queue path."""
         results: list[SystemJob | None] = [None] * len(prepared)
         new, aliases = self._resolve_idempotent(tenant_id, prepared, results)
+
+        def insert(tx: QueueTransaction) -> None:
+            tenant = tx.tenant_limits(tenant_id)
+            if tenant is None:
+                raise JobValidationError(
+                    "tenant_id", f"unknown tenant {tenant_id!r}; create it first "
+                                 "(service.tenants.set_tenant_config)")
+            self._check_limits(tx, tenant_id, tenant, new, now)  # raises → rolled back
+            default_rank = JobPriority(tenant["default_job_priority"]).rank
+            for job in new:
+                job.row["priority"] = job.priority.rank if job.priority else default_rank
+            tx.insert_jobs([job.row for job in new])
+
         try:
             if new:
-                with queue_transaction(self.engine) as tx:
-                    tenant = tx.tenant_limits(tenant_id)
-                    if tenant is None:
-                        raise JobValidationError(
-                            "tenant_id", f"unknown tenant {tenant_id!r}; create it first "
-                                         "(service.tenants.set_tenant_config)")
-                    self._check_limits(tx, tenant_id, tenant, new, now)  # raises → rollback
-                    default_rank = JobPriority(tenant["default_job_priority"]).rank
-                    for job in new:
-                        job.row["priority"] = job.priority.rank if job.priority else default_rank
-                    tx.insert_jobs([job.row for job in new])
-                    tx.count_created(new, now)
-                    tx.notify(NOTIFY_CHANNEL)
+                self._queue_writer.write(insert, new, now)
         except TenantLimitException as rejection:  # nothing stored; count it, then tell the caller
             self._record_rejection(tenant_id, rejection.limit_type, now)
             raise

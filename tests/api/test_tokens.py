@@ -55,6 +55,33 @@ def test_revoked_tokens_stop_working(service, tenants):
     assert revoke_token(service.engine, 9999) is None
 
 
+def test_a_revoked_token_is_refused_at_once_here_and_within_the_cache_time_elsewhere(
+        service, tenants, database_url, monkeypatch):
+    """A process trusts a token it has read for AUTH_CACHE_SECONDS (a busy client costs one
+    read per interval): the process that revokes it refuses it at once, another process (its
+    own engine on the same database) once the interval is over."""
+    import time
+
+    from sqlalchemy import create_engine
+
+    import console.api.tokens as tokens
+
+    monkeypatch.setattr(tokens, "AUTH_CACHE_SECONDS", 0.5)
+    token, secret = create_token(service.engine, "a", "acme")
+    elsewhere = create_engine(database_url)
+    try:
+        assert authenticate(service.engine, secret).id == token.id
+        assert authenticate(elsewhere, secret).id == token.id
+        revoked_at = time.monotonic()
+        revoke_token(service.engine, token.id)
+        assert authenticate(service.engine, secret) is None
+        while authenticate(elsewhere, secret) is not None:
+            assert time.monotonic() - revoked_at < 0.5, "still trusted past AUTH_CACHE_SECONDS"
+            time.sleep(0.05)
+    finally:
+        elsewhere.dispose()
+
+
 def test_last_use_is_written_at_most_once_a_minute(service, tenants):
     token, secret = create_token(service.engine, "a", "acme")
     start = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
