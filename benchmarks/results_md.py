@@ -302,7 +302,8 @@ class _Report:
             "jobs table, a job page, tenants, a tenant page, failures and handlers, each page "
             "followed by the fragments a browser loads with it, think time "
             f"{_fmt(operators.get('think_s'))} s on average, for {_fmt(operators.get('seconds'))}"
-            " s, while the API keeps taking the same rate of submissions. p50 / p95 / max in ms "
+            f" s, while the API takes {_fmt(operators.get('api_rate', first.get('rate')))} "
+            "submissions a second. p50 / p95 / max in ms "
             "(round trip on the loopback), target p95 ≤ 200 ms.")
         self.lines.append("")
         names = _keys(self.data("load", db) or {} for db in self.databases)
@@ -311,6 +312,7 @@ class _Report:
         self.lines += _table(["page (n, p50 / p95 / max ms)", *self.databases], body)
         self.lines.append("")
         self.lines += self.by_db("load", [
+            ("API meanwhile: rate asked, /s", "operators.api_rate", ""),
             ("API meanwhile: latency p99, ms", "operators.api_meanwhile.latency_ms.p99", ""),
             ("API meanwhile: errors", "operators.api_meanwhile.error_count", "0"),
             ("API meanwhile: achieved, /s", "operators.api_meanwhile.achieved_rate_per_s", ""),

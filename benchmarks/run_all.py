@@ -66,8 +66,8 @@ def _sizes(quick: bool) -> dict[str, list[str]]:
                 "analytics": ["--jobs", "3000", "--days", "7", "--repeat", "2", "--batch", "1000"],
                 "console_pages": ["--jobs", "3000", "--days", "7", "--repeat", "2"],
                 "load": ["--rate", "20", "--seconds", "3", "--operators", "2",
-                         "--operator-seconds", "3", "--think", "0.5", "--history", "0",
-                         "--senders", "4"],
+                         "--operator-seconds", "3", "--operator-rate", "10", "--think", "0.5",
+                         "--history", "0", "--senders", "4"],
                 "exactly_once": ["--jobs", "300"],
                 "crash": ["--jobs", "300", "--max-kills", "1"],
                 "huey": ["--scale", "0.02"]}

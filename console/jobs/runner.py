@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 _PROGRESS_MIN_INTERVAL = 0.25  # seconds between progress writes of one job
 _SHORT_ATTEMPT_MS = 20.0       # attempts shorter than this (on average) are claimed ahead
-_MIN_CYCLE_INTERVAL = 0.01     # seconds from one dispatch cycle's start to the next's
+_MIN_CYCLE_INTERVAL = 0.02     # seconds from one dispatch cycle's start to the next's
 
 
 def _build_statements():
