@@ -52,3 +52,15 @@ def worker_exit(server, worker):
     runner = getattr(app, "extensions", {}).get("jobs_runner") if app is not None else None
     if runner is not None:
         runner.stop()
+
+
+def post_worker_init(worker):
+    """Once the app is loaded: move everything it allocated (modules, the app, SQLAlchemy's
+    tables and compiled statements, templates) out of the garbage collector's sight. A full
+    collection walks every tracked object with every thread stopped; over the app's few hundred
+    thousand start-up objects that was a 90–130 ms stall every ~30 s under API load — the worst
+    latencies of the whole run. They are never freed anyway."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

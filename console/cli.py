@@ -1,6 +1,7 @@
 """``flask --app console …`` commands: ``worker``, ``demo``, ``create-user``, ``create-token``."""
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 
@@ -76,6 +77,10 @@ def worker_command(threads: int | None) -> None:
     ensure_alerting(current_app.extensions["jobs"], current_app.config)
     click.echo(f"worker {runner.id} running {runner.threads} threads on "
                f"{current_app.extensions['jobs'].engine.url.render_as_string()}", err=True)
+    # Start-up objects out of the collector's sight, as in gunicorn.conf.py post_worker_init:
+    # a full collection over them stops every thread for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
     try:
         while not stop.wait(1.0):
             pass
