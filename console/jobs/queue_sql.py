@@ -288,12 +288,15 @@ class QueueWriter:
 
     On SQLite only one writer at a time holds the database, and a transaction costs far more
     than the rows in it (taking the writer's turn, BEGIN, the rollup upserts, COMMIT, and on a
-    busy web process a GIL hand-over after each of them). So calls that arrive while another is
-    writing wait in line, and whoever gets the turn next writes every call waiting — each in
-    its own SAVEPOINT, so that one call's refusal (a tenant limit, a duplicate idempotency key)
-    rolls back that call alone and is raised to its own caller — with one rollup write and one
-    COMMIT. A failed COMMIT fails every call of the batch: nothing of any of them is stored.
-    A lone caller writes at once, exactly as before.
+    busy web process a GIL hand-over after each of them). So one caller at a time leads: it
+    takes the writer's turn and writes every call waiting at that moment — each in its own
+    SAVEPOINT, so that one call's refusal (a tenant limit, a duplicate idempotency key) rolls
+    back that call alone and is raised to its own caller — with one rollup write and one
+    COMMIT, and goes on while calls are waiting. The others wait for their own call's answer,
+    not for the lock: a lock they all took in turn, each needing the GIL back to let the next
+    one in, cost tens of milliseconds of hand-overs per batch. A failed COMMIT fails every call
+    of its batch: nothing of any of them is stored. When the turn does not come within the busy
+    timeout, every call waiting is told "busy" and none of them is written later.
     """
 
     MAX_BATCH = 64   # calls per transaction: bounds how long one turn holds the database
@@ -303,6 +306,7 @@ class QueueWriter:
         self._notify_channel = notify_channel
         self._combine = engine.dialect.name == "sqlite"
         self._waiting: list[_QueueCall] = []
+        self._leading = False    # a caller is writing the waiting calls
         self._guard = threading.Lock()
 
     def write(self, work: Callable[[QueueTransaction], None], jobs: list, now: datetime) -> None:
@@ -312,31 +316,54 @@ class QueueWriter:
                 tx.count_created(jobs, now)
                 tx.notify(self._notify_channel)
             return
-        call = _QueueCall(work, jobs)
+        call = _QueueCall(work, jobs, now)
         with self._guard:
             self._waiting.append(call)
-        try:
-            with db.process_write_lock(self._engine):
-                while not call.done.is_set():
-                    with self._guard:
-                        batch = self._waiting[:self.MAX_BATCH]
-                        del self._waiting[:self.MAX_BATCH]
-                    self._write_batch(batch, now)
-        except DatabaseUnavailableError:
-            with self._guard:   # our turn never came: take the call back unless it is running
-                taken = call not in self._waiting
-                if not taken:
-                    self._waiting.remove(call)
-            if not taken:
-                raise
-            call.done.wait()    # another caller is writing it right now
+            lead = not self._leading
+            self._leading = True
+        while True:
+            if lead:
+                self._lead()
+            # The leader answers within a busy timeout per batch; looking again every half
+            # second only matters if a leader died (an interrupt) with calls still waiting.
+            if call.done.wait(0.5):
+                break
+            with self._guard:
+                lead = not self._leading and call in self._waiting
+                self._leading = self._leading or lead
         if call.error is not None:
             raise call.error
 
-    def _write_batch(self, batch: list[_QueueCall], now: datetime) -> None:
+    def _lead(self) -> None:
+        """Write batches while calls wait; then step down (under the guard, so that a call
+        arriving meanwhile either is taken or makes its caller the next leader)."""
+        try:
+            while True:
+                with self._guard:
+                    if not self._waiting:
+                        self._leading = False
+                        return
+                try:
+                    with db.process_write_lock(self._engine):
+                        with self._guard:   # taken now: what arrived while we waited joins in
+                            batch = self._waiting[:self.MAX_BATCH]
+                            del self._waiting[:self.MAX_BATCH]
+                        self._write_batch(batch)
+                except DatabaseUnavailableError as busy:   # the turn never came
+                    with self._guard:
+                        batch, self._waiting = self._waiting, []
+                    for call in batch:
+                        call.error = busy
+                        call.done.set()
+        except BaseException:
+            with self._guard:
+                self._leading = False
+            raise
+
+    def _write_batch(self, batch: list[_QueueCall]) -> None:
         try:
             with queue_transaction(self._engine, locked=True) as tx:
-                written = []
+                written: dict[datetime, list] = {}   # jobs by the hour they were queued in
                 for call in batch:
                     if len(batch) > 1:
                         tx.savepoint()
@@ -348,11 +375,12 @@ class QueueWriter:
                             raise
                         tx.rollback_to_savepoint()
                     else:
-                        written.extend(call.jobs)
+                        hour = call.now.replace(minute=0, second=0, microsecond=0)
+                        written.setdefault(hour, []).extend(call.jobs)
                         if len(batch) > 1:
                             tx.release_savepoint()
-                if written:
-                    tx.count_created(written, now)
+                for hour, jobs in sorted(written.items()):
+                    tx.count_created(jobs, hour)
         except BaseException as exc:   # the batch's transaction failed: nothing of it is stored
             for call in batch:
                 if call.error is None:
@@ -365,10 +393,11 @@ class QueueWriter:
 
 
 class _QueueCall:
-    __slots__ = ("work", "jobs", "error", "done")
+    __slots__ = ("work", "jobs", "now", "error", "done")
 
-    def __init__(self, work: Callable[[QueueTransaction], None], jobs: list):
+    def __init__(self, work: Callable[[QueueTransaction], None], jobs: list, now: datetime):
         self.work = work
         self.jobs = jobs
+        self.now = now
         self.error: BaseException | None = None
         self.done = threading.Event()

@@ -24,9 +24,9 @@ def batch_sizes(monkeypatch) -> list[int]:
     sizes: list[int] = []
     write_batch = QueueWriter._write_batch
 
-    def spy(self, batch, now):
+    def spy(self, batch):
         sizes.append(len(batch))
-        return write_batch(self, batch, now)
+        return write_batch(self, batch)
 
     monkeypatch.setattr(QueueWriter, "_write_batch", spy)
     return sizes
