@@ -122,21 +122,30 @@ def _candidates_sql(tenants: int, handlers: int, postgres: bool) -> str:
 def _due_jobs_of(conn: Connection, rooms: dict[str, int], handlers: list[str],
                  postgres: bool) -> dict[str, list[Candidate]]:
     """Each tenant's best ``rooms[tenant]`` due jobs, best first."""
-    parameters: list[Any] = []
-    for tenant_id, room in rooms.items():
-        parameters += [tenant_id, *handlers, room]
+    found: dict[str, list[Candidate]] = {tenant_id: [] for tenant_id in rooms}
+    tenants = list(rooms)
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(_candidates_sql(len(rooms), len(handlers), postgres), parameters)
-        found: dict[str, list[Candidate]] = {tenant_id: [] for tenant_id in rooms}
-        for job_id, tenant_id, priority, scheduled_for, cron, zone in cursor.fetchall():
-            if isinstance(scheduled_for, str):   # SQLite keeps UTC times as text
-                scheduled_for = datetime.fromisoformat(scheduled_for).replace(tzinfo=timezone.utc)
-            found[tenant_id].append(Candidate(job_id, tenant_id, priority, scheduled_for, cron,
-                                              zone))
+        # SQLite allows 500 terms in one compound SELECT: a few statements when thousands
+        # of tenants have due work at once.
+        for start in range(0, len(tenants), _TENANTS_PER_STATEMENT):
+            chunk = tenants[start:start + _TENANTS_PER_STATEMENT]
+            parameters: list[Any] = []
+            for tenant_id in chunk:
+                parameters += [tenant_id, *handlers, rooms[tenant_id]]
+            cursor.execute(_candidates_sql(len(chunk), len(handlers), postgres), parameters)
+            for job_id, tenant_id, priority, scheduled_for, cron, zone in cursor.fetchall():
+                if isinstance(scheduled_for, str):   # SQLite keeps UTC times as text
+                    scheduled_for = datetime.fromisoformat(scheduled_for).replace(
+                        tzinfo=timezone.utc)
+                found[tenant_id].append(Candidate(job_id, tenant_id, priority, scheduled_for,
+                                                  cron, zone))
     finally:
         cursor.close()
     return found
+
+
+_TENANTS_PER_STATEMENT = 200
 
 
 class FairShare:

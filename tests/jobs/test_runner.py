@@ -289,3 +289,25 @@ def test_stopping_a_runner_hands_back_jobs_it_had_not_finished(service, make_ten
         assert current.lease_owner is None
     service.run_until_idle(settle=0.3)
     assert all(service.get_job_by_id(j.id).status is JobStatus.COMPLETED for j in jobs)
+
+
+def test_one_claim_takes_work_of_more_tenants_than_sqlite_allows_in_one_statement(service):
+    """The candidates of every tenant with due work are read with UNION ALL; SQLite takes at
+    most 500 terms in one compound SELECT, so 520 tenants must still be claimable at once."""
+    from datetime import datetime, timezone
+
+    from console.jobs import TenantConfig, db
+    from console.jobs.claiming import FairShare, claim_due_jobs
+
+    tenants = [f"t{n:03d}" for n in range(520)]
+    for tenant_id in tenants:
+        service.tenants.set_tenant_config(TenantConfig.for_tier(tenant_id, tenant_id, "tier4"))
+        service.queue_job("immediate", "sleeps", {}, tenant_id)
+    with db.write_transaction(service.engine) as conn:
+        claim = claim_due_jobs(conn, runner_id="test", capacity=1000, lease_seconds=30,
+                               handlers=service.handlers.names(), fairness=FairShare(),
+                               now=datetime.now(timezone.utc),
+                               daily_limit_check=lambda conn, chosen, limits, now: (chosen, []))
+    assert sorted(row.tenant_id for row in claim.rows) == tenants
+    assert all(row.status == "processing" and row.lease_owner == "test" for row in claim.rows)
+    assert service.count_jobs(statuses=["processing"]) == 520
