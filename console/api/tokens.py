@@ -178,10 +178,7 @@ _remembered: "weakref.WeakKeyDictionary[Any, dict[str, _Remembered]]" = (
 
 
 def _recent_tokens(engine) -> dict[str, _Remembered]:
-    found = _remembered.get(engine)
-    if found is None:
-        found = _remembered.setdefault(engine, {})
-    return found
+    return _remembered.setdefault(engine, {})
 
 
 def touch(engine, token_id: int, now: datetime) -> None:

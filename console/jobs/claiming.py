@@ -212,9 +212,6 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
         return Claim([], {}, [])
     postgres = not db.is_sqlite(conn)
     db.advisory_xact_lock(conn, CLAIM_LOCK_KEY)
-    candidates: dict[str, list[Any]] = {}
-    weights: dict[str, int] = {}
-    limits: dict[str, TenantSlot] = {}
     held_back = []
     rooms: dict[str, int] = {}
     slots: dict[str, TenantSlot] = {}
@@ -225,16 +222,12 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
         if room > 0:
             rooms[slot.tenant_id] = room
             slots[slot.tenant_id] = slot
-    if rooms:
-        for tenant_id, rows in _due_jobs_of(conn, rooms, handlers, postgres).items():
-            if rows:
-                candidates[tenant_id] = rows
-                weights[tenant_id] = slots[tenant_id].weight
-                limits[tenant_id] = slots[tenant_id]
+    candidates = {tenant_id: rows for tenant_id, rows in
+                  (_due_jobs_of(conn, rooms, handlers, postgres) if rooms else {}).items() if rows}
     if not candidates:
         return Claim([], {}, [], held_back)
-    chosen = fairness.choose(candidates, weights, capacity)
-    chosen, deferred = daily_limit_check(conn, chosen, limits, now)
+    chosen = fairness.choose(candidates, {t: slots[t].weight for t in candidates}, capacity)
+    chosen, deferred = daily_limit_check(conn, chosen, slots, now)
     claimed = []
     if chosen:
         ids = [row.id for row in chosen]
@@ -242,7 +235,7 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
             _MARK_CLAIMED, {"ids": ids, "owner": runner_id,
                             "expires": now + timedelta(seconds=lease_seconds), "now": now})}
         claimed = [by_id[job_id] for job_id in ids]   # in the order the fair share chose
-    durations = {tenant_id: (slot.max_job_duration_ms / 1000.0
-                             if slot.max_job_duration_ms is not None else None)
-                 for tenant_id, slot in limits.items()}
+    durations = {tenant_id: (slots[tenant_id].max_job_duration_ms / 1000.0
+                             if slots[tenant_id].max_job_duration_ms is not None else None)
+                 for tenant_id in candidates}
     return Claim(claimed, durations, deferred, held_back)

@@ -362,22 +362,23 @@ class QueueWriter:
 
     def _write_batch(self, batch: list[_QueueCall]) -> None:
         try:
+            together = len(batch) > 1   # a lone call needs no savepoint: its error rolls back
             with queue_transaction(self._engine, locked=True) as tx:
                 written: dict[datetime, list] = {}   # jobs by the hour they were queued in
                 for call in batch:
-                    if len(batch) > 1:
+                    if together:
                         tx.savepoint()
                     try:
                         call.work(tx)
                     except Exception as exc:
                         call.error = exc
-                        if len(batch) == 1:
+                        if not together:
                             raise
                         tx.rollback_to_savepoint()
                     else:
                         hour = call.now.replace(minute=0, second=0, microsecond=0)
                         written.setdefault(hour, []).extend(call.jobs)
-                        if len(batch) > 1:
+                        if together:
                             tx.release_savepoint()
                 for hour, jobs in sorted(written.items()):
                     tx.count_created(jobs, hour)

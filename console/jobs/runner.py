@@ -547,9 +547,11 @@ class Runner:
         owned_query = _OWNED_FOR_UPDATE if self._postgres else _OWNED
         owned = set(conn.execute(owned_query, {"ids": [r.job_id for r in records],
                                                "owner": self.id}).scalars())
-        kept = [r for r in records if r.job_id in owned]
+        kept = []
         for record in records:
-            if record.job_id not in owned:
+            if record.job_id in owned:
+                kept.append(record)
+            else:
                 log.warning("runner %s lost the lease of job %s before its attempt finished; "
                             "the result is dropped", self.id, record.job_id)
         if kept:
