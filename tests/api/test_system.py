@@ -80,3 +80,13 @@ def test_bad_bodies(api):
     empty = api("post", "/jobs", token="acme")
     assert empty.status_code == 422
     assert {e["field"] for e in empty.get_json()["errors"]} == {"type", "handler"}
+
+
+def test_the_openapi_document_is_the_one_clients_were_built_against(app):
+    """The public contract changes only on purpose: refresh ``openapi.json`` beside this test
+    when an endpoint, field or bound changes deliberately, never as a side effect."""
+    import json
+    from pathlib import Path
+
+    expected = json.loads((Path(__file__).parent / "openapi.json").read_text())
+    assert app.test_client().get("/api/v1/openapi.json").get_json() == expected
