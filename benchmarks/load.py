@@ -95,7 +95,7 @@ def prepare(database_url: str | None, workdir: Path, tenants: int, history: int,
     (optionally) a generated history."""
     from benchmarks.engine import Target
     from console import create_app
-    from console.api.tokens import create_token
+    from console.tokens import create_token
     from console.jobs import TenantConfig
     from console.web.auth import set_user
 

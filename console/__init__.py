@@ -28,6 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _configure(app, config)
 
     from .extensions import csrf, db, migrate
+    from . import tokens  # noqa: F401  (the api_tokens table, likewise)
     from .jobs.models import Base  # noqa: F401  (tables registered on db.metadata)
     from .web import models as web_models  # noqa: F401  (the users table, likewise)
     from .web.auth import login_manager
@@ -47,8 +48,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         service = _build_job_service(app, db.engine)
     app.extensions["jobs"] = service
 
+    # Two doors onto one engine, side by side: the console (signed-in people) and the HTTP
+    # API (bearer tokens). Neither imports the other; what both need lives beneath them.
+    from .api import init_api
     from .web import register_blueprints
     register_blueprints(app)
+    init_api(app)
     from .cli import register_commands
     register_commands(app)
 

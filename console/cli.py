@@ -43,7 +43,7 @@ def create_user_command(username: str, role: str, password: str) -> None:
 def create_token_command(tenant_id: str | None, all_tenants: bool, admin: bool,
                          name: str | None) -> None:
     """Create an API token and print it (once: only its hash is stored)."""
-    from .api.tokens import TokenError, create_token
+    from .tokens import TokenError, create_token
 
     if bool(tenant_id) == all_tenants:
         raise click.UsageError("give exactly one of --tenant TENANT_ID or --all-tenants")

@@ -1,10 +1,12 @@
 """The HTTP API under ``/api/v1``: bearer tokens, problem details, an OpenAPI 3.1 document.
 
-Modules: ``tokens`` (the table, creating and checking tokens), ``auth`` (bearer
-authentication and scope rules), ``errors`` (RFC 9457 problem details), ``openapi``
-(flask-smorest wiring), ``schemas`` / ``tenant_schemas`` (marshmallow: validation and the
-document), and one module of views per resource family: ``jobs``, ``tenants``, ``system``.
-Like the console, it changes jobs only through ``JobService``.
+Modules: ``auth`` (bearer authentication and scope rules), ``errors`` (RFC 9457 problem
+details), ``openapi`` (flask-smorest wiring), ``schemas`` / ``tenant_schemas`` (marshmallow:
+validation and the document), and one module of views per resource family: ``jobs``,
+``tenants``, ``system``. Tokens (the table, creating and checking them) live beneath the API and
+the console, in ``console/tokens.py``; job listing in ``console/jobs/listing.py``; limit bounds
+in ``console/jobs/limits.py``. Like the console, it changes jobs only through ``JobService``
+and never imports the console's modules.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from flask import url_for
 from werkzeug.datastructures import MultiDict
 
 from ..jobs import get_job_service
-from ..web.job_filters import JobFilter
+from ..jobs.listing import JobFilter
 from .auth import scoped_tenant, visible_job
 from .errors import validation_problem
 from .openapi import api_blueprint, problems

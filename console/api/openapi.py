@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask_smorest import Api, Blueprint
 from werkzeug.routing import BaseConverter
 
-from ..web.job_filters import JOB_ID_PATTERN
+from ..jobs.listing import JOB_ID_PATTERN
 from .bodies import StrictJsonParser, require_json_body
 from .errors import PROBLEM_MEDIA_TYPE, register_problem_handlers
 from .tenant_schemas import ProblemSchema

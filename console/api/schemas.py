@@ -14,7 +14,7 @@ from marshmallow import fields, validate
 from ..jobs.service import NOTIFICATION_CHANNELS
 from ..jobs.types import JobPriority, JobStatus
 from ..jobs.validation import MAX_RETRIES_CEILING
-from ..web.job_filters import JOB_ID_PATTERN
+from ..jobs.listing import JOB_ID_PATTERN
 
 PRIORITIES = [p.value for p in JobPriority]
 STATUSES = [s.value for s in JobStatus]

@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from ..jobs.limits import TenantLimitTier
-from ..web.tenant_limits import JOB_TYPE_NAME, MAX_DURATION_SECONDS, MAX_INT
+from ..jobs.limits import JOB_TYPE_NAME, MAX_DURATION_SECONDS, MAX_INT
 from .schemas import PRIORITIES, Text, supported_moment
 
 TIERS = [t.value for t in TenantLimitTier]

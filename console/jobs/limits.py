@@ -12,6 +12,7 @@ Tier presets follow the reference table. The values the table leaves open are ch
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
@@ -24,6 +25,14 @@ from .models import tenants_table
 from .types import JobPriority, JobValidationError
 
 UTC = timezone.utc
+# Bounds every door (engine calls, the console's form, the API) shares, because the limit is what
+# enforces them: the count columns are 32-bit integers, a timeout longer than a month is no
+# timeout at all, and a job type is a short lower-case name.
+MAX_INT = 2_147_483_647
+MAX_DURATION_SECONDS = 30 * 24 * 3600
+JOB_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_COUNT_LIMITS = ("max_queued_jobs", "max_concurrent_jobs", "max_daily_jobs",
+                 "max_job_payload_size")
 
 
 class TenantLimitTier(str, enum.Enum):
@@ -61,19 +70,30 @@ class JobLimitConfig:
     default_job_priority: JobPriority = JobPriority.NORMAL
 
     def __post_init__(self):
-        for name in ("max_queued_jobs", "max_concurrent_jobs", "max_daily_jobs",
-                     "max_job_payload_size"):
+        for name in _COUNT_LIMITS:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 0):
                 raise JobValidationError(name, f"must be a whole number ≥ 0 or None, got {value!r}")
+            if value is not None and value > MAX_INT:
+                raise JobValidationError(name, f"at most {MAX_INT:,}; use None for no limit")
         if self.allowed_job_types is not None and not isinstance(self.allowed_job_types, frozenset):
             object.__setattr__(self, "allowed_job_types", frozenset(self.allowed_job_types))
+        bad_types = sorted(name for name in self.allowed_job_types or ()
+                           if not isinstance(name, str) or not JOB_TYPE_NAME.match(name))
+        if bad_types:
+            raise JobValidationError("allowed_job_types", (
+                f"{', '.join(map(repr, bad_types))}: a job type name is a lower-case letter "
+                "followed by up to 63 lower-case letters, digits or underscores"))
         if self.max_job_duration is not None:
             if not isinstance(self.max_job_duration, timedelta):
                 raise JobValidationError("max_job_duration", "must be a timedelta or None")
             if self.max_job_duration <= timedelta(0):
                 raise JobValidationError("max_job_duration", "must be longer than zero")
+            if self.max_job_duration > timedelta(seconds=MAX_DURATION_SECONDS):
+                raise JobValidationError("max_job_duration", (
+                    f"at most {MAX_DURATION_SECONDS:,} seconds (30 days); use None for no "
+                    "time limit"))
         if not isinstance(self.default_job_priority, JobPriority):
             object.__setattr__(self, "default_job_priority",
                                parse_priority(self.default_job_priority, "default_job_priority"))

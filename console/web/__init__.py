@@ -56,8 +56,6 @@ def register_blueprints(app: Flask) -> None:
     init_rendering(app)
     init_errors(app)
     init_security_headers(app)
-    from ..api import init_api   # the HTTP API under /api/v1 (bearer tokens, not sessions)
-    init_api(app)
 
     @app.context_processor
     def navigation():

@@ -15,7 +15,7 @@ from wtforms.validators import ValidationError
 
 from ..jobs.service import RETRYABLE_STATUSES, BulkOutcome
 from ..jobs.types import WAITING_STATUSES
-from .job_filters import JOB_ID_PATTERN, PAGE_SIZE
+from ..jobs.listing import JOB_ID_PATTERN, PAGE_SIZE
 
 BULK_CAP = 100_000          # jobs one "all matching" action counts and changes, newest first
 SELECTED_CAP = 4 * PAGE_SIZE

@@ -2,7 +2,7 @@
 retry and cancel, and a job's page with its attempts, result and actions.
 
 Views translate HTTP into ``JobFilter`` reads and ``JobService`` verbs; the SQL lives in
-``job_filters``, the allow-listed verbs and forms in ``job_actions``, the job page's reads in
+``console.jobs.listing``, the allow-listed verbs and forms in ``job_actions``, the job page's reads in
 ``job_details``.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .auth import role_required
 from .job_actions import (BULK_CAP, BULK_VERBS, BulkAllForm, BulkSelectionForm, JobActionForm,
                           first_error, local_path, outcome_message)
 from .job_details import job_activity, schedule
-from .job_filters import FILTER_FIELDS, JOB_ID_PATTERN, JobFilter
+from ..jobs.listing import FILTER_FIELDS, JOB_ID_PATTERN, JobFilter
 from .rendering import is_htmx, render_view
 
 bp = Blueprint("jobs", __name__)

@@ -7,7 +7,6 @@ own shape, so the API and the engine read the same thing.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -18,15 +17,12 @@ from wtforms import (BooleanField, SelectField, SelectMultipleField, StringField
                      ValidationError, widgets)
 from wtforms.fields.choices import SelectChoice
 
-from ..jobs.limits import JobLimitConfig, TenantConfig
+from ..jobs.limits import JOB_TYPE_NAME, MAX_DURATION_SECONDS, MAX_INT, JobLimitConfig, TenantConfig
 from ..jobs.types import JobPriority, JobType
 from .rendering import duration as format_duration
 from .tenant_forms import TIERS, tier_label
 
-MAX_INT = 2_147_483_647                        # the limit columns are 32-bit integers
-MAX_DURATION_SECONDS = 30 * 24 * 3600          # a month: longer is no timeout at all
 UNLIMITED_WORDS = {"unlimited", "none", "∞"}
-JOB_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)

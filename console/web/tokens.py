@@ -14,7 +14,7 @@ from wtforms import BooleanField, SelectField, StringField, ValidationError
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from ..api.tokens import MAX_NAME_LENGTH, TokenError, create_token, list_tokens, revoke_token
+from ..tokens import MAX_NAME_LENGTH, TokenError, create_token, list_tokens, revoke_token
 from ..jobs import get_job_service
 from .auth import role_required
 from .rendering import render_view

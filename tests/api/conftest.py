@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.api.tokens import create_token, revoke_token
+from console.tokens import create_token, revoke_token
 from tests.web.conftest import users  # noqa: F401  (console users, for session tests)
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from console.api.tokens import api_tokens_table
+from console.tokens import api_tokens_table
 from tests.api.conftest import bearer
 from tests.web.conftest import PASSWORDS, sign_in
 

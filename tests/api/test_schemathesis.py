@@ -17,7 +17,7 @@ from schemathesis.core.failures import FailureGroup
 from hypothesis import HealthCheck, given, settings
 
 from console import create_app
-from console.api.tokens import create_token
+from console.tokens import create_token
 from console.jobs import TenantConfig
 from tests.conftest import BASE_CONFIG, fresh_database
 

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
-from console.api.tokens import (TokenError, api_tokens_table, authenticate, create_token,
+from console.tokens import (TokenError, api_tokens_table, authenticate, create_token,
                                 hash_token, list_tokens, looks_like_token, revoke_token)
 from console.jobs.models import Base
 
@@ -64,7 +64,7 @@ def test_a_revoked_token_is_refused_at_once_here_and_within_the_cache_time_elsew
 
     from sqlalchemy import create_engine
 
-    import console.api.tokens as tokens
+    import console.tokens as tokens
 
     monkeypatch.setattr(tokens, "AUTH_CACHE_SECONDS", 0.5)
     token, secret = create_token(service.engine, "a", "acme")

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from console import create_app
-from console.api.tokens import create_token
+from console.tokens import create_token
 from tests.conftest import BASE_CONFIG, ON_POSTGRES
 from tests.web.conftest import PASSWORDS, csrf_token, sign_in
 from tests.web.conftest import users  # noqa: F401  (console users, for the form tests)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import event, update
 
-from console.api.tokens import create_token
+from console.tokens import create_token
 from console.jobs.models import jobs_table
 from console.jobs.runner import Runner
 from tests.conftest import ON_POSTGRES

@@ -50,6 +50,27 @@ def test_unknown_override_and_tier_are_clear_errors():
         JobLimitConfig(max_queued_jobs=-1)
 
 
+@pytest.mark.parametrize("overrides, field, message", [
+    ({"maxDailyJobs": 2**31}, "max_daily_jobs", "at most 2,147,483,647"),
+    ({"maxQueuedJobs": 10**12}, "max_queued_jobs", "at most 2,147,483,647"),
+    ({"maxJobDuration": (30 * 24 * 3600 + 1) * 1000}, "max_job_duration", "30 days"),
+    ({"allowedJobTypes": ["notification", "Bad-Type"]}, "allowed_job_types", "'Bad-Type'"),
+])
+def test_the_engine_refuses_limits_the_database_cannot_hold(service, overrides, field, message):
+    """Whichever door a limit comes through (engine, form, API), the limit itself refuses a
+    value the columns cannot hold, and nothing is stored."""
+    with pytest.raises(JobValidationError, match=message) as refused:
+        service.tenants.set_tenant_config(
+            TenantConfig.for_tier("acme", "Acme", "tier2", {"jobLimits": overrides}))
+    assert refused.value.field == field
+    assert service.tenants.get_tenant_config("acme") is None
+    at_the_bound = {"maxDailyJobs": 2**31 - 1, "maxJobDuration": 30 * 24 * 3600 * 1000}
+    service.tenants.set_tenant_config(
+        TenantConfig.for_tier("acme", "Acme", "tier2", {"jobLimits": at_the_bound}))
+    stored = service.tenants.get_tenant_config("acme").job_limit
+    assert (stored.max_daily_jobs, stored.max_job_duration.days) == (2**31 - 1, 30)
+
+
 def test_set_and_get_tenant_config_round_trip(service):
     config = TenantConfig.for_tier("acme", "Acme", "tier2", {"jobLimits": {"maxQueuedJobs": 7}})
     service.tenants.set_tenant_config(config)

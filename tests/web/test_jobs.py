@@ -231,9 +231,9 @@ def test_row_by_row_filters_search_a_bounded_window_and_say_so(client_as, servic
     """Payload text (like handler, type, priority, error) is checked row by row within a window
     of the driving index; a page not full by then says how far it searched and continues from
     there, and following those links finds every match exactly once."""
-    from console.web import job_filters
+    from console.jobs import listing
 
-    monkeypatch.setattr(job_filters, "SCAN_WINDOW", 10)
+    monkeypatch.setattr(listing, "SCAN_WINDOW", 10)
     make_tenant("acme")
     jobs = service.queue_batch_jobs([{"type": "delayed", "handler": "sleeps",
                                       "payload": {"tag": "needle" if i % 7 == 0 else "hay"},
@@ -266,7 +266,7 @@ def test_row_by_row_filters_search_a_bounded_window_and_say_so(client_as, servic
     page = text(viewer.get("/jobs?q=needle&status=pending"))
     assert "Searched 10 jobs with status pending" in page
     # a dense filter fills its page without a notice
-    monkeypatch.setattr(job_filters, "SCAN_WINDOW", 1000)
+    monkeypatch.setattr(listing, "SCAN_WINDOW", 1000)
     page = text(viewer.get("/jobs?q=hay"))
     assert len(job_ids_in(page)) == 38 and "Searched" not in page
 

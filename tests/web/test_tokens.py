@@ -93,7 +93,7 @@ def test_names_are_escaped(client_as, tenants):
 def test_revoke(client_as, tenants, app, service):
     client = client_as("admin")
     secret = _secret(_create(client).get_data(as_text=True))
-    from console.api.tokens import list_tokens
+    from console.tokens import list_tokens
 
     (token,) = list_tokens(service.engine)
     refused = client.post(f"/tokens/{token.id}/revoke", data={})

@@ -1,8 +1,10 @@
-"""``JobFilter``: the jobs table's read model. It owns the query parameters (status, tenant,
-type, handler, priority, created between, text in the payload, error type, page cursors), their
-validation, the SQL, and keyset pagination; the table, its pager and the bulk actions share it.
+"""``JobFilter``: the job listing both doors read (the console's jobs table and the API's
+``GET /jobs``). It owns the query parameters (status, tenant, type, handler, priority, created
+between, text in the payload, error type, page cursors), their validation, the SQL, and keyset
+pagination; a table, its pager and the bulk actions share it. Plain Python, no forms: the engine
+knows nothing of HTTP.
 
-Why the SQL looks the way it does, at 1,000,000 jobs:
+Why the SQL looks the way it does, at millions of jobs:
 
 - Pages are keyset pages on ``id`` (UUIDv7: ordering by id is ordering by creation), newest
   first: ``id < cursor ORDER BY id DESC LIMIT n``. No OFFSET, no total COUNT.
@@ -20,17 +22,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
-from wtforms import Form, StringField
-from wtforms.validators import Length, ValidationError
 
-from ..jobs.models import jobs_table
-from ..jobs.records import job_from_row, job_id_floor
-from ..jobs.types import JobPriority, JobStatus, SystemJob
+from .models import jobs_table
+from .records import job_from_row, job_id_floor
+from .types import JobPriority, JobStatus, SystemJob
 
 UTC = timezone.utc
 PAGE_SIZE = 50
@@ -42,16 +43,8 @@ _EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
 _LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-def _strip(value):
-    return value.strip() if isinstance(value, str) else value
-
-
-def _one_of(values: list[str], what: str):
-    def check(form, field):
-        if field.data and field.data not in values:
-            raise ValidationError(f"there is no {what} {field.data!r}; choose one of "
-                                  f"{', '.join(values)}")
-    return check
+class FilterError(ValueError):
+    """A filter parameter's value is not one the listing accepts (the message says why)."""
 
 
 def parse_moment(text: str) -> datetime:
@@ -68,49 +61,79 @@ def format_moment(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S" if moment.second else "%Y-%m-%dT%H:%M")
 
 
-def _moment(form, field):
-    if not field.data:
-        return
+def _one_of(values: list[str], what: str) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        if value not in values:
+            raise FilterError(f"there is no {what} {value!r}; choose one of {', '.join(values)}")
+    return check
+
+
+def _at_most(length: int) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        if len(value) > length:
+            raise FilterError(f"Field cannot be longer than {length} characters.")
+    return check
+
+
+def _moment(value: str) -> None:
     try:
-        moment = parse_moment(field.data)
+        moment = parse_moment(value)
     except ValueError:
-        raise ValidationError(f"{field.data!r} is not a date and time; use YYYY-MM-DD HH:MM "
-                              "(UTC)") from None
+        raise FilterError(f"{value!r} is not a date and time; use YYYY-MM-DD HH:MM "
+                          "(UTC)") from None
     if not _EARLIEST <= moment < _LATEST:
-        raise ValidationError("choose a date between 1970 and 9999")
+        raise FilterError("choose a date between 1970 and 9999")
 
 
-def _cursor(form, field):
-    if field.data and not JOB_ID_PATTERN.fullmatch(field.data):
-        raise ValidationError("this page link is not valid (its cursor is not a job id); "
-                              "start again from the newest jobs")
+def _cursor(value: str) -> None:
+    if not JOB_ID_PATTERN.fullmatch(value):
+        raise FilterError("this page link is not valid (its cursor is not a job id); "
+                          "start again from the newest jobs")
 
 
-class JobFilterForm(Form):
-    """The filter form's fields and their rules; bad values get a message per field."""
+@dataclass(frozen=True)
+class FilterParameter:
+    """One query parameter: the label an operator reads it by, and its rule."""
 
-    status = StringField("Status", [_one_of(STATUSES, "status")], filters=[_strip])
-    tenant = StringField("Tenant", [Length(max=64)], filters=[_strip])
-    type = StringField("Type", [Length(max=64)], filters=[_strip])
-    handler = StringField("Handler", [Length(max=100)], filters=[_strip])
-    priority = StringField("Priority", [_one_of(PRIORITIES, "priority")], filters=[_strip])
-    created_from = StringField("Created from", [_moment], filters=[_strip])
-    created_before = StringField("Created before", [_moment], filters=[_strip])
-    q = StringField("Payload contains", [Length(max=200)])
-    error = StringField("Error type", [Length(max=200)], filters=[_strip])
-    before = StringField("Older than", [_cursor], filters=[_strip])
-    after = StringField("Newer than", [_cursor], filters=[_strip])
+    label: str
+    check: Callable[[str], None]
+    strip: bool = True
 
-    def validate(self, extra_validators=None) -> bool:
-        valid = super().validate(extra_validators)
-        if valid and self.created_from.data and self.created_before.data and (
-                parse_moment(self.created_from.data) >= parse_moment(self.created_before.data)):
-            self.created_before.errors.append("must be later than “Created from”")
-            valid = False
-        if self.before.data and self.after.data:
-            self.after.errors.append("a page link has either an older or a newer cursor")
-            valid = False
-        return valid
+
+PARAMETERS: dict[str, FilterParameter] = {
+    "status": FilterParameter("Status", _one_of(STATUSES, "status")),
+    "tenant": FilterParameter("Tenant", _at_most(64)),
+    "type": FilterParameter("Type", _at_most(64)),
+    "handler": FilterParameter("Handler", _at_most(100)),
+    "priority": FilterParameter("Priority", _one_of(PRIORITIES, "priority")),
+    "created_from": FilterParameter("Created from", _moment),
+    "created_before": FilterParameter("Created before", _moment),
+    "q": FilterParameter("Payload contains", _at_most(200), strip=False),
+    "error": FilterParameter("Error type", _at_most(200)),
+    "before": FilterParameter("Older than", _cursor),
+    "after": FilterParameter("Newer than", _cursor),
+}
+LABELS = {name: parameter.label for name, parameter in PARAMETERS.items()}
+
+
+def _read(args: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """The parameters' values (first of each, stripped) and the first error of each field."""
+    values, errors = {}, {}
+    for name, parameter in PARAMETERS.items():
+        raw = args.getlist(name) if hasattr(args, "getlist") else [args.get(name)]
+        value = raw[0] if raw and raw[0] is not None else ""
+        values[name] = value.strip() if parameter.strip else value
+        if values[name]:
+            try:
+                parameter.check(values[name])
+            except FilterError as error:
+                errors[name] = str(error)
+    if not errors and values["created_from"] and values["created_before"] and (
+            parse_moment(values["created_from"]) >= parse_moment(values["created_before"])):
+        errors["created_before"] = "must be later than “Created from”"
+    if values["before"] and values["after"]:
+        errors.setdefault("after", "a page link has either an older or a newer cursor")
+    return values, errors
 
 
 FILTER_FIELDS = ("status", "tenant", "type", "handler", "priority", "created_from",
@@ -137,11 +160,11 @@ class JobFilter:
     """``JobFilter(request.args)``: parse and validate, then ``page(conn)`` or
     ``actionable_ids(conn, statuses, cap)``. Invalid filters have ``errors`` and no SQL."""
 
+    labels = LABELS
+
     def __init__(self, args: Mapping[str, Any]):
-        self.form = JobFilterForm(args)
-        self.valid = self.form.validate()
-        self.errors = {name: errors[0] for name, errors in self.form.errors.items()}
-        data = {name: value or "" for name, value in self.form.data.items()}
+        data, self.errors = _read(args)
+        self.valid = not self.errors
         self.values = {name: data[name] for name in FILTER_FIELDS}
         for name in ("created_from", "created_before"):
             if self.values[name] and name not in self.errors:

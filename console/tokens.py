@@ -26,8 +26,8 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, select, upda
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..jobs import db as jobs_db
-from ..jobs.models import Base, UTCDateTime, tenants_table
+from .jobs import db as jobs_db
+from .jobs.models import Base, UTCDateTime, tenants_table
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
