@@ -51,8 +51,8 @@ RULES = (  # name, kind, scope, threshold, extra
 
 
 def build_app(database_url: str | None, folder: Path, reuse: str | None):
+    from benchmarks.cluster import TEST_HANDLERS
     from console import create_app
-    from tests.conftest import BASE_CONFIG
 
     if reuse:
         target = folder / "history.sqlite3"
@@ -67,7 +67,9 @@ def build_app(database_url: str | None, folder: Path, reuse: str | None):
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         engine.dispose()
-    return create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url}), database_url
+    config = {"JOBS_RUN_SCHEDULER": False, "JOBS_HANDLERS": TEST_HANDLERS, "SECRET_KEY": "bench",
+              "ALERTS_ENABLED": False, "SQLALCHEMY_DATABASE_URI": database_url}
+    return create_app(config), database_url
 
 
 def make_history(service, tenants: int, runs: int) -> None:

@@ -123,12 +123,15 @@ def _instance_secret_key(app: Flask) -> str:
 
 
 def _build_job_service(app: Flask, engine):
+    from .alerts import alert_handlers
+    from .analytics.reader import AnalyticsReader
     from .handlers import builtin_handlers
     from .jobs import JobService
 
     cfg = app.config
     service = JobService(
         engine,
+        analytics=AnalyticsReader(engine),
         retry_base_seconds=float(cfg["JOBS_RETRY_BASE_SECONDS"]),
         retry_max_seconds=float(cfg["JOBS_RETRY_MAX_SECONDS"]),
         lease_seconds=float(cfg["JOBS_LEASE_SECONDS"]),
@@ -137,7 +140,7 @@ def _build_job_service(app: Flask, engine):
         shutdown_grace_seconds=float(cfg["JOBS_SHUTDOWN_GRACE_SECONDS"]),
         metrics_interval=float(cfg["JOBS_METRICS_INTERVAL"]),
     )
-    for handler in builtin_handlers(cfg, engine, service):
+    for handler in builtin_handlers(cfg, engine, service) + alert_handlers(cfg, engine, service):
         service.register_handler(handler)
     for spec in cfg.get("JOBS_HANDLERS") or []:
         service.register_handler(load_object(spec))

@@ -3,10 +3,24 @@ a recurring job of the engine, delivered as the product's own notification jobs.
 
 No HTTP here (the console's screens are ``console/web/alerts.py``); see README.md in this folder.
 """
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..jobs import JobHandler
 from .evaluation import EvaluationOutcome, evaluate_alert_rules
 from .rules import KINDS, Rule
 from .scheduling import ensure_alerting
 from .store import RuleError, RuleValues
 
-__all__ = ["evaluate_alert_rules", "EvaluationOutcome", "ensure_alerting", "KINDS", "Rule",
-           "RuleError", "RuleValues"]
+__all__ = ["alert_handlers", "evaluate_alert_rules", "EvaluationOutcome", "ensure_alerting",
+           "KINDS", "Rule", "RuleError", "RuleValues"]
+
+
+def alert_handlers(config: Mapping[str, Any], engine, service) -> list[JobHandler]:
+    """The handlers alerting runs on (evaluation, webhook delivery), which ``create_app``
+    registers beside the built-in ones."""
+    from .delivery import AlertWebhookHandler
+    from .scheduling import EvaluateAlertRulesHandler
+
+    return [EvaluateAlertRulesHandler(service, config), AlertWebhookHandler(engine, config)]

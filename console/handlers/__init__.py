@@ -36,10 +36,4 @@ def builtin_handlers(config: Mapping[str, Any] | None = None, engine=None,
         from .reports import ReportGeneratorHandler
 
         handlers += [ReleaseStuckJobsHandler(service), ReportGeneratorHandler(service)]
-    if service is not None and engine is not None:
-        from ..alerts.delivery import AlertWebhookHandler
-        from ..alerts.scheduling import EvaluateAlertRulesHandler
-
-        handlers += [EvaluateAlertRulesHandler(service, config),
-                     AlertWebhookHandler(engine, config)]
     return handlers

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import db
 from .models import tenants_table
-from .types import JobPriority, JobValidationError
+from .types import JobPriority, JobValidationError, TenantLimitException
 
 UTC = timezone.utc
 # Bounds every door (engine calls, the console's form, the API) shares, because the limit is what
@@ -179,6 +179,31 @@ def parse_priority(value: Any, field_name: str = "priority") -> JobPriority:
         return JobPriority.from_rank(value)
     names = ", ".join(p.value for p in JobPriority)
     raise JobValidationError(field_name, f"unknown priority {value!r}; use one of {names}")
+
+
+def queue_room(max_queued_jobs: int | None, waiting: int) -> int | None:
+    """How many more jobs a tenant may have waiting (pending + queued); None: no limit."""
+    return None if max_queued_jobs is None else max(0, max_queued_jobs - waiting)
+
+
+def check_queue_room(tenant_id: str, max_queued_jobs: int | None, waiting: int,
+                     adding: int) -> None:
+    """The ``max_queued_jobs`` rule, for every path that adds waiting jobs (queueing, retrying).
+
+    :raise TenantLimitException: ``adding`` more jobs would put the tenant over its limit.
+    """
+    room = queue_room(max_queued_jobs, waiting)
+    if room is not None and adding > room:
+        raise TenantLimitException(
+            f"tenant {tenant_id!r} has {waiting} jobs waiting and max_queued_jobs is "
+            f"{max_queued_jobs}; {adding} more would exceed it — wait for jobs to run, "
+            "cancel some, or raise the limit",
+            "max_queued_jobs", waiting, max_queued_jobs, tenant_id)
+
+
+def queue_full_reason(tenant_id: str) -> str:
+    """Why a bulk retry left a job of this tenant alone (its queue had no room)."""
+    return f"held back by tenant {tenant_id}'s max_queued_jobs"
 
 
 @dataclass(frozen=True)

@@ -298,6 +298,8 @@ class Runner(Base):
 
 
 jobs_table = Job.__table__
+# Every column of a job, in the table's order: a new job's row and the queue path's INSERT.
+JOB_COLUMNS = tuple(jobs_table.c.keys())
 attempts_table = JobAttempt.__table__
 tenants_table = Tenant.__table__
 daily_usage_table = TenantDailyUsage.__table__

@@ -20,17 +20,11 @@ from typing import Any, Callable, Iterator
 from sqlalchemy import Engine
 
 from . import db
+from .models import JOB_COLUMNS
+from .rollups import hour_of
 from .types import WAITING_STATUSES, DatabaseUnavailableError
 
 UTC = timezone.utc
-
-JOB_COLUMNS = (
-    "id", "tenant_id", "type", "handler", "payload", "priority", "status", "scheduled_for",
-    "cron_schedule", "timezone", "max_retries", "current_retries", "total_attempts",
-    "last_attempt", "completed_at", "last_result", "metadata", "idempotency_key", "progress",
-    "progress_message", "lease_owner", "lease_expires_at", "attempt_started_at", "created_at",
-    "updated_at",
-)
 
 _TIME_POSITIONS = [i for i, c in enumerate(JOB_COLUMNS)
                    if c in {"scheduled_for", "last_attempt", "completed_at", "lease_expires_at",
@@ -94,6 +88,13 @@ def attempt_row(postgres: bool, attempt: dict[str, Any]) -> tuple:
     """An attempt row (``_ATTEMPT_COLUMNS``) as ``write_results`` writes it."""
     value = _value_writer(postgres)
     return tuple(value(attempt[c]) for c in _ATTEMPT_COLUMNS)
+
+
+def count_waiting(conn, tenant_id: str, bound: int) -> int:
+    """``QueueTransaction.count_waiting`` inside the SQLAlchemy transaction ``conn``."""
+    postgres = conn.dialect.name == "postgresql"
+    return QueueTransaction(conn.connection.dbapi_connection.cursor(), postgres).count_waiting(
+        tenant_id, bound)
 
 
 def write_results(conn, results: list[tuple], attempts: list[tuple]) -> None:
@@ -187,6 +188,8 @@ class QueueTransaction:
                 "default_job_priority": row[4]}
 
     def count_waiting(self, tenant_id: str, bound: int) -> int:
+        """The tenant's waiting jobs (pending + queued), counted only up to ``bound``: the
+        cost follows the limit, not the length of the queue."""
         self._cursor.execute(self._sql(_COUNT_WAITING), (tenant_id, bound))
         return self._cursor.fetchone()[0]
 
@@ -219,7 +222,7 @@ class QueueTransaction:
         for job in jobs:
             key = (job.row["tenant_id"], job.row["handler"], job.row["type"])
             counts[key] = counts.get(key, 0) + 1
-        hour = self._value(now.replace(minute=0, second=0, microsecond=0))
+        hour = self._value(hour_of(now))
         # Rows in key order, the rollups before the totals: the lock order of every writer
         # (see RollupBatch.write), so that no two transactions wait on each other in a cycle.
         self._execute_rows(_COUNT_CREATED, [(hour, *key, n) for key, n in sorted(counts.items())])
@@ -376,7 +379,7 @@ class QueueWriter:
                             raise
                         tx.rollback_to_savepoint()
                     else:
-                        hour = call.now.replace(minute=0, second=0, microsecond=0)
+                        hour = hour_of(call.now)
                         written.setdefault(hour, []).extend(call.jobs)
                         if together:
                             tx.release_savepoint()

@@ -15,7 +15,8 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from . import db
-from .models import duration_rollups_table, error_rollups_table, rollups_table, totals_table
+from .models import (duration_rollups_table, error_rollups_table, rejections_table, rollups_table,
+                     totals_table)
 
 NO_DURATION = -1
 BUCKET_GROWTH = 1.1
@@ -33,7 +34,15 @@ LOST_ERROR = "WorkerLost"
 
 
 def hour_of(moment: datetime) -> datetime:
+    """The whole hour a moment falls in: the key of every hourly rollup."""
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def record_rejections(conn, tenant_id: str, limit_type: str, hour: datetime, count: int) -> None:
+    """Count ``count`` refusals (or claims held back) by ``limit_type`` in the tenant's hour."""
+    db.upsert(conn, rejections_table,
+              {"tenant_id": tenant_id, "hour": hour, "limit_type": limit_type, "count": count},
+              ["tenant_id", "hour", "limit_type"], ["count"])
 
 
 # Bucket 0 holds durations under 1 ms; bucket b ≥ 1 holds [BOUNDS[b-1], BOUNDS[b]). The bounds

@@ -23,19 +23,20 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select
 
 from . import db
+from .attempts import RetryPolicy, attempt_values, next_state, run_outcome
 from .availability import OutageLog
 from .claiming import FairShare, claim_due_jobs
 from .cron import next_fire_time
 from .handlers import JobExecutionContext, LazyTenantContext
-from .models import attempts_table, daily_usage_table, jobs_table, runners_table
+from .models import daily_usage_table, jobs_table, runners_table
 from .pool import WorkerPool, WorkItem
 from .queue_sql import attempt_row, result_row, write_results
 from .records import job_from_row
-from .retry import backoff_seconds
-from .rollups import RollupBatch, hour_of, sample_queue_depth
-from .usage import daily_jobs_used, live_job_counts
-from .service import NOTIFY_CHANNEL, JobService, record_rejections
+from .recovery import release_expired_leases
+from .rollups import RollupBatch, hour_of, record_rejections, sample_queue_depth
 from .types import JobExecutionResult, JobStatus, SystemJob
+from .usage import daily_jobs_used, live_job_counts
+from .wakeup import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -88,25 +89,13 @@ class _Record:
     rollup: tuple          # RollupBatch.add_attempt's arguments
 
 
-def run_outcome(before: SystemJob, changes: dict, success: bool) -> str | None:
-    """How an attempt ended its run: "completed", "failed", or None when another attempt follows.
-
-    A recurring job's run counts like a job of its own: success completes the run, a failure
-    with no retry left fails it (the job itself is re-armed for its next time either way).
-    """
-    if success:
-        return "completed"
-    if changes["current_retries"] > before.current_retries:
-        return None
-    return "failed"
-
-
 class Runner:
-    def __init__(self, service: JobService, *, threads: int | None = None,
+    def __init__(self, service, *, threads: int | None = None,
                  poll_interval: float | None = None, lease_seconds: float | None = None,
                  name: str | None = None):
-        self.service = service
+        self.service = service   # the JobService whose handlers, tenants and streams it uses
         self.engine = service.engine
+        self.retry_policy = RetryPolicy(service.retry_base_seconds, service.retry_max_seconds)
         self.threads = max(1, threads or service.worker_threads)
         self.poll_interval = poll_interval or service.poll_interval
         self.lease_seconds = lease_seconds or service.lease_seconds
@@ -362,7 +351,7 @@ class Runner:
                 deferred.append((stored, when))
             if len(runs) > allowed:
                 record_rejections(conn, tenant_id, "max_daily_jobs",
-                                  now.replace(minute=0, second=0, microsecond=0),
+                                  hour_of(now),
                                   len(runs) - allowed)
         deferred_ids = {row.id for row, _ in deferred}
         return [row for row in chosen if row.id not in deferred_ids], deferred
@@ -508,16 +497,7 @@ class Runner:
             due = job.scheduled_for or done.started_at
             scheduled_for = changes.get("scheduled_for", job.scheduled_for)
             progress = changes.get("progress", job.progress)
-            attempt = {
-                "job_id": job.id, "tenant_id": job.tenant_id, "job_type": job.type,
-                "handler": job.handler, "attempt": job.total_attempts,
-                "started_at": done.started_at,
-                "finished_at": done.started_at + timedelta(milliseconds=done.duration_ms),
-                "duration_ms": round(done.duration_ms, 3), "success": result.success,
-                "error_type": None if result.success else result.error_type,
-                "error_message": None if result.success else (result.error_message or "")[:4000],
-                "worker": self.id,
-            }
+            attempt = attempt_values(job, result, done.started_at, done.duration_ms, self.id)
             records.append(_Record(
                 job.id,
                 result_row(self._postgres, {
@@ -563,32 +543,9 @@ class Runner:
         return [r.updated for r in kept]
 
     def next_state(self, job: SystemJob, result: JobExecutionResult, now: datetime) -> dict:
-        """The job's fields after an attempt: completed, retried with backoff, re-armed, failed."""
-        if result.success:
-            if job.cron_schedule:
-                return self._rearm(job, now)
-            return {"status": JobStatus.COMPLETED.value, "completed_at": now,
-                    "current_retries": job.current_retries, "progress": 1.0}
-        if result.retryable and job.current_retries < job.max_retries:
-            attempt = job.current_retries + 1
-            delay = backoff_seconds(attempt, self.service.retry_base_seconds,
-                                    self.service.retry_max_seconds, job.metadata)
-            # A receiver that said when to come back (Retry-After) is not asked sooner.
-            retry_after = (result.metadata or {}).get("retry_after")
-            if isinstance(retry_after, (int, float)) and retry_after > delay:
-                delay = min(float(retry_after), self.service.retry_max_seconds)
-            return {"status": JobStatus.PENDING.value, "current_retries": attempt,
-                    "scheduled_for": now + timedelta(seconds=delay)}
-        if job.cron_schedule:
-            return self._rearm(job, now)
-        return {"status": JobStatus.FAILED.value, "completed_at": now,
-                "current_retries": job.current_retries}
-
-    @staticmethod
-    def _rearm(job: SystemJob, now: datetime) -> dict:
-        after = max(now, job.scheduled_for or now)
-        return {"status": JobStatus.PENDING.value, "current_retries": 0,
-                "scheduled_for": next_fire_time(job.cron_schedule, job.timezone, after)}
+        """The job's fields after an attempt (``attempts.next_state`` with this runner's
+        retry policy)."""
+        return next_state(job, result, now, self.retry_policy)
 
     # -- leases and recovery --------------------------------------------------------------
 
@@ -637,72 +594,13 @@ class Runner:
         self._database_answered()
         return recovered
 
-    def release_expired_leases(self, tenant_id: str | None = None) -> list[SystemJob]:
-        """``recover_expired_leases``, raising on a database error; only ``tenant_id``'s jobs
-        when given (the ``release_stuck_jobs`` maintenance job: ``service.release_stuck_jobs``).
-        Returns the released jobs in their new state."""
-        now = datetime.now(UTC)
-        j = jobs_table.c
-        recovered = []
-        lost_attempts = RollupBatch()
-        with db.write_transaction(self.engine) as conn:
-            expired = select(jobs_table).where(
-                j.status == JobStatus.PROCESSING.value, j.lease_expires_at < now
-            ).order_by(j.id)
-            if tenant_id is not None:
-                expired = expired.where(j.tenant_id == tenant_id)
-            live = self._live_job_ids()
-            if live:   # ours, still running or being recorded: not lost
-                expired = expired.where(j.id.not_in(sorted(live)))
-            if self._postgres:  # two recoverers never take the same row
-                expired = expired.with_for_update(skip_locked=True)
-            for row in conn.execute(expired).all():
-                job = job_from_row(row)
-                started = row.attempt_started_at or row.last_attempt or now
-                result = JobExecutionResult(
-                    success=False, executed_at=started, execution_time=now - started,
-                    error_type="WorkerLost",
-                    error_message=f"runner {row.lease_owner} stopped renewing its lease "
-                                  "(crashed or lost); the attempt was abandoned")
-                changes = self.next_state(job, result, now)
-                if changes["status"] == JobStatus.PENDING.value and not job.cron_schedule:
-                    # Not the job's fault: run it again at once, without a backoff.
-                    changes.update(status=JobStatus.QUEUED.value, scheduled_for=now)
-                taken = conn.execute(
-                    jobs_table.update()
-                    .where(j.id == job.id, j.status == JobStatus.PROCESSING.value,
-                           j.lease_owner == row.lease_owner, j.lease_expires_at < now)
-                    .values(**changes, last_result=result.to_dict(), lease_owner=None,
-                            lease_expires_at=None, attempt_started_at=None,
-                            updated_at=now)).rowcount
-                if taken != 1:  # renewed or recovered meanwhile: not ours to count
-                    continue
-                duration_ms = round((now - started).total_seconds() * 1000, 3)
-                lost_attempts.add_attempt(
-                    now, job.tenant_id, job.handler, job.type, duration_ms, False,
-                    "WorkerLost", result.error_message,
-                    run_outcome(job, changes, False))
-                conn.execute(attempts_table.insert().values(
-                    job_id=job.id, tenant_id=job.tenant_id, job_type=job.type,
-                    handler=job.handler, attempt=job.total_attempts, started_at=started,
-                    finished_at=now,
-                    duration_ms=round((now - started).total_seconds() * 1000, 3),
-                    success=False, error_type="WorkerLost", error_message=result.error_message,
-                    worker=row.lease_owner))
-                recovered.append(replace(job, status=JobStatus(changes["status"]),
-                                         scheduled_for=changes.get("scheduled_for"),
-                                         current_retries=changes["current_retries"],
-                                         last_result=result, lease_owner=None,
-                                         updated_at=now))
-            lost_attempts.write(conn)
-            if tenant_id is None:
-                conn.execute(delete(runners_table).where(
-                    runners_table.c.heartbeat_at < now - timedelta(seconds=self.lease_seconds * 4)))
-            if recovered:
-                db.notify_channel(conn, NOTIFY_CHANNEL)
+    def release_expired_leases(self) -> list[SystemJob]:
+        """``recover_expired_leases``, raising on a database error. Jobs this runner still
+        holds (running, or finished and being recorded) are not lost, whatever their lease
+        says. Returns the released jobs in their new state."""
+        recovered = release_expired_leases(self.engine, self.retry_policy, self.lease_seconds,
+                                           held=self._live_job_ids())
         if recovered:
-            log.warning("recovered %d jobs from runners that stopped renewing their leases",
-                        len(recovered))
             self.service.job_updates.publish_many(recovered)
             self.wake()
         return recovered

@@ -15,20 +15,23 @@ from typing import Any, Iterable
 from sqlalchemy import Engine, bindparam, func, select
 
 from . import db
+from .attempts import RetryPolicy
 from .availability import reports_outages
 from .handlers import HandlerRegistry, JobHandler
-from .limits import TenantStore, limits_from_row
-from .models import jobs_table, rejections_table, tenants_table
+from .limits import (TenantStore, check_queue_room, limits_from_row, queue_full_reason,
+                     queue_room)
+from .models import jobs_table, tenants_table
 from .records import job_from_row, new_job_id
+from .recovery import release_expired_leases
 from .types import (WAITING_STATUSES, JobPriority, JobStateError, JobStatus,
                     JobType, JobValidationError, SystemJob, TenantLimitException)
-from .queue_sql import QueueTransaction, QueueWriter
-from .rollups import RollupBatch
+from .queue_sql import QueueTransaction, QueueWriter, count_waiting
+from .rollups import RollupBatch, hour_of, record_rejections
 from .validation import PreparedJob, prepare_job
+from .wakeup import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
-NOTIFY_CHANNEL = "console_jobs"
 
 NOTIFICATION_CHANNELS = {"email": "email_handler", "sms": "sms_handler", "push": "push_handler",
                          "webhook": "webhook_handler"}
@@ -44,11 +47,6 @@ _BATCH_KEYS = {
 
 
 _TENANT_BY_ID = select(tenants_table).where(tenants_table.c.id == bindparam("tenant_id"))
-_COUNT_WAITING = select(func.count()).select_from(
-    select(jobs_table.c.id)
-    .where(jobs_table.c.tenant_id == bindparam("tenant_id"),
-           jobs_table.c.status.in_(WAITING_STATUSES))
-    .limit(bindparam("bound")).subquery())
 
 
 class JobNotFoundError(LookupError):
@@ -74,8 +72,15 @@ class BulkOutcome:
     def left_alone_count(self) -> int:
         return sum(self.left_alone.values())
 
+    held_back: dict[str, int] = field(default_factory=dict)    # tenant → jobs its queue refused
+
     def leave_alone(self, reason: str, count: int = 1) -> None:
         self.left_alone[reason] = self.left_alone.get(reason, 0) + count
+
+    def hold_back(self, tenant_id: str) -> None:
+        """One job left alone because its tenant's queue had no room."""
+        self.held_back[tenant_id] = self.held_back.get(tenant_id, 0) + 1
+        self.leave_alone(queue_full_reason(tenant_id))
 
 
 class JobService:
@@ -84,11 +89,13 @@ class JobService:
     def __init__(self, engine: Engine, *, retry_base_seconds: float = 2.0,
                  retry_max_seconds: float = 3600.0, lease_seconds: float = 30.0,
                  worker_threads: int = 8, poll_interval: float = 5.0,
-                 shutdown_grace_seconds: float = 20.0, metrics_interval: float = 5.0):
+                 shutdown_grace_seconds: float = 20.0, metrics_interval: float = 5.0,
+                 analytics=None):
         from .events import PeriodicStream
         from .feeds import JobUpdateStream
 
         self.engine = engine
+        self._analytics = analytics
         self.retry_base_seconds = retry_base_seconds
         self.retry_max_seconds = retry_max_seconds
         self.lease_seconds = lease_seconds
@@ -327,13 +334,8 @@ class JobService:
                         "max_job_payload_size", job.payload_size, max_payload, tenant_id)
         max_queued = limits["max_queued_jobs"]
         if max_queued is not None:
-            waiting = tx.count_waiting(tenant_id, max_queued + 1)
-            if waiting + len(new) > max_queued:
-                raise TenantLimitException(
-                    f"tenant {tenant_id!r} has {waiting} jobs waiting and max_queued_jobs is "
-                    f"{max_queued}; {len(new)} more would exceed it — wait for jobs to run, "
-                    "cancel some, or raise the limit",
-                    "max_queued_jobs", waiting, max_queued, tenant_id)
+            check_queue_room(tenant_id, max_queued, tx.count_waiting(tenant_id, max_queued + 1),
+                             len(new))
         counted = sum(1 for job in new if not job.is_recurring)
         if counted:
             # The increment and the check in one statement: the row lock it takes makes
@@ -347,16 +349,10 @@ class JobService:
                     f"{now.date().isoformat()} (UTC); the count resets at midnight UTC",
                     "max_daily_jobs", used, max_daily, tenant_id)
 
-    @staticmethod
-    def _count_waiting(conn, tenant_id: str, bound: int) -> int:
-        """Waiting jobs (pending + queued), counted only up to ``bound``: O(limit), not O(queue)."""
-        return conn.execute(_COUNT_WAITING, {"tenant_id": tenant_id, "bound": bound}).scalar_one()
-
     def _record_rejection(self, tenant_id: str, limit_type: str, now: datetime) -> None:
-        hour = now.replace(minute=0, second=0, microsecond=0)
         try:
             with db.write_transaction(self.engine) as conn:
-                record_rejections(conn, tenant_id, limit_type, hour, 1)
+                record_rejections(conn, tenant_id, limit_type, hour_of(now), 1)
         except Exception:  # analytics must never turn a clear limit error into a 500
             log.exception("could not record a %s rejection for %s", limit_type, tenant_id)
 
@@ -392,13 +388,14 @@ class JobService:
 
     def release_stuck_jobs(self, tenant_id: str | None = None) -> list[SystemJob]:
         """Recover ``tenant_id``'s (or every tenant's) jobs still ``processing`` past their lease:
-        the runners' own recovery (``Runner.release_expired_leases``), run once, now. Each
+        the runners' own recovery (``recovery.release_expired_leases``), run once, now. Each
         abandoned attempt is recorded as ``WorkerLost``; the job is queued again, or fails when
         it has no retries left. Returns the released jobs."""
-        from .runner import Runner
-
-        released = Runner(self, threads=1, name="release-stuck").release_expired_leases(tenant_id)
+        released = release_expired_leases(
+            self.engine, RetryPolicy(self.retry_base_seconds, self.retry_max_seconds),
+            self.lease_seconds, tenant_id=tenant_id)
         if released:
+            self.job_updates.publish_many(released)
             self.wake_local_runners()
         return released
 
@@ -433,46 +430,48 @@ class JobService:
 
     # -- analytics (console.analytics reads the rollups; nothing here writes) ---------------
 
+    @property
+    def analytics(self):
+        """The reader the analytics verbs delegate to (``console.analytics.AnalyticsReader``,
+        handed over by ``create_app``; the engine itself does not import analytics)."""
+        if self._analytics is None:
+            raise RuntimeError("this JobService has no analytics reader: build it with "
+                               "create_app(), or pass analytics=AnalyticsReader(engine)")
+        return self._analytics
+
     def get_tenant_job_usage(self, tenant_id: str, start_date=None, end_date=None):
         """Usage, rates and limits of one tenant over [start_date, end_date) (whole hours)."""
-        from ..analytics import tenant_job_usage
-        return tenant_job_usage(self.engine, self.tenants, tenant_id, start_date, end_date)
+        return self.analytics.tenant_job_usage(tenant_id, start_date, end_date)
 
     def get_job_performance_metrics(self, job_type, handler: str, start_date=None,
                                     end_date=None):
         """Executions, rates, average and exact p95 duration, errors by type."""
-        from ..analytics import job_performance_metrics
-        return job_performance_metrics(self.engine, job_type, handler, start_date, end_date)
+        return self.analytics.job_performance_metrics(job_type, handler, start_date, end_date)
 
     def get_tenant_job_health(self, tenant_id: str) -> dict[str, Any]:
         """Health score 0–100, status and recommendations (see console/analytics/health.py)."""
-        from ..analytics import tenant_job_health
-        return tenant_job_health(self.engine, self.tenants, tenant_id)
+        return self.analytics.tenant_job_health(tenant_id)
 
     def get_tenants_job_health(self) -> dict[str, dict[str, Any]]:
         """Every tenant's health at once, by tenant id (one grouped query per signal)."""
-        from ..analytics.health import tenants_job_health
-        return tenants_job_health(self.engine, self.tenants.list_tenant_configs())
+        return self.analytics.tenants_job_health()
 
     def get_job_trends(self, tenant_id: str | None = None, handler: str | None = None,
                        job_type=None, start_date=None, end_date=None,
                        granularity: str | None = None) -> dict[str, Any]:
         """Hourly or daily series for charts (see console/analytics/trends.py)."""
-        from ..analytics import job_trends
-        return job_trends(self.engine, tenant_id=tenant_id, handler=handler, job_type=job_type,
-                          start_date=start_date, end_date=end_date, granularity=granularity)
+        return self.analytics.job_trends(tenant_id=tenant_id, handler=handler,
+                                         job_type=job_type, start_date=start_date,
+                                         end_date=end_date, granularity=granularity)
 
     def _tenant_metrics(self):
-        from ..analytics.reports import tenant_metrics
-        return tenant_metrics(self.engine)
+        return self.analytics.tenant_metrics()
 
     def get_job_queue_status(self) -> dict[str, Any]:
-        from ..analytics import job_queue_status
-        return job_queue_status(self.engine)
+        return self.analytics.job_queue_status()
 
     def get_system_job_statistics(self):
-        from ..analytics import system_job_statistics
-        return system_job_statistics(self.engine)
+        return self.analytics.system_job_statistics()
 
     # -- state changes --------------------------------------------------------------------
 
@@ -491,16 +490,8 @@ class JobService:
                 if job.status.value not in RETRYABLE_STATUSES:
                     raise JobStateError(f"job {job_id} is {job.status.value}; only failed or "
                                         "cancelled jobs can be retried")
-                limits = limits_from_row(
-                    conn.execute(_TENANT_BY_ID, {"tenant_id": job.tenant_id}).first())
-                if limits.max_queued_jobs is not None:
-                    waiting = self._count_waiting(conn, job.tenant_id, limits.max_queued_jobs + 1)
-                    if waiting + 1 > limits.max_queued_jobs:
-                        raise TenantLimitException(
-                            f"tenant {job.tenant_id!r} already has {waiting} jobs waiting "
-                            f"(max_queued_jobs {limits.max_queued_jobs}); wait for jobs to run "
-                            "or raise the limit", "max_queued_jobs", waiting,
-                            limits.max_queued_jobs, job.tenant_id)
+                max_queued, waiting = self._waiting_against_limit(conn, job.tenant_id)
+                check_queue_room(job.tenant_id, max_queued, waiting, 1)
                 status, when = _revived_state(job, now)
                 conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(
                     status=status.value, scheduled_for=when, current_retries=0,
@@ -568,8 +559,7 @@ class JobService:
                     if room[job.tenant_id] is not None:
                         if room[job.tenant_id] <= 0:
                             refused[job.tenant_id] += 1
-                            outcome.leave_alone(f"held back by tenant {job.tenant_id}'s "
-                                                "max_queued_jobs")
+                            outcome.hold_back(job.tenant_id)
                             continue
                         room[job.tenant_id] -= 1
                     status, when = _revived_state(job, now)
@@ -582,8 +572,7 @@ class JobService:
                                            for job in revived])
                     db.notify_channel(conn, NOTIFY_CHANNEL)
                 for tenant_id, count in refused.items():
-                    record_rejections(conn, tenant_id, "max_queued_jobs",
-                                      now.replace(minute=0, second=0, microsecond=0), count)
+                    record_rejections(conn, tenant_id, "max_queued_jobs", hour_of(now), count)
             outcome.changed_ids.extend(job.id for job in revived)
             if revived:
                 self.job_updates.publish_many(revived)
@@ -628,11 +617,15 @@ class JobService:
 
     def _queue_room(self, conn, tenant_id: str) -> int | None:
         """How many more jobs the tenant may have waiting (None: no max_queued_jobs)."""
+        return queue_room(*self._waiting_against_limit(conn, tenant_id))
+
+    @staticmethod
+    def _waiting_against_limit(conn, tenant_id: str) -> tuple[int | None, int]:
+        """The tenant's ``max_queued_jobs`` and its waiting jobs (counted up to just past it)."""
         limits = limits_from_row(conn.execute(_TENANT_BY_ID, {"tenant_id": tenant_id}).first())
         if limits.max_queued_jobs is None:
-            return None
-        waiting = self._count_waiting(conn, tenant_id, limits.max_queued_jobs + 1)
-        return max(0, limits.max_queued_jobs - waiting)
+            return None, 0
+        return limits.max_queued_jobs, count_waiting(conn, tenant_id, limits.max_queued_jobs + 1)
 
     @staticmethod
     def _lock_jobs(conn, job_ids: list[str]) -> dict[str, SystemJob]:
@@ -714,12 +707,6 @@ def _chunks(job_ids: Iterable[str], size: int, outcome: BulkOutcome):
     ids = list(distinct)
     for start in range(0, len(ids), size):
         yield ids[start:start + size]
-
-
-def record_rejections(conn, tenant_id: str, limit_type: str, hour: datetime, count: int) -> None:
-    db.upsert(conn, rejections_table,
-              {"tenant_id": tenant_id, "hour": hour, "limit_type": limit_type, "count": count},
-              ["tenant_id", "hour", "limit_type"], ["count"])
 
 
 def _parse_status(status: JobStatus | str) -> JobStatus:

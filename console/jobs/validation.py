@@ -14,6 +14,7 @@ from typing import Any
 from .cron import next_fire_time, parse_timezone, validate_cron
 from .handlers import HandlerRegistry
 from .limits import parse_priority
+from .models import JOB_COLUMNS
 from .types import JobPriority, JobStatus, JobValidationError
 
 UTC = timezone.utc
@@ -137,33 +138,13 @@ def prepare_job(registry: HandlerRegistry, *, job_type: Any, handler: Any, paylo
         status = JobStatus.QUEUED
         when = when or now
 
-    row = {
-        "id": job_id,
-        "tenant_id": tenant_id,
-        "type": job_type,
-        "handler": handler,
-        "payload": payload_json,
-        "priority": None,  # set once the tenant's default is known
-        "status": status.value,
-        "scheduled_for": when,
-        "cron_schedule": cron,
-        "timezone": tz_name,
-        "max_retries": max_retries,
-        "current_retries": 0,
-        "total_attempts": 0,
-        "last_attempt": None,
-        "completed_at": None,
-        "last_result": None,
-        "metadata": metadata_json,
-        "idempotency_key": idempotency_key,
-        "progress": None,
-        "progress_message": None,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "attempt_started_at": None,
-        "created_at": now,
-        "updated_at": now,
-    }
+    row = dict.fromkeys(JOB_COLUMNS)   # a new job leaves the others NULL
+    row.update(
+        id=job_id, tenant_id=tenant_id, type=job_type, handler=handler, payload=payload_json,
+        priority=None,  # set once the tenant's default is known
+        status=status.value, scheduled_for=when, cron_schedule=cron, timezone=tz_name,
+        max_retries=max_retries, current_retries=0, total_attempts=0, metadata=metadata_json,
+        idempotency_key=idempotency_key, created_at=now, updated_at=now)
     return PreparedJob(row=row, payload=payload, metadata=metadata, priority=parsed_priority,
                        payload_size=len(payload_json.encode("utf-8")))
 

@@ -16,6 +16,8 @@ from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 SQLITE_CHECK_INTERVAL = 0.002
+# The PostgreSQL channel every transaction that makes work due NOTIFYs and every runner LISTENs on.
+NOTIFY_CHANNEL = "console_jobs"
 
 
 class Watcher:

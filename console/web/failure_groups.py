@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from ..jobs.models import error_rollups_table, jobs_table
 from ..jobs.records import job_from_row
+from ..jobs.rollups import hour_of
 from ..jobs.types import JobExecutionResult, JobStatus
 
 UTC = timezone.utc
@@ -91,7 +92,7 @@ def _add_rollups(conn: Connection, groups: dict[tuple[str, str], FailureGroup],
     """Failed attempts in the last 24 hours and 7 days, and each group's latest message when
     no failed job carries one."""
     e = error_rollups_table.c
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    hour = hour_of(now)
     day_ago, week_ago = hour - timedelta(hours=23), hour - timedelta(days=7) + timedelta(hours=1)
     for handler, kind, week, day in conn.execute(
             select(e.handler, e.error_type, func.sum(e.count),

@@ -5,7 +5,6 @@ Each verb is a ``JobService`` bulk method that applies the single-job rules to e
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -13,6 +12,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectMultipleField, StringField
 from wtforms.validators import ValidationError
 
+from ..jobs.limits import queue_full_reason
 from ..jobs.service import RETRYABLE_STATUSES, BulkOutcome
 from ..jobs.types import WAITING_STATUSES
 from ..jobs.listing import JOB_ID_PATTERN, PAGE_SIZE
@@ -95,38 +95,32 @@ def outcome_message(verb: BulkVerb, outcome: BulkOutcome) -> str:
     text = f"{verb.done} {_jobs(outcome.changed)}"
     if outcome.left_alone:
         parts = [f"{count:,} {'was' if count == 1 else 'were'} {reason}"
-                 for reason, count in _merged_reasons(outcome.left_alone)]
+                 for reason, count in _merged_reasons(outcome)]
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         were = "was" if outcome.left_alone_count == 1 else "were"
         text += f"; {listed}{',' if len(parts) > 1 else ''} and {were} left alone"
     return text + "."
 
 
-_HELD_BACK = re.compile(r"held back by tenant (.+)'s max_queued_jobs")
 TENANTS_NAMED = 3
 
 
-def _merged_reasons(left_alone: dict[str, int]) -> list[tuple[str, int]]:
+def _merged_reasons(outcome: BulkOutcome) -> list[tuple[str, int]]:
     """The reasons, most frequent first, with one tenant-limit reason for all tenants (naming
     the few that held back most), so that a bulk action over many tenants reads in a line."""
-    reasons: dict[str, int] = {}
-    held: list[tuple[str, int]] = []
-    for reason, count in left_alone.items():
-        tenant = _HELD_BACK.fullmatch(reason)
-        if tenant:
-            held.append((tenant.group(1), count))
-        else:
-            reasons[reason] = count
-    if len(held) == 1:
-        reasons[f"held back by tenant {held[0][0]}'s max_queued_jobs"] = held[0][1]
-    elif held:
-        held.sort(key=lambda item: -item[1])
-        named = ", ".join(f"{tenant} {count:,}" for tenant, count in held[:TENANTS_NAMED])
-        others = len(held) - TENANTS_NAMED
-        if others > 0:
-            named += f" and {others} other tenant{'s' if others > 1 else ''}"
-        reasons[f"held back by their tenants' max_queued_jobs ({named})"] = sum(
-            count for _, count in held)
+    held = list(outcome.held_back.items())
+    if len(held) <= 1:
+        return sorted(outcome.left_alone.items(), key=lambda item: -item[1])
+    merged = {queue_full_reason(tenant) for tenant, _ in held}
+    reasons = {reason: count for reason, count in outcome.left_alone.items()
+               if reason not in merged}
+    held.sort(key=lambda item: -item[1])
+    named = ", ".join(f"{tenant} {count:,}" for tenant, count in held[:TENANTS_NAMED])
+    others = len(held) - TENANTS_NAMED
+    if others > 0:
+        named += f" and {others} other tenant{'s' if others > 1 else ''}"
+    reasons[f"held back by their tenants' max_queued_jobs ({named})"] = sum(
+        count for _, count in held)
     return sorted(reasons.items(), key=lambda item: -item[1])
 
 

@@ -449,7 +449,7 @@ def test_refused_state_changes_are_messages(client_as, service, make_tenant):
         text(twice)
     full = operator.post(f"/jobs/{failed.id}/retry", data={"csrf_token": operator.csrf},
                          follow_redirects=True)
-    assert full.status_code == 200 and "max_queued_jobs 1" in text(full)
+    assert full.status_code == 200 and "has 1 jobs waiting and max_queued_jobs is 1" in text(full)
     assert service.get_job_by_id(failed.id).status is JobStatus.FAILED
 
 

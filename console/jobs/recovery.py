@@ -1,0 +1,89 @@
+"""Lease recovery: jobs whose runner stopped renewing its lease (a crash, a lost machine) get
+their lost attempt recorded and run again. Every runner does this on its housekeeping clock, and
+the ``release_stuck_jobs`` maintenance verb does it once for one tenant."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Engine, delete, select
+
+from . import db
+from .attempts import RetryPolicy, attempt_values, next_state, run_outcome
+from .models import attempts_table, jobs_table, runners_table
+from .records import job_from_row
+from .rollups import RollupBatch
+from .types import JobExecutionResult, JobStatus, SystemJob
+from .wakeup import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+STALE_RUNNER_LEASES = 4   # a runner row silent for this many lease periods is forgotten
+
+
+def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: float, *,
+                           tenant_id: str | None = None,
+                           held: frozenset[str] | set[str] = frozenset()) -> list[SystemJob]:
+    """Take back every job (only ``tenant_id``'s when given) still ``processing`` past its
+    lease, except ``held`` (the caller's own, still running or being recorded). Each lost
+    attempt is recorded as ``WorkerLost``; the job is queued again at once (not its fault), or
+    fails when it has no retries left, or waits for its next time when it is recurring.
+
+    Returns the released jobs in their new state; the caller publishes them.
+    :raise: whatever the database raises (nothing is then changed).
+    """
+    now = datetime.now(UTC)
+    j = jobs_table.c
+    recovered: list[SystemJob] = []
+    lost_attempts = RollupBatch()
+    with db.write_transaction(engine) as conn:
+        expired = select(jobs_table).where(
+            j.status == JobStatus.PROCESSING.value, j.lease_expires_at < now).order_by(j.id)
+        if tenant_id is not None:
+            expired = expired.where(j.tenant_id == tenant_id)
+        if held:
+            expired = expired.where(j.id.not_in(sorted(held)))
+        if conn.dialect.name == "postgresql":   # two recoverers never take the same row
+            expired = expired.with_for_update(skip_locked=True)
+        for row in conn.execute(expired).all():
+            job = job_from_row(row)
+            started = row.attempt_started_at or row.last_attempt or now
+            result = JobExecutionResult(
+                success=False, executed_at=started, execution_time=now - started,
+                error_type="WorkerLost",
+                error_message=f"runner {row.lease_owner} stopped renewing its lease "
+                              "(crashed or lost); the attempt was abandoned")
+            changes = next_state(job, result, now, policy)
+            if changes["status"] == JobStatus.PENDING.value and not job.cron_schedule:
+                # Not the job's fault: run it again at once, without a backoff.
+                changes.update(status=JobStatus.QUEUED.value, scheduled_for=now)
+            taken = conn.execute(
+                jobs_table.update()
+                .where(j.id == job.id, j.status == JobStatus.PROCESSING.value,
+                       j.lease_owner == row.lease_owner, j.lease_expires_at < now)
+                .values(**changes, last_result=result.to_dict(), lease_owner=None,
+                        lease_expires_at=None, attempt_started_at=None,
+                        updated_at=now)).rowcount
+            if taken != 1:  # renewed or recovered meanwhile: not ours to count
+                continue
+            attempt = attempt_values(job, result, started,
+                                     (now - started).total_seconds() * 1000, row.lease_owner)
+            conn.execute(attempts_table.insert().values(**attempt))
+            lost_attempts.add_attempt(
+                now, job.tenant_id, job.handler, job.type, attempt["duration_ms"], False,
+                "WorkerLost", attempt["error_message"], run_outcome(job, changes, False))
+            recovered.append(replace(job, status=JobStatus(changes["status"]),
+                                     scheduled_for=changes.get("scheduled_for"),
+                                     current_retries=changes["current_retries"],
+                                     last_result=result, lease_owner=None, updated_at=now))
+        lost_attempts.write(conn)
+        if tenant_id is None:
+            conn.execute(delete(runners_table).where(runners_table.c.heartbeat_at < now - timedelta(
+                seconds=lease_seconds * STALE_RUNNER_LEASES)))
+        if recovered:
+            db.notify_channel(conn, NOTIFY_CHANNEL)
+    if recovered:
+        log.warning("recovered %d jobs from runners that stopped renewing their leases",
+                    len(recovered))
+    return recovered
