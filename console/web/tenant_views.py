@@ -2,10 +2,9 @@
 and the analytics rollups, never from a scan of the jobs table.
 
 The list reads every tenant's live counts in one grouped query and today's quota by primary
-key; health (a few ms per tenant) is left to lazily loaded fragments so the list stays fast
-with many tenants. A tenant's page reads usage and health at once and loads its trend charts
-as a fragment (the slowest read: ~90 ms for two weeks of the busiest tenant at 1,000,000
-jobs).
+key; health (an analytics read per tenant) is left to lazily loaded fragments so the list
+stays fast with many tenants. A tenant's page reads usage and health at once and loads its
+trend charts as a fragment (the slowest read, growing with the range).
 """
 from __future__ import annotations
 
