@@ -30,7 +30,8 @@ def tenant_rows(service: JobService) -> list[dict[str, Any]]:
 
 
 def limit_rows(limits: JobLimitConfig) -> list[tuple[str, str]]:
-    """The limits as (name, value) for the read-only table: the reference's names."""
+    """The limits as (name, value) for the read-only table, by their ``JobLimitConfig`` names
+    (the ones the API and the limit messages use)."""
     rows = [(spec.name, _limit_text(spec, getattr(limits, spec.name))) for spec in LIMITS]
     rows.append(("default_job_priority", limits.default_job_priority.value))
     types = limits.allowed_job_types
