@@ -57,9 +57,9 @@ def worker_exit(server, worker):
 def post_worker_init(worker):
     """Once the app is loaded: move everything it allocated (modules, the app, SQLAlchemy's
     tables and compiled statements, templates) out of the garbage collector's sight. A full
-    collection walks every tracked object with every thread stopped; over the app's few hundred
-    thousand start-up objects that was a 90–130 ms stall every ~30 s under API load — the worst
-    latencies of the whole run. They are never freed anyway."""
+    collection walks every tracked object with every thread stopped, and over the app's few
+    hundred thousand start-up objects those stalls were the worst latencies under API load.
+    They are never freed anyway."""
     import gc
 
     gc.collect()

@@ -12,7 +12,7 @@ Progress goes to stderr, the JSON to stdout.
 five failed, through the test handlers) and a few delayed and queued jobs; or, with ``--reuse``,
 a copy of the analytics benchmark's history (1,000,000 jobs, 20 tenants: never written to).
 
-**The rules.** The reference's three defaults and one rule of every other kind, each for
+**The rules.** The three default rules and one rule of every other kind, each for
 every tenant (``each_tenant``) where the kind allows it: 10 rules, so one evaluation measures
 every figure for every tenant. Thresholds are set so that some tenants fire.
 

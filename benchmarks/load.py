@@ -30,9 +30,10 @@ after the last submission.
 followed by the fragments a browser loads with it (``hx-trigger="load"``: tenant health cells,
 charts, handler rows), then a think time of 0.5–1.5 × ``--think`` seconds, while the API takes
 ``--operator-rate`` submissions a second (default 50: a steady production load; the two targets
-are separate ones, and on a 2-core machine the 300/s phase alone uses most of the CPU, so
-``--operator-rate 300`` shows the pages of a machine that is full). Per page and fragment: p50/p95/max in ms (round trip on
-the loopback: server time plus a few tenths of a millisecond), target ≤ 200 ms at p95.
+are separate ones, and the 300/s phase alone can keep a small machine's cores busy — the CPU
+lines say how busy — so ``--operator-rate 300`` shows the pages of a machine that is full).
+Per page and fragment: p50/p95/max in ms (round trip on the loopback: server time plus the
+loopback's own round trip), target ≤ 200 ms at p95.
 ``--operators 0`` skips the phase. The sessions do not hold the live event stream (``/events``) a
 browser keeps open on every page: each open stream holds one gunicorn thread for up to five
 minutes, so 20 open consoles need 20 threads beyond the ones that serve requests (size

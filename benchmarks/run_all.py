@@ -2,7 +2,7 @@
 """Every benchmark on SQLite and on PostgreSQL, and one report: benchmarks/RESULTS.md.
 
     pip install -e ".[test,bench]"                     # bench: Huey, for the comparison
-    python benchmarks/run_all.py                       # full sizes (~1 h on a 2-core machine)
+    python benchmarks/run_all.py                       # full sizes (README says how long)
     python benchmarks/run_all.py --database-url postgresql+psycopg://user@host:port/db
     python benchmarks/run_all.py --quick --output /tmp/RESULTS.md    # a smoke run, minutes
     python benchmarks/run_all.py --only engine,load --databases sqlite

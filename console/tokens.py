@@ -4,9 +4,9 @@ A token is ``cjt_`` + 43 URL-safe characters (256 random bits from ``secrets``).
 SHA-256 is stored, with the first characters (``prefix``) kept in clear so people can tell
 tokens apart. Why a fast hash and not bcrypt/argon2: slow hashes protect *guessable* secrets
 (passwords); nobody can guess a 256-bit random value, however fast each guess is, so a slow hash
-would add nothing but ~100 ms to every API call. An unsalted hash also lets the lookup be one
-indexed equality (``token_hash = ?``), and comparing hashes, not secrets, leaks nothing useful
-through timing.
+would add nothing but its deliberate cost to every API call. An unsalted hash also lets the
+lookup be one indexed equality (``token_hash = ?``), and comparing hashes, not secrets, leaks
+nothing useful through timing.
 
 A token with ``tenant_id`` reaches that tenant only; ``tenant_id`` NULL reaches every tenant.
 ``is_admin`` (all-tenant tokens only) may also change tenants' limits.
@@ -134,9 +134,9 @@ def authenticate(engine, token: str, now: datetime | None = None) -> TokenIdenti
     """The identity of a valid, unrevoked token, or None. Records its use (see ``touch``).
 
     A valid token is remembered for ``AUTH_CACHE_SECONDS`` in this process: a client sending
-    hundreds of calls a second costs one token read per interval, not one per call (the read
-    was a quarter of an API call's CPU time). Revoking clears what the revoking process
-    remembers at once; other processes refuse the token within ``AUTH_CACHE_SECONDS``.
+    hundreds of calls a second costs one token read per interval, not a database read on every
+    call. Revoking clears what the revoking process remembers at once; other processes refuse
+    the token within ``AUTH_CACHE_SECONDS``.
     """
     now = now or datetime.now(UTC)
     token_hash = hash_token(token)

@@ -1,5 +1,7 @@
-"""Alerts: the reference's periodic health check as rules stored in the database, evaluated by
-a recurring job of the engine, delivered as the product's own notification jobs.
+"""Alerts: the periodic health check (a backlog over 1,000 queued jobs, a success rate under
+90 %, a tenant's health score under 70, and any rule an admin adds) as rules stored in the
+database, evaluated by a recurring job of the engine, delivered as the product's own
+notification jobs.
 
 No HTTP here (the console's screens are ``console/web/alerts.py``); see README.md in this folder.
 """

@@ -2,8 +2,8 @@
 
 Rules are never deleted: an admin disables one (its open alerts resolve at the next evaluation)
 or mutes it until a time (it keeps being evaluated and shown, but sends nothing). So the
-reference's three defaults, seeded once by ``seed_key``, never come back after an admin turned
-them off.
+three default rules (``DEFAULT_RULES``), seeded once by ``seed_key``, never come back after an
+admin turned them off.
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ class RuleValues:
     enabled: bool = True
 
 
-# The reference's periodic health check, as rules (seeded by ensure_default_rules).
+# The default health check, as rules (seeded by ensure_default_rules): a system backlog over
+# 1,000 queued jobs, a system success rate under 90 % over 24 h, a tenant's health under 70.
 DEFAULT_RULES: dict[str, RuleValues] = {
     "reference:queue_backlog": RuleValues(
         "Queue backlog", "queue_backlog", "system", 1000.0),
@@ -206,7 +207,7 @@ def _update(engine: Engine, rule_id: int, by: str | None, **changes) -> Rule | N
 
 
 def ensure_default_rules(engine: Engine) -> list[Rule]:
-    """Seed the reference's rules that were never seeded (see the module docstring). Returns
+    """Seed the default rules that were never seeded (see the module docstring). Returns
     the rules it created: none once seeded, however many processes call it at once."""
     keys = list(DEFAULT_RULES)
     with engine.connect() as conn:

@@ -219,7 +219,7 @@ def stuck_jobs(conn, now: datetime, tenant_id: str | None = None) -> int:
 
 def system_job_statistics(engine: Engine, window: timedelta = timedelta(hours=24)
                           ) -> SystemJobStatistics:
-    """The last ``window`` (24 h) across tenants, and the reference's health check as warnings:
+    """The last ``window`` (24 h) across tenants, and the system health check as warnings:
     backlog over 1,000, success rate under 90 %, stuck jobs, an old queue, no live runner."""
     now = datetime.now(UTC)
     since = hour_of(now - window)

@@ -1,4 +1,5 @@
-"""What analytics returns: plain values, the names the reference uses."""
+"""What analytics returns: plain values, named as callers read them (``success_rate``,
+``avg_execution_time``, ``queued_jobs`` …) on every path: the engine, the API and the console."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

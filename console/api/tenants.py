@@ -21,7 +21,7 @@ from .tenant_schemas import (HealthSchema, LimitsSchema, LimitsUpdateSchema, Ran
 
 bp = api_blueprint("api_tenants", "A tenant's usage, health, trends and limits.")
 UTC = timezone.utc
-# LimitValuesSchema's names → the reference's camelCase ``jobLimits`` keys.
+# LimitValuesSchema's names → the camelCase keys of ``custom_settings["jobLimits"]``.
 _LIMIT_KEYS = {"max_queued_jobs": "maxQueuedJobs", "max_concurrent_jobs": "maxConcurrentJobs",
                "max_daily_jobs": "maxDailyJobs", "max_job_payload_size": "maxJobPayloadSize",
                "max_job_duration_ms": "maxJobDuration", "allowed_job_types": "allowedJobTypes",

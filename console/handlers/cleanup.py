@@ -1,5 +1,5 @@
 """``custom_cleanup_handler``: deletes a tenant's data of the kinds named, each past its own
-retention — the reference's "custom data cleanup" job.
+retention: a tenant's own cleanup policy, scheduled like any cron job.
 
 ```python
 service.queue_scheduled_job("Custom Data Cleanup", "0 3 1 * *", "custom_cleanup_handler",

@@ -1,4 +1,5 @@
-"""The reference's ``custom_data_processor``: validation, a time estimate, progress reports."""
+"""``custom_data_processor``, the worked example of a custom handler: validation, a time
+estimate, progress reports."""
 from __future__ import annotations
 
 import hashlib

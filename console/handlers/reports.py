@@ -1,8 +1,9 @@
 """``report_generator``: a tenant's usage report as CSV, kept in the ``reports`` table.
 
-Payload: ``report_type`` (or the reference's ``type``): ``"usage"``, the only kind so far; the
-range as ``start_date`` and ``end_date`` (ISO dates, both included) or ``last_days`` (the whole
-UTC days before the run's day); neither: the previous 7 days. Optional ``name``.
+Payload: ``report_type`` (``type`` is read as another name for it): ``"usage"``, the only
+kind so far; the range as ``start_date`` and ``end_date`` (ISO dates, both included) or
+``last_days`` (the whole UTC days before the run's day); neither: the previous 7 days.
+Optional ``name``.
 
 The CSV has one row per UTC day, handler and job type with any activity, read from the
 analytics read model (``service.get_job_trends`` by day, one handler and type at a time), so it

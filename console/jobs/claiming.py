@@ -59,8 +59,7 @@ def _build_statements():
     # index, so that the index is the cheap way to the first row: unordered, PostgreSQL may
     # expect (from statistics taken when most jobs were queued) a queued row within the first
     # few of a sequential scan, and then reads past every finished job before the first queued
-    # one — a claim that slows as history grows (benchmarks/exactly_once.py: 54 ms at 20,000
-    # finished jobs, with every other runner waiting behind it).
+    # one — a claim that slows as history grows, with every other runner waiting behind it.
     first_due = (select(j.id).where(j.tenant_id == t.id, j.status == _QUEUED)
                  .order_by(j.priority.desc(), j.scheduled_for, j.id)
                  .limit(1).scalar_subquery())

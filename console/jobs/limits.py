@@ -1,6 +1,9 @@
 """Tenant tiers and limits, and the store that keeps tenants in the database.
 
-Tier presets follow the reference table. The values the table leaves open are chosen here:
+Tier presets (``TIER_LIMITS``). Queued / concurrent / daily jobs: tier1 10 / 2 / 100, tier2
+50 / 5 / 1,000, tier3 200 / 20 / 10,000, tier4 1,000 / 100 / 100,000. Job types: tier1
+notifications only, tier2 the general types (``_GENERAL``), tier3 those plus cleanup and
+data_sync, tier4 those plus file_processing. The other limits:
 
 | tier  | payload size | max duration | default priority |
 | ----- | ------------ | ------------ | ---------------- |
@@ -116,7 +119,8 @@ class JobLimitConfig:
         }
 
     def with_overrides(self, job_limits: Mapping[str, Any]) -> "JobLimitConfig":
-        """Apply the reference's camelCase ``jobLimits`` settings (durations in milliseconds)."""
+        """Apply ``custom_settings["jobLimits"]``: camelCase keys (``maxQueuedJobs`` …, see
+        ``_CAMEL_TO_FIELD``), durations in milliseconds."""
         changes: dict[str, Any] = {}
         for key, value in job_limits.items():
             name = _CAMEL_TO_FIELD.get(key, key)
@@ -219,7 +223,8 @@ class TenantConfig:
                  custom_settings: Mapping[str, Any] | None = None, **_ignored) -> "TenantConfig":
         """The tier's preset, with ``custom_settings["jobLimits"]`` applied on top.
 
-        Extra keyword arguments of the reference (``db_config``) are accepted and ignored.
+        Extra keyword arguments (``db_config`` and the like) are accepted and ignored: tenants
+        live in the app's own database, so there is no per-tenant database to configure.
         """
         try:
             tier = TenantLimitTier(tier)

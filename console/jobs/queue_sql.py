@@ -2,8 +2,8 @@
 transaction, and the runner's recording of finished attempts.
 
 Queueing is the one write that callers wait on one by one, and recording results runs for every
-attempt, so both skip SQLAlchemy's per-statement and per-row machinery (about 50 µs a statement
-and 75 µs a transaction here, several times what SQLite itself needs). The SQL is small and fixed; the values are written exactly as SQLAlchemy writes them
+attempt, so both skip SQLAlchemy's per-statement and per-row machinery, whose overhead
+outweighs SQLite's own work on statements this small. The SQL is small and fixed; the values are written exactly as SQLAlchemy writes them
 (SQLite: UTC times as 'YYYY-MM-DD HH:MM:SS.ffffff', dates as ISO text), so every other module
 reads these rows through the ordinary models.
 """
@@ -131,9 +131,10 @@ class QueueTransaction:
     every answer the limit checks need is in. Why: the counters are hot rows — ``job_totals``
     is one row per handler and type for every tenant — and each row lock is held until COMMIT.
     Sent one by one, every statement after the first upsert would keep that lock across a round
-    trip and the GIL hand-over of a busy web process (milliseconds each), and every other queue
-    transaction of that handler would wait in line: ~40 submissions/s over HTTP at most on the
-    2-core benchmark machine. Pipelined, the lock lasts as long as the server's own work.
+    trip and the GIL hand-over of a busy web process, and every other queue transaction of that
+    handler would wait in line: those waits, not the server's work, would set how many
+    submissions a second the API takes. Pipelined, the lock lasts as long as the server's own
+    work.
     """
 
     def __init__(self, cursor, postgres: bool, dbapi_connection=None):
@@ -296,8 +297,8 @@ class QueueWriter:
     SAVEPOINT, so that one call's refusal (a tenant limit, a duplicate idempotency key) rolls
     back that call alone and is raised to its own caller — with one rollup write and one
     COMMIT, and goes on while calls are waiting. The others wait for their own call's answer,
-    not for the lock: a lock they all took in turn, each needing the GIL back to let the next
-    one in, cost tens of milliseconds of hand-overs per batch. A failed COMMIT fails every call
+    not for the lock: a lock they all took in turn would cost a GIL hand-over per call, each
+    waiter needing the GIL back to let the next one in. A failed COMMIT fails every call
     of its batch: nothing of any of them is stored. When the turn does not come within the busy
     timeout, every call waiting is told "busy" and none of them is written later.
     """

@@ -11,7 +11,8 @@ def backoff_seconds(attempt: int, base: float, maximum: float,
 
     "Equal jitter": half the delay is fixed and half random, so retries of jobs that failed
     together spread out without ever retrying much sooner than the backoff intends.
-    ``metadata["max_delay"]`` (milliseconds, as in the reference) lowers the cap for one job.
+    ``metadata["max_delay"]`` (milliseconds, like the durations in ``jobLimits``) lowers the
+    cap for one job.
     """
     cap = maximum
     if metadata and metadata.get("max_delay") is not None:

@@ -180,7 +180,8 @@ class JobService:
                             metadata: dict[str, Any] | None = None) -> SystemJob:
         """A recurring job on a cron schedule, ``pending`` until its next time.
 
-        The payload is ``parameters`` with ``name`` added, as the reference's examples read it.
+        The payload is ``parameters`` with ``name`` added (and ``metadata`` gets ``name`` too),
+        so a handler or a listing reads the job's name as ``payload["name"]``.
         """
         if not isinstance(name, str) or not name.strip():
             raise JobValidationError("name", "is required: what operators will see")
@@ -211,7 +212,7 @@ class JobService:
                          priority: JobPriority | str | None = None) -> list[SystemJob]:
         """Queue many jobs in one transaction: all are stored, or none.
 
-        A spec holds ``queue_job``'s argument names; the reference's camelCase keys
+        A spec holds ``queue_job``'s argument names; their camelCase spellings
         (``scheduledFor``, ``cronSchedule``, ``maxRetries``) are accepted too.
         """
         if not isinstance(job_specs, (list, tuple)) or not job_specs:

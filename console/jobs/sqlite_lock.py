@@ -4,7 +4,7 @@ SQLite lets one writer at a time hold a database and makes the others wait in it
 which polls: it sleeps 1, 2, 5, 10, 15, 20, 25… up to 100 ms between tries. Two processes
 writing a few hundred times a second each (two gunicorn workers taking API submissions, their
 runners claiming) keep finding the lock taken, and the loser sleeps through several of the
-winner's transactions: 20–50 ms waits for a transaction that needs half a millisecond.
+winner's transactions: its waits are many times longer than the transactions it waits for.
 
 So writers queue before they ask SQLite. Inside a process, threads queue on a
 ``threading.Lock`` (woken the moment it is free). Between processes, the thread whose turn it

@@ -2,7 +2,7 @@
 
 PostgreSQL: ``LISTEN`` on the channel that every queue transaction ``NOTIFY``s.
 SQLite: ``PRAGMA data_version`` on a dedicated connection changes whenever another connection
-commits; reading it costs microseconds, so checking it every 2 ms is cheap.
+commits; reading it touches no table, so checking it every 2 ms is cheap.
 """
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ _LATEST_CHANGES = (select(jobs_table).order_by(jobs_table.c.updated_at.desc())
 
 
 def system_summary() -> dict:
-    """System statistics of the last 24 h, the queue now, the reference's health check, and the
-    alerts firing now."""
+    """System statistics of the last 24 h, the queue now, the system health check's warnings,
+    and the alerts firing now."""
     service = get_job_service()
     return {"stats": service.get_system_job_statistics(),
             "queue": service.get_job_queue_status(),

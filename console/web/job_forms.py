@@ -1,12 +1,13 @@
 """The New job forms, one per kind, and how each turns into a ``JobService`` verb.
 
-What the engine distinguishes (console/jobs/service.py, the reference's "Job Types"):
+What the engine distinguishes (console/jobs/service.py, ``JobType``):
 
 - immediate — ``queue_job`` now (other run-now types too: maintenance, cleanup, data_sync …);
 - delayed — ``queue_delayed_job`` after a delay, or ``queue_job("delayed", scheduled_for=…)``;
-- scheduled — a *named* job: ``queue_scheduled_job(name, cron, …)`` (runs at every cron time; the
-  name goes into the payload and metadata), or once at a date-time (the reference's batch
-  example: ``type: scheduled, scheduledFor: …``);
+- scheduled — a *named* job: ``queue_scheduled_job(name, cron, …)`` (runs at every cron time,
+  the first being the next one; the name goes into the payload and metadata), or once at a
+  date-time (a ``scheduled`` job with ``scheduled_for`` and no cron, as a batch spec may give:
+  ``type: scheduled, scheduledFor: …``);
 - recurring — ``queue_job("recurring", cron_schedule=…)``: a plain job repeated on a cron;
 - notification — ``queue_notification(channel, recipient, …)``: the channel picks the handler.
 
@@ -199,8 +200,8 @@ class RecurringForm(_TimedForm):
 
 class ScheduledForm(_TimedForm):
     kind = job_type = "scheduled"
-    description = ("A named job (like the reference's queueScheduledJob): at every time of a cron "
-                   "expression, or once at a date and time.")
+    description = ("A named job: at every time of a cron expression, starting with the next "
+                   "one, or once at a date and time.")
     name = StringField("Name")
     handler = HandlerField("Handler")
     when = RadioField("Run", choices=choices([("cron", "at every time of a cron expression"),

@@ -2,8 +2,8 @@
 
 Limits are edited as overrides of the chosen tier: a blank field takes the tier's value (shown
 as its placeholder), so changing the tier moves every limit that was not overridden. What is
-saved is ``TenantConfig.for_tier(id, name, tier, {"jobLimits": overrides})``, the reference's
-own shape, so the API and the engine read the same thing.
+saved is ``TenantConfig.for_tier(id, name, tier, {"jobLimits": overrides})``, the shape every
+tenant's ``custom_settings`` has, so the API and the engine read the same thing.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ UNLIMITED_WORDS = {"unlimited", "none", "∞"}
 
 @dataclass(frozen=True)
 class LimitSpec:
-    """One numeric limit on the form: its JobLimitConfig name, the reference's camelCase key,
+    """One numeric limit on the form: its JobLimitConfig name, its camelCase ``jobLimits`` key,
     how it is typed (whole numbers, or seconds for durations) and its smallest value."""
 
     name: str
@@ -182,7 +182,8 @@ class LimitsForm(FlaskForm):
                 if name.strip()]
 
     def overrides(self) -> dict[str, Any]:
-        """The reference's ``jobLimits``: only what differs from the chosen tier's preset.
+        """The ``jobLimits`` overrides (camelCase keys): only what differs from the chosen
+        tier's preset.
 
         Types left exactly as the tenant's previous tier had them follow the new tier, so a
         tier change works without scripts (the checkboxes still show the old tier's set)."""

@@ -2,10 +2,9 @@
 and the analytics rollups, never from a scan of the jobs table.
 
 The list reads every tenant's live counts in one grouped query and today's quota by primary
-key; health (a few ms per tenant) is left to lazily loaded fragments so the list stays fast
-with many tenants. A tenant's page reads usage and health at once and loads its trend charts
-as a fragment (the slowest read: ~90 ms for two weeks of the busiest tenant at 1,000,000
-jobs).
+key; health (an analytics read per tenant) is left to lazily loaded fragments so the list
+stays fast with many tenants. A tenant's page reads usage and health at once and loads its
+trend charts as a fragment (the slowest read, growing with the range).
 """
 from __future__ import annotations
 
@@ -31,7 +30,8 @@ def tenant_rows(service: JobService) -> list[dict[str, Any]]:
 
 
 def limit_rows(limits: JobLimitConfig) -> list[tuple[str, str]]:
-    """The limits as (name, value) for the read-only table: the reference's names."""
+    """The limits as (name, value) for the read-only table, by their ``JobLimitConfig`` names
+    (the ones the API and the limit messages use)."""
     rows = [(spec.name, _limit_text(spec, getattr(limits, spec.name))) for spec in LIMITS]
     rows.append(("default_job_priority", limits.default_job_priority.value))
     types = limits.allowed_job_types

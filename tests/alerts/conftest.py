@@ -70,8 +70,8 @@ def run_jobs(service, timeout: float = 20.0) -> int:
 @pytest.fixture
 def client_as(app):
     """``client_as("viewer")``: a test client signed in with that role (with ``.csrf``), as in
-    tests/web/conftest.py — but each user is created only when asked for: a password hash
-    costs a third of a second, and most of these tests need one role."""
+    tests/web/conftest.py — but each user is created only when asked for: a password hash is
+    slow on purpose (scrypt), and most of these tests need one role."""
     def make(role: str):
         username = ROLE_USERS[role]
         with app.app_context():

@@ -1,8 +1,8 @@
 """The scope matrix: every kind of token × every endpoint × each tenant, the status it gets,
 and that no answer to one tenant's token carries anything of the other tenant.
 
-One app (and database) serves the whole module, so the 180-odd cases take seconds; each case
-makes the job it needs, so their order does not matter.
+One app (and database) serves the whole module, so the 180-odd cases share one set-up; each
+case makes the job it needs, so their order does not matter.
 """
 from __future__ import annotations
 

@@ -156,7 +156,7 @@ def sign_in_to(page, path: str, username: str, password: str) -> None:
     """Sign in through the form at ``/login?next=<path>`` and wait until ``path`` has loaded.
 
     Quicker than landing on the dashboard when a test starts elsewhere: the dashboard loads
-    plotly.js (~2.5 s per fresh browser context on this machine)."""
+    plotly.js, which every fresh browser context loads anew."""
     from urllib.parse import quote
 
     from playwright.sync_api import expect

@@ -1,7 +1,7 @@
 """The claim never reads through finished history on PostgreSQL, even when the planner's
 statistics are stale (found by benchmarks/exactly_once.py: with statistics taken while 50,000
 jobs were queued, the probe for a tenant's first due job became a sequential scan past every
-finished job — 54 ms a claim at 20,000 finished, every other runner waiting behind it)."""
+finished job, slower with every job that finished, every other runner waiting behind it)."""
 from __future__ import annotations
 
 import pytest

@@ -1,7 +1,7 @@
 """Writers that add to the same rollup rows lock them in one order, so on PostgreSQL two runners
-recording attempts at once never deadlock (found by benchmarks/exactly_once.py: with 6 runner
-processes, hundreds of deadlocks cost each victim a second of deadlock_timeout plus its cycle,
-and throughput fell to ~20 jobs/s)."""
+recording attempts at once never deadlock (found by benchmarks/exactly_once.py with 6 runner
+processes: each deadlock costs its victim a second of deadlock_timeout plus its cycle, and
+they came often enough to all but stop the runners)."""
 from __future__ import annotations
 
 import threading

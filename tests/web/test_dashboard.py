@@ -40,7 +40,7 @@ def test_summary_counts_the_queue_and_shows_the_oldest_wait(client_as, service, 
     assert response.status_code == 200 and "<h1>" not in html   # the fragment, not the page
     assert re.search(r"Queued \(due\)</small><div class=\"stat\">3<", html)
     assert "10 min" in html
-    # the reference's health check: a queue this old is a warning
+    # the system health check: a queue this old is a warning
     assert "The oldest queued job has waited 10 min" in html
 
 
