@@ -98,8 +98,12 @@ def make_history(service, tenants: int, runs: int) -> None:
 
 
 def add_rules(service) -> int:
-    from console.alerts.store import check_rule, create_rule, ensure_default_rules
-    from console.alerts.store import RuleValues
+    from console.alerts.store import (
+        RuleValues,
+        check_rule,
+        create_rule,
+        ensure_default_rules,
+    )
 
     ensure_default_rules(service.engine)
     tenants = [t.tenant_id for t in service.tenants.list_tenant_configs()]

@@ -34,8 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.analytics import (BUSY_HANDLER, BUSY_TENANT, TARGET_MS,  # noqa: E402
-                                  History, _generated_now, row_counts)
+from benchmarks.analytics import (  # noqa: E402
+    BUSY_HANDLER,
+    BUSY_TENANT,
+    TARGET_MS,
+    History,
+    _generated_now,
+    row_counts,
+)
 from benchmarks.report import load_average, log, nearest_rank, run_info  # noqa: E402
 
 NOT_PAGES = {"static", "assets.plotly_js", "stream.events", "monitoring.healthz",
@@ -111,7 +117,7 @@ def add_next_pages(client, urls):
 
 
 def sign_in(app):
-    from console.web.auth import set_user
+    from console.web.auth.views import set_user
     with app.app_context():
         set_user("bench", "admin", "benchmark password")
     client = app.test_client()
@@ -168,9 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--keep-data needs --database-url (for an SQLite file use --reuse)")
     started, load_before = time.monotonic(), load_average()
 
-    from console import create_app
-
     from benchmarks.analytics import drop_tables
+    from console import create_app
     workdir = Path(tempfile.mkdtemp(prefix="console-pages-bench-"))
     try:
         reuse = bool(args.reuse or args.keep_data)

@@ -96,9 +96,9 @@ def prepare(database_url: str | None, workdir: Path, tenants: int, history: int,
     (optionally) a generated history."""
     from benchmarks.engine import Target
     from console import create_app
-    from console.tokens import create_token
     from console.jobs import TenantConfig
-    from console.web.auth import set_user
+    from console.tokens import create_token
+    from console.web.auth.views import set_user
 
     target = Target(database_url, workdir)
     url = target.fresh("load")

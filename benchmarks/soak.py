@@ -38,8 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import (OpenLoopSubmitter, cluster_pids, prepare, run_operators,  # noqa: E402
-                             start_cluster)
+from benchmarks.load import (  # noqa: E402
+    OpenLoopSubmitter,
+    cluster_pids,
+    prepare,
+    run_operators,
+    start_cluster,
+)
 from benchmarks.procstats import rss_mib  # noqa: E402
 from benchmarks.report import load_average, log, run_info  # noqa: E402
 

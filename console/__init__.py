@@ -31,7 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from . import tokens  # noqa: F401  (the api_tokens table, likewise)
     from .jobs.models import Base  # noqa: F401  (tables registered on db.metadata)
     from .web import models as web_models  # noqa: F401  (the users table, likewise)
-    from .web.auth import login_manager
+    from .web.auth.views import login_manager
 
     db.init_app(app)
     csrf.init_app(app)

@@ -25,7 +25,7 @@ def register_commands(app: Flask) -> None:
 @with_appcontext
 def create_user_command(username: str, role: str, password: str) -> None:
     """Create or update a console user."""
-    from .web.auth import set_user
+    from .web.auth.views import set_user
 
     try:
         set_user(username, role, password)
@@ -105,7 +105,7 @@ def demo_command(days: int, jobs_per_day: int, webhook_url: str) -> None:
     import os
     import secrets
 
-    from .web.auth import set_user
+    from .web.auth.views import set_user
 
     try:
         check_local_url(webhook_url)

@@ -1,7 +1,9 @@
-"""The web layer: blueprints that translate HTTP into ``JobService`` verbs and render pages.
+"""The console: blueprints that translate HTTP into ``JobService`` verbs and render pages.
 
-One blueprint per screen family, templates mirrored under ``templates/<family>/``; partials
-(htmx swaps) are named with a leading underscore.
+One subpackage per screen family (``jobs/``, ``new_job/``, ``tenants/`` …), its blueprint in
+``views.py``, templates mirrored under ``templates/<family>/``; partials (htmx swaps) are named
+with a leading underscore. Modules at this level serve every family: rendering, errors, security
+headers, keyset pages, the users table, live event streams, static assets, probes.
 """
 from __future__ import annotations
 
@@ -37,10 +39,12 @@ NAVIGATION = (
     NavItem("tokens.index", "API tokens", "admin"),
 )
 
-# Screen families, in the order their routes are registered.
-BLUEPRINT_MODULES = ("auth", "assets", "monitoring", "stream", "dashboard", "jobs", "new_job",
-                     "failures", "tenants", "handlers", "users", "tokens", "reports",
-                     "outbox", "alerts")
+# Blueprints, in the order their routes are registered: the shared ones, then screen families.
+SHARED_BLUEPRINTS = ("assets", "monitoring", "stream")
+SCREEN_FAMILIES = ("auth", "dashboard", "jobs", "new_job", "failures", "tenants", "handlers",
+                   "users", "tokens", "reports", "outbox", "alerts")
+BLUEPRINT_MODULES = ("auth.views", *SHARED_BLUEPRINTS,
+                     *(f"{family}.views" for family in SCREEN_FAMILIES if family != "auth"))
 
 
 def register_blueprints(app: Flask) -> None:

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from console.alerts import evaluate_alert_rules
 from console.alerts.models import alert_notifications_table, alerts_table
 from console.alerts.store import RuleValues, check_rule, create_rule
+from console.web.auth.views import set_user
 from tests.handlers.conftest import http_receiver, smtp_server  # noqa: F401  (real servers)
-from console.web.auth import set_user
 from tests.web.conftest import PASSWORDS, ROLE_USERS, csrf_token, sign_in
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from console.alerts.store import get_rule, list_rules
-from console.web import alerts as alert_views
+from console.web.alerts import views as alert_views
 from tests.alerts.conftest import alerts_of
 
 UTC = timezone.utc

@@ -7,8 +7,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from console.analytics.handlers import (handler_has_history, handler_performance,
-                                        latest_error_messages)
+from console.analytics.handlers import (
+    handler_has_history,
+    handler_performance,
+    latest_error_messages,
+)
 from console.jobs.models import attempts_table
 from console.jobs.types import JobValidationError
 

@@ -8,17 +8,16 @@ fuzzed too, not only 404s.
 """
 from __future__ import annotations
 
-
 import pytest
 import schemathesis
+from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.failures import FailureGroup
-from hypothesis import HealthCheck, given, settings
 
 from console import create_app
-from console.tokens import create_token
 from console.jobs import TenantConfig
+from console.tokens import create_token
 from tests.conftest import BASE_CONFIG, fresh_database
 
 MAX_EXAMPLES = 30

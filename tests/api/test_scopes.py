@@ -6,7 +6,6 @@ case makes the job it needs, so their order does not matter.
 """
 from __future__ import annotations
 
-
 import pytest
 
 from console import create_app

@@ -9,9 +9,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
-from console.tokens import (TokenError, api_tokens_table, authenticate, create_token,
-                                hash_token, list_tokens, looks_like_token, revoke_token)
 from console.jobs.models import Base
+from console.tokens import (
+    TokenError,
+    api_tokens_table,
+    authenticate,
+    create_token,
+    hash_token,
+    list_tokens,
+    looks_like_token,
+    revoke_token,
+)
 
 UTC = timezone.utc
 

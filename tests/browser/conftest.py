@@ -121,7 +121,7 @@ def app_config(app_config):
 def live_server(app) -> LiveServer:
     """``app`` (tests/conftest.py: runner stopped and engine disposed afterwards) served by
     werkzeug on 127.0.0.1 in a daemon thread; threaded, so a page's SSE stream holds no one up."""
-    from console.web.auth import set_user
+    from console.web.auth.views import set_user
 
     users = {"admin": ADMIN, "operator": OPERATOR, "viewer": VIEWER}
     with app.app_context():

@@ -6,13 +6,13 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from console.web.auth import set_user
+from console.web.auth.views import set_user
 from tests.conftest import env_for_subprocess
 
 from .conftest import ADMIN

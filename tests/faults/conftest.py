@@ -15,10 +15,13 @@ import pytest
 from console import create_app
 from console.tokens import create_token
 from tests.conftest import BASE_CONFIG, ON_POSTGRES
-from tests.web.conftest import PASSWORDS, csrf_token, sign_in
-from tests.web.conftest import users  # noqa: F401  (console users, for the form tests)
-
 from tests.faults.postgres_server import PostgresServer, postgres_binaries
+from tests.web.conftest import (
+    PASSWORDS,
+    csrf_token,
+    sign_in,
+    users,  # noqa: F401  (console users, for the form tests)
+)
 
 _databases = itertools.count(1)
 TEMPLATE = "faults_template"

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import event, update
 
-from console.tokens import create_token
 from console.jobs.models import jobs_table
 from console.jobs.runner import Runner
+from console.tokens import create_token
 from tests.conftest import ON_POSTGRES
 from tests.web.conftest import PASSWORDS, csrf_token, sign_in
 

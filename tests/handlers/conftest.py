@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+
 def free_port() -> int:
     """A port nothing listens on (bound, then released)."""
     with socket.socket() as sock:

@@ -8,11 +8,24 @@ import pytest
 from sqlalchemy import func, select, update
 
 from console.handlers.maintenance import compact_rollups
-from console.handlers.models import outbox_messages_table, reports_table, sent_messages_table
-from console.jobs import (JobExecutionContext, JobStatus, JobValidationError,
-                          TenantLimitException)
-from console.jobs.models import (attempts_table, daily_usage_table, jobs_table,
-                                 rejections_table, rollups_table)
+from console.handlers.models import (
+    outbox_messages_table,
+    reports_table,
+    sent_messages_table,
+)
+from console.jobs import (
+    JobExecutionContext,
+    JobStatus,
+    JobValidationError,
+    TenantLimitException,
+)
+from console.jobs.models import (
+    attempts_table,
+    daily_usage_table,
+    jobs_table,
+    rejections_table,
+    rollups_table,
+)
 from console.jobs.rollups import hour_of
 
 UTC = timezone.utc

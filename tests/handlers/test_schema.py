@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+
 from console.jobs.models import Base
 
 OURS = {"sent_messages", "outbox_messages", "reports"}

@@ -6,7 +6,11 @@ import time
 
 import pytest
 
-from console.handlers.webhook import SIGNATURE_HEADER, signature_header, verify_signature
+from console.handlers.webhook import (
+    SIGNATURE_HEADER,
+    signature_header,
+    verify_signature,
+)
 from console.jobs import JobStatus, JobValidationError, TenantConfig
 
 from .conftest import free_port

@@ -7,8 +7,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from console.jobs import (JobLimitConfig, JobPriority, TenantConfig, TenantLimitException,
-                          TenantLimitTier, JobValidationError)
+from console.jobs import (
+    JobLimitConfig,
+    JobPriority,
+    JobValidationError,
+    TenantConfig,
+    TenantLimitException,
+    TenantLimitTier,
+)
 from console.jobs.models import rejections_table
 
 

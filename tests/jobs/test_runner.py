@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from console.jobs import (JobNotFoundError, JobPriority, JobStateError, JobStatus)
+from console.jobs import JobNotFoundError, JobPriority, JobStateError, JobStatus
 from console.jobs.models import jobs_table, rejections_table
 from console.jobs.runner import Runner
 

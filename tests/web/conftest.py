@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from console.web.auth import set_user
+from console.web.auth.views import set_user
 
 PASSWORDS = {"ada": "correct horse", "olga": "operator pass", "vic": "battery staple"}
 ROLE_USERS = {"admin": "ada", "operator": "olga", "viewer": "vic"}

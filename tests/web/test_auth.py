@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from console.web.auth import set_user
+from console.web.auth.views import set_user
 
 from .conftest import csrf_token, sign_in
 
@@ -94,7 +94,7 @@ def test_sign_in_succeeds_while_another_process_commits_meanwhile(app, service, 
                                                                  monkeypatch):
     """A runner's heartbeat committing between reading the user and recording the sign-in
     used to make SQLite refuse the write ("database is locked") with a 500."""
-    import console.web.auth as auth
+    import console.web.auth.views as auth
     from console.jobs import TenantConfig
 
     real_check = auth.check_password_hash

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from console.jobs.models import jobs_table
-from console.web.job_batch import BatchFileError, read_batch_file
+from console.web.new_job.batch import BatchFileError, read_batch_file
 
 from .conftest import csrf_token
 

@@ -74,8 +74,8 @@ def test_long_bodies_are_cut_in_the_list(service, make_tenant, client_as):
 
 def test_filters_by_channel_and_tenant_with_keyset_pages(service, make_tenant, client_as,
                                                          monkeypatch):
-    import console.web.outbox_store as store
-    monkeypatch.setattr(store, "PAGE_SIZE", 2)
+    import console.web.outbox.views as outbox
+    monkeypatch.setattr(outbox, "PAGE_SIZE", 2)
     make_tenant("acme", "tier2")
     make_tenant("globex", "tier2")
     for i in range(3):

@@ -158,7 +158,7 @@ def test_names_are_escaped(service, make_tenant, client_as):
 
 
 def test_tenant_filter_and_keyset_pages(app, service, make_tenant, client_as, monkeypatch):
-    import console.web.report_forms as report_forms
+    import console.web.reports.views as report_forms
     monkeypatch.setattr(report_forms, "PAGE_SIZE", 2)
     make_tenant("acme", "tier2")
     make_tenant("globex", "tier2")

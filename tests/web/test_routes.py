@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.web.auth import PUBLIC_ENDPOINTS, PUBLIC_PATH_PREFIXES
+from console.web.auth.views import PUBLIC_ENDPOINTS, PUBLIC_PATH_PREFIXES
 
 SAMPLE_ARGUMENTS = {"job_id": "01a2218b-0000-7000-8000-000000000000", "tenant_id": "acme",
                     "name": "noop", "user_id": 1, "kind": "immediate", "filename": "x.css",

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from console.extensions import db
-from console.web.auth import set_user
+from console.web.auth.views import set_user
 from console.web.models import User
 
 from .conftest import PASSWORDS, sign_in

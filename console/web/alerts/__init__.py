@@ -1,0 +1,3 @@
+"""Screens of alerts (templates/alerts/): ``views`` the blueprint, ``forms`` the rule and contact
+forms.
+"""

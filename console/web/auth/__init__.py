@@ -1,0 +1,3 @@
+"""Sign-in (templates/auth/): ``views`` the login and logout routes, the session user and role
+checks.
+"""

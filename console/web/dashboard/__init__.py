@@ -1,0 +1,1 @@
+"""The dashboard (templates/dashboard/): ``views`` the blueprint and its read model."""

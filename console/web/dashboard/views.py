@@ -1,0 +1,80 @@
+"""The dashboard: the whole system at a glance, live.
+
+One read model per part, each rendered by the page and by the fragment that refreshes it:
+the summary (statistics, queue, warnings) polls every few seconds, tenant tiles load lazily and
+poll, the 24 h charts load lazily, and the event feed arrives over the SSE stream.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, render_template
+from sqlalchemy import select
+
+from ...alerts.queries import firing_alerts
+from ...analytics.charts import failure_chart, figure_json, throughput_chart
+from ...extensions import db
+from ...jobs import get_job_service
+from ...jobs.models import jobs_table
+from ...jobs.records import job_from_row
+from ..rendering import render_view
+from ..tenants.usage import tenants_usage
+
+bp = Blueprint("dashboard", __name__)
+UTC = timezone.utc
+FEED_LENGTH = 20
+_LATEST_CHANGES = (select(jobs_table).order_by(jobs_table.c.updated_at.desc())
+                   .limit(FEED_LENGTH))
+
+
+def system_summary() -> dict:
+    """System statistics of the last 24 h, the queue now, the system health check's warnings,
+    and the alerts firing now."""
+    service = get_job_service()
+    return {"stats": service.get_system_job_statistics(),
+            "queue": service.get_job_queue_status(),
+            "firing": firing_alerts(service.engine)}
+
+
+def tenant_tiles() -> list[dict]:
+    """Per tenant: health (score, status, first recommendation) and usage against its limits."""
+    service = get_job_service()
+    configs = service.tenants.list_tenant_configs()
+    health = service.get_tenants_job_health()
+    with db.engine.connect() as conn:
+        usage = tenants_usage(conn, configs, datetime.now(UTC).date())
+    return [{"config": config, "bars": usage[config.tenant_id],
+             "health": health[config.tenant_id]} for config in configs]
+
+
+def day_charts() -> dict:
+    trends = get_job_service().get_job_trends(start_date=datetime.now(UTC) - timedelta(hours=24))
+    return {"throughput": figure_json(throughput_chart(trends, "Jobs, last 24 h")),
+            "failures": figure_json(failure_chart(trends, "Failures, last 24 h"))}
+
+
+def latest_changes() -> list:
+    with db.engine.connect() as conn:
+        return [job_from_row(row) for row in conn.execute(_LATEST_CHANGES)]
+
+
+@bp.get("/")
+def index():
+    return render_template("dashboard/index.html", live=True, events=latest_changes(),
+                           **system_summary())
+
+
+@bp.get("/dashboard/summary")
+def summary():
+    return render_view("dashboard/index.html", "dashboard/_summary.html", live=True,
+                       events=latest_changes(), **system_summary())
+
+
+@bp.get("/dashboard/tenants")
+def tenants():
+    return render_template("dashboard/_tenants.html", tiles=tenant_tiles())
+
+
+@bp.get("/dashboard/charts")
+def charts():
+    return render_template("dashboard/_charts.html", **day_charts())

@@ -1,0 +1,3 @@
+"""The failures screen (templates/failures/): ``views`` the blueprint and the failure groups it
+reads.
+"""

@@ -1,0 +1,1 @@
+"""The handlers screens (templates/handlers/): ``views`` the blueprint and its read model."""

@@ -1,0 +1,3 @@
+"""The outbox screens (templates/outbox/): ``views`` the blueprint, ``catch_all`` the signed
+webhook receiver.
+"""

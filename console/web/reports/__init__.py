@@ -1,0 +1,1 @@
+"""The reports screen (templates/reports/): ``views`` the blueprint, its form and read model."""

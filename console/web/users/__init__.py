@@ -1,0 +1,1 @@
+"""The users screen (templates/users/): ``views`` the blueprint and its forms."""

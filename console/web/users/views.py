@@ -1,0 +1,189 @@
+"""Users (admins only): add users, change roles, reset passwords, disable and enable.
+
+Every change is refused when it would leave no active admin. Each action is its own small
+form on the user's row; a refused one re-renders the list with the message on that row (422).
+Each bad value gets a message on its own field; passwords are never shown back.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, flash, redirect, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+from wtforms import PasswordField, SelectField, StringField, ValidationError
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, Regexp
+
+from ...extensions import db, session_write
+from ..auth.views import role_required, set_user
+from ..models import User
+from ..rendering import render_view
+
+MIN_PASSWORD = 8
+ROLE_CHOICES = [SelectChoice("viewer", "viewer — reads everything"),
+                SelectChoice("operator", "operator — also creates, retries and cancels jobs"),
+                SelectChoice("admin", "admin — also limits, tenants and users")]
+PASSWORD_RULE = Length(min=MIN_PASSWORD, max=200,
+                       message=f"Use at least {MIN_PASSWORD} characters (at most 200).")
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class NewUserForm(FlaskForm):
+    username = StringField("Username", filters=[_strip], validators=[
+        DataRequired("Give the user a name to sign in with."),
+        Length(max=80, message="At most 80 characters."),
+        Regexp(r"^[\w.@+-]+$", message="Use letters, digits and . @ + - _ only (no spaces).")])
+    role = SelectField("Role", choices=ROLE_CHOICES, default="viewer")
+    password = PasswordField("Password", validators=[
+        InputRequired(f"Give a password of at least {MIN_PASSWORD} characters."), PASSWORD_RULE])
+
+    def validate_username(self, field):
+        if db.session.scalar(select(User.id).where(User.username == field.data)) is not None:
+            raise ValidationError(f"{field.data!r} already exists: change that user's role or "
+                                  "password in the list instead.")
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+
+
+class PasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[
+        InputRequired(f"Type a new password of at least {MIN_PASSWORD} characters."),
+        PASSWORD_RULE])
+
+
+class ActiveForm(FlaskForm):
+    active = SelectField("Active", choices=[SelectChoice("1", "enable"),
+                                            SelectChoice("0", "disable")])
+
+
+def active_admins_without(user: User) -> int:
+    """Active admins other than ``user``: what is left if ``user`` stops being one."""
+    return db.session.scalar(select(db.func.count()).select_from(User).where(
+        User.role == "admin", User.active.is_(True), User.id != user.id))
+
+
+def last_admin_problem(user: User, role: str, active: bool) -> str | None:
+    """Why giving ``user`` this role and state would leave nobody able to manage users."""
+    if role == "admin" and active:
+        return None
+    if user.role == "admin" and user.active and active_admins_without(user) == 0:
+        action = "disable" if not active else "demote"
+        who = "yourself" if _is_current(user) else user.username
+        return (f"You cannot {action} {who}: no active admin would be left to manage users and "
+                "limits. Make another user an admin first.")
+    return None
+
+
+def _is_current(user: User) -> bool:
+    return current_user.is_authenticated and current_user.id == user.id
+
+
+bp = Blueprint("users", __name__)
+UTC = timezone.utc
+
+
+@bp.before_request
+@role_required("admin")
+def admins_only():
+    """Every route here is for admins: operators and viewers get 403."""
+    return None
+
+
+def _render(form: NewUserForm | None = None, row_errors: dict | None = None, status: int = 200):
+    users = db.session.scalars(select(User).order_by(User.username)).all()
+    return render_view("users/index.html", "users/_table.html", status, users=users,
+                       form=form or NewUserForm(formdata=None), row_errors=row_errors or {},
+                       now=datetime.now(UTC))
+
+
+def _user_or_404(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404, "There is no such user; it may have been removed. The Users page lists them.")
+    return user
+
+
+def _refuse(user: User, action: str, message: str):
+    """The list again, with ``message`` on ``user``'s ``action`` form; nothing changed."""
+    db.session.rollback()
+    return _render(row_errors={(user.id, action): message}, status=422)
+
+
+@bp.get("/users")
+def index():
+    return _render()
+
+
+@bp.post("/users")
+def create():
+    form = NewUserForm()
+    if not form.validate():
+        return _render(form=form, status=422)
+    user = set_user(form.username.data, form.role.data, form.password.data)
+    flash(f"User {user.username} added as {user.role}. They can sign in now.")
+    return redirect(url_for(".index"), 303)
+
+
+@bp.post("/users/<int:user_id>/role")
+def change_role(user_id: int):
+    user = _user_or_404(user_id)
+    form = RoleForm()
+    if not form.validate():
+        return _refuse(user, "role", " ".join(form.role.errors) or "Choose a role from the list.")
+    with session_write():   # the admin count is read under the write lock: exact
+        user = _user_or_404(user_id)
+        problem = last_admin_problem(user, form.role.data, user.active)
+        old = user.role
+        if not problem:
+            user.role = form.role.data
+    if problem:
+        return _refuse(user, "role", problem)
+    flash(f"{user.username} is already {old}: nothing changed." if old == user.role
+          else f"{user.username} is now {user.role} (was {old}).")
+    return redirect(url_for(".index"), 303)
+
+
+@bp.post("/users/<int:user_id>/password")
+def reset_password(user_id: int):
+    user = _user_or_404(user_id)
+    form = PasswordForm()
+    if not form.validate():
+        return _refuse(user, "password", " ".join(form.password.errors))
+    password_hash = generate_password_hash(form.password.data)   # slow: outside the lock
+    with session_write():
+        user = _user_or_404(user_id)
+        user.password_hash = password_hash
+    flash(f"Password of {user.username} changed. Give them the new one in person or over a "
+          "channel you trust.")
+    return redirect(url_for(".index"), 303)
+
+
+@bp.post("/users/<int:user_id>/active")
+def set_active(user_id: int):
+    user = _user_or_404(user_id)
+    form = ActiveForm()
+    if not form.validate():
+        return _refuse(user, "active", "Choose enable or disable.")
+    active = form.active.data == "1"
+    with session_write():
+        user = _user_or_404(user_id)
+        problem = last_admin_problem(user, user.role, active)
+        was_active = user.active
+        if not problem:
+            user.active = active
+    if problem:
+        return _refuse(user, "active", problem)
+    if active == was_active:
+        flash(f"{user.username} is already {'enabled' if active else 'disabled'}.")
+    else:
+        flash(f"{user.username} enabled: they can sign in again." if active
+              else f"{user.username} disabled: they can no longer sign in.")
+    return redirect(url_for(".index"), 303)
