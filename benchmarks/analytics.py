@@ -42,9 +42,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``console`` and ``benchmarks`` importable
@@ -459,7 +460,7 @@ class History:
         busiest tenant's queue is over 80 % full (a warning)."""
         plan = {}
         rng = random.Random(self.rng.random())
-        for tenant_id, _, tier, _ in TENANTS:
+        for tenant_id, _, _, _ in TENANTS:
             limits = self.configs[tenant_id].job_limit
             waiting = int(limits.max_queued_jobs * (0.85 if tenant_id == BUSY_TENANT
                                                     else rng.uniform(0.2, 0.7)))

@@ -49,9 +49,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from benchmarks import procstats
 
@@ -154,7 +155,7 @@ class Cluster:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         try:
             self.start()
         except BaseException:
@@ -165,7 +166,7 @@ class Cluster:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         atexit.register(self.stop)
         self._start_gunicorn()
         for n in range(1, self.workers + 1):

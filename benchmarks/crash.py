@@ -2,9 +2,10 @@
 """Crashes: runner processes are SIGKILLed every few seconds while jobs run; nothing is lost, the
 only repeats are attempts that were in flight at a kill, and idempotent sends happen once.
 
-    python benchmarks/crash.py                                   # SQLite: gunicorn 2 + 1 worker
+    # SQLite: gunicorn 2 + 1 worker
+    python benchmarks/crash.py
+    # PostgreSQL: gunicorn 4 + 2 workers
     python benchmarks/crash.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/scale
-                                                                 # PostgreSQL: gunicorn 4 + 2 workers
     python benchmarks/crash.py --jobs 2000 --kill-every 2 --lease-seconds 3 --json out.json
 
 The product runs as users run it (``benchmarks/cluster.py``). ``--jobs`` jobs (20,000) are

@@ -40,10 +40,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``console`` and ``benchmarks`` importable
@@ -325,8 +326,8 @@ def warm_up(service, tenant_id: str, jobs: int = 3, timeout: float = 60.0) -> No
     """Queue a few no-ops one at a time and wait for each: connections, caches, threads warm."""
     for _ in range(jobs):
         job = service.queue_job("immediate", "noop", {}, tenant_id)
-        wait_until(lambda: service.get_job_by_id(job.id).status.value == "completed", timeout,
-                   0.005, "a warm-up job to complete")
+        wait_until(lambda job=job: service.get_job_by_id(job.id).status.value == "completed",
+                   timeout, 0.005, "a warm-up job to complete")
 
 
 # -- phases -------------------------------------------------------------------------------------
@@ -427,7 +428,7 @@ def _latency_run(service, tenant: str, n: int, gap: float) -> dict[str, Any]:
     times = attempt_times(service, ids)
     latencies = [ms(times[job_id][0] - before) for job_id, before in queued]
     # The part after queue_job returned: wake-up, claim transaction, hand-off to a thread.
-    after_return = [lat - call for lat, call in zip(latencies, call_ms)]
+    after_return = [lat - call for lat, call in zip(latencies, call_ms, strict=True)]
     return {"latency": summary_ms(latencies), "queue_call_ms": summary_ms(call_ms),
             "return_to_start_ms": summary_ms(after_return)}
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Exactly one live owner: many processes drain one queue and no job runs twice or is lost.
 
-    python benchmarks/exactly_once.py                         # SQLite: gunicorn 2 + 1 worker, 10,000 jobs
+    # SQLite: gunicorn 2 + 1 worker, 10,000 jobs
+    python benchmarks/exactly_once.py
+    # PostgreSQL: gunicorn 4 + 2 workers, 50,000 jobs
     python benchmarks/exactly_once.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/scale
-                                                              # PostgreSQL: gunicorn 4 + 2 workers, 50,000 jobs
     python benchmarks/exactly_once.py --jobs 2000 --web-workers 2 --workers 1 --json out.json
 
 The product runs as users run it (``benchmarks/cluster.py``: ``gunicorn wsgi:app -c

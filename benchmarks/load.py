@@ -58,10 +58,11 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -185,7 +186,7 @@ class BacklogSampler:
                 self.samples.append({"t": round(started - self.t0, 2), **counts})
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
-    def start(self) -> "BacklogSampler":
+    def start(self) -> BacklogSampler:
         self._thread.start()
         return self
 
@@ -234,7 +235,7 @@ class OpenLoopSubmitter:
         self.t0 = 0.0
         self._threads: list[threading.Thread] = []
 
-    def start(self, delay: float = 0.2) -> "OpenLoopSubmitter":
+    def start(self, delay: float = 0.2) -> OpenLoopSubmitter:
         # Clients first (each builds an SSL context: tens of ms of CPU), then the clock starts.
         clients = [httpx.Client(base_url=self.base_url, timeout=30.0,
                                 limits=httpx.Limits(max_connections=1))
@@ -287,7 +288,7 @@ class OpenLoopSubmitter:
         span = max(r.started for r in records) - self.t0
         per_second = Counter(int(r.ended - self.t0) for r in records if r.status == 201)
         by_second: dict[int, list[float]] = {}
-        for r, ms in zip(records, latency):
+        for r, ms in zip(records, latency, strict=True):
             by_second.setdefault(int(r.intended - self.t0), []).append(ms)
         return {
             "requests": len(records),
@@ -602,7 +603,8 @@ def text_table(report: dict[str, Any]) -> str:
                      f"p99 {lat['p99']} ms, max {lat['max']} ms (target p99 ≤ "
                      f"{API_P99_TARGET_MS:g} ms: {'met' if api['meets_target'] else 'NOT met'})")
         lines.append(f"  executed {api['executed_rate_per_s']}/s; queued max "
-                     f"{api['backlog']['queued_max']}, at the end {api['backlog']['queued_at_end']},"
+                     f"{api['backlog']['queued_max']}, "
+                     f"at the end {api['backlog']['queued_at_end']},"
                      f" drained in {api['backlog']['drain_seconds']} s")
         gen = api["generator"]
         lines.append(f"  generator: timer lag p99 {gen['timer_lag_ms']['p99']} ms, slots with "

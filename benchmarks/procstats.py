@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -84,7 +84,7 @@ class CpuMeter:
         self._started = 0.0
         self._machine = (0.0, 0.0)
 
-    def start(self) -> "CpuMeter":
+    def start(self) -> CpuMeter:
         self._started = time.monotonic()
         self._machine = _machine_ticks()
         self._before = {pid: cpu_seconds(pid) or 0.0

@@ -6,7 +6,8 @@ in each table.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from benchmarks.report import dig
 

@@ -116,7 +116,8 @@ def run_one(name: str, database: str, url: str | None, sizes: list[str], raw_dir
     argv, json_file = commands(name, database, url, sizes, raw_dir, history_file)
     outcome.command = argv
     log_path = raw_dir / f"{name}-{database}.log"
-    log(f"{name} on {database}: {' '.join(Path(a).name if a.endswith('.py') else a for a in argv[1:])}")
+    shown = " ".join(Path(a).name if a.endswith(".py") else a for a in argv[1:])
+    log(f"{name} on {database}: {shown}")
     started = time.monotonic()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                                      os.environ.get("PYTHONPATH")]))}

@@ -92,7 +92,7 @@ class RssSampler:
             except Exception as exc:   # one lost sample is not worth ending a 30-minute run
                 log(f"RSS sample failed: {exc!r}")
 
-    def start(self) -> "RssSampler":
+    def start(self) -> RssSampler:
         self.sample()
         self._thread.start()
         return self

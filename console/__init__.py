@@ -6,8 +6,9 @@ import importlib
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -27,8 +28,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 static_folder=str(PROJECT_ROOT / "static"))
     _configure(app, config)
 
-    from .extensions import csrf, db, migrate
     from . import tokens  # noqa: F401  (the api_tokens table, likewise)
+    from .extensions import csrf, db, migrate
     from .jobs.models import Base  # noqa: F401  (tables registered on db.metadata)
     from .web import models as web_models  # noqa: F401  (the users table, likewise)
     from .web.auth.views import login_manager

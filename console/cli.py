@@ -100,11 +100,10 @@ def worker_command(threads: int | None) -> None:
 @with_appcontext
 def demo_command(days: int, jobs_per_day: int, webhook_url: str) -> None:
     """Fill the database with demo tenants (all four tiers), history and live jobs."""
-    from .demo import check_local_url, load_demo
-
     import os
     import secrets
 
+    from .demo import check_local_url, load_demo
     from .web.auth.views import set_user
 
     try:

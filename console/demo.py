@@ -18,8 +18,9 @@ import ipaddress
 import random
 import secrets
 import socket
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .jobs import JobService, TenantConfig, TenantLimitException

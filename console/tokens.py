@@ -173,7 +173,7 @@ class _Remembered:
     expires: float   # time.monotonic()
 
 
-_remembered: "weakref.WeakKeyDictionary[Any, dict[str, _Remembered]]" = (
+_remembered: weakref.WeakKeyDictionary[Any, dict[str, _Remembered]] = (
     weakref.WeakKeyDictionary())
 
 

@@ -7,7 +7,8 @@ No HTTP here (the console's screens are ``console/web/alerts.py``); see README.m
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..jobs import JobHandler
 from .evaluation import EvaluationOutcome, evaluate_alert_rules

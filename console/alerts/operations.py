@@ -7,7 +7,8 @@ by whichever process gets there first.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..handlers.delivery import config_value
 from ..jobs import JobService, JobValidationError, TenantConfig

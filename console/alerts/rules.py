@@ -1,29 +1,36 @@
 """The rule kinds: what each measures, in which unit, which way it fires, and how it reads its
 figure from the database (through the reads analytics and the engine already have).
 
-| kind | figure (unit) | fires when | per |
-| --- | --- | --- | --- |
-| ``queue_backlog`` | jobs queued: due, not started (jobs) | above N | system or tenant |
-| ``oldest_queued_job`` | how long the oldest queued job has waited (seconds) | above T | system or tenant |
-| ``success_rate`` | completed ÷ (completed + failed) runs in the window (%) | below R | system or tenant |
-| ``health_score`` | the tenant's health score, console/analytics/health.py (points) | below S | tenant |
-| ``stuck_jobs`` | jobs processing past their lease or their tenant's max_job_duration (jobs) | above N | system or tenant |
-| ``limit_usage`` | max_queued_jobs, max_daily_jobs or max_concurrent_jobs used (%) | above P | tenant |
-| ``handler_failure_rate`` | failed ÷ runs of one handler in the window (%) | above R | system or tenant |
+Each kind: its figure (unit) — when it fires — for whom.
+
+- ``queue_backlog``: jobs queued, due and not started (jobs) — above N — system or tenant
+- ``oldest_queued_job``: how long the oldest queued job has waited (seconds) — above T — system
+  or tenant
+- ``success_rate``: completed ÷ (completed + failed) runs in the window (%) — below R — system
+  or tenant
+- ``health_score``: the tenant's health score, console/analytics/health.py (points) — below S —
+  tenant
+- ``stuck_jobs``: jobs processing past their lease or their tenant's max_job_duration (jobs) —
+  above N — system or tenant
+- ``limit_usage``: max_queued_jobs, max_daily_jobs or max_concurrent_jobs used (%) — above P —
+  tenant
+- ``handler_failure_rate``: failed ÷ runs of one handler in the window (%) — above R — system
+  or tenant
 
 Rates need at least ``MIN_RUNS`` runs in the window (as the health score does): fewer runs say
 nothing, so such a rule neither fires nor stays firing. System figures leave out the operations
-tenant's own jobs (``Readings.of_system``); rules about each tenant watch it like any other. Windows are whole hours, read from the
-hourly rollups like every other analytics figure. Comparisons are strict ("above 1,000" fires
-at 1,001).
+tenant's own jobs (``Readings.of_system``); rules about each tenant watch it like any other.
+Windows are whole hours, read from the hourly rollups like every other analytics figure.
+Comparisons are strict ("above 1,000" fires at 1,001).
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 
@@ -67,12 +74,12 @@ class Rule:
     updated_by: str | None
 
     @classmethod
-    def from_row(cls, row: Any) -> "Rule":
+    def from_row(cls, row: Any) -> Rule:
         m = row._mapping
         return cls(**{name: m[name] for name in cls.__dataclass_fields__})
 
     @property
-    def spec(self) -> "RuleKind":
+    def spec(self) -> RuleKind:
         return KINDS[self.kind]
 
     def muted(self, now: datetime) -> bool:

@@ -8,9 +8,9 @@ admin turned them off.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
 
 from sqlalchemy import Engine, select
 

@@ -4,8 +4,12 @@ It only reads (a test guards that no module here writes). ``JobService``'s analy
 delegate here.
 """
 from .health import tenant_job_health
-from .reports import (job_performance_metrics, job_queue_status, system_job_statistics,
-                      tenant_job_usage)
+from .reports import (
+                      job_performance_metrics,
+                      job_queue_status,
+                      system_job_statistics,
+                      tenant_job_usage,
+)
 from .trends import job_trends
 from .types import JobPerformanceMetrics, SystemJobStatistics, TenantJobUsage
 

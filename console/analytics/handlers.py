@@ -18,8 +18,13 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, select
 
-from ..jobs.models import (attempts_table, duration_rollups_table, error_rollups_table,
-                           rollups_table, totals_table)
+from ..jobs.models import (
+    attempts_table,
+    duration_rollups_table,
+    error_rollups_table,
+    rollups_table,
+    totals_table,
+)
 from ..jobs.rollups import bucket_bounds
 from .reports import _in_range, hour_range
 

@@ -25,8 +25,13 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from ..jobs.limits import TenantConfig, TenantStore
-from ..jobs.models import (daily_usage_table, error_rollups_table, jobs_table, rejections_table,
-                           rollups_table)
+from ..jobs.models import (
+    daily_usage_table,
+    error_rollups_table,
+    jobs_table,
+    rejections_table,
+    rollups_table,
+)
 from ..jobs.rollups import hour_of
 from ..jobs.types import JobValidationError
 from ..jobs.usage import live_job_counts

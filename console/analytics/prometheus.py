@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import Engine, func, select
 
 from ..jobs.models import rejections_table, runners_table, totals_table
-from ..jobs.usage import live_job_counts
 from ..jobs.rollups import NO_DURATION, bucket_bounds
+from ..jobs.usage import live_job_counts
 
 # Histogram bounds in seconds; each fine duration bucket is counted under the first bound at or
 # above its upper edge, so a reported "≤ le" never undercounts.

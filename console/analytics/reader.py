@@ -11,8 +11,13 @@ from sqlalchemy import Engine
 
 from ..jobs.limits import TenantStore
 from .health import tenant_job_health, tenants_job_health
-from .reports import (job_performance_metrics, job_queue_status, system_job_statistics,
-                      tenant_job_usage, tenant_metrics)
+from .reports import (
+    job_performance_metrics,
+    job_queue_status,
+    system_job_statistics,
+    tenant_job_usage,
+    tenant_metrics,
+)
 from .trends import job_trends
 from .types import JobPerformanceMetrics, SystemJobStatistics, TenantJobUsage
 

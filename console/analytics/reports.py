@@ -13,9 +13,16 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, select
 
 from ..jobs.limits import TenantStore
-from ..jobs.models import (attempts_table, duration_rollups_table,
-                           error_rollups_table, jobs_table,
-                           rejections_table, rollups_table, runners_table, tenants_table)
+from ..jobs.models import (
+    attempts_table,
+    duration_rollups_table,
+    error_rollups_table,
+    jobs_table,
+    rejections_table,
+    rollups_table,
+    runners_table,
+    tenants_table,
+)
 from ..jobs.rollups import bucket_bounds, hour_of
 from ..jobs.types import JobValidationError
 from ..jobs.usage import daily_jobs_used, live_job_counts
@@ -77,7 +84,8 @@ def tenant_job_usage(engine: Engine, tenants: TenantStore, tenant_id: str,
     with engine.connect() as conn:
         in_range = and_(r.tenant_id == tenant_id, _in_range(r.hour, start, end))
         totals = conn.execute(select(
-            func.coalesce(func.sum(r.jobs_created), 0), func.coalesce(func.sum(r.jobs_completed), 0),
+            func.coalesce(func.sum(r.jobs_created), 0),
+            func.coalesce(func.sum(r.jobs_completed), 0),
             func.coalesce(func.sum(r.jobs_failed), 0), func.coalesce(func.sum(r.jobs_cancelled), 0),
             func.coalesce(func.sum(r.attempts), 0), func.coalesce(func.sum(r.duration_ms_sum), 0.0),
         ).where(in_range)).one()
@@ -174,7 +182,7 @@ def percentile(conn, handler: str, job_type: str, start, end,
     """
     rank = max(1, math.ceil(fraction * total))
     below = 0
-    for bucket, count in buckets:
+    for bucket, count in buckets:  # noqa: B007 (the bucket that holds the rank is read below)
         if below + count >= rank:
             break
         below += count
@@ -226,7 +234,8 @@ def system_job_statistics(engine: Engine, window: timedelta = timedelta(hours=24
     queue = job_queue_status(engine)
     with engine.connect() as conn:
         created, completed, failed = conn.execute(select(
-            func.coalesce(func.sum(r.jobs_created), 0), func.coalesce(func.sum(r.jobs_completed), 0),
+            func.coalesce(func.sum(r.jobs_created), 0),
+            func.coalesce(func.sum(r.jobs_completed), 0),
             func.coalesce(func.sum(r.jobs_failed), 0)).where(r.hour >= since)).one()
         active = conn.execute(select(func.count(func.distinct(r.tenant_id)))
                               .where(r.hour >= since)).scalar()

@@ -3,9 +3,10 @@
 Each point is an hour or a day: jobs queued, completed, failed and cancelled, run success rate,
 attempts, timeouts, average wait, average and p95 duration, and (per tenant or system) limit
 rejections and queue depth (the average and the largest number of waiting jobs that runners
-sampled at each lease renewal; None where nobody sampled). Points with no activity are zeros, so charts have no gaps. The p95 of a point comes
-from the duration histogram (the geometric middle of the bucket that holds it: within 5 %);
-``get_job_performance_metrics`` gives the exact figure for a range.
+sampled at each lease renewal; None where nobody sampled). Points with no activity are zeros,
+so charts have no gaps. The p95 of a point comes from the duration histogram (the geometric
+middle of the bucket that holds it: within 5 %); ``get_job_performance_metrics`` gives the
+exact figure for a range.
 """
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, select
 
-from ..jobs.models import (duration_rollups_table, queue_depth_table, rejections_table,
-                           rollups_table)
+from ..jobs.models import duration_rollups_table, queue_depth_table, rejections_table, rollups_table
 from ..jobs.rollups import bucket_bounds, hour_of
 from ..jobs.types import JobValidationError
 from .reports import hour_range

@@ -15,8 +15,8 @@ from flask import g, request
 
 from ..jobs import get_job_service
 from ..jobs.types import SystemJob
-from .errors import ApiProblem, unauthorized
 from ..tokens import TokenIdentity, authenticate, looks_like_token
+from .errors import ApiProblem, unauthorized
 
 
 def authenticate_request() -> None:

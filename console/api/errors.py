@@ -19,8 +19,12 @@ from werkzeug.routing import RequestRedirect
 
 from ..jobs.availability import as_unavailable
 from ..jobs.service import JobNotFoundError
-from ..jobs.types import (DatabaseUnavailableError, JobStateError, JobValidationError,
-                          TenantLimitException)
+from ..jobs.types import (
+    DatabaseUnavailableError,
+    JobStateError,
+    JobValidationError,
+    TenantLimitException,
+)
 from .field_errors import api_field, webargs_errors
 
 UTC = timezone.utc

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import marshmallow as ma
-
 from flask import url_for
 from werkzeug.datastructures import MultiDict
 
@@ -19,8 +18,15 @@ from ..jobs.listing import JobFilter
 from .auth import scoped_tenant, visible_job
 from .errors import validation_problem
 from .openapi import api_blueprint, problems
-from .schemas import (BatchCreateSchema, BatchSchema, JobCreateSchema, JobListQuerySchema,
-                      JobListSchema, JobSchema, NotificationCreateSchema)
+from .schemas import (
+    BatchCreateSchema,
+    BatchSchema,
+    JobCreateSchema,
+    JobListQuerySchema,
+    JobListSchema,
+    JobSchema,
+    NotificationCreateSchema,
+)
 
 bp = api_blueprint("api_jobs", "Queue jobs and notifications; read, list, retry and cancel "
                                "jobs.")

@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from ..jobs.listing import JOB_ID_PATTERN
 from ..jobs.service import NOTIFICATION_CHANNELS
 from ..jobs.types import JobPriority, JobStatus
 from ..jobs.validation import MAX_RETRIES_CEILING
-from ..jobs.listing import JOB_ID_PATTERN
 
 PRIORITIES = [p.value for p in JobPriority]
 STATUSES = [s.value for s in JobStatus]
@@ -65,8 +65,9 @@ class JobOptionsSchema(ma.Schema):
 
     priority = Text(validate=validate.OneOf(PRIORITIES), metadata=_describe(
         "Default: the tenant's default priority."))
-    scheduled_for = fields.AwareDateTime(format="iso", validate=supported_moment, metadata=_describe(
-        "ISO 8601 with an offset (`2026-12-01T09:00:00Z`): run then, not now."))
+    scheduled_for = fields.AwareDateTime(
+        format="iso", validate=supported_moment, metadata=_describe(
+            "ISO 8601 with an offset (`2026-12-01T09:00:00Z`): run then, not now."))
     delay_seconds = Number(validate=validate.Range(0, MAX_DELAY_SECONDS), metadata=_describe(
         "Run this many seconds from now (instead of scheduled_for)."))
     max_retries = fields.Integer(strict=True, validate=validate.Range(0, MAX_RETRIES_CEILING),

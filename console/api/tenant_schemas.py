@@ -5,8 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..jobs.limits import TenantLimitTier
-from ..jobs.limits import JOB_TYPE_NAME, MAX_DURATION_SECONDS, MAX_INT
+from ..jobs.limits import JOB_TYPE_NAME, MAX_DURATION_SECONDS, MAX_INT, TenantLimitTier
 from .schemas import PRIORITIES, Text, supported_moment
 
 TIERS = [t.value for t in TenantLimitTier]

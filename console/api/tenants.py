@@ -16,8 +16,15 @@ from ..jobs.limits import JobLimitConfig, TenantConfig
 from .auth import require_admin, visible_tenant
 from .errors import validation_problem
 from .openapi import api_blueprint, problems
-from .tenant_schemas import (HealthSchema, LimitsSchema, LimitsUpdateSchema, RangeQuerySchema,
-                             TrendsQuerySchema, TrendsSchema, UsageSchema)
+from .tenant_schemas import (
+    HealthSchema,
+    LimitsSchema,
+    LimitsUpdateSchema,
+    RangeQuerySchema,
+    TrendsQuerySchema,
+    TrendsSchema,
+    UsageSchema,
+)
 
 bp = api_blueprint("api_tenants", "A tenant's usage, health, trends and limits.")
 UTC = timezone.utc

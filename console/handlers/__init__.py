@@ -1,7 +1,8 @@
 """Handlers shipped with the product. ``builtin_handlers()`` lists what every process registers."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..jobs import JobHandler
 
@@ -21,8 +22,8 @@ def builtin_handlers(config: Mapping[str, Any] | None = None, engine=None,
 
     handlers: list[JobHandler] = [NoopHandler(), WaitHandler(), DataProcessorHandler()]
     if engine is not None:
-        from .mail import EmailHandler
         from .cleanup import CustomCleanupHandler
+        from .mail import EmailHandler
         from .maintenance import CompactRollupsHandler, PruneFinishedJobsHandler
         from .mobile import PushHandler, SmsHandler
         from .webhook import WebhookHandler

@@ -22,7 +22,8 @@ class NoopHandler(JobHandler):
 
 
 class WaitHandler(JobHandler):
-    """Waits ``seconds`` (stopping early if the runner abandons it): exercises slots and timeouts."""
+    """Waits ``seconds`` (stopping early if the runner abandons it): exercises slots and
+    timeouts."""
 
     handler_name = "wait"
     supported_job_types = ALL_TYPES

@@ -17,18 +17,23 @@ the run without retrying, naming it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError
-from ..jobs import db
+from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError, db
 from ..jobs.models import attempts_table, daily_usage_table, rejections_table
-from .maintenance import (BATCH, MAINTENANCE_TYPES, MAX_RETENTION_DAYS, delete_in_batches,
-                          prune_finished_jobs)
+from .maintenance import (
+    BATCH,
+    MAINTENANCE_TYPES,
+    MAX_RETENTION_DAYS,
+    delete_in_batches,
+    prune_finished_jobs,
+)
 from .models import outbox_messages_table, reports_table, sent_messages_table
 
 UTC = timezone.utc

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from .. import defaults
-from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, SystemJob
-from ..jobs import db
+from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, SystemJob, db
 from .models import sent_messages_table
 
 log = logging.getLogger(__name__)

@@ -17,18 +17,18 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
-from typing import Any, Mapping
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.engine import Engine
 
 from ..jobs import JobExecutionContext
-from .delivery import (Delivery, DeliveryError, NotificationHandler, check_message_id,
-                       config_value)
+from .delivery import Delivery, DeliveryError, NotificationHandler, check_message_id, config_value
 
 _TEXT_FIELDS = ("subject", "body", "html")
 _MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")

@@ -14,14 +14,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError
-from ..jobs import db
+from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError, db
 from ..jobs.models import attempts_table, daily_usage_table, jobs_table
 from ..jobs.records import job_id_floor
 from ..jobs.types import FINISHED_STATUSES

@@ -7,17 +7,29 @@ Push payload: ``recipient`` (a device token), ``body``, optional ``subject`` or 
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ..jobs import JobExecutionContext
-from ..jobs import db
-from .delivery import (Delivery, DeliveryError, NotificationHandler, check_message_id,
-                       config_value, log, record_sent)
-from .providers import (DatabaseProvider, MessageProvider, OutgoingMessage, ProviderError,
-                        load_provider)
+from ..jobs import JobExecutionContext, db
+from .delivery import (
+    Delivery,
+    DeliveryError,
+    NotificationHandler,
+    check_message_id,
+    config_value,
+    log,
+    record_sent,
+)
+from .providers import (
+    DatabaseProvider,
+    MessageProvider,
+    OutgoingMessage,
+    ProviderError,
+    load_provider,
+)
 
 _PHONE = re.compile(r"^\+?[1-9][0-9]{6,14}$")
 SMS_MAX_LENGTH = 1600      # ten concatenated segments: what carriers commonly accept

@@ -10,9 +10,10 @@ from __future__ import annotations
 import abc
 import importlib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 

@@ -25,8 +25,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError
-from ..jobs import db
+from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError, db
 from ..jobs.models import rollups_table
 from ..jobs.records import new_job_id
 from .maintenance import MAINTENANCE_TYPES

@@ -25,8 +25,7 @@ from typing import Any
 import httpx
 
 from ..jobs import JobExecutionContext
-from .delivery import (Delivery, DeliveryError, NotificationHandler, check_message_id,
-                       config_value)
+from .delivery import Delivery, DeliveryError, NotificationHandler, check_message_id, config_value
 
 SIGNATURE_HEADER = "X-Console-Signature"
 MESSAGE_ID_HEADER = "X-Console-Message-Id"

@@ -5,9 +5,18 @@ No HTTP, templates or forms here (see README.md in this folder).
 from .handlers import JobCancelled, JobExecutionContext, JobHandler
 from .limits import JobLimitConfig, TenantConfig, TenantLimitTier
 from .service import JobNotFoundError, JobService
-from .types import (DatabaseUnavailableError, JobExecutionResult, JobPriority, JobStateError,
-                    JobStatus, JobType, JobValidationError, PermanentJobError, SystemJob,
-                    TenantLimitException)
+from .types import (
+    DatabaseUnavailableError,
+    JobExecutionResult,
+    JobPriority,
+    JobStateError,
+    JobStatus,
+    JobType,
+    JobValidationError,
+    PermanentJobError,
+    SystemJob,
+    TenantLimitException,
+)
 
 __all__ = [
     "get_job_service", "JobService", "SystemJob", "JobType", "JobStatus", "JobPriority",

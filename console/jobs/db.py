@@ -12,8 +12,8 @@ import os
 import sqlite3
 import threading
 import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import Connection, Engine, event, func, text
 
@@ -22,10 +22,10 @@ from .sqlite_lock import SqliteWriteTurn
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 IMMEDIATE_OPTION = "console_begin_immediate"
 # Engines given another busy timeout (SQLITE_BUSY_TIMEOUT) by ``set_sqlite_busy_timeout``.
-_busy_timeouts: "weakref.WeakKeyDictionary[Engine, float]" = weakref.WeakKeyDictionary()
+_busy_timeouts: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 # One writer's turn per SQLite engine and process (see sqlite_lock): writers queue there,
 # woken the moment it is free, instead of in SQLite's busy handler.
-_write_turns: "weakref.WeakKeyDictionary[Engine, SqliteWriteTurn]" = weakref.WeakKeyDictionary()
+_write_turns: weakref.WeakKeyDictionary[Engine, SqliteWriteTurn] = weakref.WeakKeyDictionary()
 _turns_guard = threading.Lock()
 
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from .types import JobExecutionResult, SystemJob
 
@@ -25,7 +26,7 @@ class JobHandler:
     def estimate_execution_time(self, payload: dict[str, Any]) -> timedelta | None:
         return None
 
-    def execute(self, context: "JobExecutionContext") -> JobExecutionResult:
+    def execute(self, context: JobExecutionContext) -> JobExecutionResult:
         raise NotImplementedError
 
 
@@ -34,7 +35,8 @@ class JobCancelled(Exception):
 
 
 class LazyTenantContext(Mapping):
-    """``context.tenant_context``: usage and limits, read from the database only if a handler asks."""
+    """``context.tenant_context``: usage and limits, read from the database only if a handler
+    asks."""
 
     def __init__(self, loaders: Mapping[str, Callable[[], Any]]):
         self._loaders = loaders

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -102,7 +103,7 @@ class JobLimitConfig:
                                parse_priority(self.default_job_priority, "default_job_priority"))
 
     @classmethod
-    def for_tier(cls, tier: TenantLimitTier | str) -> "JobLimitConfig":
+    def for_tier(cls, tier: TenantLimitTier | str) -> JobLimitConfig:
         return TIER_LIMITS[TenantLimitTier(tier)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -118,7 +119,7 @@ class JobLimitConfig:
             "default_job_priority": self.default_job_priority.value,
         }
 
-    def with_overrides(self, job_limits: Mapping[str, Any]) -> "JobLimitConfig":
+    def with_overrides(self, job_limits: Mapping[str, Any]) -> JobLimitConfig:
         """Apply ``custom_settings["jobLimits"]``: camelCase keys (``maxQueuedJobs`` …, see
         ``_CAMEL_TO_FIELD``), durations in milliseconds."""
         changes: dict[str, Any] = {}
@@ -220,7 +221,7 @@ class TenantConfig:
 
     @classmethod
     def for_tier(cls, tenant_id: str, name: str, tier: TenantLimitTier | str,
-                 custom_settings: Mapping[str, Any] | None = None, **_ignored) -> "TenantConfig":
+                 custom_settings: Mapping[str, Any] | None = None, **_ignored) -> TenantConfig:
         """The tier's preset, with ``custom_settings["jobLimits"]`` applied on top.
 
         Extra keyword arguments (``db_config`` and the like) are accepted and ignored: tenants
@@ -236,7 +237,7 @@ class TenantConfig:
         return cls(tenant_id=tenant_id, name=name, tier=tier, job_limit=limits,
                    custom_settings=settings)
 
-    def copy_with(self, **changes) -> "TenantConfig":
+    def copy_with(self, **changes) -> TenantConfig:
         """A copy with the given fields replaced (``job_limit=``, ``tier=``, ``name=`` …)."""
         if "tier" in changes:
             changes["tier"] = TenantLimitTier(changes["tier"])

@@ -2,12 +2,11 @@
 
 Four recurring jobs of type ``maintenance``, run by built-in handlers (``console/handlers``):
 
-| name | handler | when (UTC) | what |
-| --- | --- | --- | --- |
-| Prune finished jobs | ``prune_finished_jobs`` | daily, 03:mm | finished jobs past the tenant's retention, and recurring jobs' attempts as old |
-| Release stuck jobs | ``release_stuck_jobs`` | hourly, :mm | processing jobs whose lease expired |
-| Compact rollups | ``compact_rollups`` | daily, 04:mm | rollup rows no reader uses |
-| Weekly usage report | ``report_generator`` | Mondays, 06:mm | the previous 7 days as CSV |
+- Prune finished jobs (``prune_finished_jobs``, daily at 03:mm UTC): finished jobs past the
+  tenant's retention, and recurring jobs' attempts as old
+- Release stuck jobs (``release_stuck_jobs``, hourly at :mm): processing jobs whose lease expired
+- Compact rollups (``compact_rollups``, daily at 04:mm UTC): rollup rows no reader uses
+- Weekly usage report (``report_generator``, Mondays at 06:mm UTC): the previous 7 days as CSV
 
 ``mm`` is the same minute for one tenant and spread over the hour across tenants (a hash of
 the tenant id), so a thousand tenants do not all prune at 03:00.

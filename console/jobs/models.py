@@ -9,8 +9,20 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timezone
 
-from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer,
-                        SmallInteger, String, Text, text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -90,7 +102,7 @@ class Job(Base):
     type: Mapped[str] = mapped_column(String(64))
     handler: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict] = mapped_column(JSONText)
-    priority: Mapped[int] = mapped_column(SmallInteger)        # JobPriority.rank: 0 low … 4 critical
+    priority: Mapped[int] = mapped_column(SmallInteger)   # JobPriority.rank: 0 low … 4 critical
     status: Mapped[str] = mapped_column(String(16))
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cron_schedule: Mapped[str | None] = mapped_column(String(120))

@@ -3,9 +3,9 @@ transaction, and the runner's recording of finished attempts.
 
 Queueing is the one write that callers wait on one by one, and recording results runs for every
 attempt, so both skip SQLAlchemy's per-statement and per-row machinery, whose overhead
-outweighs SQLite's own work on statements this small. The SQL is small and fixed; the values are written exactly as SQLAlchemy writes them
-(SQLite: UTC times as 'YYYY-MM-DD HH:MM:SS.ffffff', dates as ISO text), so every other module
-reads these rows through the ordinary models.
+outweighs SQLite's own work on statements this small. The SQL is small and fixed; the values
+are written exactly as SQLAlchemy writes them (SQLite: UTC times as 'YYYY-MM-DD HH:MM:SS.ffffff',
+dates as ISO text), so every other module reads these rows through the ordinary models.
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import contextlib
 import json
 import operator
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sqlalchemy import Engine
 

@@ -6,7 +6,8 @@ from typing import Any
 
 
 def backoff_seconds(attempt: int, base: float, maximum: float,
-                    metadata: dict[str, Any] | None = None, rng: random.Random | None = None) -> float:
+                    metadata: dict[str, Any] | None = None,
+                    rng: random.Random | None = None) -> float:
     """Delay before retry number ``attempt`` (1 = first retry): base · 2^(attempt-1), capped.
 
     "Equal jitter": half the delay is fixed and half random, so retries of jobs that failed

@@ -15,8 +15,13 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from . import db
-from .models import (duration_rollups_table, error_rollups_table, rejections_table, rollups_table,
-                     totals_table)
+from .models import (
+    duration_rollups_table,
+    error_rollups_table,
+    rejections_table,
+    rollups_table,
+    totals_table,
+)
 
 NO_DURATION = -1
 BUCKET_GROWTH = 1.1

@@ -126,7 +126,7 @@ class Runner:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> "Runner":
+    def start(self) -> Runner:
         """Run in the background: dispatcher thread, handler pool, APScheduler housekeeping."""
         from apscheduler.schedulers.background import BackgroundScheduler
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select
 
@@ -18,15 +19,22 @@ from . import db
 from .attempts import RetryPolicy
 from .availability import reports_outages
 from .handlers import HandlerRegistry, JobHandler
-from .limits import (TenantStore, check_queue_room, limits_from_row, queue_full_reason,
-                     queue_room)
+from .limits import TenantStore, check_queue_room, limits_from_row, queue_full_reason, queue_room
 from .models import jobs_table, tenants_table
+from .queue_sql import QueueTransaction, QueueWriter, count_waiting
 from .records import job_from_row, new_job_id
 from .recovery import release_expired_leases
-from .types import (WAITING_STATUSES, JobPriority, JobStateError, JobStatus,
-                    JobType, JobValidationError, SystemJob, TenantLimitException)
-from .queue_sql import QueueTransaction, QueueWriter, count_waiting
 from .rollups import RollupBatch, hour_of, record_rejections
+from .types import (
+    WAITING_STATUSES,
+    JobPriority,
+    JobStateError,
+    JobStatus,
+    JobType,
+    JobValidationError,
+    SystemJob,
+    TenantLimitException,
+)
 from .validation import PreparedJob, prepare_job
 from .wakeup import NOTIFY_CHANNEL
 

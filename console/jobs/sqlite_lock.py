@@ -26,8 +26,8 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from .types import DatabaseUnavailableError
 

@@ -39,7 +39,7 @@ class JobPriority(str, enum.Enum):
         return _PRIORITY_ORDER.index(self)
 
     @classmethod
-    def from_rank(cls, rank: int) -> "JobPriority":
+    def from_rank(cls, rank: int) -> JobPriority:
         return _PRIORITY_ORDER[rank]
 
     def __lt__(self, other):  # type: ignore[override]
@@ -110,7 +110,7 @@ class JobExecutionResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "JobExecutionResult | None":
+    def from_dict(cls, data: dict[str, Any] | None) -> JobExecutionResult | None:
         if not data:
             return None
         return cls(
@@ -126,7 +126,8 @@ class JobExecutionResult:
 
 @dataclass(frozen=True)
 class SystemJob:
-    """A snapshot of one job as stored. Change jobs through ``JobService``, never by editing this."""
+    """A snapshot of one job as stored. Change jobs through ``JobService``, never by editing
+    this."""
 
     id: str
     type: str

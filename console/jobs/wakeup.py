@@ -10,7 +10,7 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 
@@ -25,7 +25,7 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=target, name=name, daemon=True)
 
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         self._thread.start()
         return self
 

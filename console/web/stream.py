@@ -28,7 +28,7 @@ FEED_LINES_PER_SEND = 20  # a flood of changes shows its newest lines, not all o
 
 # Open streams' queues: on shutdown each gets _CLOSE, so a server's graceful stop (gunicorn waits
 # for running requests) is not held up by pages that would otherwise stay connected for minutes.
-_open_streams: "weakref.WeakSet[queue.SimpleQueue]" = weakref.WeakSet()
+_open_streams: weakref.WeakSet[queue.SimpleQueue] = weakref.WeakSet()
 _CLOSE = object()
 
 

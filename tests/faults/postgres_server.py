@@ -82,7 +82,7 @@ class PostgresServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def init(self) -> "PostgresServer":
+    def init(self) -> PostgresServer:
         if self._as_postgres:
             if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
                 subprocess.run(["useradd", "--system", "--no-create-home", "--shell",

@@ -4,9 +4,8 @@ Revision ID: f874a38ff3b7
 Revises: 
 Create Date: 2026-11-28 07:10:28.000190
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = 'f874a38ff3b7'
 down_revision = None

@@ -3,9 +3,8 @@
 Revision ID: 0002_notifications
 Revises: f874a38ff3b7
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0002_notifications"
 down_revision = "f874a38ff3b7"

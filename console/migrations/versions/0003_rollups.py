@@ -4,8 +4,8 @@ Revision ID: 0003_rollups
 Revises: 0002_notifications
 Create Date: 2026-11-28
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0003_rollups"
 down_revision = "0002_notifications"

@@ -4,8 +4,8 @@ Revision ID: 0004_users
 Revises: 0003_rollups
 Create Date: 2026-11-28
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0004_users"
 down_revision = "0003_rollups"

@@ -4,8 +4,8 @@ Revision ID: 0005_reports
 Revises: 0004_users
 Create Date: 2026-12-02
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0005_reports"
 down_revision = "0004_users"

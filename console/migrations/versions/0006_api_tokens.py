@@ -4,8 +4,8 @@ Revision ID: 0006_api_tokens
 Revises: 0005_reports
 Create Date: 2026-12-02
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0006_api_tokens"
 down_revision = "0005_reports"

@@ -4,8 +4,8 @@ Revision ID: 0007_alerts
 Revises: 0006_api_tokens
 Create Date: 2026-12-03
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0007_alerts"
 down_revision = "0006_api_tokens"

@@ -72,7 +72,7 @@ class RuleForm(FlaskForm):
         self.checked: RuleValues | None = None
 
     @classmethod
-    def for_rule(cls, rule: Rule, **kwargs) -> "RuleForm":
+    def for_rule(cls, rule: Rule, **kwargs) -> RuleForm:
         form = cls(formdata=None, **kwargs)
         for name in ("name", "kind", "threshold", "handler", "limit_name", "notify_operators",
                      "notify_tenant", "enabled"):
@@ -115,7 +115,7 @@ class MuteForm(FlaskForm):
                                invalid_value_message="Type a time as YYYY-MM-DD HH:MM (UTC).")
 
     @classmethod
-    def suggested(cls) -> "MuteForm":
+    def suggested(cls) -> MuteForm:
         form = cls(formdata=None)
         form.until.data = (datetime.now(UTC) + timedelta(hours=1)).replace(
             second=0, microsecond=0, tzinfo=None)
@@ -138,7 +138,7 @@ class ContactsForm(FlaskForm):
                     "WEBHOOK_SIGNING_SECRET); empty: no webhook.")
 
     @classmethod
-    def for_tenant(cls, config: TenantConfig) -> "ContactsForm":
+    def for_tenant(cls, config: TenantConfig) -> ContactsForm:
         form = cls(formdata=None)
         settings = config.custom_settings or {}
         form.alert_email.data = _joined(settings.get(ALERT_EMAIL))

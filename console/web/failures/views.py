@@ -5,7 +5,8 @@ Retrying a group or everything goes through the jobs screen's "all matching" ste
 status, handler and error type, counted and confirmed), so there is one bulk path; one job
 goes through its own retry action. Both come back here.
 
-The groups have two sources, each bounded so the page stays fast however many jobs and failures there are:
+The groups have two sources, each bounded so the page stays fast however many jobs and
+failures there are:
 
 - **Failed now**: the newest ``FAILED_WINDOW`` jobs with status ``failed`` (the ``(status, id)``
   index, newest first), grouped by handler and their last error type. When more jobs than that

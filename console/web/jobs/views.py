@@ -2,8 +2,8 @@
 retry and cancel, and a job's page with its attempts, result and actions.
 
 Views translate HTTP into ``JobFilter`` reads and ``JobService`` verbs; the SQL lives in
-``console.jobs.listing``, the allow-listed verbs and forms in ``job_actions``, the job page's reads in
-``job_details``.
+``console.jobs.listing``, the allow-listed verbs and forms in ``actions``, the job page's reads
+in ``details``.
 """
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def _csv_specs(text: str, max_rows: int) -> tuple[list[dict[str, Any]], list[int
             if len(row) > len(header):
                 raise BatchFileError(f"row {number} (line {line}): has {len(row)} cells but "
                                      f"the header names {len(header)} columns")
-            specs.append(_csv_spec(dict(zip(header, row)), number, line))
+            specs.append(_csv_spec(dict(zip(header, row, strict=False)), number, line))
             lines.append(line)
     except csv.Error as exc:
         raise BatchFileError(f"file: CSV error at line {reader.line_num}: {exc}") from None
