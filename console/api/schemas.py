@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..jobs.listing import JOB_ID_PATTERN
+from ..jobs.listing import JOB_ID_PATTERN, MAX_PAGE_SIZE, PAGE_SIZE
 from ..jobs.service import NOTIFICATION_CHANNELS
 from ..jobs.types import JobPriority, JobStatus
 from ..jobs.validation import MAX_RETRIES_CEILING
@@ -20,7 +20,6 @@ PRIORITIES = [p.value for p in JobPriority]
 STATUSES = [s.value for s in JobStatus]
 MAX_DELAY_SECONDS = 10 * 365 * 24 * 3600      # ten years: later is a mistake, not a plan
 MAX_BATCH = 1000
-MAX_PAGE = 200
 TENANT_ID = validate.Length(1, 64)
 EARLIEST = datetime(1970, 1, 2, tzinfo=timezone.utc)
 LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -138,8 +137,9 @@ class JobListQuerySchema(ma.Schema):
         f"^{JOB_ID_PATTERN.pattern}$", error="is not a cursor from a previous page "
                                              "(next_cursor); start without one"),
         metadata=_describe("`next_cursor` of the previous page."))
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE),
-                           metadata=_describe(f"Jobs per page, 1–{MAX_PAGE} (default 50)."))
+    limit = fields.Integer(load_default=PAGE_SIZE, validate=validate.Range(1, MAX_PAGE_SIZE),
+                           metadata=_describe(f"Jobs per page, 1–{MAX_PAGE_SIZE} "
+                                              f"(default {PAGE_SIZE})."))
 
 
 # -- responses -----------------------------------------------------------------------------

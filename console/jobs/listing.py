@@ -35,6 +35,7 @@ from .types import JobPriority, JobStatus, SystemJob
 
 UTC = timezone.utc
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200         # the most jobs one page may ask for
 SCAN_WINDOW = 20_000        # rows of the driving index one page may examine for other filters
 STATUSES = [s.value for s in JobStatus]
 PRIORITIES = [p.value for p in JobPriority]
