@@ -24,6 +24,7 @@ import pytest
 
 from benchmarks.cluster import Cluster
 from tests.conftest import ON_POSTGRES
+from tests.support import wait_until
 from tests.web.conftest import PASSWORDS
 
 pytestmark = [pytest.mark.slow,
@@ -165,10 +166,8 @@ def test_many_writers_on_one_sqlite_file_never_see_a_locked_database(
         for client in clients:
             client.join(timeout=60)
         took = time.monotonic() - began
-        deadline = time.monotonic() + 60
-        while service.count_jobs(statuses=["queued", "processing"]):
-            assert time.monotonic() < deadline, "the runners did not drain the queue"
-            time.sleep(0.2)
+        wait_until(lambda: not service.count_jobs(statuses=["queued", "processing"]), 60,
+                   "the runners to drain the queue", interval=0.2)
         logs = {path.name: path.read_text(errors="replace")
                 for path in Path(tmp_path / "logs").glob("*.log")}
 

@@ -1,6 +1,7 @@
 """/healthz and /metrics: reachable without sign-in, figures that match the database."""
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
@@ -61,10 +62,8 @@ def test_metrics_count_limit_rejections(app, service, make_tenant):
     from console.jobs import TenantLimitException
 
     make_tenant("small", "tier1")
-    try:
+    with pytest.raises(TenantLimitException):         # tier1 runs no immediate jobs
         service.queue_job("immediate", "sleeps", {}, "small")
-    except TenantLimitException:
-        pass
     families = metrics_of(app.test_client())
     assert sample(families, "console_limit_rejections", "_total", tenant="small",
                   limit_type="allowed_job_types") == 1
