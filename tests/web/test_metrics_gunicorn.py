@@ -50,9 +50,11 @@ def test_every_gunicorn_worker_reports_the_database_figures(service, make_tenant
         bodies: dict[str, str] = {}
 
         def scrape_until_two_workers_answered():
-            # A new connection each time, so the master's workers take turns accepting.
+            # A new connection each time, so the master's workers take turns accepting. The
+            # first ones wait in the socket's backlog while the workers build their apps.
             tag = f"scrape={len(bodies)}"
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?{tag}", timeout=5) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?{tag}",
+                                        timeout=30) as r:
                 bodies[tag] = r.read().decode()
             return len(bodies) >= 12 and len(set(answered_by().values())) > 1
 
@@ -61,7 +63,7 @@ def test_every_gunicorn_worker_reports_the_database_figures(service, make_tenant
             return {m.group(2): int(m.group(1)) for m in
                     map(re.compile(r"<(\d+)> /metrics\?(scrape=\d+) 200").fullmatch, lines) if m}
 
-        wait_until(scrape_until_two_workers_answered, 30, "scrapes answered by two workers",
+        wait_until(scrape_until_two_workers_answered, 60, "scrapes answered by two workers",
                    interval=0)
         workers = {int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)",
                                                   log.read_text())}
