@@ -8,7 +8,7 @@ one database URL (an SQLite file or PostgreSQL), and stops every one of them on 
 
     with Cluster("sqlite:////tmp/x.sqlite3", web_workers=2, workers=1,
                  settings={"JOBS_LEASE_SECONDS": 3}, log_dir="/tmp/logs") as cluster:
-        cluster.base_url                     # "http://127.0.0.1:<free port>"
+        cluster.base_url                     # "http://127.0.0.1:<the port gunicorn bound>"
         for proc in cluster.runners():       # RunnerProcess(kind="web"|"worker", pid, runner_id)
             ...
         victim = cluster.runners()[0]
@@ -41,8 +41,8 @@ import atexit
 import ctypes
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -85,10 +85,8 @@ class RunnerProcess:
     slot: str
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# What gunicorn logs once it has bound its socket.
+_LISTENING_AT = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+) ")
 
 
 def _die_with_parent() -> None:
@@ -142,8 +140,8 @@ class Cluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.start_timeout = start_timeout
         self.extra_env = extra_env or {}
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.port: int | None = None       # the one gunicorn binds (port 0: the kernel picks)
+        self.base_url = ""
         self._gunicorn: subprocess.Popen | None = None
         self._workers: dict[str, subprocess.Popen] = {}   # slot → its current process
         self._every_worker: list[subprocess.Popen] = []     # the killed ones too, to reap
@@ -210,7 +208,6 @@ class Cluster:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                           os.environ.get("PYTHONPATH")])),
                "CONSOLE_JOBS_HANDLERS": json.dumps(self.handlers),
-               "CONSOLE_BIND": f"127.0.0.1:{self.port}",
                "WEB_CONCURRENCY": str(self.web_workers)}
         if self.web_threads:
             env["CONSOLE_WEB_THREADS"] = str(self.web_threads)
@@ -231,10 +228,21 @@ class Cluster:
         return proc
 
     def _start_gunicorn(self) -> None:
+        # gunicorn binds a port of the kernel's choosing and names it in its log: a port found
+        # free beforehand could be taken by another process before gunicorn bound it.
         self._gunicorn = self._spawn(
             [sys.executable, "-m", "gunicorn", "wsgi:app", "-c", "gunicorn.conf.py",
-             "-w", str(self.web_workers), "-b", f"127.0.0.1:{self.port}",
-             "--no-control-socket"], "gunicorn.log")
+             "-w", str(self.web_workers), "-b", "127.0.0.1:0", "--no-control-socket"],
+            "gunicorn.log")
+        log = self.log_dir / "gunicorn.log"
+        deadline = time.monotonic() + self.start_timeout
+        while not (found := _LISTENING_AT.search(log.read_bytes())):
+            if self._gunicorn.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start listening:\n"
+                                   + log.read_text(errors="replace")[-3000:])
+            time.sleep(0.05)
+        self.port = int(found.group(1))
+        self.base_url = f"http://127.0.0.1:{self.port}"
 
     def _start_worker(self, slot: str) -> subprocess.Popen:
         command = [sys.executable, "-m", "flask", "--app", "console", "worker"]

@@ -33,8 +33,22 @@ BASE_CONFIG = {
     "TESTING": True,
     # No alert evaluation job or operations tenant unless a test asks (tests/alerts/).
     "ALERTS_ENABLED": False,
+    # The console's own handlers and the test ones above, no plug-in: one installed in the
+    # environment (or being installed by another test run) must not change what tests see.
+    # The plug-in tests turn discovery on (tests/handlers/test_plugins.py).
+    "JOBS_LOAD_PLUGINS": False,
 }
 
+
+@pytest.fixture(scope="session", autouse=True)
+def no_console_environment():
+    """A developer's CONSOLE_* settings would change every app the tests build (create_app
+    reads them over its defaults) and the processes they start: none are seen. Session-wide,
+    so the migrated template is built without them too; a test may still set its own."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in [name for name in os.environ if name.startswith("CONSOLE_")]:
+            monkeypatch.delenv(name)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +131,7 @@ def env_for_subprocess(database_url: str, **extra: str) -> dict[str, str]:
            "CONSOLE_JOBS_HANDLERS": json.dumps(TEST_HANDLERS),
            "CONSOLE_JOBS_RETRY_BASE_SECONDS": "0.05", "CONSOLE_JOBS_POLL_INTERVAL": "0.5",
            "CONSOLE_SECRET_KEY": "test-secret", "CONSOLE_ALERTS_ENABLED": "false",
+           "CONSOLE_JOBS_LOAD_PLUGINS": "false",
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     env.update(extra)
     return env

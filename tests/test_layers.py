@@ -59,7 +59,9 @@ def imports_of(path: Path) -> Iterator[tuple[int, str]]:
     """(line, imported module) for each import in the file, relative ones resolved;
     ``from package import name`` is ``package.name`` when that is a module of ours, else
     ``package``."""
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    package = module_name(path)
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
     for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:

@@ -48,3 +48,11 @@ document.addEventListener("change", function (event) {
   scope.querySelectorAll('input[type="checkbox"][name="' + box.dataset.selectAll + '"]')
     .forEach(function (row) { row.checked = box.checked; });
 });
+
+// <div hx-get="/jobs" data-current-address>: a refresh asks for the address as it is when the
+// request leaves, with the filters and page the operator chose since the page loaded (htmx
+// pushes each into the address bar), never for the one the page was rendered with.
+document.addEventListener("htmx:configRequest", function (event) {
+  if (!event.detail.elt.hasAttribute("data-current-address")) return;
+  event.detail.path = window.location.pathname + window.location.search;
+});

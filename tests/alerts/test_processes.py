@@ -14,7 +14,8 @@ from console.alerts.operations import ensure_operations_tenant
 from console.alerts.scheduling import EVALUATE_HANDLER
 from console.jobs.models import attempts_table, jobs_table
 from tests.alerts.conftest import alerts_of, firing_subjects
-from tests.jobs.test_processes import wait_until, workers  # noqa: F401  (the fixture)
+from tests.jobs.test_processes import workers  # noqa: F401  (the fixture)
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 SECRET = "whsec-operators-0123456789"

@@ -12,7 +12,7 @@ from console.alerts.scheduling import EVALUATE_HANDLER
 from console.jobs import TenantConfig
 from console.jobs.runner import Runner
 from tests.alerts.conftest import alerts_of, firing_subjects, run_jobs
-from tests.jobs.test_processes import wait_until
+from tests.support import wait_until
 
 
 def queue_runs(service, tenant: str, ok: int = 0, failed: int = 0, handler: str = "sleeps"):

@@ -10,7 +10,8 @@ from console.api.field_errors import api_field
 
 
 @pytest.mark.parametrize("engine_field,api_name", [
-    ("delay", "delay_seconds"), ("job_specs", "jobs"), ("job_specs[2].delay", "jobs[2].delay_seconds"),
+    ("delay", "delay_seconds"), ("job_specs", "jobs"),
+    ("job_specs[2].delay", "jobs[2].delay_seconds"),
     ("job_specs[0].handler", "jobs[0].handler"), ("payload['a']", "payload['a']"),
     ("start_date", "start"), ("tenant_id", "tenant_id")])
 def test_engine_fields_are_named_as_the_client_sent_them(engine_field, api_name):

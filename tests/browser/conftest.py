@@ -6,7 +6,8 @@ served on 127.0.0.1 by a real threaded server, with its in-process runner execut
 - ``page`` (pytest-playwright's, one fresh context per test, 1280×800): when the test also uses
   ``live_server``, the context's ``base_url`` is its URL, so ``page.goto("/jobs")`` works.
 - ``signed_in_page``: ``page`` signed in as ``ADMIN`` through the real sign-in form.
-- ``sign_in(page, username, password)`` and ``screenshot(page, name)`` (into $SCREENSHOTS_DIR, by default a scratch folder).
+- ``sign_in(page, username, password)`` and ``screenshot(page, name)`` (into $SCREENSHOTS_DIR,
+  by default a scratch folder).
 
 Every test here is marked ``browser`` (``pytest -m browser`` / ``-m "not browser"``), skipped when
 /usr/bin/chromium is missing or on PostgreSQL (``TEST_DATABASE_URL``), and run after all other
@@ -57,7 +58,8 @@ def pytest_collection_modifyitems(config, items):
     """
     skip = None
     if ON_POSTGRES:
-        skip = pytest.mark.skip(reason="browser tests run on SQLite only (TEST_DATABASE_URL is set)")
+        skip = pytest.mark.skip(
+            reason="browser tests run on SQLite only (TEST_DATABASE_URL is set)")
     elif not CHROMIUM.exists():
         skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: apt-get install chromium "
                                        "(.ci/run does) to run the browser tests")

@@ -3,25 +3,20 @@ succeed, and the table's status filter and bulk cancel (selected rows, then all 
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 
 from playwright.sync_api import expect
 
 from console.jobs import JobStatus
+from tests.support import wait_until
 
 from .conftest import OPERATOR, screenshot, sign_in_to
 
 
-def wait_for(service, job_ids, statuses, timeout: float = 15.0) -> None:
+def wait_for(service, job_ids, statuses) -> None:
     """Until every job is in one of ``statuses`` (the live server's runner works meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = [service.get_job_by_id(job_id) for job_id in job_ids]
-        if all(job.status in statuses for job in jobs):
-            return
-        assert time.monotonic() < deadline, [(j.id, j.status.value) for j in jobs]
-        time.sleep(0.05)
+    wait_until(lambda: all(service.get_job_by_id(job_id).status in statuses
+                           for job_id in job_ids), 15, f"the jobs to be {statuses}")
 
 
 def test_a_failed_job_is_retried_from_its_page_and_succeeds_live(live_server, page,
@@ -113,3 +108,83 @@ def test_the_table_filters_by_status_and_cancels_in_bulk(live_server, page, make
     assert {service.get_job_by_id(j).status for j in waiting} == {JobStatus.CANCELLED}
     assert {service.get_job_by_id(j).status for j in ran} == {JobStatus.COMPLETED,
                                                               JobStatus.FAILED}
+
+
+# Notes, in the page, each live refresh of the jobs table that htmx has finished with (answered
+# and swapped in, or cancelled): the tests below wait for it before reading the table.
+RECORD_LIVE_REFRESHES = """
+window.liveRefreshes = [];
+document.addEventListener("htmx:afterRequest", function (event) {
+  var config = event.detail.requestConfig;
+  if (config && config.headers["X-Live-Refresh"]) window.liveRefreshes.push(config.path);
+});
+"""
+
+
+def jobs_in_two_states(service, make_tenant) -> list[str]:
+    """Three pending jobs and two cancelled ones (the runner leaves both alone); the pending."""
+    make_tenant("acme", "tier4", name="Acme")
+    jobs = [service.queue_delayed_job("noop", {"n": n}, timedelta(hours=1), "acme").id
+            for n in range(5)]
+    for job_id in jobs[3:]:
+        service.cancel_job(job_id)
+    return jobs[:3]
+
+
+def held(page, routes: list, what: str) -> None:
+    """Until a request is held in ``routes`` (Playwright hands them over while the test waits
+    in Playwright, hence the page's own wait between looks)."""
+    wait_until(lambda: routes, 10, what, sleep=lambda seconds: page.wait_for_timeout(
+        seconds * 1000))
+
+
+def test_the_stream_open_refresh_keeps_a_filter_chosen_before_the_stream_opened(
+        live_server, page, make_tenant):
+    # A slow connection: the page's event stream opens only after the operator has filtered.
+    pending = jobs_in_two_states(live_server.service, make_tenant)
+    page.add_init_script(RECORD_LIVE_REFRESHES)
+    streams = []
+    page.route("**/events", lambda route: streams.append(route))    # held until released
+    sign_in_to(page, "/jobs", *OPERATOR)
+    statuses = page.get_by_role("table", name="Jobs, newest first").locator("tbody td .status")
+    expect(statuses).to_have_count(5)
+    held(page, streams, "the page's event stream")
+
+    page.get_by_label("Status").select_option("pending")
+    expect(page).to_have_url(re.compile(r"/jobs\?status=pending$"))
+    expect(statuses).to_have_text(["pending"] * 3)
+    streams[0].continue_()                                  # the stream opens: the refresh goes
+    page.wait_for_function("() => window.liveRefreshes.length === 1")
+
+    expect(statuses).to_have_text(["pending"] * 3)
+    shown = [link.get_attribute("title") for link in
+             page.locator("#job-rows td a[title]").all()]
+    assert sorted(shown) == sorted(pending)
+    expect(page.get_by_label("Status")).to_have_value("pending")
+    assert page.evaluate("window.liveRefreshes") == ["/jobs?status=pending"]
+
+
+def test_a_refresh_still_on_its_way_never_lands_over_the_filter_chosen_after_it(
+        live_server, page, make_tenant):
+    # A slow answer: the refresh asked for the unfiltered table before the operator filtered,
+    # and its answer would arrive after the filtered one.
+    jobs_in_two_states(live_server.service, make_tenant)
+    page.add_init_script(RECORD_LIVE_REFRESHES)
+    refreshes = []
+    page.route(re.compile(r"/jobs(\?|$)"),
+               lambda route: refreshes.append(route)
+               if route.request.headers.get("x-live-refresh") else route.continue_())
+    sign_in_to(page, "/jobs", *OPERATOR)
+    statuses = page.get_by_role("table", name="Jobs, newest first").locator("tbody td .status")
+    expect(statuses).to_have_count(5)
+    held(page, refreshes, "the refresh when the stream opens")
+    assert refreshes[0].request.url == f"{live_server.url}/jobs"
+
+    page.get_by_label("Status").select_option("pending")
+    expect(page).to_have_url(re.compile(r"/jobs\?status=pending$"))
+    expect(statuses).to_have_text(["pending"] * 3)
+    refreshes[0].continue_()                                 # the old answer arrives, late
+    page.wait_for_function("() => window.liveRefreshes.length === 1")
+
+    expect(statuses).to_have_text(["pending"] * 3)
+    expect(page).to_have_url(re.compile(r"/jobs\?status=pending$"))

@@ -2,7 +2,6 @@
 `flask worker` process, and the status still changes on the open page within 2 seconds."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 
 from console.web.auth.views import set_user
 from tests.conftest import env_for_subprocess
+from tests.support import gunicorn_port, wait_until
 
 from .conftest import ADMIN
 
@@ -26,21 +26,12 @@ def app_config(app_config):
     return {**app_config, "JOBS_RUN_SCHEDULER": False}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_serving(url: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
-                return
-        except OSError:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+def serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -48,20 +39,22 @@ def processes(app, database_url, tmp_path):
     """gunicorn (2 web workers, no runner) and one `flask worker`, on the test's database."""
     with app.app_context():
         set_user(*ADMIN[:1], "admin", ADMIN[1])
-    port = free_port()
     web_log, worker_log = tmp_path / "gunicorn.log", tmp_path / "worker.log"
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "8",
-         "-b", f"127.0.0.1:{port}", "--no-control-socket", "wsgi:app"],
+         "-b", "127.0.0.1:0", "--no-control-socket", "wsgi:app"],
         cwd=ROOT, env=env_for_subprocess(database_url, CONSOLE_JOBS_RUN_SCHEDULER="false"),
         stdout=web_log.open("w"), stderr=subprocess.STDOUT)
     worker = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "console", "worker"], cwd=ROOT,
         env=env_for_subprocess(database_url), stdout=worker_log.open("w"),
         stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(url, web_log)
+        port, master = gunicorn_port(web_log)
+        assert master == web.pid
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: serving(url), 30, lambda: f"gunicorn to serve:\n{web_log.read_text()}",
+                   interval=0.2)
         yield url
     finally:
         for process in (web, worker):

@@ -1,21 +1,18 @@
 """The browser fixtures themselves: a live server per test with a running runner, one browser."""
 from __future__ import annotations
 
-import time
-
 from playwright.sync_api import expect
 
 from console.jobs import JobStatus, TenantConfig
+from tests.support import wait_until
 
 
 def test_the_live_servers_runner_runs_jobs(live_server, service):
     assert service is live_server.service
     service.tenants.set_tenant_config(TenantConfig.for_tier("acme", "Acme", "tier4"))
     job = service.queue_job("immediate", "sleeps", {"ms": 1}, "acme")
-    deadline = time.monotonic() + 10
-    while service.get_job_by_id(job.id).status is not JobStatus.COMPLETED:
-        assert time.monotonic() < deadline, "the live server's runner did not run the job"
-        time.sleep(0.05)
+    wait_until(lambda: service.get_job_by_id(job.id).status is JobStatus.COMPLETED, 10,
+               "the live server's runner to run the job")
 
 
 def test_each_test_has_its_own_server_and_a_fresh_page(live_server, page, browser):

@@ -9,13 +9,13 @@ server's runner has just run over noop, data_processor, fails_n_times and always
 from __future__ import annotations
 
 import re
-import time
 
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from console.demo import TENANTS, load_demo
 from console.jobs.models import jobs_table
+from tests.support import wait_until
 
 from .conftest import (
     ADMIN,
@@ -62,16 +62,14 @@ def populate(service) -> None:
     # jobs, notifications), so their rounds stay under 32 jobs.
     for tenant_id, rounds in (("acme", 20), ("globex", 15), ("initech", 6), ("hooli", 5)):
         service.queue_batch_jobs(live_mix(tenant_id, rounds), tenant_id)
-    deadline = time.monotonic() + 30
     query = select(func.count()).select_from(jobs_table).where(
         jobs_table.c.status.in_(UNFINISHED),
         jobs_table.c.handler.in_(("noop", "fails_n_times", "always_fails")))
-    while True:
+
+    def finished() -> bool:
         with service.engine.connect() as conn:
-            if not conn.execute(query).scalar():
-                return
-        assert time.monotonic() < deadline, "the runner did not finish the live jobs"
-        time.sleep(0.1)
+            return not conn.execute(query).scalar()
+    wait_until(finished, 30, "the runner to finish the live jobs", interval=0.1)
 
 
 def test_the_main_screens_show_their_data_and_draw_their_charts(live_server, page, page_errors):

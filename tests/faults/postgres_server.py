@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,7 +17,10 @@ from pathlib import Path
 # Throwaway settings: no durability (fsync off), room for many test processes' pools.
 SERVER_OPTIONS = ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                   "-c max_connections=200")
+# The first port the server tries (each engineer and CI job can have its own range: the
+# kernel's ephemeral ports could collide with a fixed one).
 FIRST_PORT = int(os.environ.get("FAULTS_PG_FIRST_PORT", "55467"))
+PORTS_TRIED = 100
 
 
 def postgres_binaries() -> Path | None:
@@ -37,25 +39,12 @@ def postgres_binaries() -> Path | None:
     return None
 
 
-def free_port(first: int = FIRST_PORT, tries: int = 100) -> int:
-    """The first port from ``first`` on that nobody listens on (each engineer and CI job has
-    its own range; the kernel's ephemeral ports could collide with a fixed one)."""
-    for port in range(first, first + tries):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {first}–{first + tries - 1}")
-
-
 class PostgresServer:
     """One cluster in a temporary folder, on 127.0.0.1:``port``."""
 
     def __init__(self, bin_dir: Path, port: int | None = None):
         self.bin_dir = bin_dir
-        self.port = port or free_port()
+        self.port = port          # None: the first from FIRST_PORT on that the server can bind
         self.root = Path(tempfile.mkdtemp(prefix="console-faults-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
@@ -97,7 +86,27 @@ class PostgresServer:
         return self
 
     def start(self) -> None:
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root / 'sock'} "
+        """Start on ``port``; the first time without one, on the first port from FIRST_PORT on
+        that the server itself could bind (a port found free and released could be taken by
+        another process before the server binds it). A restart keeps the port."""
+        if self.port is not None:
+            self._start(self.port)
+            return
+        for port in range(FIRST_PORT, FIRST_PORT + PORTS_TRIED):
+            logged = len(self.server_log())
+            try:
+                self._start(port)
+            except RuntimeError:
+                if "could not bind" in self.server_log()[logged:]:
+                    continue                       # taken: the server did not start
+                raise
+            self.port = port
+            return
+        raise RuntimeError(f"no port in {FIRST_PORT}–{FIRST_PORT + PORTS_TRIED - 1} could be "
+                           f"bound:\n{self.server_log()[-2000:]}")
+
+    def _start(self, port: int) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {self.root / 'sock'} "
                    f"{SERVER_OPTIONS}")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
                   "-o", options, "start")

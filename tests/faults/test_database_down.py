@@ -20,6 +20,7 @@ from console import create_app
 from console.jobs import DatabaseUnavailableError
 from console.jobs.models import daily_usage_table, jobs_table, rollups_table
 from tests.conftest import BASE_CONFIG, ON_POSTGRES
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 FAST = 3.0   # seconds: "fails fast" (a refused connection takes milliseconds)
@@ -159,12 +160,10 @@ def test_a_queue_call_cut_off_mid_transaction_stores_nothing(service, make_tenan
         blocker.execute("LOCK TABLE job_rollups IN EXCLUSIVE MODE")
         queuer.start()
         with psycopg.connect(server + database, autocommit=True) as observer:
-            deadline = time.monotonic() + 10
-            while not (waiting := observer.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%job_rollups%'").fetchone()):
-                assert time.monotonic() < deadline, "the queue call never reached the rollups"
-                time.sleep(0.02)
+            waiting = wait_until(lambda: observer.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%job_rollups%'").fetchone(), 10,
+                "the queue call to reach the rollups", interval=0.02)
             # Its connection goes first: in a plain shutdown the blocker's rollback could
             # free the lock and let the queue call commit just before its connection closed.
             observer.execute("SELECT pg_terminate_backend(%s)", waiting)

@@ -5,22 +5,15 @@ ever, but lapses and is recovered.
 """
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import update
 
 from console.jobs.models import jobs_table
 from console.jobs.runner import Runner
+from tests.support import wait_until
 
 UTC = timezone.utc
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
 
 
 def set_lease(service, job_id: str, **values) -> None:
@@ -72,7 +65,7 @@ def test_a_job_leased_to_a_runner_that_never_got_it_is_recovered(service, make_t
     assert abs((renewed - lapses).total_seconds()) < 0.01, (
         f"the lease of a job the runner does not hold was renewed to {renewed}")
 
-    time.sleep(0.6)
+    wait_until(lambda: datetime.now(UTC) > lapses, 5, "the lease to lapse")
     assert runner.recover_expired_leases() == 1
     service.run_until_idle(settle=0.2)
     assert service.get_job_by_id(job.id).status.value == "completed"

@@ -23,6 +23,7 @@ from benchmarks.cluster import Cluster
 from console.jobs.models import attempts_table, jobs_table, runners_table
 from console.jobs.runner import Runner
 from tests.conftest import BASE_CONFIG
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 UTC = timezone.utc
@@ -44,16 +45,6 @@ def database_url(throwaway_database_url):
 def app_config(database_url) -> dict:
     return {**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url, "JOBS_LEASE_SECONDS": LEASE,
             "JOBS_POLL_INTERVAL": POLL}
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(interval)
 
 
 def count(service, status: str) -> int:
@@ -83,7 +74,7 @@ def test_runners_carry_on_after_the_server_restarts(service, make_tenant, postgr
         local = Runner(service, threads=THREADS, name="in-test").start()
         try:
             ids = []
-            for start in range(0, JOBS, 500):
+            for _ in range(0, JOBS, 500):
                 ids += [job.id for job in service.queue_batch_jobs(
                     [{"type": "immediate", "handler": "record",
                       "payload": {"log": str(log), "sleep_ms": 5}}] * 500, "acme")]

@@ -123,9 +123,7 @@ def test_writers_of_all_processes_take_turns_and_a_dead_holder_frees_the_turn(
         assert "another process's writers" in caught.value.message
         holder.send_signal(signal.SIGKILL)        # dies holding it: the kernel lets go
         holder.wait(timeout=10)
-        began = time.monotonic()
-        service.queue_job("immediate", "sleeps", {}, "acme")
-        assert time.monotonic() - began < 0.3
+        service.queue_job("immediate", "sleeps", {}, "acme")   # a turn still held: "busy"
     finally:
         holder.kill()
     assert service.count_jobs("acme") == 2

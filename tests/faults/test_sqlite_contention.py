@@ -24,6 +24,7 @@ import pytest
 
 from benchmarks.cluster import Cluster
 from tests.conftest import ON_POSTGRES
+from tests.support import wait_until
 from tests.web.conftest import PASSWORDS
 
 pytestmark = [pytest.mark.slow,
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.slow,
                                                      "pass")]
 LOAD_SECONDS = 8.0
 TENANTS = ("acme", "globex", "initech")
+FINISHED_OR_WAITING = ("completed", "failed", "cancelled", "pending")
 ACCEPTABLE = {200, 201, 204, 302, 303, 404, 409, 429}
 
 
@@ -165,10 +167,8 @@ def test_many_writers_on_one_sqlite_file_never_see_a_locked_database(
         for client in clients:
             client.join(timeout=60)
         took = time.monotonic() - began
-        deadline = time.monotonic() + 60
-        while service.count_jobs(statuses=["queued", "processing"]):
-            assert time.monotonic() < deadline, "the runners did not drain the queue"
-            time.sleep(0.2)
+        wait_until(lambda: not service.count_jobs(statuses=["queued", "processing"]), 60,
+                   "the runners to drain the queue", interval=0.2)
         logs = {path.name: path.read_text(errors="replace")
                 for path in Path(tmp_path / "logs").glob("*.log")}
 
@@ -176,7 +176,7 @@ def test_many_writers_on_one_sqlite_file_never_see_a_locked_database(
     print(f"{requests} requests in {took:.1f} s ({requests / took:.0f}/s), answers "
           f"{dict(traffic.statuses)}; {len(traffic.acknowledged)} jobs acknowledged, "
           f"{service.count_jobs()} stored, by status "
-          f"{ {s: service.count_jobs(statuses=[s]) for s in ('completed', 'failed', 'cancelled', 'pending')} }")
+          f"{ {s: service.count_jobs(statuses=[s]) for s in FINISHED_OR_WAITING} }")
     assert all(not client.is_alive() for client in clients)
     assert not traffic.problems, "\n".join(traffic.problems[:20])
     assert requests >= 200, "too little traffic to say anything about contention"

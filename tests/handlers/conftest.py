@@ -1,7 +1,6 @@
 """Real servers on 127.0.0.1 for the notification handlers: SMTP (aiosmtpd) and HTTP."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from email import message_from_bytes
@@ -10,12 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import start_smtp_server
 
 
 class SmtpSink:
@@ -48,11 +42,8 @@ class SmtpSink:
 @pytest.fixture
 def smtp_server():
     """A real SMTP server on 127.0.0.1; ``.sink`` is its ``SmtpSink``, ``.port`` its port."""
-    from aiosmtpd.controller import Controller
-
     sink = SmtpSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
+    controller = start_smtp_server(sink)
     controller.sink = sink
     yield controller
     controller.stop()

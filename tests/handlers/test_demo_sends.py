@@ -11,8 +11,7 @@ from sqlalchemy import func, select
 
 from console.handlers.models import outbox_messages_table, reports_table
 from console.jobs.models import jobs_table
-
-from .conftest import free_port
+from tests.support import refused_port
 
 
 @pytest.fixture
@@ -77,17 +76,18 @@ def test_the_demo_sends_to_the_outbox_the_catch_all_and_a_local_smtp_server(
 def test_without_a_local_smtp_server_the_demo_sends_no_email(app_config, console_url):
     from console import create_app
 
-    app = create_app({**app_config, "MAIL_PORT": free_port()})
-    try:
-        result = demo(app, "--webhook-url", f"{console_url}/outbox/webhooks")
-        assert result.exit_code == 0, result.output
-        assert "not sent: email: nothing listens on 127.0.0.1:" in result.output
-        with app.extensions["jobs"].engine.connect() as conn:
-            emails = conn.execute(select(func.count()).select_from(jobs_table).where(
-                jobs_table.c.handler == "email_handler")).scalar()
-        assert emails == 0
-    finally:
-        app.extensions["jobs"].engine.dispose()
+    with refused_port() as port:
+        app = create_app({**app_config, "MAIL_PORT": port})
+        try:
+            result = demo(app, "--webhook-url", f"{console_url}/outbox/webhooks")
+            assert result.exit_code == 0, result.output
+            assert f"not sent: email: nothing listens on 127.0.0.1:{port}" in result.output
+            with app.extensions["jobs"].engine.connect() as conn:
+                emails = conn.execute(select(func.count()).select_from(jobs_table).where(
+                    jobs_table.c.handler == "email_handler")).scalar()
+            assert emails == 0
+        finally:
+            app.extensions["jobs"].engine.dispose()
 
 
 def test_the_demo_names_a_sender_the_email_channel_would_refuse(app_config, console_url):

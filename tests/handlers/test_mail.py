@@ -6,8 +6,7 @@ from sqlalchemy import func, select
 
 from console.handlers.models import sent_messages_table
 from console.jobs import JobStatus, JobValidationError
-
-from .conftest import free_port
+from tests.support import refused_port, start_smtp_server
 
 
 @pytest.fixture
@@ -127,10 +126,11 @@ def test_a_5xx_reply_to_data_fails_at_once(service, make_tenant, sink):
 def test_no_server_is_a_retryable_connection_error(service, make_tenant, monkeypatch):
     make_tenant("acme")
     handler = service.handlers.get("email_handler")
-    monkeypatch.setitem(handler.config, "MAIL_PORT", free_port())
-    job = service.queue_notification("email", "jane@example.test", "acme", subject="s", body="b",
-                                     max_retries=1)
-    service.run_until_idle(settle=0.3)
+    with refused_port() as port:
+        monkeypatch.setitem(handler.config, "MAIL_PORT", port)
+        job = service.queue_notification("email", "jane@example.test", "acme", subject="s",
+                                         body="b", max_retries=1)
+        service.run_until_idle(settle=0.3)
     done = service.get_job_by_id(job.id)
     assert done.status == JobStatus.FAILED
     attempts = service.get_job_attempts(job.id)
@@ -139,7 +139,6 @@ def test_no_server_is_a_retryable_connection_error(service, make_tenant, monkeyp
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_login_with_the_configured_credentials(service, make_tenant, monkeypatch):
-    from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
     from .conftest import SmtpSink
@@ -149,10 +148,8 @@ def test_login_with_the_configured_credentials(service, make_tenant, monkeypatch
         return AuthResult(success=ok, handled=False)
 
     sink = SmtpSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port(),
-                            authenticator=authenticator, auth_require_tls=False,
-                            auth_required=True, auth_exclude_mechanism=["LOGIN"])
-    controller.start()
+    controller = start_smtp_server(sink, authenticator=authenticator, auth_require_tls=False,
+                                   auth_required=True, auth_exclude_mechanism=["LOGIN"])
     try:
         make_tenant("acme")
         handler = service.handlers.get("email_handler")

@@ -11,8 +11,9 @@ import subprocess
 import pytest
 
 from console.jobs import JobStatus
+from tests.support import start_smtp_server
 
-from .conftest import SmtpSink, free_port
+from .conftest import SmtpSink
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="needs the openssl command to make a certificate")
@@ -38,11 +39,8 @@ def server_context(certificate):
 
 
 def start(controller_options):
-    from aiosmtpd.controller import Controller
-
     sink = SmtpSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port(), **controller_options)
-    controller.start()
+    controller = start_smtp_server(sink, **controller_options)
     controller.sink = sink
     return controller
 

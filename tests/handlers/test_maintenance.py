@@ -206,7 +206,8 @@ def test_pruning_also_trims_the_history_of_jobs_that_never_finish(service, make_
     old = datetime.now(UTC) - timedelta(days=40)
     with service.engine.begin() as conn:
         ids = conn.execute(select(attempts_table.c.id).where(
-            attempts_table.c.job_id == every_minute.id).order_by(attempts_table.c.id)).scalars().all()
+            attempts_table.c.job_id == every_minute.id).order_by(attempts_table.c.id)
+        ).scalars().all()
         assert len(ids) == 3
         conn.execute(update(attempts_table).where(attempts_table.c.id.in_(ids[:2]))
                      .values(started_at=old, finished_at=old))

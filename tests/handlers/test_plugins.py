@@ -1,7 +1,6 @@
 """Handlers from the ``console.handlers`` entry-point group."""
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 import subprocess
@@ -17,6 +16,12 @@ from console.handlers.plugins import ENTRY_POINT_GROUP, HandlerPluginError
 from console.jobs import JobStatus, TenantConfig
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_processor"
+
+
+@pytest.fixture
+def app_config(app_config):
+    """Plug-in discovery on: what these tests are about (the shared settings turn it off)."""
+    return {**app_config, "JOBS_LOAD_PLUGINS": True}
 
 
 def _fake_entry_points(monkeypatch, **targets):
@@ -67,25 +72,28 @@ def test_an_entry_point_that_cannot_be_loaded_stops_the_app(app_config, monkeypa
 
 
 def test_plugins_can_be_turned_off(app_config, monkeypatch):
-    _fake_entry_points(monkeypatch, broken="no_such_package:Thing")
-    create_app({**app_config, "JOBS_LOAD_PLUGINS": False}).extensions["jobs"].engine.dispose()
+    _fake_entry_points(monkeypatch, broken="no_such_package:Thing",
+                       plugin_noop="tests.handlers.plugin_fixtures:PluginNoop")
+    service = _build({**app_config, "JOBS_LOAD_PLUGINS": False})     # the broken one is not read
+    assert "plugin_noop" not in service.handlers and "noop" in service.handlers
 
 
 @pytest.fixture
-def installed_example(tmp_path_factory):
-    """pip-installs examples/custom_processor (not editable: its entry point metadata is real),
-    from a copy, so that the build leaves nothing in the source tree."""
+def installed_example(tmp_path_factory, monkeypatch):
+    """examples/custom_processor pip-installed (not editable: its entry point metadata is real)
+    into a folder of this test's own, put on sys.path: the environment, which another test run
+    may be using at the same time, is left as it was. Built from a copy, so that the build
+    leaves nothing in the source tree."""
     source = tmp_path_factory.mktemp("example") / EXAMPLE.name
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", str(source)],
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
+                    "--disable-pip-version-check", "--target", str(target), str(source)],
                    check=True)
-    importlib.invalidate_caches()
+    monkeypatch.syspath_prepend(str(target))        # also invalidates the import caches
     try:
         yield
     finally:
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q",
-                        "console-example-processor"], check=True)
-        importlib.invalidate_caches()
         for name in [m for m in sys.modules if m.startswith("console_example_processor")]:
             del sys.modules[name]
 

@@ -130,11 +130,16 @@ def test_the_weekly_report_covers_the_previous_seven_days(service, make_tenant):
 
 def test_the_reference_payloads_are_accepted(service, make_tenant):
     make_tenant("acme", "tier2")
-    service.queue_scheduled_job("Daily Report", "0 9 * * *", "report_generator",
-                                {"type": "usage"}, "acme")
-    service.queue_batch_jobs([{"type": "scheduled", "handler": "report_generator",
-                               "payload": {"report_type": "usage"},
-                               "scheduledFor": datetime.now(UTC) + timedelta(hours=1)}], "acme")
+    daily = service.queue_scheduled_job("Daily Report", "0 9 * * *", "report_generator",
+                                        {"type": "usage"}, "acme")
+    [later] = service.queue_batch_jobs([{"type": "scheduled", "handler": "report_generator",
+                                         "payload": {"report_type": "usage"},
+                                         "scheduledFor": datetime.now(UTC) + timedelta(hours=1)}],
+                                       "acme")
+    for job in (daily, later):
+        stored = service.get_job_by_id(job.id)
+        assert (stored.handler, stored.status) == ("report_generator", JobStatus.PENDING)
+    assert service.get_job_by_id(daily.id).cron_schedule == "0 9 * * *"
 
 
 @pytest.mark.parametrize("payload, message", [

@@ -12,8 +12,7 @@ from console.handlers.webhook import (
     verify_signature,
 )
 from console.jobs import JobStatus, JobValidationError, TenantConfig
-
-from .conftest import free_port
+from tests.support import refused_port
 
 SECRET = "whsec-acme-0123456789"
 
@@ -130,9 +129,10 @@ def test_a_404_fails_at_once(service, tenant, http_receiver):
 
 
 def test_connection_refused_is_retryable(service, tenant):
-    url = f"http://127.0.0.1:{free_port()}/hooks"
-    job = service.queue_notification("webhook", url, "acme", body={}, max_retries=2)
-    service.run_until_idle(settle=0.3)
+    with refused_port() as port:
+        job = service.queue_notification("webhook", f"http://127.0.0.1:{port}/hooks", "acme",
+                                         body={}, max_retries=2)
+        service.run_until_idle(settle=0.3)
     done = service.get_job_by_id(job.id)
     assert done.status == JobStatus.FAILED
     assert [a["error_type"] for a in service.get_job_attempts(job.id)] == [

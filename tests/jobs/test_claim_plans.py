@@ -26,7 +26,8 @@ def test_finding_tenants_with_due_work_uses_the_claim_index_with_stale_statistic
         conn.execute(text("ANALYZE jobs"))
         # Most of them run and finish before the statistics are taken again: the planner still
         # believes 20,000 jobs are queued, and the few queued ones are at the end of the table.
-        conn.execute(text("UPDATE jobs SET status = 'completed' WHERE id <= lpad('19990', 36, '0')"))
+        conn.execute(text("UPDATE jobs SET status = 'completed' "
+                          "WHERE id <= lpad('19990', 36, '0')"))
     sql = str(_TENANTS_WITH_DUE_WORK.compile(dialect=postgresql.dialect(),
                                              compile_kwargs={"literal_binds": True}))
     with service.engine.connect() as conn:

@@ -5,7 +5,6 @@ they came often enough to all but stop the runners)."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime, timezone
 
 import pytest
@@ -15,6 +14,7 @@ from console.jobs import db
 from console.jobs.models import rollups_table
 from console.jobs.rollups import RollupBatch
 from tests.conftest import ON_POSTGRES
+from tests.support import wait_until
 
 pytestmark = pytest.mark.skipif(not ON_POSTGRES, reason="row locks and deadlocks: PostgreSQL")
 UTC = timezone.utc
@@ -64,10 +64,8 @@ def test_two_runners_recording_opposite_orders_do_not_deadlock(service, make_ten
                                                                           ["b", "a"])]
     for writer in writers:
         writer.start()
-    deadline = time.monotonic() + 10
-    while waiting_on_locks(engine) < 2:
-        assert time.monotonic() < deadline, "the writers never queued behind the holder"
-        time.sleep(0.02)
+    wait_until(lambda: waiting_on_locks(engine) >= 2, 10, "the writers to queue behind the holder",
+               interval=0.02)
     holding.commit()
     holder.close()
     for writer in writers:

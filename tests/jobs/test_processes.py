@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from sqlalchemy import func, select
 
 from console.jobs.models import attempts_table, jobs_table
 from tests.conftest import BASE_CONFIG, env_for_subprocess
+from tests.support import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 2
@@ -120,21 +120,6 @@ def workers(database_url, tmp_path):
         yield started
     finally:
         started.cleanup()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1,
-               what: str | Callable[[], str] = "condition") -> object:
-    """Poll ``predicate`` until it returns something truthy; ``what`` (or ``what()``, evaluated
-    at the timeout) describes it in the failure."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            description = what() if callable(what) else what
-            raise AssertionError(f"timed out after {timeout} s waiting for {description}")
-        time.sleep(interval)
 
 
 def read_log(path: Path) -> list[tuple[str, int]]:

@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 
 from console.jobs.runner import Runner
+from tests.support import wait_until
 
 
 def test_delayed_jobs_queued_while_the_runner_claims_all_run(service, make_tenant):
@@ -24,10 +25,8 @@ def test_delayed_jobs_queued_while_the_runner_claims_all_run(service, make_tenan
             queued.append(service.queue_delayed_job("noop", {"i": i},
                                                     timedelta(milliseconds=300), "acme").id)
             time.sleep(0.01)
-        deadline = time.monotonic() + 30
-        while service.count_jobs(tenant_id="acme", statuses=["completed"]) < len(queued):
-            assert time.monotonic() < deadline, "the delayed jobs did not all run"
-            time.sleep(0.05)
+        wait_until(lambda: service.count_jobs(tenant_id="acme", statuses=["completed"])
+                   == len(queued), 30, "the delayed jobs to run")
     finally:
         runner.stop(grace=1)
     assert {service.get_job_by_id(job_id).status.value for job_id in queued} == {"completed"}

@@ -1,10 +1,9 @@
 """/metrics served by several gunicorn processes answers the same figures from each."""
 from __future__ import annotations
 
-import socket
+import re
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -12,14 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import env_for_subprocess
+from tests.support import gunicorn_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def totals(body: str) -> dict:
@@ -41,30 +35,49 @@ def test_every_gunicorn_worker_reports_the_database_figures(service, make_tenant
     service.run_until_idle(settle=0.2)
     for _ in range(2):
         service.queue_job("immediate", "sleeps", {}, "acme")
-    port = free_port()
     env = env_for_subprocess(database_url, CONSOLE_JOBS_RUN_SCHEDULER="false")
-    log = open(tmp_path / "gunicorn.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "3", "-k", "gthread", "--threads", "2",
-         "-b", f"127.0.0.1:{port}", "--no-control-socket", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log, access = tmp_path / "gunicorn.log", tmp_path / "access.log"
+    # The access log names the worker process (%(p)s) that answered each scrape (%(U)s%(q)s).
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", "3", "-k", "gthread", "--threads", "2",
+             "-b", "127.0.0.1:0", "--no-control-socket", "--access-logfile", str(access),
+             "--access-logformat", "%(p)s %(U)s?%(q)s %(s)s", "wsgi:app"],
+            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
-        bodies = []
-        deadline = time.monotonic() + 30
-        while len(bodies) < 12:
-            assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
-            try:
-                # A new connection each time, so the master hands scrapes to different workers.
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    bodies.append(r.read().decode())
-            except OSError:
-                time.sleep(0.2)
-        first = totals(bodies[0])
+        port, master = gunicorn_port(log)
+        assert master == server.pid
+        bodies: dict[str, str] = {}
+
+        def scrape_until_two_workers_answered():
+            # A new connection each time, so the master's workers take turns accepting. The
+            # first ones wait in the socket's backlog while the workers build their apps.
+            tag = f"scrape={len(bodies)}"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?{tag}",
+                                        timeout=30) as r:
+                bodies[tag] = r.read().decode()
+            return len(bodies) >= 12 and len(set(answered_by().values())) > 1
+
+        def answered_by() -> dict[str, int]:
+            lines = access.read_text().splitlines() if access.exists() else []
+            return {m.group(2): int(m.group(1)) for m in
+                    map(re.compile(r"<(\d+)> /metrics\?(scrape=\d+) 200").fullmatch, lines) if m}
+
+        wait_until(scrape_until_two_workers_answered, 60, "scrapes answered by two workers",
+                   interval=0)
+        workers = {int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)",
+                                                  log.read_text())}
+        assert len(workers) == 3, log.read_text()
+        # Each scrape was answered by one of the workers of the gunicorn started here (a worker
+        # logs a request once it has sent the answer, so the last line may come a bit later).
+        wait_until(lambda: set(answered_by()) == set(bodies), 5, "every scrape in the access log")
+        assert set(answered_by().values()) <= workers
+
+        first = totals(next(iter(bodies.values())))
         assert first[("console_job_attempts_total",
                       (("handler", "sleeps"), ("type", "immediate")))] == 4
         assert first[("console_jobs", (("status", "queued"), ("tenant", "acme")))] == 2
-        assert all(totals(body) == first for body in bodies)
+        assert all(totals(body) == first for body in bodies.values())
     finally:
         server.terminate()
         server.wait(timeout=30)
-        log.close()

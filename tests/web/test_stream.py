@@ -7,7 +7,7 @@ import threading
 def read_events_until(response, marker: str, limit: int = 50) -> str:
     """Read the event stream until ``marker`` appears (each chunk is one send)."""
     received = ""
-    for _, chunk in zip(range(limit), response.response):
+    for _, chunk in zip(range(limit), response.response, strict=False):
         received += chunk.decode() if isinstance(chunk, bytes) else chunk
         if marker in received:
             break

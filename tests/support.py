@@ -1,0 +1,75 @@
+"""Helpers the tests share: waiting for a condition instead of sleeping, and servers on ports
+that no other process can take.
+
+A port found free by binding and releasing it can be taken by anyone before the server binds it
+again (the other test pass, another engineer's tests). So servers here bind port 0 themselves
+and report the port the kernel gave them, and a test that needs a port where nothing listens
+holds it bound without listening.
+"""
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "the condition",
+               interval: float = 0.05, sleep: Callable[[float], object] = time.sleep) -> T:
+    """Call ``predicate`` until it returns something true, and return that.
+
+    Fails the test (AssertionError naming ``what``; a callable ``what`` is called then, e.g. to
+    read a server's log) after ``timeout`` seconds. ``sleep`` waits between calls: a Playwright
+    test passes ``lambda s: page.wait_for_timeout(s * 1000)`` so the page's events go on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"still waiting after {timeout:g} s for "
+                                 f"{what() if callable(what) else what}")
+        sleep(interval)
+
+
+@contextmanager
+def refused_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port where a connection is refused for as long as the block runs: it stays bound (so
+    no one else can listen on it) but never listens."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        yield sock.getsockname()[1]
+
+
+LISTENING_AT = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+) \((\d+)\)")
+
+
+def gunicorn_port(log: Path, timeout: float = 30.0) -> tuple[int, int]:
+    """(port, master pid) of a gunicorn started with ``-b 127.0.0.1:0``, read from its log."""
+    found = wait_until(lambda: LISTENING_AT.search(log.read_text(errors="replace")),
+                       timeout, lambda: f"gunicorn to listen; its log:\n{log.read_text()}",
+                       interval=0.1)
+    return int(found.group(1)), int(found.group(2))
+
+
+def start_smtp_server(handler, **options):
+    """aiosmtpd's ``Controller`` on 127.0.0.1 and a port the kernel picks, started; its
+    ``.port`` is that port. ``options`` go to ``Controller`` (ssl_context, authenticator…)."""
+    from aiosmtpd.controller import Controller
+
+    class OnAnyPort(Controller):
+        def _create_server(self):
+            async def bound():
+                server = await Controller._create_server(self)
+                self.port = server.sockets[0].getsockname()[1]
+                return server
+            return bound()
+
+    controller = OnAnyPort(handler, hostname="127.0.0.1", port=0, **options)
+    controller.start()
+    return controller
