@@ -20,19 +20,27 @@ def _ok(context, result=None):
 
 class RecordingHandler(JobHandler):
     """Appends ``<job id> <pid>`` to the file ``payload["log"]`` (O_APPEND: safe across
-    processes), after sleeping ``payload["sleep_ms"]``: independent evidence of every execution."""
+    processes), after sleeping ``payload["sleep_ms"]``: independent evidence of every execution.
+    With ``payload["start_log"]``, the same line goes there when the attempt starts on its
+    thread (a claimed job may still wait for a free thread)."""
 
     handler_name = "record"
     supported_job_types = ALL_TYPES
 
     def execute(self, context):
+        if context.job.payload.get("start_log"):
+            _append(context.job.payload["start_log"], f"{context.job.id} {os.getpid()}\n")
         time.sleep(context.job.payload.get("sleep_ms", 0) / 1000.0)
-        fd = os.open(context.job.payload["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{context.job.id} {os.getpid()}\n".encode())
-        finally:
-            os.close(fd)
+        _append(context.job.payload["log"], f"{context.job.id} {os.getpid()}\n")
         return _ok(context)
+
+
+def _append(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 class FailsNTimesHandler(JobHandler):

@@ -152,11 +152,12 @@ def status_counts(service) -> Counter:
 
 
 def queue_records(service, count: int, log: Path, sleep_ms: int = 0, tenant: str = "acme",
-                  batch: int = 500) -> list[str]:
+                  batch: int = 500, start_log: Path | None = None) -> list[str]:
     ids = []
+    extra = {"start_log": str(start_log)} if start_log else {}
     for start in range(0, count, batch):
         specs = [{"type": "immediate", "handler": "record",
-                  "payload": {"log": str(log), "sleep_ms": sleep_ms, "n": start + i}}
+                  "payload": {"log": str(log), "sleep_ms": sleep_ms, "n": start + i, **extra}}
                  for i in range(min(batch, count - start))]
         ids += [job.id for job in service.queue_batch_jobs(specs, tenant)]
     return ids
@@ -275,14 +276,18 @@ def test_sigterm_releases_or_finishes_running_jobs(service, make_tenant, workers
         running: set[str] = set()
     else:
         # Stop while the worker is mid-way: some attempts done, some running, some queued.
-        ids = queue_records(service, 8 * threads, log, sleep_ms=300)
+        started_log = tmp_path / "started.log"
+        ids = queue_records(service, 8 * threads, log, sleep_ms=300, start_log=started_log)
 
         def running_after_first_round():
             if service.count_jobs(statuses=["completed"]) < threads:
                 return None
-            return {job.id for job in service.get_jobs_by_status("processing")}
+            # Started on a thread and not yet finished: a job only claimed (processing in the
+            # database, still waiting for a thread) is rightly handed back untouched.
+            started = {job_id for job_id, _ in read_log(started_log)}
+            return (started - {job_id for job_id, _ in read_log(log)}) or None
 
-        # Jobs seen running just before SIGTERM; each is at most 300 ms from its end.
+        # Jobs running just before SIGTERM; each is at most 300 ms from its end.
         running = wait_until(running_after_first_round, timeout=15, interval=0.02,
                              what="the worker to be busy")
     code, took = workers.terminate(w, timeout=10)
