@@ -68,12 +68,28 @@ MAIL_CA_FILE = None
 # The webhook channel. Each request is signed with the tenant's custom_settings["webhookSecret"],
 # else with this secret; with neither, webhooks fail (nothing is ever sent unsigned).
 WEBHOOK_SIGNING_SECRET = None
-# Seconds to wait for a webhook receiver (connect, and the answer) before the attempt is retried.
+# Seconds one webhook request may take in all (name lookup, connect, send, and the answer, of
+# which at most 64 KiB are read) before the attempt is retried.
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 # The webhook catch-all at POST /outbox/webhooks: keeps each webhook whose signature verifies
 # (with the tenant's webhookSecret, else WEBHOOK_SIGNING_SECRET) in the outbox, for demos and
 # end-to-end tests without the internet. Unsigned requests are refused. False: 404.
 WEBHOOK_CATCH_ALL = True
+# Where outbound requests to addresses tenants give (webhooks, alert webhooks) may go: public
+# addresses only. A host name is resolved once, every address it resolves to must be public,
+# and the connection goes to that address. Refused: loopback, private (10/8, 172.16/12,
+# 192.168/16, fc00::/7), link-local (169.254/16 — cloud metadata —, fe80::/10), multicast,
+# reserved, unspecified and any other non-global address, also inside IPv4-mapped IPv6. Literal
+# addresses and localhost are refused at queue time, names that resolve there at send time
+# (the job fails without retrying). True lets private addresses through (demos, tests, a
+# receiver on your own network).
+WEBHOOK_ALLOW_PRIVATE = False
+# Host names (or literal addresses) let through even when they are or resolve to a private
+# address: a list, or a string with commas. WEBHOOK_DENIED_NETWORKS still applies to them.
+WEBHOOK_ALLOWED_HOSTS: list[str] = []
+# Extra networks (CIDRs, "203.0.113.0/24") refused even when public, and even with
+# WEBHOOK_ALLOW_PRIVATE or WEBHOOK_ALLOWED_HOSTS: a list, or a string with commas.
+WEBHOOK_DENIED_NETWORKS: list[str] = []
 
 # Who delivers SMS and push messages: "outbox" (stored in the database and shown by the console,
 # never sent) or "package.module:ClassName", a console.handlers.providers.MessageProvider subclass
