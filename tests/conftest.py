@@ -37,6 +37,9 @@ BASE_CONFIG = {
     # environment (or being installed by another test run) must not change what tests see.
     # The plug-in tests turn discovery on (tests/handlers/test_plugins.py).
     "JOBS_LOAD_PLUGINS": False,
+    # Webhooks go to public addresses only; the tests' receivers listen on 127.0.0.1.
+    # tests/handlers/test_outbound.py turns this off to see private addresses refused.
+    "WEBHOOK_ALLOW_PRIVATE": True,
 }
 
 
@@ -131,7 +134,7 @@ def env_for_subprocess(database_url: str, **extra: str) -> dict[str, str]:
            "CONSOLE_JOBS_HANDLERS": json.dumps(TEST_HANDLERS),
            "CONSOLE_JOBS_RETRY_BASE_SECONDS": "0.05", "CONSOLE_JOBS_POLL_INTERVAL": "0.5",
            "CONSOLE_SECRET_KEY": "test-secret", "CONSOLE_ALERTS_ENABLED": "false",
-           "CONSOLE_JOBS_LOAD_PLUGINS": "false",
+           "CONSOLE_JOBS_LOAD_PLUGINS": "false", "CONSOLE_WEBHOOK_ALLOW_PRIVATE": "true",
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     env.update(extra)
     return env

@@ -11,12 +11,19 @@ With neither, nothing is sent unsigned: the job fails with ``WebhookConfigError`
 Answers: 2xx succeeds; 5xx, 408, 429 and network errors are retried (``Retry-After`` on 429/503
 sets the least wait before the next try); other answers (4xx, and 3xx: redirects are not
 followed) end the job at once.
+
+Where: public addresses only, checked at queue time for literal addresses and ``localhost`` and
+at send time for what a name resolves to (``outbound.py``, ``WEBHOOK_ALLOW_PRIVATE``,
+``WEBHOOK_ALLOWED_HOSTS``, ``WEBHOOK_DENIED_NETWORKS``); a refused destination ends the job at
+once with one text whatever the address. At most 64 KiB of the answer are read (500 characters
+kept in the result), within one deadline of ``WEBHOOK_TIMEOUT_SECONDS`` for the whole request.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import logging
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -24,10 +31,15 @@ from typing import Any
 
 import httpx
 
-from ..jobs import JobExecutionContext
+from ..jobs import JobExecutionContext, JobValidationError
 from .delivery import Delivery, DeliveryError, NotificationHandler, check_message_id, config_value
+from .outbound import OutboundPolicy, RefusedDestination, post
 
+log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Console-Signature"
+# The one text for a destination refused at send time, whatever the address: a tenant learns
+# nothing of what its host name resolves to inside (the log names it for operators).
+REFUSED_AT_SEND = "refused: webhooks go to public addresses only"
 MESSAGE_ID_HEADER = "X-Console-Message-Id"
 _RETRYABLE_STATUSES = {408, 429}
 _RESERVED_HEADERS = {"content-type", "content-length", "host", SIGNATURE_HEADER.lower(),
@@ -95,6 +107,10 @@ class WebhookHandler(NotificationHandler):
     payload_hint = ("needs 'recipient' (an http or https URL) and 'body' (the JSON to post); "
                     "optional 'headers' (dict of str), 'message_id'")
 
+    def __init__(self, engine, config=None):
+        super().__init__(engine, config)
+        self.policy = OutboundPolicy.from_config(self.config)
+
     def validate_payload(self, payload: dict[str, Any]) -> bool:
         url = payload.get("recipient")
         try:
@@ -103,6 +119,11 @@ class WebhookHandler(NotificationHandler):
             parsed = None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"recipient {url!r} must be an http or https URL")
+        try:
+            self.policy.check_destination(parsed.host)   # literals and localhost: no DNS here
+        except RefusedDestination as refused:
+            raise JobValidationError("recipient", f"{url} points at {refused.kind}; webhooks go "
+                                                  "to public addresses only") from None
         if "body" not in payload:
             raise ValueError("body (the JSON to post) is required")
         headers = payload.get("headers")
@@ -139,24 +160,33 @@ class WebhookHandler(NotificationHandler):
         timeout = float(config_value(self.config, "WEBHOOK_TIMEOUT_SECONDS") or 10)
         url = payload["recipient"]
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-                response = client.post(url, content=raw_body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise DeliveryError(f"{url} did not answer within {timeout:g} s ({type(exc).__name__})",
-                                retryable=True, error_type="WebhookTimeout") from exc
+            response = post(url, content=raw_body, headers=headers, policy=self.policy,
+                            timeout=timeout)
+        except RefusedDestination as refused:
+            log.warning("webhook job %s of tenant %s not sent: %s", context.job.id,
+                        context.tenant_id, refused)
+            raise DeliveryError(f"{url}: {REFUSED_AT_SEND}", retryable=False,
+                                error_type="WebhookDestinationRefused") from None
+        except httpx.TimeoutException:
+            raise DeliveryError(f"{url} did not answer within {timeout:g} s", retryable=True,
+                                error_type="WebhookTimeout") from None
         except httpx.TransportError as exc:
-            raise DeliveryError(f"could not reach {url}: {type(exc).__name__}: {exc}",
-                                retryable=True, error_type="WebhookConnectionError") from exc
+            # Only a generic text: what failed how (refused, reset, unknown name) is for the log.
+            log.info("webhook job %s to %s: %s: %s", context.job.id, url, type(exc).__name__, exc)
+            raise DeliveryError(f"could not connect to the recipient {url}", retryable=True,
+                                error_type="WebhookConnectionError") from None
         status = response.status_code
         details = {"status_code": status, "url": url}
         if 200 <= status < 300:
+            if response.truncated:
+                details["response_truncated"] = True
             return Delivery(provider_message_id=response.headers.get("X-Request-Id"),
-                            details={**details, "response": response.text[:500]})
+                            details={**details, "response": response.text(500)})
         retryable = status >= 500 or status in _RETRYABLE_STATUSES
         retry_after = (retry_after_seconds(response.headers.get("Retry-After"))
                        if status in (429, 503) else None)
         raise DeliveryError(
-            f"{url} answered {status} {response.reason_phrase}: {response.text[:200]}",
+            f"{url} answered {status} {response.reason_phrase}: {response.text(200)}",
             retryable=retryable, retry_after=retry_after, details=details,
             error_type="WebhookTemporaryError" if retryable else "WebhookRejected")
 

@@ -89,6 +89,8 @@ def prepare_job(registry: HandlerRegistry, *, job_type: Any, handler: Any, paylo
         _check_schema(handler_obj.payload_schema, payload)
     try:
         accepted = handler_obj.validate_payload(payload)
+    except JobValidationError:   # the handler names the field itself (e.g. "recipient")
+        raise
     except Exception as exc:  # a handler's validator that raises is a rejection, not a crash
         raise JobValidationError("payload", f"rejected by handler {handler!r}: {exc}") from None
     if not accepted:
