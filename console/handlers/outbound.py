@@ -102,11 +102,11 @@ def address_kind(address: IPAddress) -> str | None:
         return "a link-local address"
     if address.is_multicast:
         return "a multicast address"
+    if address.is_reserved:
+        return "a reserved address"
     if address.is_private or (isinstance(address, ipaddress.IPv6Address)
                               and address.is_site_local):
         return "a private address"
-    if address.is_reserved:
-        return "a reserved address"
     if not address.is_global:
         return "a non-public address"
     return None
