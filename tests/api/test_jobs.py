@@ -78,6 +78,13 @@ def test_a_tenant_token_cannot_queue_for_another_tenant(api, service):
     assert same.status_code == 201
 
 
+@pytest.fixture
+def app_config(app_config):
+    # The product's default, which the tests' base config turns off: webhooks to public
+    # addresses only (nothing in this module sends one).
+    return {**app_config, "WEBHOOK_ALLOW_PRIVATE": False}
+
+
 @pytest.mark.parametrize("body,field,words", [
     ({"type": "immediate"}, "handler", "is required"),
     ({"type": "immediate", "handler": "nope"}, "handler", "unknown handler 'nope'"),
@@ -104,6 +111,15 @@ def test_a_tenant_token_cannot_queue_for_another_tenant(api, service):
       "timezone": "Mars/Olympus"}, "timezone", "unknown time zone"),
     ({"type": "immediate", "handler": "noop", "idempotency_key": "a\u0000b"},
      "idempotency_key", "NUL"),
+    ({"type": "notification", "handler": "webhook_handler",
+      "payload": {"channel": "webhook", "recipient": "http://127.0.0.1:5099/internal",
+                  "body": {}}},
+     "recipient", "http://127.0.0.1:5099/internal points at a loopback address; webhooks go "
+                  "to public addresses only"),
+    ({"type": "notification", "handler": "webhook_handler",
+      "payload": {"channel": "webhook", "recipient": "http://169.254.169.254/latest/meta-data/",
+                  "body": {}}},
+     "recipient", "points at a link-local address"),
 ])
 def test_invalid_jobs_are_422_naming_the_field(api, service, body, field, words):
     response = api("post", "/jobs", token="acme", json=body)
@@ -161,6 +177,22 @@ def test_queue_a_notification(api, service):
                                                             "pending")
     assert job["payload"]["recipient"] == "ada@example.com"
     assert job["payload"]["reply_to"] == "ops@example.com"
+
+
+@pytest.mark.parametrize("url,kind", [
+    ("http://127.0.0.1:5099/internal", "loopback"), ("http://localhost:5099/x", "loopback"),
+    ("http://0x7f000001/", "loopback"), ("http://169.254.169.254/latest/meta-data/",
+                                         "link-local"),
+    ("http://[::1]/", "loopback"), ("http://10.0.0.1/", "private")])
+def test_a_webhook_to_a_private_address_is_422_naming_the_recipient(api, service, url, kind):
+    response = api("post", "/notifications", token="acme",
+                   json={"type": "webhook", "recipient": url, "body": {"n": 1}})
+    assert response.status_code == 422, response.get_json()
+    [error] = response.get_json()["errors"]
+    assert error["field"] == "recipient"
+    assert error["message"] == (f"{url} points at a {kind} address; webhooks go to public "
+                                "addresses only")
+    assert service.count_jobs("acme") == 0
 
 
 def test_a_notification_on_an_unknown_channel_is_422(api):

@@ -23,6 +23,13 @@ ROUTES = [("get", "/jobs/new"), ("get", "/jobs/new/delayed"), ("get", "/jobs/new
 
 
 @pytest.fixture
+def app_config(app_config):
+    # The product's default, which the tests' base config turns off: webhooks to public
+    # addresses only (nothing in this module sends one).
+    return {**app_config, "WEBHOOK_ALLOW_PRIVATE": False}
+
+
+@pytest.fixture
 def acme(make_tenant):
     return make_tenant("acme", "tier2", name="Acme Corp")
 
@@ -298,6 +305,11 @@ BAD_INPUTS = [
      "recipient &#39;not an address&#39; is not an email address"),
     ("notification", {"channel": "webhook", "recipient": "ftp://x", "body": "{}"},
      "must be an http or https URL"),
+    ("notification", {"channel": "webhook", "recipient": "http://127.0.0.1:5099/x", "body": "{}"},
+     "recipient: http://127.0.0.1:5099/x points at a loopback address; webhooks go to public "
+     "addresses only"),
+    ("notification", {"channel": "webhook", "recipient": "http://169.254.169.254/", "body": "{}"},
+     "points at a link-local address"),
     ("notification", {"channel": "webhook", "recipient": "https://x.example",
                       "body": "{not json"}, "body: not valid JSON"),
     ("notification", {"channel": "carrier-pigeon", "recipient": "x"},
