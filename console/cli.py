@@ -117,5 +117,7 @@ def demo_command(days: int, jobs_per_day: int, webhook_url: str) -> None:
     password = os.environ.get("CONSOLE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
     set_user("admin", "admin", password)
     click.echo(f"\nSign in as admin with password: {password}")
-    click.echo("Start the console with:  flask --app console run\n"
+    private = "CONSOLE_WEBHOOK_ALLOW_PRIVATE=true " if current_app.config.get(
+        "WEBHOOK_ALLOW_PRIVATE") else ""     # the demo's webhooks go to this machine
+    click.echo(f"Start the console with:  {private}flask --app console run\n"
                "then open http://127.0.0.1:5000/")

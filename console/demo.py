@@ -7,7 +7,8 @@ other, so they obey every limit.
 Notifications are real sends that never leave this machine (``demo_notifications``): SMS and
 push go to the outbox (only while ``SMS_PROVIDER``/``PUSH_PROVIDER`` are ``outbox``); webhooks
 go, signed with each tenant's secret, to the console's own catch-all (``--webhook-url``, a
-loopback URL; they arrive once the console runs there); emails are queued only when
+loopback URL; they arrive once the console runs there), only with ``WEBHOOK_ALLOW_PRIVATE`` on
+(the console sends webhooks to public addresses only otherwise); emails are queued only when
 ``MAIL_SERVER`` is a loopback address that accepts connections now, addressed to ``.invalid``
 domains. Tenants whose tier allows it get the standard maintenance jobs, and the two largest
 get a usage report of their history, so the Reports page has content at once.
@@ -90,6 +91,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _webhooks_refused(config: Mapping[str, Any], webhook_url: str) -> str | None:
+    """Why the console would refuse the demo's webhooks (they go to this machine, and webhooks
+    go to public addresses only unless WEBHOOK_ALLOW_PRIVATE is on), or None."""
+    from .handlers.outbound import OutboundPolicy, RefusedDestination
+
+    try:
+        OutboundPolicy.from_config(config).check_destination(urlsplit(webhook_url).hostname or "")
+    except RefusedDestination:
+        return (f"{webhook_url} is on this machine and WEBHOOK_ALLOW_PRIVATE is off (webhooks "
+                "go to public addresses only); run the demo and the console with "
+                "CONSOLE_WEBHOOK_ALLOW_PRIVATE=true")
+    return None
+
+
 def _smtp_reachable(config: Mapping[str, Any]) -> str | None:
     """Why the demo will not send email, or None when a local SMTP server answers now."""
     from .handlers.mail import check_address
@@ -124,6 +139,9 @@ def demo_notifications(service: JobService, config: Mapping[str, Any],
     no_email = _smtp_reachable(config)
     if no_email:
         skipped.append(f"email: {no_email}")
+    no_webhooks = _webhooks_refused(config, webhook_url)
+    if no_webhooks:
+        skipped.append(f"webhook: {no_webhooks}")
 
     def send(channel, recipient, tenant_id, **fields):
         try:
@@ -140,8 +158,9 @@ def demo_notifications(service: JobService, config: Mapping[str, Any],
         if outbox["push"] and tier != "tier1":
             send("push", f"demo-device-{tenant_id}-1", tenant_id, subject="Order shipped",
                  body=f"Your {name} order is on its way.", data={"order": 1000 + n})
-        send("webhook", webhook_url, tenant_id,
-             body={"event": "invoice.paid", "tenant": tenant_id, "amount": 120 + 15 * n})
+        if not no_webhooks:
+            send("webhook", webhook_url, tenant_id,
+                 body={"event": "invoice.paid", "tenant": tenant_id, "amount": 120 + 15 * n})
         if not no_email:
             send("email", f"ops@{tenant_id}.invalid", tenant_id,
                  subject="Daily digest for {{ tenant }}",
