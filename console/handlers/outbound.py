@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -256,16 +257,29 @@ class _PinnedBackend(httpcore.NetworkBackend):
         time.sleep(seconds)
 
 
+_default_ssl_context: ssl.SSLContext | None = None
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's default verification (certifi's CAs, hostname checked), made once."""
+    global _default_ssl_context
+    if _default_ssl_context is None:
+        _default_ssl_context = httpx.create_ssl_context(trust_env=False)
+    return _default_ssl_context
+
+
 class _PinnedTransport(httpx.HTTPTransport):
     """httpx's own transport (its request conversion and exception mapping) over a connection
-    pool that uses ``_PinnedBackend``; no proxy from the environment."""
+    pool that uses ``_PinnedBackend``; no proxy from the environment. httpcore wraps the socket
+    with ``server_hostname`` = the URL's host: SNI and the certificate check are about the name,
+    not the address the backend connected to."""
 
-    def __init__(self, backend: _PinnedBackend):
-        super().__init__(trust_env=False)
+    def __init__(self, backend: _PinnedBackend, ssl_context: ssl.SSLContext):
+        super().__init__(verify=ssl_context, trust_env=False)
         self._pool.close()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=1,
-            max_keepalive_connections=0, network_backend=backend)
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, max_connections=1,
+                                             max_keepalive_connections=0,
+                                             network_backend=backend)
 
 
 @dataclass
@@ -289,8 +303,11 @@ class OutboundResponse:
 
 
 def post(url: str, *, content: bytes, headers: Mapping[str, str], policy: OutboundPolicy,
-         timeout: float, max_bytes: int = MAX_RESPONSE_BYTES) -> OutboundResponse:
+         timeout: float, max_bytes: int = MAX_RESPONSE_BYTES,
+         ssl_context: ssl.SSLContext | None = None) -> OutboundResponse:
     """POST ``content`` to ``url`` under ``policy``, all within ``timeout`` seconds.
+
+    :param ssl_context: how to verify an https receiver; default: certifi's CAs.
 
     :raise RefusedDestination: the host is, or resolves to, an address the policy refuses.
     :raise httpx.TimeoutException: the deadline passed (lookup, connect, send or answer).
@@ -305,7 +322,8 @@ def post(url: str, *, content: bytes, headers: Mapping[str, str], policy: Outbou
     failure: httpx.TransportError | None = None
     for address in addresses:   # every one allowed; the next only when this one refused us
         try:
-            return _post_to(address, target, content, headers, deadline, max_bytes)
+            return _post_to(address, target, content, headers, deadline, max_bytes,
+                            ssl_context or default_ssl_context())
         except httpx.ConnectError as exc:
             failure = exc
     assert failure is not None
@@ -313,8 +331,8 @@ def post(url: str, *, content: bytes, headers: Mapping[str, str], policy: Outbou
 
 
 def _post_to(address: str, target: httpx.URL, content: bytes, headers: Mapping[str, str],
-             deadline: float, max_bytes: int) -> OutboundResponse:
-    transport = _PinnedTransport(_PinnedBackend(address, deadline))
+             deadline: float, max_bytes: int, ssl_context: ssl.SSLContext) -> OutboundResponse:
+    transport = _PinnedTransport(_PinnedBackend(address, deadline), ssl_context)
     with httpx.Client(transport=transport, follow_redirects=False, trust_env=False,
                       timeout=max(0.001, deadline - time.monotonic())) as client:
         with client.stream("POST", target, content=content,

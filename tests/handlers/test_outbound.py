@@ -322,3 +322,67 @@ def test_a_slow_endless_answer_ends_by_the_deadline(private_ok, server, mode):
     assert server.sent >= 3                           # it did keep sending, slowly
     assert time.monotonic() - started < 4             # 1 s deadline, a 0.2 s settle, margin
     assert server.done.wait(2), "the connection stayed open after the deadline"
+
+
+# -- TLS: the connection is pinned to the address, the name stays the name ------------------------
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An HTTPS server on 127.0.0.1 whose self-signed certificate names only
+    ``loopback_name()``; ``.seen`` lists (SNI, Host header) of each request."""
+    import http.server
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    name = loopback_name()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}"], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    sni: list[str | None] = []
+    context.sni_callback = lambda sock, server_name, ctx: sni.append(server_name)
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append((sni[-1] if sni else None, self.headers.get("Host")))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.name, server.seen = name, seen
+    server.client_context = ssl.create_default_context(cafile=str(cert))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_goes_to_the_resolved_address_with_the_name_s_sni_and_certificate(tls_receiver):
+    import httpx
+
+    from console.handlers.outbound import post
+
+    port, name = tls_receiver.server_address[1], tls_receiver.name
+    policy = OutboundPolicy(allowed_hosts=frozenset({name, "127.0.0.1"}))
+    answer = post(f"https://{name}:{port}/hooks", content=b"{}", headers={}, policy=policy,
+                  timeout=5, ssl_context=tls_receiver.client_context)
+    assert (answer.status_code, answer.text()) == (200, "ok")
+    assert tls_receiver.seen == [(name, f"{name}:{port}")]
+    # The certificate is checked against the URL's name: by address, it does not verify.
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|IP address"):
+        post(f"https://127.0.0.1:{port}/hooks", content=b"{}", headers={}, policy=policy,
+             timeout=5, ssl_context=tls_receiver.client_context)
+    assert len(tls_receiver.seen) == 1
