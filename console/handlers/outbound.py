@@ -318,7 +318,8 @@ def post(url: str, *, content: bytes, headers: Mapping[str, str], policy: Outbou
     if target.scheme not in ("http", "https") or not target.host:
         raise ValueError(f"{url!r} is not an http or https URL")
     port = target.port or (443 if target.scheme == "https" else 80)
-    addresses = policy.resolve(target.host, port, deadline)
+    # The ASCII (IDNA) form httpx sends as SNI and Host: the name resolved is the name named.
+    addresses = policy.resolve(target.raw_host.decode("ascii"), port, deadline)
     failure: httpx.TransportError | None = None
     for address in addresses:   # every one allowed; the next only when this one refused us
         try:
