@@ -18,6 +18,7 @@ from sqlalchemy import Engine, bindparam, func, select
 from . import db
 from .attempts import RetryPolicy
 from .availability import reports_outages
+from .cron import CronNeverFiresError
 from .handlers import HandlerRegistry, JobHandler
 from .limits import TenantStore, check_queue_room, limits_from_row, queue_full_reason, queue_room
 from .models import jobs_table, tenants_table
@@ -490,6 +491,7 @@ class JobService:
 
         :raise JobNotFoundError: no such job.
         :raise JobStateError: the job is not failed or cancelled.
+        :raise JobValidationError: its cron expression never fires (field ``cron_schedule``).
         :raise TenantLimitException: its tenant's queue is full.
         """
         now = datetime.now(UTC)
@@ -543,9 +545,10 @@ class JobService:
                    batch_size: int = BULK_BATCH_SIZE) -> BulkOutcome:
         """``retry_job`` for many jobs, by the same rules, ``batch_size`` jobs per transaction.
 
-        Never raises for one job: a job that is missing, not failed or cancelled, or whose
-        tenant's queue is full (``max_queued_jobs``, counted as a rejection like ``retry_job``
-        does) is left alone, and the outcome says how many were, and why.
+        Never raises for one job: a job that is missing, not failed or cancelled, recurring on
+        an expression that never fires, or whose tenant's queue is full (``max_queued_jobs``,
+        counted as a rejection like ``retry_job`` does) is left alone, and the outcome says how
+        many were, and why.
         """
         outcome = BulkOutcome()
         for chunk in _chunks(job_ids, batch_size, outcome):
@@ -563,6 +566,11 @@ class JobService:
                     if job.status.value not in RETRYABLE_STATUSES:
                         outcome.leave_alone("not failed or cancelled")
                         continue
+                    try:
+                        status, when = _revived_state(job, now)
+                    except CronNeverFiresError:
+                        outcome.leave_alone("its cron expression never fires")
+                        continue
                     if job.tenant_id not in room:
                         room[job.tenant_id] = self._queue_room(conn, job.tenant_id)
                     if room[job.tenant_id] is not None:
@@ -571,7 +579,6 @@ class JobService:
                             outcome.hold_back(job.tenant_id)
                             continue
                         room[job.tenant_id] -= 1
-                    status, when = _revived_state(job, now)
                     revived.append(replace(job, status=status, scheduled_for=when,
                                            current_retries=0, completed_at=None, progress=None,
                                            progress_message=None, updated_at=now))
