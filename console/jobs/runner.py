@@ -27,14 +27,20 @@ from .attempts import RetryPolicy, attempt_values, job_last_result, next_state, 
 from .availability import OutageLog
 from .claiming import FairShare, claim_due_jobs
 from .cron import next_fire_time
-from .handlers import JobExecutionContext, LazyTenantContext
+from .handlers import JobExecutionContext, LazyTenantContext, system_handler_message
 from .models import daily_usage_table, jobs_table, runners_table
 from .pool import WorkerPool, WorkItem
 from .queue_sql import attempt_row, result_row, write_results
 from .records import job_from_row
 from .recovery import release_expired_leases
 from .rollups import RollupBatch, hour_of, record_rejections, sample_queue_depth
-from .types import JobExecutionResult, JobStatus, JobValidationError, SystemJob
+from .types import (
+    JobExecutionResult,
+    JobStatus,
+    JobValidationError,
+    PermanentJobError,
+    SystemJob,
+)
 from .usage import daily_jobs_used, live_job_counts
 from .wakeup import NOTIFY_CHANNEL
 
@@ -381,6 +387,10 @@ class Runner:
         try:
             if handler is None:
                 raise LookupError(f"handler {job.handler!r} is not registered in this process")
+            if not self.service.handlers.allows(handler, job.tenant_id):
+                # Queued before the rule existed: never run it for another tenant.
+                raise PermanentJobError(f"{system_handler_message(job.handler)}; job of tenant "
+                                        f"{job.tenant_id!r} not run")
             result = handler.execute(context)
             if not isinstance(result, JobExecutionResult):
                 raise TypeError(f"handler {job.handler!r} returned {type(result).__name__}, "

@@ -76,6 +76,7 @@ def prepare_job(registry: HandlerRegistry, *, job_type: Any, handler: Any, paylo
     if handler_obj is None:
         known = ", ".join(registry.names()) or "none registered"
         raise JobValidationError("handler", f"unknown handler {handler!r}; registered: {known}")
+    registry.check_allowed(handler_obj, tenant_id)
     job_type = getattr(job_type, "value", job_type)
     if not isinstance(job_type, str) or not job_type.strip():
         raise JobValidationError("type", "is required, e.g. 'immediate' or 'notification'")
