@@ -90,6 +90,11 @@ def prepare_job(registry: HandlerRegistry, *, job_type: Any, handler: Any, paylo
         _check_schema(handler_obj.payload_schema, payload)
     try:
         accepted = handler_obj.validate_payload(payload)
+    except JobValidationError as exc:
+        if not exc.field.startswith("payload"):   # a validator names fields of the payload only
+            raise JobValidationError("payload", f"rejected by handler {handler!r}: "
+                                                f"{exc.message}") from None
+        raise                                      # e.g. payload['data_types'], as a schema would
     except Exception as exc:  # a handler's validator that raises is a rejection, not a crash
         raise JobValidationError("payload", f"rejected by handler {handler!r}: {exc}") from None
     if not accepted:
