@@ -125,6 +125,7 @@ def _instance_secret_key(app: Flask) -> str:
 
 def _build_job_service(app: Flask, engine):
     from .alerts import alert_handlers
+    from .alerts.operations import operations_tenant_id
     from .analytics.reader import AnalyticsReader
     from .handlers import builtin_handlers
     from .jobs import JobService
@@ -140,6 +141,9 @@ def _build_job_service(app: Flask, engine):
         poll_interval=float(cfg["JOBS_POLL_INTERVAL"]),
         shutdown_grace_seconds=float(cfg["JOBS_SHUTDOWN_GRACE_SECONDS"]),
         metrics_interval=float(cfg["JOBS_METRICS_INTERVAL"]),
+        # The one tenant that may queue system handlers (JobHandler.system): the operations
+        # tenant alerting runs as. The engine is told; it never imports console/alerts.
+        system_tenant_id=operations_tenant_id(cfg),
     )
     for handler in builtin_handlers(cfg, engine, service) + alert_handlers(cfg, engine, service):
         service.register_handler(handler)

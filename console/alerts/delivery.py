@@ -258,6 +258,8 @@ class AlertWebhookHandler(WebhookHandler):
     handler_name = ALERT_WEBHOOK_HANDLER
     description = ("POSTs an alert notice as a signed webhook (a tenant admin's with the "
                    "tenant's own webhookSecret).")
+    # Signs with another tenant's webhookSecret: only the operations tenant may queue it.
+    system = True
 
     def secret_for(self, context) -> str | None:
         signing = context.job.payload.get("signing_tenant")

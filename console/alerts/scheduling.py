@@ -40,6 +40,8 @@ class EvaluateAlertRulesHandler(JobHandler):
     handler_name = EVALUATE_HANDLER
     supported_job_types = {"maintenance", "immediate"}
     description = "Evaluates the alert rules: opens and resolves alerts, queues their notices."
+    # Reads every tenant's figures and queues notices as the operations tenant.
+    system = True
 
     def __init__(self, service: JobService, config: Mapping[str, Any] | None = None):
         self.service = service

@@ -144,11 +144,13 @@ def get_job(job_id: str):
 
 @bp.post("/jobs/<job_id:job_id>/retry")
 @bp.response(200, JobSchema)
-@problems(401, 404, 409, 429)
+@problems(401, 404, 409, 422, 429)
 def retry_job(job_id: str):
     """Run a failed or cancelled job again
 
-    409 for a job in any other state; 429 when its tenant's queue is full.
+    409 for a job in any other state; 422 for a job of a system handler whose tenant is not the
+    operations tenant (naming `handler`) or a recurring job whose cron expression never fires
+    (naming `cron_schedule`); 429 when its tenant's queue is full.
     """
     job = visible_job(job_id)
     return get_job_service().retry_job(job.id)

@@ -25,8 +25,15 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError, db
-from ..jobs.models import attempts_table, daily_usage_table, rejections_table
+from ..jobs import (
+    JobExecutionContext,
+    JobExecutionResult,
+    JobHandler,
+    JobValidationError,
+    PermanentJobError,
+    db,
+)
+from ..jobs.models import attempts_table, daily_usage_table
 from .maintenance import (
     BATCH,
     MAINTENANCE_TYPES,
@@ -112,10 +119,6 @@ DATA_TYPES: dict[str, DataType] = {
     "outbox_messages": DataType("SMS, push and caught webhook messages kept in the outbox", 30,
                                 _by_age(outbox_messages_table, ["id"], "created_at")),
     "reports": DataType("generated reports", 365, _by_age(reports_table, ["id"], "created_at")),
-    "limit_rejections": DataType("hourly counts of work a limit refused (older trends then show "
-                                 "no rejections)", 365,
-                                 _by_age(rejections_table, ["tenant_id", "hour", "limit_type"],
-                                         "hour")),
     "cache": DataType("per-day counters kept for max_daily_jobs (only today's is read; today's "
                       "is always kept)", 1, _daily_counters),
     "temp_files": DataType("temporary files: the console writes none (reports live in the "
@@ -123,27 +126,46 @@ DATA_TYPES: dict[str, DataType] = {
 }
 
 
+# Operators' records about a tenant, not the tenant's own data: no tenant's cleanup deletes
+# them (a tenant must not erase the history of what its limits refused).
+OPERATOR_RECORDS = {
+    "limit_rejections": "the operators' hourly counts of work a limit refused",
+}
+
+
 def check_parameters(payload: dict[str, Any]) -> dict[str, float]:
-    """``data_types`` and ``retention_policy`` → days kept per type; ``ValueError`` naming the
-    first problem."""
+    """``data_types`` and ``retention_policy`` → days kept per type; ``JobValidationError``
+    (a ``ValueError``) naming the payload field and the first problem."""
     types = payload.get("data_types")
     known = ", ".join(DATA_TYPES)
     if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
-        raise ValueError(f"data_types must be a non-empty list of names from: {known}")
-    unknown = [t for t in types if t not in DATA_TYPES]
-    if unknown:
-        raise ValueError(f"unknown data type {unknown[0]!r} in data_types; use: {known}")
+        raise JobValidationError("payload['data_types']",
+                                 f"must be a non-empty list of names from: {known}")
+    for name in types:
+        _check_data_type(name, "payload['data_types']", known)
     policy = payload.get("retention_policy", {})
     if not isinstance(policy, dict):
-        raise ValueError("retention_policy must be an object of data type → days kept")
+        raise JobValidationError("payload['retention_policy']",
+                                 "must be an object of data type → days kept")
     for name, days in policy.items():
-        if name not in DATA_TYPES:
-            raise ValueError(f"unknown data type {name!r} in retention_policy; use: {known}")
+        _check_data_type(name, "payload['retention_policy']", known)
         if isinstance(days, bool) or not isinstance(days, (int, float)) or not (
                 0 <= days <= MAX_RETENTION_DAYS):
-            raise ValueError(f"retention_policy[{name!r}] must be a number of days from 0 to "
-                             f"{MAX_RETENTION_DAYS}, got {days!r}")
+            raise JobValidationError(f"payload['retention_policy'][{name!r}]",
+                                     f"must be a number of days from 0 to "
+                                     f"{MAX_RETENTION_DAYS}, got {days!r}")
     return {name: float(policy.get(name, DATA_TYPES[name].default_days)) for name in types}
+
+
+def _check_data_type(name: str, field_name: str, known: str) -> None:
+    if name in OPERATOR_RECORDS:
+        raise JobValidationError(field_name, f"{name!r} ({OPERATOR_RECORDS[name]}) are "
+                                             f"operators' records, not the tenant's data: a "
+                                             f"tenant's cleanup cannot delete them; what may be "
+                                             f"cleaned: {known}")
+    if name not in DATA_TYPES:
+        raise JobValidationError(field_name, f"unknown data type {name!r}; what may be "
+                                             f"cleaned: {known}")
 
 
 class CustomCleanupHandler(JobHandler):

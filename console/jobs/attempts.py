@@ -2,13 +2,13 @@
 finished attempts and for lease recovery's lost ones."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from .cron import next_fire_time
 from .retry import backoff_seconds
-from .types import JobExecutionResult, JobStatus, SystemJob
+from .types import JobExecutionResult, JobStatus, JobValidationError, SystemJob
 
 ERROR_MESSAGE_CHARS = 4000   # an attempt keeps this much of its error message
 
@@ -44,10 +44,34 @@ def next_state(job: SystemJob, result: JobExecutionResult, now: datetime,
             "current_retries": job.current_retries}
 
 
+REARM_ERROR = "rearm_error"   # a key of next_state's answer only: see job_last_result
+
+
 def _rearm(job: SystemJob, now: datetime) -> dict[str, Any]:
     after = max(now, job.scheduled_for or now)
-    return {"status": JobStatus.PENDING.value, "current_retries": 0,
-            "scheduled_for": next_fire_time(job.cron_schedule, job.timezone, after)}
+    try:
+        when = next_fire_time(job.cron_schedule, job.timezone, after)
+    except JobValidationError as exc:
+        # Stored before its expression was checked (e.g. '0 0 31 2 *' with an explicit first
+        # run): there is no next time, so the job fails, saying why, instead of breaking the
+        # runner that records this attempt.
+        return {"status": JobStatus.FAILED.value, "completed_at": now,
+                "current_retries": job.current_retries,
+                REARM_ERROR: f"not re-armed: {exc.message}"}
+    return {"status": JobStatus.PENDING.value, "current_retries": 0, "scheduled_for": when}
+
+
+def job_last_result(changes: dict[str, Any], result: JobExecutionResult) -> JobExecutionResult:
+    """Take ``REARM_ERROR`` out of ``changes`` (it is no column) and return what the job keeps
+    as its ``last_result``: the attempt's result, or, for a recurring job that could not be
+    re-armed, a failure saying so (the attempt's own row keeps what the attempt did)."""
+    error = changes.pop(REARM_ERROR, None)
+    if error is None:
+        return result
+    return replace(result, success=False, error_type="CronNeverFires",
+                   error_message=error if result.success
+                   else f"{error}; the last attempt failed: {result.error_message}",
+                   metadata={**(result.metadata or {}), "retryable": False})
 
 
 def run_outcome(before: SystemJob, changes: dict, success: bool) -> str | None:

@@ -6,19 +6,28 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from .types import JobExecutionResult, SystemJob
+from .types import JobExecutionResult, JobValidationError, SystemJob
 
 
 class JobHandler:
     """Subclass this, set ``handler_name`` and ``supported_job_types``, register an instance.
 
     ``payload_schema`` (a JSON Schema dict) is checked at queue time before ``validate_payload``.
+
+    ``system = True`` declares a *system handler*: one whose work reaches beyond the data of the
+    tenant that queues it (system-wide figures, other tenants' secrets or rows). Only the
+    operations tenant (``HandlerRegistry.system_tenant_id``, which ``create_app`` sets from
+    ``ALERTS_TENANT_ID``) may queue or retry one; for any other tenant every ``queue_*`` verb
+    raises ``JobValidationError`` naming ``handler``, the console does not offer it, and a
+    runner fails such a job stored earlier without running it. The default, ``False``, is a
+    handler that touches only its job's tenant's own data.
     """
 
     handler_name: str = ""
     supported_job_types: set[str] = set()
     payload_schema: dict[str, Any] | None = None
     description: str = ""
+    system: bool = False
 
     def validate_payload(self, payload: dict[str, Any]) -> bool:
         return True
@@ -91,12 +100,37 @@ class JobExecutionContext:
         self._cancelled.set()
 
 
-class HandlerRegistry:
-    """Handlers by name. Registration is per process; every process registers the same set."""
+def is_system_handler(handler: JobHandler | None) -> bool:
+    return handler is not None and getattr(handler, "system", False) is True
 
-    def __init__(self):
+
+class HandlerRegistry:
+    """Handlers by name. Registration is per process; every process registers the same set.
+
+    ``system_tenant_id`` is the one tenant that may queue system handlers (``JobHandler.system``);
+    None (a registry nobody told) lets no tenant queue them.
+    """
+
+    def __init__(self, system_tenant_id: str | None = None):
         self._handlers: dict[str, JobHandler] = {}
         self._lock = threading.Lock()
+        self.system_tenant_id = system_tenant_id
+
+    def allows(self, handler: JobHandler | None, tenant_id: Any) -> bool:
+        """May ``tenant_id`` queue (or retry, or run) a job of ``handler``?"""
+        return not is_system_handler(handler) or (
+            self.system_tenant_id is not None and tenant_id == self.system_tenant_id)
+
+    def check_allowed(self, handler: JobHandler, tenant_id: Any,
+                      field_name: str = "handler") -> None:
+        """``JobValidationError`` naming ``field_name`` when ``tenant_id`` may not queue
+        ``handler`` (a system handler, and not the operations tenant)."""
+        if not self.allows(handler, tenant_id):
+            raise JobValidationError(field_name, system_handler_message(handler.handler_name))
+
+    def available_to(self, tenant_id: Any) -> list[JobHandler]:
+        """The handlers ``tenant_id`` may queue, by name (what the console offers it)."""
+        return [h for h in self.all() if self.allows(h, tenant_id)]
 
     def register(self, handler: JobHandler) -> JobHandler:
         if isinstance(handler, type) and issubclass(handler, JobHandler):
@@ -125,3 +159,7 @@ class HandlerRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._handlers
+
+
+def system_handler_message(name: str) -> str:
+    return f"handler {name!r} is a system handler: only the operations tenant queues it"

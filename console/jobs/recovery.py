@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Engine, delete, select
 
 from . import db
-from .attempts import RetryPolicy, attempt_values, next_state, run_outcome
+from .attempts import RetryPolicy, attempt_values, job_last_result, next_state, run_outcome
 from .models import attempts_table, jobs_table, runners_table
 from .records import job_from_row
 from .rollups import RollupBatch
@@ -55,6 +55,7 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: f
                 error_message=f"runner {row.lease_owner} stopped renewing its lease "
                               "(crashed or lost); the attempt was abandoned")
             changes = next_state(job, result, now, policy)
+            last_result = job_last_result(changes, result)
             if changes["status"] == JobStatus.PENDING.value and not job.cron_schedule:
                 # Not the job's fault: run it again at once, without a backoff.
                 changes.update(status=JobStatus.QUEUED.value, scheduled_for=now)
@@ -62,7 +63,7 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: f
                 jobs_table.update()
                 .where(j.id == job.id, j.status == JobStatus.PROCESSING.value,
                        j.lease_owner == row.lease_owner, j.lease_expires_at < now)
-                .values(**changes, last_result=result.to_dict(), lease_owner=None,
+                .values(**changes, last_result=last_result.to_dict(), lease_owner=None,
                         lease_expires_at=None, attempt_started_at=None,
                         updated_at=now)).rowcount
             if taken != 1:  # renewed or recovered meanwhile: not ours to count
@@ -76,7 +77,8 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: f
             recovered.append(replace(job, status=JobStatus(changes["status"]),
                                      scheduled_for=changes.get("scheduled_for"),
                                      current_retries=changes["current_retries"],
-                                     last_result=result, lease_owner=None, updated_at=now))
+                                     last_result=last_result, lease_owner=None,
+                                     updated_at=now))
         lost_attempts.write(conn)
         if tenant_id is None:
             conn.execute(delete(runners_table).where(runners_table.c.heartbeat_at < now - timedelta(

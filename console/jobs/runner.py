@@ -23,18 +23,24 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select
 
 from . import db
-from .attempts import RetryPolicy, attempt_values, next_state, run_outcome
+from .attempts import RetryPolicy, attempt_values, job_last_result, next_state, run_outcome
 from .availability import OutageLog
 from .claiming import FairShare, claim_due_jobs
 from .cron import next_fire_time
-from .handlers import JobExecutionContext, LazyTenantContext
+from .handlers import JobExecutionContext, LazyTenantContext, system_handler_message
 from .models import daily_usage_table, jobs_table, runners_table
 from .pool import WorkerPool, WorkItem
 from .queue_sql import attempt_row, result_row, write_results
 from .records import job_from_row
 from .recovery import release_expired_leases
 from .rollups import RollupBatch, hour_of, record_rejections, sample_queue_depth
-from .types import JobExecutionResult, JobStatus, SystemJob
+from .types import (
+    JobExecutionResult,
+    JobStatus,
+    JobValidationError,
+    PermanentJobError,
+    SystemJob,
+)
 from .usage import daily_jobs_used, live_job_counts
 from .wakeup import NOTIFY_CHANNEL
 
@@ -343,10 +349,18 @@ class Runner:
                            "recurring_runs": allowed},
                           ["tenant_id", "day"], ["recurring_runs"])
             for row in runs[allowed:]:
-                when = next_fire_time(row.cron_schedule, row.timezone, now)
+                try:
+                    when = next_fire_time(row.cron_schedule, row.timezone, now)
+                    values = {"status": JobStatus.PENDING.value, "scheduled_for": when}
+                except JobValidationError as exc:   # stored earlier; it has no next time
+                    when = now
+                    values = {"status": JobStatus.FAILED.value, "completed_at": now,
+                              "last_result": JobExecutionResult(
+                                  success=False, executed_at=now, execution_time=timedelta(0),
+                                  error_type="CronNeverFires",
+                                  error_message=f"not re-armed: {exc.message}").to_dict()}
                 stored = conn.execute(jobs_table.update().where(jobs_table.c.id == row.id)
-                                      .values(status=JobStatus.PENDING.value, scheduled_for=when,
-                                              updated_at=now)
+                                      .values(**values, updated_at=now)
                                       .returning(jobs_table)).one()
                 deferred.append((stored, when))
             if len(runs) > allowed:
@@ -373,6 +387,10 @@ class Runner:
         try:
             if handler is None:
                 raise LookupError(f"handler {job.handler!r} is not registered in this process")
+            if not self.service.handlers.allows(handler, job.tenant_id):
+                # Queued before the rule existed: never run it for another tenant.
+                raise PermanentJobError(f"{system_handler_message(job.handler)}; job of tenant "
+                                        f"{job.tenant_id!r} not run")
             result = handler.execute(context)
             if not isinstance(result, JobExecutionResult):
                 raise TypeError(f"handler {job.handler!r} returned {type(result).__name__}, "
@@ -494,6 +512,7 @@ class Runner:
             self._recent_duration_ms += 0.1 * (done.duration_ms - self._recent_duration_ms)
             self._progress_written.pop(job.id, None)
             changes = self.next_state(job, result, now)
+            last_result = job_last_result(changes, result)
             due = job.scheduled_for or done.started_at
             scheduled_for = changes.get("scheduled_for", job.scheduled_for)
             progress = changes.get("progress", job.progress)
@@ -504,11 +523,12 @@ class Runner:
                     "id": job.id, "status": changes["status"], "scheduled_for": scheduled_for,
                     "current_retries": changes["current_retries"],
                     "completed_at": changes.get("completed_at"),
-                    "last_result": result.to_dict(), "progress": progress, "updated_at": now}),
+                    "last_result": last_result.to_dict(), "progress": progress,
+                    "updated_at": now}),
                 attempt_row(self._postgres, attempt),
                 replace(job, status=JobStatus(changes["status"]), scheduled_for=scheduled_for,
                         current_retries=changes["current_retries"],
-                        completed_at=changes.get("completed_at"), last_result=result,
+                        completed_at=changes.get("completed_at"), last_result=last_result,
                         lease_owner=None, updated_at=now, progress=progress),
                 (attempt["finished_at"], job.tenant_id, job.handler, job.type,
                  attempt["duration_ms"], result.success, attempt["error_type"],

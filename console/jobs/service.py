@@ -18,6 +18,7 @@ from sqlalchemy import Engine, bindparam, func, select
 from . import db
 from .attempts import RetryPolicy
 from .availability import reports_outages
+from .cron import CronNeverFiresError
 from .handlers import HandlerRegistry, JobHandler
 from .limits import TenantStore, check_queue_room, limits_from_row, queue_full_reason, queue_room
 from .models import jobs_table, tenants_table
@@ -98,7 +99,7 @@ class JobService:
                  retry_max_seconds: float = 3600.0, lease_seconds: float = 30.0,
                  worker_threads: int = 8, poll_interval: float = 5.0,
                  shutdown_grace_seconds: float = 20.0, metrics_interval: float = 5.0,
-                 analytics=None):
+                 analytics=None, system_tenant_id: str | None = None):
         from .events import PeriodicStream
         from .feeds import JobUpdateStream
 
@@ -110,7 +111,7 @@ class JobService:
         self.worker_threads = worker_threads
         self.poll_interval = poll_interval
         self.shutdown_grace_seconds = shutdown_grace_seconds
-        self.handlers = HandlerRegistry()
+        self.handlers = HandlerRegistry(system_tenant_id)
         self.tenants = TenantStore(engine)
         self.job_updates = JobUpdateStream(engine)
         self.tenant_metrics_updates = PeriodicStream(
@@ -124,6 +125,17 @@ class JobService:
         self._queue_writer = QueueWriter(engine, NOTIFY_CHANNEL)
 
     # -- handlers -------------------------------------------------------------------------
+
+    @property
+    def system_tenant_id(self) -> str | None:
+        """The operations tenant: the only one that may queue system handlers
+        (``JobHandler.system``). ``create_app`` sets it from ``ALERTS_TENANT_ID``; the engine does
+        not import ``console/alerts``. None: no tenant may queue them."""
+        return self.handlers.system_tenant_id
+
+    @system_tenant_id.setter
+    def system_tenant_id(self, tenant_id: str | None) -> None:
+        self.handlers.system_tenant_id = tenant_id
 
     def register_handler(self, handler: JobHandler) -> JobHandler:
         """Add a handler; a second handler with the same name is a ``ValueError``."""
@@ -490,6 +502,9 @@ class JobService:
 
         :raise JobNotFoundError: no such job.
         :raise JobStateError: the job is not failed or cancelled.
+        :raise JobValidationError: the job's handler is a system handler and its tenant is not
+            the operations tenant (field ``handler``), or its cron expression never fires
+            (field ``cron_schedule``).
         :raise TenantLimitException: its tenant's queue is full.
         """
         now = datetime.now(UTC)
@@ -499,6 +514,7 @@ class JobService:
                 if job.status.value not in RETRYABLE_STATUSES:
                     raise JobStateError(f"job {job_id} is {job.status.value}; only failed or "
                                         "cancelled jobs can be retried")
+                self.handlers.check_allowed(self.handlers.get(job.handler), job.tenant_id)
                 max_queued, waiting = self._waiting_against_limit(conn, job.tenant_id)
                 check_queue_room(job.tenant_id, max_queued, waiting, 1)
                 status, when = _revived_state(job, now)
@@ -543,9 +559,11 @@ class JobService:
                    batch_size: int = BULK_BATCH_SIZE) -> BulkOutcome:
         """``retry_job`` for many jobs, by the same rules, ``batch_size`` jobs per transaction.
 
-        Never raises for one job: a job that is missing, not failed or cancelled, or whose
-        tenant's queue is full (``max_queued_jobs``, counted as a rejection like ``retry_job``
-        does) is left alone, and the outcome says how many were, and why.
+        Never raises for one job: a job that is missing, not failed or cancelled, of a system
+        handler and another tenant than the operations tenant, recurring on an expression that
+        never fires, or whose tenant's queue is full (``max_queued_jobs``, counted as a
+        rejection like ``retry_job`` does) is left alone, and the outcome says how many were,
+        and why.
         """
         outcome = BulkOutcome()
         for chunk in _chunks(job_ids, batch_size, outcome):
@@ -563,6 +581,15 @@ class JobService:
                     if job.status.value not in RETRYABLE_STATUSES:
                         outcome.leave_alone("not failed or cancelled")
                         continue
+                    if not self.handlers.allows(self.handlers.get(job.handler), job.tenant_id):
+                        outcome.leave_alone("a system handler of another tenant than the "
+                                            "operations tenant")
+                        continue
+                    try:
+                        status, when = _revived_state(job, now)
+                    except CronNeverFiresError:
+                        outcome.leave_alone("its cron expression never fires")
+                        continue
                     if job.tenant_id not in room:
                         room[job.tenant_id] = self._queue_room(conn, job.tenant_id)
                     if room[job.tenant_id] is not None:
@@ -571,7 +598,6 @@ class JobService:
                             outcome.hold_back(job.tenant_id)
                             continue
                         room[job.tenant_id] -= 1
-                    status, when = _revived_state(job, now)
                     revived.append(replace(job, status=status, scheduled_for=when,
                                            current_retries=0, completed_at=None, progress=None,
                                            progress_message=None, updated_at=now))

@@ -76,6 +76,7 @@ def prepare_job(registry: HandlerRegistry, *, job_type: Any, handler: Any, paylo
     if handler_obj is None:
         known = ", ".join(registry.names()) or "none registered"
         raise JobValidationError("handler", f"unknown handler {handler!r}; registered: {known}")
+    registry.check_allowed(handler_obj, tenant_id)
     job_type = getattr(job_type, "value", job_type)
     if not isinstance(job_type, str) or not job_type.strip():
         raise JobValidationError("type", "is required, e.g. 'immediate' or 'notification'")
@@ -89,8 +90,8 @@ def prepare_job(registry: HandlerRegistry, *, job_type: Any, handler: Any, paylo
         _check_schema(handler_obj.payload_schema, payload)
     try:
         accepted = handler_obj.validate_payload(payload)
-    except JobValidationError:   # the handler names the field itself (e.g. "recipient")
-        raise
+    except JobValidationError:   # the handler names the field itself ("recipient",
+        raise                     # "payload['data_types']"), as a schema would
     except Exception as exc:  # a handler's validator that raises is a rejection, not a crash
         raise JobValidationError("payload", f"rejected by handler {handler!r}: {exc}") from None
     if not accepted:

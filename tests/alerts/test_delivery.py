@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from console.handlers.webhook import SIGNATURE_HEADER, verify_signature
-from console.jobs import JobStatus, TenantConfig, TenantLimitException
+from console.jobs import JobStatus, JobValidationError, TenantConfig, TenantLimitException
 from tests.alerts.conftest import alerts_of, notifications_of, run_jobs
 
 OPERATORS_SECRET = "whsec-operators-0123456789"
@@ -96,12 +96,22 @@ def test_no_tenant_gets_a_webhook_signed_with_another_tenants_secret(
     make_tenant("acme")
     service.tenants.set_tenant_config(TenantConfig.for_tier(
         "globex", "Globex", "tier4", {"webhookSecret": "whsec-globex"}))
-    job = service.queue_job("notification", "alert_webhook",
-                            {"channel": "webhook", "recipient": http_receiver.url,
-                             "body": {"event": "alert.fired"}, "signing_tenant": "globex"},
-                            "acme", max_retries=0)
+    payload = {"channel": "webhook", "recipient": http_receiver.url,
+               "body": {"event": "alert.fired"}, "signing_tenant": "globex"}
+    # alert_webhook is a system handler: another tenant cannot even queue it …
+    with pytest.raises(JobValidationError) as refused:
+        service.queue_job("notification", "alert_webhook", payload, "acme", max_retries=0)
+    assert refused.value.field == "handler"
+    assert "only the operations tenant" in refused.value.message
+    assert service.count_jobs("acme") == 0
+    # … and one stored before that rule (here: while acme was, wrongly, the operations
+    # tenant) is failed by the runner without being run.
+    service.system_tenant_id = "acme"
+    job = service.queue_job("notification", "alert_webhook", payload, "acme", max_retries=0)
+    service.system_tenant_id = "console"
     run_jobs(service)
     failed = service.get_job_by_id(job.id)
     assert failed.status == JobStatus.FAILED
-    assert failed.last_result.error_type == "WebhookConfigError"
+    assert failed.last_result.error_type == "PermanentJobError"
+    assert "system handler" in failed.last_result.error_message
     assert http_receiver.requests == []

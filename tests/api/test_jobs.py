@@ -107,6 +107,22 @@ def app_config(app_config):
       "scheduled_for": "2030-01-01T09:00:00Z"}, "delay_seconds", "not both"),
     ({"type": "recurring", "handler": "noop", "cron_schedule": "every day"}, "cron_schedule",
      "cron expression"),
+    ({"type": "recurring", "handler": "noop", "cron_schedule": "0 0 31 2 *"}, "cron_schedule",
+     "'0 0 31 2 *' never fires"),
+    ({"type": "recurring", "handler": "noop", "cron_schedule": "0 0 30 2 *",
+      "timezone": "Europe/Paris"}, "cron_schedule", "'0 0 30 2 *' never fires"),
+    ({"type": "recurring", "handler": "noop", "cron_schedule": "0 0 31 2 *",
+      "scheduled_for": "2030-01-01T09:00:00Z"}, "cron_schedule", "never fires"),
+    ({"type": "immediate", "handler": "evaluate_alert_rules"}, "handler",
+     "handler 'evaluate_alert_rules' is a system handler: only the operations tenant queues it"),
+    ({"type": "maintenance", "handler": "evaluate_alert_rules", "cron_schedule": "* * * * *"},
+     "handler", "is a system handler"),
+    ({"type": "notification", "handler": "alert_webhook",
+      "payload": {"channel": "webhook", "recipient": "https://x.example/h"}}, "handler",
+     "'alert_webhook' is a system handler"),
+    ({"type": "cleanup", "handler": "custom_cleanup_handler",
+      "payload": {"data_types": ["limit_rejections"]}}, "payload['data_types']",
+     "operators' records, not the tenant's data"),
     ({"type": "recurring", "handler": "noop", "cron_schedule": "0 9 * * *",
       "timezone": "Mars/Olympus"}, "timezone", "unknown time zone"),
     ({"type": "immediate", "handler": "noop", "idempotency_key": "a\u0000b"},
@@ -218,6 +234,41 @@ def test_one_bad_spec_rejects_the_whole_batch(api, service):
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "jobs[1].handler"
     assert service.count_jobs("acme") == 0
+
+
+def test_a_batch_with_a_system_handler_or_a_never_firing_cron_stores_nothing(api, service):
+    for spec, field, words in (
+            ({"type": "immediate", "handler": "evaluate_alert_rules"}, "jobs[1].handler",
+             "is a system handler"),
+            ({"type": "recurring", "handler": "noop", "cron_schedule": "0 0 31 2 *"},
+             "jobs[1].cron_schedule", "never fires")):
+        response = api("post", "/jobs/batch", token="acme", json={"jobs": [
+            {"type": "immediate", "handler": "noop"}, spec]})
+        assert response.status_code == 422, response.get_json()
+        assert response.get_json()["errors"][0]["field"] == field
+        assert words in response.get_json()["errors"][0]["message"]
+    assert service.count_jobs() == 0
+
+
+def test_the_operations_tenant_queues_a_system_handler(api, make_tenant, service):
+    make_tenant("console", "tier4", "Console operations")
+    response = api("post", "/jobs", token="admin", json={
+        "type": "immediate", "handler": "evaluate_alert_rules", "tenant_id": "console"})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["tenant_id"] == "console"
+    assert service.count_jobs("console") == 1 and service.count_jobs("acme") == 0
+
+
+def test_retrying_a_tenants_stored_system_job_is_422(api, service):
+    service.system_tenant_id = "acme"        # as if queued before system handlers existed
+    job = service.queue_job("immediate", "evaluate_alert_rules", {}, "acme")
+    service.system_tenant_id = "console"
+    service.cancel_job(job.id)
+    response = api("post", f"/jobs/{job.id}/retry", token="acme")
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "handler"
+    assert "is a system handler" in response.get_json()["errors"][0]["message"]
+    assert service.get_job_by_id(job.id).status.value == "cancelled"
 
 
 def test_a_batch_over_the_limit_stores_nothing(api, make_tenant, service):

@@ -358,10 +358,9 @@ def test_cleanup_deletes_each_data_type_past_its_retention(service, make_tenant)
             conn.execute(update(table).where(table.c.tenant_id == "acme").values(
                 **{column: old}))
     parameters = {"data_types": ["finished_jobs", "sent_messages", "outbox_messages",
-                                 "reports", "limit_rejections", "logs"],
+                                 "reports", "logs"],
                   "retention_policy": {"finished_jobs": 0, "sent_messages": 30,
-                                       "outbox_messages": 30, "reports": 30,
-                                       "limit_rejections": 30, "logs": 0}}
+                                       "outbox_messages": 30, "reports": 30, "logs": 0}}
     job = service.queue_job("cleanup", "custom_cleanup_handler", parameters, "acme")
     service.run_until_idle(settle=0.2)
 
@@ -372,9 +371,10 @@ def test_cleanup_deletes_each_data_type_past_its_retention(service, make_tenant)
     assert deleted["sent_messages"]["rows"] == 1
     assert deleted["outbox_messages"]["rows"] == 1
     assert deleted["reports"]["rows"] == 1
-    assert deleted["limit_rejections"]["rows"] == 1
-    for table in (sent_messages_table, outbox_messages_table, reports_table, rejections_table):
+    for table in (sent_messages_table, outbox_messages_table, reports_table):
         assert count(service, table, tenant_id="acme") == 0, table.name
+    # The operators' record of what acme's limits refused is not acme's to delete.
+    assert count(service, rejections_table, tenant_id="acme") == 1
     # Another tenant's data is not touched.
     assert count(service, outbox_messages_table, tenant_id="globex") == 1
     assert count(service, reports_table, tenant_id="globex") == 1
@@ -386,12 +386,57 @@ def test_an_unknown_data_type_is_refused_when_queued(service, make_tenant):
     with pytest.raises(JobValidationError) as refused:
         service.queue_scheduled_job("Cleanup", "0 3 * * *", "custom_cleanup_handler",
                                     {"data_types": ["logs", "bogus"]}, "acme")
-    assert "'bogus'" in str(refused.value) and refused.value.field == "payload"
+    assert "'bogus'" in str(refused.value) and refused.value.field == "payload['data_types']"
+    assert "what may be cleaned: finished_jobs, logs" in refused.value.message
     with pytest.raises(JobValidationError, match="retention_policy"):
         service.queue_scheduled_job("Cleanup", "0 3 * * *", "custom_cleanup_handler",
                                     {"data_types": ["logs"], "retention_policy": {"logs": -1}},
                                     "acme")
     assert count(service, jobs_table) == 0
+
+
+@pytest.mark.parametrize("parameters, field", [
+    ({"data_types": ["limit_rejections"]}, "payload['data_types']"),
+    ({"data_types": ["logs", "limit_rejections"]}, "payload['data_types']"),
+    ({"data_types": ["logs"], "retention_policy": {"limit_rejections": 1}},
+     "payload['retention_policy']"),
+])
+def test_a_tenants_cleanup_cannot_delete_its_limit_rejections(service, make_tenant, parameters,
+                                                              field):
+    make_tenant("acme", "tier2")
+    for queue in (
+            lambda: service.queue_job("cleanup", "custom_cleanup_handler", parameters, "acme"),
+            lambda: service.queue_scheduled_job("Cleanup", "0 3 * * *",
+                                                "custom_cleanup_handler", parameters, "acme")):
+        with pytest.raises(JobValidationError) as refused:
+            queue()
+        assert refused.value.field == field
+        message = refused.value.message
+        assert "'limit_rejections'" in message and "operators' records" in message
+        assert "what may be cleaned: finished_jobs, logs, sent_messages" in message
+        assert "cache, temp_files" in message and message.count("limit_rejections") == 1
+    assert count(service, jobs_table) == 0
+
+
+def test_a_stored_cleanup_of_limit_rejections_fails_without_deleting_them(service,
+                                                                           make_tenant):
+    make_tenant("acme", "tier2")
+    with service.engine.begin() as conn:
+        conn.execute(rejections_table.insert().values(
+            tenant_id="acme", hour=hour_of(datetime.now(UTC) - timedelta(days=400)),
+            limit_type="max_queued_jobs", count=3))
+    job = service.queue_job("maintenance", "custom_cleanup_handler",
+                            {"data_types": ["logs"]}, "acme", max_retries=3)
+    with service.engine.begin() as conn:   # queued by an older version
+        conn.execute(update(jobs_table).where(jobs_table.c.id == job.id).values(
+            payload={"data_types": ["limit_rejections"],
+                     "retention_policy": {"limit_rejections": 0}}))
+    service.run_until_idle(settle=0.2)
+    done = service.get_job_by_id(job.id)
+    assert done.status is JobStatus.FAILED and done.total_attempts == 1
+    assert done.last_result.error_type == "PermanentJobError"
+    assert "operators' records" in done.last_result.error_message
+    assert count(service, rejections_table, tenant_id="acme") == 1
 
 
 def test_an_unknown_data_type_that_reaches_the_handler_fails_permanently(service, make_tenant):

@@ -1,12 +1,19 @@
 """Next fire times, table-driven with fixed datetimes, including DST changes."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 import pytest
 
 from console.jobs import JobValidationError
-from console.jobs.cron import next_fire_time, next_fire_times, validate_cron
+from console.jobs.cron import (
+    CRON_SEARCH_YEARS,
+    CronNeverFiresError,
+    next_fire_time,
+    next_fire_times,
+    validate_cron,
+)
 
 UTC = timezone.utc
 
@@ -59,3 +66,38 @@ def test_invalid_expressions_are_refused(expression):
 
 def test_valid_expression_is_normalised():
     assert validate_cron("  0   9 * * 1-5 ") == "0 9 * * 1-5"
+
+
+NEVER_FIRES = ["0 0 31 2 *", "0 0 30 2 *", "0 0 30,31 2 *", "* * 31 2 *", "0 0 31 4,6,9,11 *",
+               "*/5 3 31 11 *", "0 0 31 2 * 0"]
+
+
+@pytest.mark.parametrize("expression", NEVER_FIRES)
+def test_an_expression_that_never_fires_is_refused_quickly(expression):
+    started = time.perf_counter()
+    with pytest.raises(CronNeverFiresError) as error:
+        validate_cron(expression)
+    assert time.perf_counter() - started < 1.0      # bounded: a 50-year search takes ~10 ms
+    assert error.value.field == "cron_schedule"
+    assert error.value.message.startswith(f"cron_schedule: {expression!r} never fires (")
+    assert f"within {CRON_SEARCH_YEARS} years" in error.value.message
+    assert isinstance(error.value, JobValidationError)
+
+
+@pytest.mark.parametrize("expression", ["0 0 29 2 *", "0 0 31 * *", "0 0 30 1,2 *",
+                                        "0 0 31 2 1"])   # dom OR dow: every Monday of February
+def test_rare_but_real_dates_are_accepted(expression):
+    assert validate_cron(expression) == expression
+    assert next_fire_time(expression, "Europe/Paris", utc(2026, 3, 1)) > utc(2026, 3, 1)
+
+
+@pytest.mark.parametrize("expression", NEVER_FIRES)
+def test_next_fire_time_of_a_stored_never_firing_expression_raises_no_croniter_error(
+        expression):
+    for zone in ("UTC", "America/New_York"):
+        with pytest.raises(CronNeverFiresError) as error:
+            next_fire_time(expression, zone, utc(2026, 1, 1))
+        assert error.value.field == "cron_schedule"
+    with pytest.raises(JobValidationError) as error:       # what validate_cron would refuse
+        next_fire_time("61 * * * *", "UTC", utc(2026, 1, 1))
+    assert error.value.field == "cron_schedule"

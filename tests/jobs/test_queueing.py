@@ -126,6 +126,12 @@ BAD_INPUTS = [
     ("payload", dict(handler="picky", payload={"ok": False})),
     ("cron_schedule", dict(cron_schedule="61 * * * *")),
     ("cron_schedule", dict(cron_schedule="every day")),
+    ("cron_schedule", dict(cron_schedule="0 0 31 2 *")),           # 31 February: never fires
+    ("cron_schedule", dict(cron_schedule="0 0 30 2 *")),
+    ("cron_schedule", dict(cron_schedule="0 0 31 2 *", scheduled_for=datetime.now(UTC))),
+    ("handler", dict(handler="evaluate_alert_rules")),                 # system handlers
+    ("handler", dict(job_type="notification", handler="alert_webhook", payload={
+        "channel": "webhook", "recipient": "https://x.example/h"})),
     ("timezone", dict(cron_schedule="0 9 * * *", timezone="Mars/Olympus")),
     ("delay", dict(delay=timedelta(seconds=-1))),
     ("priority", dict(priority="highest")),

@@ -137,6 +137,27 @@ def test_the_handler_select_lists_the_handlers_that_run_the_kind(operator):
     assert 'value="email_handler"' not in page  # the channel picks notification handlers
 
 
+@pytest.mark.parametrize("kind", ["immediate", "recurring", "scheduled", "delayed"])
+def test_system_handlers_are_offered_to_the_operations_tenant_only(operator, make_tenant,
+                                                                   kind):
+    make_tenant("console", "tier4", name="Console operations")
+    for tenant, offered in (("acme", False), ("console", True)):
+        page = page_text(operator.get(f"/jobs/new/{kind}", query_string={"tenant_id": tenant}))
+        assert '<option value="noop"' in page or '<option value="data_processor"' in page
+        assert 'value="alert_webhook"' not in page           # a notification handler
+        runs_kind = kind == "immediate"    # evaluate_alert_rules runs immediate, maintenance
+        assert ('value="evaluate_alert_rules"' in page) is (offered and runs_kind), (tenant, kind)
+
+
+def test_the_operations_tenant_queues_a_system_handler_from_the_form(operator, make_tenant,
+                                                                      service):
+    make_tenant("console", "tier4", name="Console operations")
+    response = operator.post("/jobs/new/immediate", data=form(
+        operator, tenant_id="console", type="maintenance", handler="evaluate_alert_rules"))
+    job = queued_job(service, response)
+    assert (job.tenant_id, job.handler) == ("console", "evaluate_alert_rules")
+
+
 def test_a_tenant_name_with_script_is_escaped_in_the_select(client_as, make_tenant):
     make_tenant("evil", "tier2", name="<script>alert(1)</script>")
     page = page_text(client_as("operator").get("/jobs/new"))
@@ -283,6 +304,21 @@ BAD_INPUTS = [
     ("immediate", {"metadata": "{oops"}, "metadata: not valid JSON"),
     ("recurring", {"cron_schedule": "61 * * * *"}, "cron_schedule: &#39;61 * * * *&#39; is not a"),
     ("recurring", {"cron_schedule": "* * *"}, "has 3 fields"),
+    ("recurring", {"cron_schedule": "0 0 31 2 *"},
+     "cron_schedule: &#39;0 0 31 2 *&#39; never fires (no date matches it within 50 years"),
+    ("recurring", {"cron_schedule": "0 0 30 2 *", "timezone": "Europe/Paris"},
+     "cron_schedule: &#39;0 0 30 2 *&#39; never fires"),
+    ("scheduled", {"name": "Leap", "cron_schedule": "0 0 31 2 *"}, "never fires"),
+    ("immediate", {"handler": "evaluate_alert_rules"},
+     "handler: handler &#39;evaluate_alert_rules&#39; is a system handler: only the operations "
+     "tenant queues it"),
+    ("immediate", {"type": "maintenance", "handler": "evaluate_alert_rules"},
+     "is a system handler"),
+    ("recurring", {"handler": "evaluate_alert_rules", "cron_schedule": "0 9 * * *"},
+     "is a system handler"),
+    ("immediate", {"type": "cleanup", "handler": "custom_cleanup_handler",
+                   "payload": '{"data_types": ["limit_rejections"]}'},
+     "are operators&#39; records, not the tenant&#39;s data"),
     ("recurring", {"cron_schedule": "0 9 * * *", "timezone": "Mars/Olympus"},
      "timezone: unknown time zone &#39;Mars/Olympus&#39;"),
     ("scheduled", {"name": "", "cron_schedule": "0 9 * * *"}, "name: is required"),
@@ -422,6 +458,24 @@ def test_cron_preview_explains_a_bad_expression_and_zone(operator):
                                   query_string={"cron_schedule": "0 9 * * *",
                                                 "timezone": "Nowhere/City"}))
     assert "timezone: unknown time zone &#39;Nowhere/City&#39;" in text
+
+
+@pytest.mark.parametrize("expression", ["0 0 31 2 *", "0 0 30 2 *", "*/5 * 31 4 *"])
+def test_cron_preview_says_an_expression_never_fires(operator, expression):
+    for zone in ("UTC", "Asia/Tokyo"):
+        response = operator.get("/jobs/new/cron-preview",
+                                query_string={"cron_schedule": expression, "timezone": zone})
+        text = page_text(response)
+        assert response.status_code == 200
+        assert (f"cron expression: &#39;{expression}&#39; never fires (no date matches it "
+                "within 50 years") in text
+        assert "<time" not in text
+
+
+def test_the_recurring_form_previews_a_never_firing_cron_with_a_message(operator):
+    response = operator.get("/jobs/new/recurring", query_string={"cron_schedule": "0 0 31 2 *"})
+    assert response.status_code == 200
+    assert "never fires" in page_text(response)
 
 
 def validate(client, field="payload", kind="immediate", **data):

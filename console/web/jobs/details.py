@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select
 from ...jobs.cron import next_fire_time
 from ...jobs.models import attempts_table
 from ...jobs.service import RETRYABLE_STATUSES
-from ...jobs.types import WAITING_STATUSES, SystemJob
+from ...jobs.types import WAITING_STATUSES, JobValidationError, SystemJob
 
 UTC = timezone.utc
 ATTEMPTS_SHOWN = 50   # a recurring job can have thousands; the page shows the newest
@@ -48,7 +48,10 @@ def schedule(job: SystemJob, now: datetime | None = None) -> dict[str, Any] | No
     if job.status.value in WAITING_STATUSES and job.scheduled_for:
         next_run = job.scheduled_for
     elif job.status.value == "processing":
-        next_run = next_fire_time(job.cron_schedule, job.timezone, now)
+        try:
+            next_run = next_fire_time(job.cron_schedule, job.timezone, now)
+        except JobValidationError:   # stored before it was checked: it never fires
+            next_run = None
     else:
         next_run = None   # cancelled or failed: it runs again only if retried
     return {"cron": job.cron_schedule, "timezone": job.timezone, "next_run": next_run}

@@ -14,7 +14,7 @@ from wtforms.validators import StopValidation
 
 from ...jobs import JobValidationError
 from ...jobs.cron import parse_timezone
-from ...jobs.handlers import HandlerRegistry
+from ...jobs.handlers import HandlerRegistry, system_handler_message
 from .previews import json_object_error, parse_json_text
 
 UTC = timezone.utc
@@ -58,6 +58,9 @@ class HandlerField(ChoiceField):
         if self.data in choice_values(self):
             return
         registry = self.registry
+        if registry is not None and not registry.allows(registry.get(self.data),
+                                                        form.tenant_id.data):
+            raise StopValidation(f"handler: {system_handler_message(self.data)}")
         if registry is not None and self.data in registry:
             raise StopValidation(f"handler: {self.data!r} does not run {form.kind} jobs; choose "
                                  f"one of {', '.join(choice_values(self))}")

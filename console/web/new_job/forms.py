@@ -77,7 +77,8 @@ class JobForm(FlaskForm):
         self.tenant_id.choices = tenant_choices(tenants)
         if "handler" in self._fields:
             self.handler.registry = registry
-            self.handler.choices = handler_choices(registry, self.handler_types())
+            self.handler.choices = handler_choices(registry, self.handler_types(),
+                                                   self.tenant_id.data)
 
     def handler_types(self) -> set[str]:
         return {self.job_type}
@@ -126,9 +127,12 @@ def tenant_choices(tenants: list[TenantConfig]) -> list[SelectChoice]:
     return choices((t.tenant_id, f"{t.name} ({t.tenant_id}) · {t.tier.value}") for t in tenants)
 
 
-def handler_choices(registry: HandlerRegistry, types: set[str]) -> list[SelectChoice]:
+def handler_choices(registry: HandlerRegistry, types: set[str],
+                    tenant_id: str | None) -> list[SelectChoice]:
+    """The handlers that run these job types and that ``tenant_id`` may queue: system handlers
+    only for the operations tenant."""
     found = []
-    for handler in registry.all():
+    for handler in registry.available_to(tenant_id):
         supported = {getattr(t, "value", t) for t in handler.supported_job_types}
         if supported & types:
             description = (handler.description or "").strip()

@@ -13,7 +13,7 @@ from zoneinfo import available_timezones
 from croniter import croniter
 
 from ...jobs import JobValidationError
-from ...jobs.cron import next_fire_times, parse_timezone, validate_cron
+from ...jobs.cron import CronNeverFiresError, next_fire_times, parse_timezone, validate_cron
 from ...jobs.handlers import HandlerRegistry
 from ...jobs.validation import prepare_job
 
@@ -74,18 +74,22 @@ def cron_preview(expression: str, tz_name: str, now: datetime | None = None,
         zone = None
     try:
         validate_cron(expression)
+    except CronNeverFiresError as exc:     # e.g. '0 0 31 2 *': valid fields, no such date
+        errors["cron_schedule"] = _never_fires(exc)
     except JobValidationError:
         errors["cron_schedule"] = explain_cron_error(expression)
     if errors:
         return CronPreview(expression, tz_name, [], errors)
     try:
         times = next_fire_times(expression, tz_name, now, count)
-    except JobValidationError as exc:      # e.g. '0 0 30 2 *' never fires
-        return CronPreview(expression, tz_name, [], {
-            "cron_schedule": f"cron expression: {exc.message.split(': ', 1)[-1]} — pick a "
-                             "date that exists"})
+    except JobValidationError as exc:      # never fires after ``now``, or cannot be read
+        return CronPreview(expression, tz_name, [], {"cron_schedule": _never_fires(exc)})
     return CronPreview(expression, tz_name,
                        [FireTime(t.astimezone(zone), t) for t in times], {})
+
+
+def _never_fires(exc: JobValidationError) -> str:
+    return f"cron expression: {exc.message.split(': ', 1)[-1]}"
 
 
 def json_object_error(text: str, field: str) -> str | None:
