@@ -45,6 +45,12 @@ def next_state(job: SystemJob, result: JobExecutionResult, now: datetime,
 
 
 REARM_ERROR = "rearm_error"   # a key of next_state's answer only: see job_last_result
+NEVER_FIRES = "CronNeverFires"   # the error type of a recurring job that has no next time
+
+
+def not_rearmed(error: JobValidationError) -> str:
+    """Why a recurring job stored earlier was failed instead of re-armed."""
+    return f"not re-armed: {error.message}"
 
 
 def _rearm(job: SystemJob, now: datetime) -> dict[str, Any]:
@@ -57,7 +63,7 @@ def _rearm(job: SystemJob, now: datetime) -> dict[str, Any]:
         # runner that records this attempt.
         return {"status": JobStatus.FAILED.value, "completed_at": now,
                 "current_retries": job.current_retries,
-                REARM_ERROR: f"not re-armed: {exc.message}"}
+                REARM_ERROR: not_rearmed(exc)}
     return {"status": JobStatus.PENDING.value, "current_retries": 0, "scheduled_for": when}
 
 
@@ -68,7 +74,7 @@ def job_last_result(changes: dict[str, Any], result: JobExecutionResult) -> JobE
     error = changes.pop(REARM_ERROR, None)
     if error is None:
         return result
-    return replace(result, success=False, error_type="CronNeverFires",
+    return replace(result, success=False, error_type=NEVER_FIRES,
                    error_message=error if result.success
                    else f"{error}; the last attempt failed: {result.error_message}",
                    metadata={**(result.metadata or {}), "retryable": False})

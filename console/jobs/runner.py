@@ -23,7 +23,15 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select
 
 from . import db
-from .attempts import RetryPolicy, attempt_values, job_last_result, next_state, run_outcome
+from .attempts import (
+    NEVER_FIRES,
+    RetryPolicy,
+    attempt_values,
+    job_last_result,
+    next_state,
+    not_rearmed,
+    run_outcome,
+)
 from .availability import OutageLog
 from .claiming import FairShare, claim_due_jobs
 from .cron import next_fire_time
@@ -357,8 +365,8 @@ class Runner:
                     values = {"status": JobStatus.FAILED.value, "completed_at": now,
                               "last_result": JobExecutionResult(
                                   success=False, executed_at=now, execution_time=timedelta(0),
-                                  error_type="CronNeverFires",
-                                  error_message=f"not re-armed: {exc.message}").to_dict()}
+                                  error_type=NEVER_FIRES,
+                                  error_message=not_rearmed(exc)).to_dict()}
                 stored = conn.execute(jobs_table.update().where(jobs_table.c.id == row.id)
                                       .values(**values, updated_at=now)
                                       .returning(jobs_table)).one()
