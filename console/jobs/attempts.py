@@ -38,7 +38,7 @@ def next_state(job: SystemJob, result: JobExecutionResult, now: datetime,
             delay = min(float(retry_after), policy.max_seconds)
         return {"status": JobStatus.PENDING.value, "current_retries": attempt,
                 "scheduled_for": now + timedelta(seconds=delay)}
-    if job.cron_schedule:
+    if job.cron_schedule and (result.metadata or {}).get("rearm", True):
         return _rearm(job, now)
     return {"status": JobStatus.FAILED.value, "completed_at": now,
             "current_retries": job.current_retries}

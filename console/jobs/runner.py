@@ -44,9 +44,9 @@ from .recovery import release_expired_leases
 from .rollups import RollupBatch, hour_of, record_rejections, sample_queue_depth
 from .types import (
     JobExecutionResult,
+    JobNotAllowedError,
     JobStatus,
     JobValidationError,
-    PermanentJobError,
     SystemJob,
 )
 from .usage import daily_jobs_used, live_job_counts
@@ -397,7 +397,7 @@ class Runner:
                 raise LookupError(f"handler {job.handler!r} is not registered in this process")
             if not self.service.handlers.allows(handler, job.tenant_id):
                 # Queued before the rule existed: never run it for another tenant.
-                raise PermanentJobError(f"{system_handler_message(job.handler)}; job of tenant "
+                raise JobNotAllowedError(f"{system_handler_message(job.handler)}; job of tenant "
                                         f"{job.tenant_id!r} not run")
             result = handler.execute(context)
             if not isinstance(result, JobExecutionResult):

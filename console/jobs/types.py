@@ -184,6 +184,14 @@ class PermanentJobError(Exception):
     job_metadata = {"retryable": False}
 
 
+class JobNotAllowedError(PermanentJobError):
+    """The job may never run as it is stored (a system handler of another tenant than the
+    operations tenant, queued before that rule existed): it fails for good, and a recurring one
+    is not re-armed to fail again at each of its times."""
+
+    job_metadata = {"retryable": False, "rearm": False}
+
+
 class JobStateError(ValueError):
     """A state change that the job's current status does not allow (retry a running job …)."""
 

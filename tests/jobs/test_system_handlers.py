@@ -3,7 +3,7 @@ them, on every path; every other tenant gets ``JobValidationError`` naming the h
 nothing is stored."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -135,9 +135,25 @@ def test_a_runner_fails_another_tenants_stored_system_job_without_running_it(ser
     service.run_until_idle(settle=0.2)
     failed = service.get_job_by_id(job.id)
     assert failed.status is JobStatus.FAILED and failed.total_attempts == 1   # no retries
-    assert failed.last_result.error_type == "PermanentJobError"
+    assert failed.last_result.error_type == "JobNotAllowedError"
     assert REFUSAL in failed.last_result.error_message
     assert "evaluations" not in (failed.last_result.result or {})
+
+
+def test_another_tenants_stored_recurring_system_job_fails_for_good(service, tenants):
+    # Re-armed, it would fail again at each of its times, for ever.
+    job = stored_earlier(service, "acme", cron_schedule="* * * * *",
+                         scheduled_for=datetime.now(timezone.utc))
+    service.run_until_idle(settle=0.2)
+    failed = service.get_job_by_id(job.id)
+    assert failed.status is JobStatus.FAILED and failed.total_attempts == 1
+    assert failed.last_result.error_type == "JobNotAllowedError"
+    assert REFUSAL in failed.last_result.error_message
+    # The operations tenant's own recurring job still runs and is re-armed.
+    own = service.queue_job("maintenance", "evaluate_alert_rules", {}, OPS,
+                            cron_schedule="* * * * *", scheduled_for=datetime.now(timezone.utc))
+    service.run_until_idle(settle=0.2)
+    assert service.get_job_by_id(own.id).status is JobStatus.PENDING
 
 
 
