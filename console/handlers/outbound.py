@@ -59,6 +59,18 @@ def _listed(value: Any) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
+def http_url(text: Any) -> httpx.URL | None:
+    """``text`` parsed as an http(s) URL with a host, or None: the one test of what a tenant
+    gives as a webhook address."""
+    try:
+        url = httpx.URL(text) if isinstance(text, str) else None
+    except httpx.InvalidURL:
+        return None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        return None
+    return url
+
+
 def _host_key(host: str) -> str:
     return host.strip().lower().rstrip(".").strip("[]")
 

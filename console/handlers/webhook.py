@@ -33,7 +33,7 @@ import httpx
 
 from ..jobs import JobExecutionContext, JobValidationError
 from .delivery import Delivery, DeliveryError, NotificationHandler, check_message_id, config_value
-from .outbound import OutboundPolicy, RefusedDestination, post
+from .outbound import OutboundPolicy, RefusedDestination, http_url, post
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Console-Signature"
@@ -113,11 +113,8 @@ class WebhookHandler(NotificationHandler):
 
     def validate_payload(self, payload: dict[str, Any]) -> bool:
         url = payload.get("recipient")
-        try:
-            parsed = httpx.URL(url) if isinstance(url, str) else None
-        except httpx.InvalidURL:
-            parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        parsed = http_url(url)
+        if parsed is None:
             raise ValueError(f"recipient {url!r} must be an http or https URL")
         try:
             self.policy.check_destination(parsed.host)   # literals and localhost: no DNS here

@@ -221,7 +221,7 @@ def test_the_alerts_screen_filters_and_pages(service, client_as, make_tenant, ad
     assert system.id
 
 
-def test_an_admin_sets_a_tenants_alert_contacts(service, client_as, make_tenant):
+def test_an_admin_sets_a_tenants_alert_contacts(app, service, client_as, make_tenant):
     make_tenant("acme", maxQueuedJobs=7)
     admin = client_as("admin")
     bad = admin.post("/alerts/contacts/acme", data={
@@ -232,6 +232,19 @@ def test_an_admin_sets_a_tenants_alert_contacts(service, client_as, make_tenant)
     assert "“not-an-address” is not an email address" in field_error(page, "alert_email")
     assert "Give an http:// or https:// URL." in field_error(page, "alert_webhook_url")
     assert "alertEmail" not in service.tenants.get_tenant_config("acme").custom_settings
+
+    # Where tenants' webhooks may not go, neither may their alert webhooks (checked on save
+    # for what needs no DNS; names are judged when the alert is sent).
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = False
+    for url, kind in (("http://127.0.0.1:5099/internal", "a loopback address"),
+                      ("http://localhost/x", "a loopback address"),
+                      ("http://169.254.169.254/latest", "a link-local address")):
+        inside = admin.post("/alerts/contacts/acme", data={
+            "csrf_token": admin.csrf, "alert_email": "", "alert_webhook_url": url})
+        assert inside.status_code == 422, url
+        assert f"It points at {kind}; alert webhooks go to public addresses only." in \
+            field_error(inside.get_data(as_text=True), "alert_webhook_url")
+    assert "alertWebhookUrl" not in service.tenants.get_tenant_config("acme").custom_settings
 
     saved = admin.post("/alerts/contacts/acme", data={
         "csrf_token": admin.csrf, "alert_email": " ada@example.com ,bob@example.com",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -21,6 +22,7 @@ from wtforms.validators import InputRequired, Length, Optional, Regexp
 from ...alerts.rules import KINDS, LIMIT_NAMES, Rule
 from ...alerts.store import DEFAULT_COOLDOWN_SECONDS, RuleError, RuleValues, check_rule
 from ...handlers.mail import check_address
+from ...handlers.outbound import OutboundPolicy, RefusedDestination, http_url
 from ...jobs.limits import TenantConfig
 
 UTC = timezone.utc
@@ -156,16 +158,16 @@ class ContactsForm(FlaskForm):
                                       "ada@example.com).") from None
 
     def validate_alert_webhook_url(self, field):
-        import httpx
-
         if not field.data:
             return
-        try:
-            url = httpx.URL(field.data)
-        except httpx.InvalidURL:
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
+        url = http_url(field.data)
+        if url is None:
             raise ValidationError("Give an http:// or https:// URL.")
+        try:
+            OutboundPolicy.from_config(current_app.config).check_destination(url.host)
+        except RefusedDestination as refused:
+            raise ValidationError(f"It points at {refused.kind}; alert webhooks go to public "
+                                  "addresses only.") from None
 
     def settings_for(self, config: TenantConfig) -> dict:
         """The tenant's custom_settings with these contacts (empty ones removed)."""
