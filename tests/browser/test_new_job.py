@@ -144,6 +144,30 @@ def test_an_immediate_job_completes_on_its_open_page(live_server, page, make_ten
     assert navigations == [], f"the page reloaded: {navigations}"
 
 
+def test_the_handler_list_follows_the_chosen_tenant(live_server, page, make_tenant):
+    """System handlers are offered to the operations tenant only, and the list changes as the
+    tenant does, the chosen handler kept where it may still be queued."""
+    make_tenant("acme", "tier4", name="Acme")
+    make_tenant("console", "tier4", name="Operations")
+    sign_in_to(page, "/jobs/new/immediate", *OPERATOR)
+    handler = page.get_by_label("Handler")
+
+    def choose_tenant(tenant_id):
+        # The list is swapped when the answer lands: choosing before that would be undone.
+        with page.expect_response(lambda r: "/jobs/new/tenant-usage" in r.url):
+            page.get_by_label("Tenant", exact=True).select_option(tenant_id)
+
+    choose_tenant("acme")
+    expect(handler.locator("option[value='noop']")).to_have_count(1)
+    expect(handler.locator("option[value='evaluate_alert_rules']")).to_have_count(0)
+    handler.select_option("noop")
+    choose_tenant("console")
+    expect(handler.locator("option[value='evaluate_alert_rules']")).to_have_count(1)
+    expect(handler).to_have_value("noop")
+    choose_tenant("acme")
+    expect(handler.locator("option[value='evaluate_alert_rules']")).to_have_count(0)
+
+
 def test_the_cron_preview_follows_what_is_typed(live_server, page, make_tenant):
     make_tenant("acme", "tier4", name="Acme")
     sign_in_to(page, "/jobs/new/recurring", *OPERATOR)

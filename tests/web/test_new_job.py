@@ -531,6 +531,30 @@ def test_tenant_usage_fragment(operator, service, make_tenant):
     assert response.status_code == 404 and "There is no tenant nobody" in page_text(response)
 
 
+def test_choosing_a_tenant_offers_the_handlers_it_may_queue(operator, make_tenant):
+    make_tenant("acme", "tier2")
+    make_tenant("console", "tier4")    # ALERTS_TENANT_ID: the operations tenant
+    def handlers_for(tenant_id, chosen):
+        text = operator.get(f"/jobs/new/tenant-usage?tenant_id={tenant_id}&kind=immediate"
+                            f"&handler={chosen}", headers={"HX-Request": "true"}).get_data(
+                                as_text=True)
+        select = re.search(r'<select[^>]*id="handler"[^>]*>.*?</select>', text, re.S).group(0)
+        assert 'hx-swap-oob="outerHTML"' in select
+        return re.findall(r'<option(?: selected)? value="([^"]+)"', select), re.search(
+            r'<option selected value="([^"]+)"', select)
+
+    ops, chosen = handlers_for("console", "evaluate_alert_rules")
+    assert "evaluate_alert_rules" in ops and chosen.group(1) == "evaluate_alert_rules"
+    tenant, chosen = handlers_for("acme", "evaluate_alert_rules")
+    assert "evaluate_alert_rules" not in tenant and "noop" in tenant
+    assert chosen is None or chosen.group(1) != "evaluate_alert_rules"
+    kept = handlers_for("acme", "noop")[1]
+    assert kept.group(1) == "noop"
+    # The usage alone (no kind) carries no handler list.
+    text = operator.get("/jobs/new/tenant-usage?tenant_id=acme").get_data(as_text=True)
+    assert 'id="handler"' not in text
+
+
 def test_the_form_shows_the_chosen_tenants_usage(operator):
     page = page_text(operator.get("/jobs/new"))
     assert 'id="tenant-usage"' in page and "Waiting (queued + pending)" in page

@@ -22,7 +22,7 @@ from .batch import (
     read_batch_file,
     row_of_limit,
 )
-from .fields import notification_extras_error, webhook_body_error
+from .fields import choice_values, notification_extras_error, webhook_body_error
 from .forms import FORMS, KINDS, BatchForm, JobForm, NotificationForm
 from .previews import check_payload, cron_preview, json_object_error, timezone_names
 from .quota import explain_limit, tenant_quota
@@ -174,12 +174,21 @@ def _check_payload_field(text: str, kind: str):
 
 @bp.get("/jobs/new/tenant-usage")
 def tenant_usage():
+    """The chosen tenant's usage; with ``kind``, also the handler choices open to that tenant
+    (system handlers are offered to the operations tenant only), the chosen one kept."""
     service = get_job_service()
     tenant = service.tenants.get_tenant_config(request.args.get("tenant_id") or "")
     status = 200 if tenant else 404
-    return render_view("new_job/_tenant_usage.html", "new_job/_tenant_usage.html", status,
+    handler_field = None
+    kind = request.args.get("kind")
+    if tenant and kind in FORMS and hasattr(FORMS[kind], "handler"):
+        form = _form(kind, _tenants())
+        if request.args.get("handler") in choice_values(form.handler):
+            form.handler.data = request.args["handler"]
+        handler_field = form.handler
+    return render_view("new_job/_tenant_changed.html", "new_job/_tenant_changed.html", status,
                        quota=tenant_quota(service.engine, tenant) if tenant else None,
-                       tenant_id=request.args.get("tenant_id"))
+                       tenant_id=request.args.get("tenant_id"), handler_field=handler_field)
 
 
 @bp.route("/jobs/new/batch", methods=["GET", "POST"])
