@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 
 from console import create_app  # noqa: E402
 from console.jobs import JobStatus, TenantConfig  # noqa: E402
-from tests.support import start_smtp_server, wait_until  # noqa: E402
 
 NESTED = "{% for i in range(100000) %}{% for j in range(100000) %}BODY{% endfor %}{% endfor %}"
 HOSTILE = [NESTED.replace("BODY", ""),
@@ -43,6 +42,31 @@ NORMAL = {"subject": "Your invoice {{ number }}",
                   "{{ line.amount }}</li>{% endfor %}</ul><p>Total: {{ total }}</p>",
           "variables": {"name": "Jane <Doe>", "number": 17, "total": "99.00",
                         "lines": [{"item": f"item {n}", "amount": "9.90"} for n in range(10)]}}
+
+
+def start_smtp_server(handler):
+    """aiosmtpd on 127.0.0.1 and a port the kernel picks (``.port``), started."""
+    from aiosmtpd.controller import Controller
+
+    class OnAnyPort(Controller):
+        def _create_server(self):
+            async def bound():
+                server = await Controller._create_server(self)
+                self.port = server.sockets[0].getsockname()[1]
+                return server
+            return bound()
+
+    controller = OnAnyPort(handler, hostname="127.0.0.1", port=0)
+    controller.start()
+    return controller
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"still waiting after {timeout:g} s for {what}")
+        time.sleep(interval)
 
 
 class Sink:
