@@ -64,6 +64,16 @@ MAIL_TIMEOUT_SECONDS = 30.0
 # A PEM file of CA certificates to trust for the SMTP server's TLS certificate (STARTTLS or
 # SSL), instead of the system's: for a server with a private or self-signed certificate.
 MAIL_CA_FILE = None
+# Tenants' email templates (subject, body, html) render in separate processes, each render
+# bounded: past a bound the job fails for good, naming the setting. CPU seconds a render may use:
+TEMPLATE_CPU_SECONDS = 1.0
+# Bytes a message's rendered subject, body and html may have together.
+TEMPLATE_MAX_OUTPUT_BYTES = 1024 * 1024
+# Memory a render may take beyond what its process holds at rest.
+TEMPLATE_MEMORY_BYTES = 256 * 1024 * 1024
+# Render processes per app process (started when first needed): renders
+# beyond this many at once wait for one to be free, within their job's deadline.
+TEMPLATE_RENDER_PROCESSES = 2
 
 # The webhook channel. Each request is signed with the tenant's custom_settings["webhookSecret"],
 # else with this secret; with neither, webhooks fail (nothing is ever sent unsigned).

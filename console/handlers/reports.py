@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -97,8 +98,12 @@ def _number(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def usage_rows(service, tenant_id: str, start: datetime, end: datetime) -> list[list[Any]]:
-    """The CSV rows (without the header) of ``tenant_id``'s usage over [start, end)."""
+def usage_rows(service, tenant_id: str, start: datetime, end: datetime,
+               check_cancelled: Callable[[], None] = lambda: None) -> list[list[Any]]:
+    """The CSV rows (without the header) of ``tenant_id``'s usage over [start, end).
+
+    :param check_cancelled: called before each query; raises to stop (a job's
+        ``context.check_cancelled``: a timed-out report stops reading, not only its slot)."""
     r = rollups_table.c
     with service.engine.connect() as conn:
         pairs = conn.execute(
@@ -107,6 +112,7 @@ def usage_rows(service, tenant_id: str, start: datetime, end: datetime) -> list[
             .group_by(r.handler, r.job_type).order_by(r.handler, r.job_type)).all()
     rows = []
     for handler, job_type in pairs:
+        check_cancelled()
         trends = service.get_job_trends(tenant_id=tenant_id, handler=handler, job_type=job_type,
                                         start_date=start, end_date=end, granularity="day")
         for index, point in enumerate(trends["points"]):
@@ -162,7 +168,8 @@ class ReportGeneratorHandler(JobHandler):
         report = write_usage_report(
             self._service, context.tenant_id, start, end, payload.get("name"),
             tenant_name=getattr(tenant, "name", None), job_id=job.id,
-            recurring=bool(job.cron_schedule), report_type=report_type)
+            recurring=bool(job.cron_schedule), report_type=report_type,
+            check_cancelled=context.check_cancelled)
         usage = self._service.get_tenant_job_usage(context.tenant_id, start, end)
         return JobExecutionResult(
             success=True, executed_at=context.actual_start_time,
@@ -177,11 +184,14 @@ class ReportGeneratorHandler(JobHandler):
 def write_usage_report(service, tenant_id: str, start: datetime, end: datetime,
                        name: str | None = None, *, tenant_name: str | None = None,
                        job_id: str | None = None, recurring: bool = False,
-                       report_type: str = "usage") -> dict[str, Any]:
+                       report_type: str = "usage",
+                       check_cancelled: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Build and store ``tenant_id``'s usage report over [start, end); what the job's result
-    shows of it (``report_id``, ``name``, ``rows``, ``size_bytes``)."""
-    rows = usage_rows(service, tenant_id, start, end)
+    shows of it (``report_id``, ``name``, ``rows``, ``size_bytes``). ``check_cancelled`` as in
+    ``usage_rows``; it is called once more before storing, so a cancelled run stores nothing."""
+    rows = usage_rows(service, tenant_id, start, end, check_cancelled)
     content = to_csv(rows)
+    check_cancelled()
     last_day = (end - timedelta(days=1)).date()
     full_name = (f"{name or 'Usage report'} — {tenant_name or tenant_id} — "
                  f"{start.date().isoformat()} to {last_day.isoformat()}")[:200]

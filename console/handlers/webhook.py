@@ -156,6 +156,12 @@ class WebhookHandler(NotificationHandler):
                    SIGNATURE_HEADER: signature_header(secret, timestamp, raw_body)}
         timeout = float(config_value(self.config, "WEBHOOK_TIMEOUT_SECONDS") or 10)
         url = payload["recipient"]
+        left = context.seconds_left()
+        if left is not None:    # the request ends by the job's deadline, not only its own
+            if left <= 0:
+                raise DeliveryError(f"the job's deadline passed before {url} was reached",
+                                    retryable=True, error_type="WebhookTimeout")
+            timeout = min(timeout, left)
         try:
             response = post(url, content=raw_body, headers=headers, policy=self.policy,
                             timeout=timeout)

@@ -92,6 +92,14 @@ class JobExecutionContext:
         """True once the attempt timed out or the runner is shutting down: stop and return."""
         return self._cancelled.is_set()
 
+    def seconds_left(self) -> float | None:
+        """Seconds until the attempt's deadline (0.0 once it passed), None without one: the most
+        any blocking call (a connection, a reply, a lock) should be given."""
+        if self.deadline is None:
+            return None
+        left = (self.deadline - datetime.now(self.deadline.tzinfo)).total_seconds()
+        return max(0.0, left)
+
     def check_cancelled(self) -> None:
         if self._cancelled.is_set():
             raise JobCancelled(f"job {self.job.id} attempt was abandoned by the runner")
