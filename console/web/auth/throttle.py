@@ -1,10 +1,11 @@
 """Sign-in throttling, kept in the database so that it holds across processes and machines.
 
 Failed sign-ins are counted per key: the username tried (``user:<name>``) and the client's
-address (``addr:<ip>``, see PROXY_FIX). A key's first ``SIGN_IN_FREE_TRIES`` failures cost
-nothing; each further one blocks the key for ``SIGN_IN_FIRST_DELAY_SECONDS``, doubled per
-failure up to ``SIGN_IN_MAX_DELAY_SECONDS``. A try while either key is blocked is refused before
-any password hash is computed: scrypt's cost is what a flood of guesses wants us to spend.
+address (``addr:<ip>``, see PROXY_FIX). A key's first ``SIGN_IN_FREE_TRIES`` failures are
+answered at once; the last of them blocks the key for ``SIGN_IN_FIRST_DELAY_SECONDS``, and each
+further failure (once the block is over) for twice as long, up to ``SIGN_IN_MAX_DELAY_SECONDS``.
+A try while either key is blocked is refused before any password hash is computed: scrypt's
+cost is what a flood of guesses wants us to spend.
 
 A success forgets the username's failures but not the address's: otherwise an attacker with
 one account of their own could sign in to it between guesses and never be slowed. A key with
@@ -51,9 +52,9 @@ class ThrottlePolicy:
     def delay_after(self, failures: int) -> float:
         """Seconds a key is blocked after its ``failures``-th failure in a row."""
         beyond = failures - self.free_tries
-        if beyond <= 0:
+        if beyond < 0:
             return 0.0
-        return min(self.max_delay, self.first_delay * 2 ** min(beyond - 1, 40))
+        return min(self.max_delay, self.first_delay * 2 ** min(beyond, 40))
 
 
 def throttle_keys(username: str, address: str | None) -> tuple[str, str]:
