@@ -130,3 +130,19 @@ def test_a_session_from_before_session_versions_must_sign_in_again(app, users):
     with client.session_transaction() as session:
         session["_user_id"] = str(user_id(app, "vic"))
     assert refused(client)
+
+
+def test_migration_0008_matches_the_models(app):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from console.jobs.models import Base
+
+    def ours(obj, name, kind, reflected, compare_to):
+        table = obj if kind == "table" else getattr(obj, "table", None)
+        return table is not None and table.name in ("users", "sign_in_throttles")
+
+    with app.app_context(), db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "include_object": ours})
+        assert compare_metadata(context, Base.metadata) == []
