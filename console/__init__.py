@@ -49,6 +49,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         service = _build_job_service(app, db.engine)
     app.extensions["jobs"] = service
 
+    trusted_proxies = int(app.config["PROXY_FIX"] or 0)
+    if trusted_proxies > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies)
+
     # Two doors onto one engine, side by side: the console (signed-in people) and the HTTP
     # API (bearer tokens). Neither imports the other; what both need lives beneath them.
     from .api import init_api

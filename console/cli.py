@@ -21,16 +21,17 @@ def register_commands(app: Flask) -> None:
 @click.argument("username")
 @click.option("--role", type=click.Choice(["admin", "operator", "viewer"]), required=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="At least 8 characters (asked for when not given).")
+              help="At least 12 characters and hard to guess (asked for when not given).")
 @with_appcontext
 def create_user_command(username: str, role: str, password: str) -> None:
     """Create or update a console user."""
-    from .web.auth.views import set_user
+    from .web.auth.views import UserValueError, set_user
 
     try:
         set_user(username, role, password)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    except UserValueError as exc:
+        hint = "USERNAME" if exc.field == "username" else f"--{exc.field}"
+        raise click.BadParameter(str(exc), param_hint=hint) from None
     click.echo(f"user {username} ({role}) saved")
 
 
@@ -104,17 +105,21 @@ def demo_command(days: int, jobs_per_day: int, webhook_url: str) -> None:
     import secrets
 
     from .demo import check_local_url, load_demo
+    from .web.auth.passwords import password_problem
     from .web.auth.views import set_user
 
     try:
         check_local_url(webhook_url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--webhook-url") from None
+    password = os.environ.get("CONSOLE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    problem = password_problem(password, "admin")
+    if problem:   # before anything is stored
+        raise click.UsageError(f"CONSOLE_ADMIN_PASSWORD refused: {problem}")
     summary = load_demo(current_app.extensions["jobs"], days=days, jobs_per_day=jobs_per_day,
                         config=current_app.config, webhook_url=webhook_url)
     for line in summary:
         click.echo(line)
-    password = os.environ.get("CONSOLE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
     set_user("admin", "admin", password)
     click.echo(f"\nSign in as admin with password: {password}")
     private = "CONSOLE_WEBHOOK_ALLOW_PRIVATE=true " if current_app.config.get(

@@ -48,6 +48,18 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = False
 # Signed-in sessions last this many seconds without a visit (Flask's permanent sessions).
 PERMANENT_SESSION_LIFETIME = 12 * 3600
+# Sign-in throttling (console/web/auth/throttle.py), per username and per client address, kept
+# in the database so it holds across processes: this many failed tries cost nothing; each
+# further one blocks that username or address for the first delay, doubled per failure up to
+# the maximum (seconds). Failures are forgotten after this long without one.
+SIGN_IN_FREE_TRIES = 5
+SIGN_IN_FIRST_DELAY_SECONDS = 30.0
+SIGN_IN_MAX_DELAY_SECONDS = 15 * 60.0
+SIGN_IN_FORGET_SECONDS = 3600.0
+# How many proxies in front of the console set X-Forwarded-For and X-Forwarded-Proto
+# (Werkzeug's ProxyFix). 0: the client address is the connection's, and those headers are
+# ignored, since anyone could send them. Behind one reverse proxy (nginx, a load balancer), 1.
+PROXY_FIX = 0
 # False: htmx and plotly.js from static/ (works offline). True: pinned CDN copies.
 ASSETS_FROM_CDN = False
 

@@ -39,6 +39,6 @@ def test_signing_out_returns_to_sign_in(signed_in_page):
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/login"))
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    expect(page.get_by_text("Signed out.")).to_be_visible()
+    expect(page.get_by_text("Signed out, in every browser.")).to_be_visible()
     page.goto("/")                                                # and signed out it stays
     expect(page).to_have_url(re.compile(r"/login"))

@@ -135,7 +135,7 @@ def test_every_write_path_takes_the_write_lock_at_begin(app, service, make_tenan
                                  "default_job_priority": "", "other_job_types": "",
                                  "allowed_job_types": TIER3_TYPES},
         "/users": {"csrf_token": csrf, "username": "eve", "role": "operator",
-                   "password": "long enough"},
+                   "password": "long enough words"},
         "/tokens": {"csrf_token": csrf, "name": "billing", "tenant": "acme"},
         f"/tokens/{audit_token.id + 1}/revoke": {"csrf_token": csrf},   # the one just made
         "/reports": {"csrf_token": csrf, "tenant": "acme",

@@ -7,7 +7,7 @@ import pytest
 
 from console.web.auth.views import set_user
 
-PASSWORDS = {"ada": "correct horse", "olga": "operator pass", "vic": "battery staple"}
+PASSWORDS = {"ada": "correct horse", "olga": "night shift lantern", "vic": "battery staple"}
 ROLE_USERS = {"admin": "ada", "operator": "olga", "viewer": "vic"}
 
 

@@ -62,9 +62,9 @@ def test_sign_in_never_redirects_off_site(app, users):
 
 def test_usernames_are_escaped(app):
     with app.app_context():
-        set_user("<script>x</script>", "viewer", "long enough pw")
+        set_user("<script>x</script>", "viewer", "long enough words")
     client = app.test_client()
-    sign_in(client, "<script>x</script>", "long enough pw")
+    sign_in(client, "<script>x</script>", "long enough words")
     page = client.get("/").get_data(as_text=True)
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
 
@@ -72,13 +72,22 @@ def test_usernames_are_escaped(app):
 def test_create_user_command(app):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["create-user", "ops", "--role", "operator",
-                                 "--password", "s3cret-pass"])
+                                 "--password", "tulip radar cobalt"])
     assert result.exit_code == 0, result.output
-    assert sign_in(app.test_client(), "ops", "s3cret-pass").status_code == 302
+    assert sign_in(app.test_client(), "ops", "tulip radar cobalt").status_code == 302
     short = runner.invoke(args=["create-user", "ops2", "--role", "viewer", "--password", "x"])
-    assert short.exit_code != 0 and "at least 8 characters" in short.output
+    assert short.exit_code != 0 and "at least 12 characters" in short.output
+    assert "--password" in short.output
+    guessable = runner.invoke(args=["create-user", "ops2", "--role", "viewer",
+                                    "--password", "password"])
+    assert guessable.exit_code != 0 and "at least 12 characters" in guessable.output
+    common = runner.invoke(args=["create-user", "ops2", "--role", "viewer",
+                                 "--password", "Password1234"])
+    assert common.exit_code != 0 and "too easy to guess" in common.output
+    assert "commonly used password" in common.output          # zxcvbn's own feedback
+    assert sign_in(app.test_client(), "ops2", "Password1234").status_code == 401
     bad_role = runner.invoke(args=["create-user", "ops3", "--role", "king", "--password",
-                                   "long enough"])
+                                   "long enough words"])
     assert bad_role.exit_code != 0
 
 
@@ -88,6 +97,15 @@ def test_demo_prints_an_admin_password_that_works(app, monkeypatch):
     assert result.exit_code == 0, result.output
     password = re.search(r"Sign in as admin with password: (\S+)", result.output).group(1)
     assert sign_in(app.test_client(), "admin", password).status_code == 302
+
+
+def test_demo_refuses_a_guessable_admin_password_before_storing_anything(app, service,
+                                                                        monkeypatch):
+    monkeypatch.setenv("CONSOLE_ADMIN_PASSWORD", "admin123")
+    result = app.test_cli_runner().invoke(args=["demo", "--days", "1", "--jobs-per-day", "5"])
+    assert result.exit_code != 0
+    assert "CONSOLE_ADMIN_PASSWORD refused: Use at least 12 characters" in result.output
+    assert service.tenants.list_tenant_configs() == []         # no demo data half-loaded
 
 
 def test_sign_in_succeeds_while_another_process_commits_meanwhile(app, service, users,

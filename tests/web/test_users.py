@@ -84,30 +84,32 @@ def test_unknown_user_is_404(client_as):
 def test_admin_adds_a_user_who_can_sign_in(app, client_as):
     admin = client_as("admin")
     response = admin.post("/users", data={"csrf_token": admin.csrf, "username": "eve",
-                                          "role": "operator", "password": "long enough"})
+                                          "role": "operator", "password": "long enough words"})
     assert response.status_code == 303
     assert "User eve added as operator" in admin.get("/users").get_data(as_text=True)
     assert user(app, "eve").role == "operator"
-    assert sign_in(app.test_client(), "eve", "long enough").status_code == 302
+    assert sign_in(app.test_client(), "eve", "long enough words").status_code == 302
 
 
 @pytest.mark.parametrize("data, field, message", [
     ({"username": "vic"}, "username", "already exists"),
     ({"username": ""}, "username", "Give the user a name"),
     ({"username": "two words"}, "username", "no spaces"),
-    ({"password": "short"}, "password", "at least 8 characters"),
-    ({"password": ""}, "password", "at least 8 characters"),
+    ({"password": "short"}, "password", "Use at least 12 characters (this one has 5)"),
+    ({"password": ""}, "password", "at least 12 characters"),
+    ({"password": "password1234"}, "password", "too easy to guess"),
+    ({"password": "eve-eve-eve-eve"}, "password", "It contains the username"),
     ({"role": "owner"}, "role", "Not a valid choice"),
 ])
 def test_bad_new_users_get_a_message_on_the_field(app, client_as, data, field, message):
     admin = client_as("admin")
     form = {"csrf_token": admin.csrf, "username": "eve", "role": "viewer",
-            "password": "long enough", **data}
+            "password": "long enough words", **data}
     response = admin.post("/users", data=form)
     assert response.status_code == 422
     text = response.get_data(as_text=True)
     assert message in error_on(text, field)
-    assert 'value="long enough"' not in text                  # a password is never sent back
+    assert 'value="long enough words"' not in text           # a password is never sent back
     assert user(app, "eve") is None
     assert user(app, "vic").role == "viewer"                  # an existing user is not touched
 
@@ -133,14 +135,19 @@ def test_password_reset_lets_the_user_sign_in_with_the_new_one(app, client_as):
     assert "a brand new one" not in admin.get("/users").get_data(as_text=True)
 
 
-def test_a_short_reset_password_is_refused_on_its_row(app, client_as):
+@pytest.mark.parametrize("password, message", [
+    ("short", "Use at least 12 characters"),
+    ("qwertyuiop123", "too easy to guess"),
+    ("vicvicvicvicvic", "It contains the username"),
+])
+def test_a_weak_reset_password_is_refused_on_its_row_saying_why(app, client_as, password,
+                                                                 message):
     admin = client_as("admin")
     vic = user_id(app, "vic")
     response = admin.post(f"/users/{vic}/password", data={"csrf_token": admin.csrf,
-                                                          "password": "short"})
+                                                          "password": password})
     assert response.status_code == 422
-    assert "at least 8 characters" in error_on(response.get_data(as_text=True),
-                                               f"password-{vic}")
+    assert message in error_on(response.get_data(as_text=True), f"password-{vic}")
     assert sign_in(app.test_client(), "vic", PASSWORDS["vic"]).status_code == 302
 
 
@@ -189,7 +196,7 @@ def test_with_another_active_admin_an_admin_may_step_down(app, client_as):
 
 def test_usernames_are_escaped(app, client_as):
     with app.app_context():
-        set_user("<script>alert(1)</script>", "viewer", "long enough")
+        set_user("<script>alert(1)</script>", "viewer", "long enough words")
     text = client_as("admin").get("/users").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text

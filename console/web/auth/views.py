@@ -1,19 +1,36 @@
 """Sign-in, sign-out, roles. Every page but sign-in, /healthz, /metrics and static files needs a
-signed-in user; actions check the role (``role_required``)."""
+signed-in user; actions check the role (``role_required``).
+
+A session holds the user's id and session version (``User.get_id``); a request whose version
+is no longer the user's is signed out. Sign-out, a new password, a new role and disabling
+raise the version (``User.end_sessions``), so every cookie signed in before stops working,
+however it was copied. Failed sign-ins are throttled (``throttle.py``); passwords must pass
+``passwords.password_problem``.
+"""
 from __future__ import annotations
 
+import math
 import secrets
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ...extensions import db, session_write
 from ..models import ROLES, User
+from .passwords import password_problem
+from .throttle import (
+    ThrottlePolicy,
+    forget_failures,
+    record_failure,
+    seconds_blocked,
+    throttle_keys,
+)
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -29,8 +46,15 @@ _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+def load_user(session_id: str) -> User | None:
+    """The session's user while its version is still the user's (and the user is enabled)."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdigit() and version.isdigit()):
+        return None   # a session from before versions (or forged): sign in again
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.is_active or user.session_version != int(version):
+        return None
+    return user
 
 
 @bp.before_app_request
@@ -64,46 +88,111 @@ def _safe_next(target: str | None) -> str:
     return url_for("dashboard.index")
 
 
+@dataclass(frozen=True)
+class SignInResult:
+    """What one try to sign in came to: ``user`` when it succeeded; ``retry_after`` seconds
+    when it was refused unchecked because the username or the address is throttled."""
+    user: User | None
+    retry_after: int = 0
+
+
+def attempt_sign_in(username: str, password: str, address: str | None) -> SignInResult:
+    """The whole sign-in decision, in one place (throttle, password, recording the outcome);
+    the caller only renders it and starts the session."""
+    engine, now = db.engine, datetime.now(UTC)
+    keys = throttle_keys(username, address)
+    wait = seconds_blocked(engine, keys, now)
+    if wait:
+        return SignInResult(None, wait)   # no hash computed: that is what throttling saves
+    user = db.session.scalar(select(User).where(User.username == username))
+    valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    if not (user and valid and user.is_active):
+        record_failure(engine, keys, now, ThrottlePolicy.from_config(current_app.config))
+        return SignInResult(None)
+    with session_write() as session:
+        user.last_login_at = now
+        forget_failures(session, keys[0])
+    return SignInResult(user)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
+    error, status = None, 200
+    headers = {}
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()
-        password = request.form.get("password") or ""
-        user = db.session.scalar(select(User).where(User.username == username))
-        valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
-        if user and valid and user.is_active:
-            with session_write():
-                user.last_login_at = datetime.now(UTC)
-            login_user(user)
+        result = attempt_sign_in(username, request.form.get("password") or "",
+                                 request.remote_addr)
+        if result.user is not None:
+            login_user(result.user)
             return redirect(_safe_next(request.args.get("next")))
-        error = "Wrong username or password, or the account is disabled."
-    status = 401 if error else 200
+        if result.retry_after:
+            until = datetime.now(UTC) + timedelta(seconds=result.retry_after)
+            error = (f"Too many failed sign-ins for this username or from your address. Try "
+                     f"again in {_wait_text(result.retry_after)} (after {until:%H:%M:%S} UTC); "
+                     "no password is checked until then.")
+            status, headers = 429, {"Retry-After": str(result.retry_after)}
+        else:
+            error, status = "Wrong username or password, or the account is disabled.", 401
     return render_template("auth/login.html", error=error,
-                           username=request.form.get("username", "")), status
+                           username=request.form.get("username", "")), status, headers
+
+
+def _wait_text(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 @bp.post("/logout")
 def logout():
+    """Signs out every session of this user, in every browser (a copied cookie included)."""
+    if current_user.is_authenticated:
+        end_sessions(current_user.id)
     logout_user()
-    flash("Signed out.")
+    flash("Signed out, in every browser.")
     return redirect(url_for("auth.login"))
 
 
+def end_sessions(user_id: int) -> User | None:
+    """Raise ``user_id``'s session version in a write transaction of its own: every session
+    of that user signed in so far is refused from its next request."""
+    with session_write() as session:
+        user = session.get(User, user_id)
+        if user is not None:
+            user.end_sessions()
+    return user
+
+
+class UserValueError(ValueError):
+    """A value ``set_user`` refuses; ``field`` names it (``username``, ``role``, ``password``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 def set_user(username: str, role: str, password: str) -> User:
-    """Create or update a user (the CLI and the demo use this)."""
+    """Create or update a user (the CLI and the demo use this). Updating one ends its sessions.
+
+    :raise UserValueError: a bad role, username or password, saying why.
+    """
     if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        raise UserValueError("role", f"role must be one of {', '.join(ROLES)}")
     if not username or len(username) > 80:
-        raise ValueError("username must be 1–80 characters")
-    if len(password) < 8:
-        raise ValueError("password must be at least 8 characters")
+        raise UserValueError("username", "username must be 1–80 characters")
+    problem = password_problem(password, username)
+    if problem:
+        raise UserValueError("password", problem)
     password_hash = generate_password_hash(password)   # slow: before taking the write lock
     with session_write() as session:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
-            user = User(username=username, created_at=datetime.now(UTC), active=True)
+            user = User(username=username, created_at=datetime.now(UTC), active=True,
+                        session_version=1)
             session.add(user)
+        else:
+            user.end_sessions()   # a new password: whoever held the old one is signed out
         user.role = role
         user.password_hash = password_hash
         user.active = True

@@ -1,4 +1,8 @@
-"""Users (admins only): add users, change roles, reset passwords, disable and enable.
+"""Users (admins only): add users, change roles, reset passwords, disable and enable, sign out
+everywhere.
+
+A new role, a new password and disabling end every session of that user (``end_sessions``);
+for the admin's own role or password, this browser is signed in again on the spot.
 
 Every change is refused when it would leave no active admin. Each action is its own small
 form on the user's row; a refused one re-renders the list with the message on that row (422).
@@ -9,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask import Blueprint, abort, flash, redirect, url_for
-from flask_login import current_user
+from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
@@ -18,16 +22,16 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Regexp
 
 from ...extensions import db, session_write
-from ..auth.views import role_required, set_user
+from ..auth.passwords import MIN_LENGTH, password_problem
+from ..auth.views import end_sessions, role_required, set_user
 from ..models import User
 from ..rendering import render_view
 
-MIN_PASSWORD = 8
 ROLE_CHOICES = [SelectChoice("viewer", "viewer — reads everything"),
                 SelectChoice("operator", "operator — also creates, retries and cancels jobs"),
                 SelectChoice("admin", "admin — also limits, tenants and users")]
-PASSWORD_RULE = Length(min=MIN_PASSWORD, max=200,
-                       message=f"Use at least {MIN_PASSWORD} characters (at most 200).")
+PASSWORD_HINT = (f"At least {MIN_LENGTH} characters and hard to guess: a few uncommon words "
+                 "work well.")
 
 
 def _strip(value):
@@ -41,7 +45,10 @@ class NewUserForm(FlaskForm):
         Regexp(r"^[\w.@+-]+$", message="Use letters, digits and . @ + - _ only (no spaces).")])
     role = SelectField("Role", choices=ROLE_CHOICES, default="viewer")
     password = PasswordField("Password", validators=[
-        InputRequired(f"Give a password of at least {MIN_PASSWORD} characters."), PASSWORD_RULE])
+        InputRequired(f"Give a password of at least {MIN_LENGTH} characters.")])
+
+    def validate_password(self, field):
+        _check_password(field.data, self.username.data or "")
 
     def validate_username(self, field):
         if db.session.scalar(select(User.id).where(User.username == field.data)) is not None:
@@ -54,9 +61,22 @@ class RoleForm(FlaskForm):
 
 
 class PasswordForm(FlaskForm):
+    """The user whose password it is is ``username`` (zxcvbn tries it as a word)."""
     password = PasswordField("New password", validators=[
-        InputRequired(f"Type a new password of at least {MIN_PASSWORD} characters."),
-        PASSWORD_RULE])
+        InputRequired(f"Type a new password of at least {MIN_LENGTH} characters.")])
+
+    def __init__(self, username: str, **kwargs):
+        super().__init__(**kwargs)
+        self.username = username
+
+    def validate_password(self, field):
+        _check_password(field.data, self.username)
+
+
+def _check_password(password: str, username: str) -> None:
+    problem = password_problem(password, username)
+    if problem:
+        raise ValidationError(problem)
 
 
 class ActiveForm(FlaskForm):
@@ -86,6 +106,13 @@ def _is_current(user: User) -> bool:
     return current_user.is_authenticated and current_user.id == user.id
 
 
+def _keep_signed_in_here(user: User) -> None:
+    """After ending the sessions of the admin at work, sign this browser in again (with the new
+    session version): their other browsers stay signed out."""
+    if _is_current(user):
+        login_user(user)
+
+
 bp = Blueprint("users", __name__)
 UTC = timezone.utc
 
@@ -101,6 +128,7 @@ def _render(form: NewUserForm | None = None, row_errors: dict | None = None, sta
     users = db.session.scalars(select(User).order_by(User.username)).all()
     return render_view("users/index.html", "users/_table.html", status, users=users,
                        form=form or NewUserForm(formdata=None), row_errors=row_errors or {},
+                       password_hint=PASSWORD_HINT,
                        now=datetime.now(UTC))
 
 
@@ -142,10 +170,12 @@ def change_role(user_id: int):
         user = _user_or_404(user_id)
         problem = last_admin_problem(user, form.role.data, user.active)
         old = user.role
-        if not problem:
+        if not problem and old != form.role.data:
             user.role = form.role.data
+            user.end_sessions()   # a session must not keep the rights of the old role
     if problem:
         return _refuse(user, "role", problem)
+    _keep_signed_in_here(user)
     flash(f"{user.username} is already {old}: nothing changed." if old == user.role
           else f"{user.username} is now {user.role} (was {old}).")
     return redirect(url_for(".index"), 303)
@@ -154,15 +184,17 @@ def change_role(user_id: int):
 @bp.post("/users/<int:user_id>/password")
 def reset_password(user_id: int):
     user = _user_or_404(user_id)
-    form = PasswordForm()
+    form = PasswordForm(user.username)
     if not form.validate():
         return _refuse(user, "password", " ".join(form.password.errors))
     password_hash = generate_password_hash(form.password.data)   # slow: outside the lock
     with session_write():
         user = _user_or_404(user_id)
         user.password_hash = password_hash
-    flash(f"Password of {user.username} changed. Give them the new one in person or over a "
-          "channel you trust.")
+        user.end_sessions()   # whoever held the old password is signed out
+    _keep_signed_in_here(user)
+    flash(f"Password of {user.username} changed and their sessions ended. Give them the new "
+          "one in person or over a channel you trust.")
     return redirect(url_for(".index"), 303)
 
 
@@ -179,6 +211,8 @@ def set_active(user_id: int):
         was_active = user.active
         if not problem:
             user.active = active
+            if not active:
+                user.end_sessions()   # so enabling again does not bring old cookies back
     if problem:
         return _refuse(user, "active", problem)
     if active == was_active:
@@ -186,4 +220,14 @@ def set_active(user_id: int):
     else:
         flash(f"{user.username} enabled: they can sign in again." if active
               else f"{user.username} disabled: they can no longer sign in.")
+    return redirect(url_for(".index"), 303)
+
+
+@bp.post("/users/<int:user_id>/sessions/end")
+def end_user_sessions(user_id: int):
+    """Sign out everywhere: every browser of this user must sign in again (this one too, when
+    it is the admin's own)."""
+    user = _user_or_404(user_id)
+    end_sessions(user.id)
+    flash(f"{user.username} is signed out everywhere: every browser must sign in again.")
     return redirect(url_for(".index"), 303)
