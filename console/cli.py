@@ -117,7 +117,10 @@ def demo_command(days: int, jobs_per_day: int, webhook_url: str) -> None:
     password = os.environ.get("CONSOLE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
     set_user("admin", "admin", password)
     click.echo(f"\nSign in as admin with password: {password}")
+    # The demo's webhooks go to this machine, to the console's own catch-all.
     private = "CONSOLE_WEBHOOK_ALLOW_PRIVATE=true " if current_app.config.get(
-        "WEBHOOK_ALLOW_PRIVATE") else ""     # the demo's webhooks go to this machine
-    click.echo(f"Start the console with:  {private}flask --app console run\n"
+        "WEBHOOK_ALLOW_PRIVATE") else ""
+    catch_all = "CONSOLE_WEBHOOK_CATCH_ALL=true " if current_app.config.get(
+        "WEBHOOK_CATCH_ALL") else ""
+    click.echo(f"Start the console with:  {private}{catch_all}flask --app console run\n"
                "then open http://127.0.0.1:5000/")
