@@ -47,6 +47,12 @@ METRICS_PUBLIC = False
 # set it for another production server.
 PRODUCTION_WARNINGS = False
 
+# Requests a minute each API token may send (a sliding minute, counted across processes in
+# the database), unless the token has a rate of its own; past it, 429 with Retry-After. None:
+# no limit. High enough for a busy integration (100 a second), low enough that one runaway
+# client cannot take every server thread.
+API_RATE_LIMIT = 6000
+
 # Sessions and CSRF. None: a random key created once and kept in instance/secret_key.
 SECRET_KEY = None
 # The session cookie: not readable by scripts, not sent with cross-site requests. Set
