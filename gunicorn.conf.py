@@ -70,9 +70,13 @@ def post_worker_init(worker):
 
 
 def serving_production(app, worker):
-    """Warn in the log (and on admins' dashboards) about settings unsafe in production."""
+    """Warn in the log (and on admins' dashboards) about settings unsafe in production, and
+    bound the event streams by this worker's threads."""
     from console.web.production import production_warnings
 
     app.config["PRODUCTION_WARNINGS"] = True
+    # Event streams hold a thread each: leave at least half of them to pages and the API.
+    app.config["STREAMS_PER_PROCESS"] = max(1, min(int(app.config["STREAMS_PER_PROCESS"]),
+                                                   worker.cfg.threads // 2))
     for warning in production_warnings(app.config):
         worker.log.warning("worker %s: %s", worker.pid, warning)

@@ -53,6 +53,13 @@ PRODUCTION_WARNINGS = False
 # client cannot take every server thread.
 API_RATE_LIMIT = 6000
 
+# Live-update streams (server-sent events): each open page holds one, and with it one server
+# thread. A new one past either cap closes the oldest first (of the browser session, or of the
+# process), and that page polls every few seconds instead. gunicorn.conf.py lowers the process
+# cap to half the worker's threads, so pages and the API always keep the other half.
+STREAMS_PER_SESSION = 3
+STREAMS_PER_PROCESS = 4
+
 # Sessions and CSRF. None: a random key created once and kept in instance/secret_key.
 SECRET_KEY = None
 # The session cookie: not readable by scripts, not sent with cross-site requests. Set
