@@ -138,14 +138,6 @@ class TokenRates:
                 raise RateLimitedError(limit, retry_after)
             allowance.left += granted - 1
 
-    def forget(self, token_id: int | None = None) -> None:
-        """Drop this process's allowances (a token's, or all): e.g. when its limit changes."""
-        with self._lock:
-            if token_id is None:
-                self._allowances.clear()
-            else:
-                self._allowances.pop(token_id, None)
-
 
 _rates: weakref.WeakKeyDictionary[Any, TokenRates] = weakref.WeakKeyDictionary()
 _rates_lock = threading.Lock()
