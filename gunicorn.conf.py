@@ -55,12 +55,28 @@ def worker_exit(server, worker):
 
 
 def post_worker_init(worker):
-    """Once the app is loaded: move everything it allocated (modules, the app, SQLAlchemy's
-    tables and compiled statements, templates) out of the garbage collector's sight. A full
-    collection walks every tracked object with every thread stopped, and over the app's few
-    hundred thousand start-up objects those stalls were the worst latencies under API load.
-    They are never freed anyway."""
+    """Once the app is loaded: tell it that it serves production, then move everything it
+    allocated (modules, the app, SQLAlchemy's tables and compiled statements, templates) out of
+    the garbage collector's sight. A full collection walks every tracked object with every
+    thread stopped, and over the app's few hundred thousand start-up objects those stalls were
+    the worst latencies under API load. They are never freed anyway."""
     import gc
 
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "config"):
+        serving_production(app, worker)
     gc.collect()
     gc.freeze()
+
+
+def serving_production(app, worker):
+    """Warn in the log (and on admins' dashboards) about settings unsafe in production, and
+    bound the event streams by this worker's threads."""
+    from console.web.production import production_warnings
+
+    app.config["PRODUCTION_WARNINGS"] = True
+    # Event streams hold a thread each: leave at least half of them to pages and the API.
+    app.config["STREAMS_PER_PROCESS"] = max(1, min(int(app.config["STREAMS_PER_PROCESS"]),
+                                                   worker.cfg.threads // 2))
+    for warning in production_warnings(app.config):
+        worker.log.warning("worker %s: %s", worker.pid, warning)

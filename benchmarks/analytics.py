@@ -160,7 +160,7 @@ def build_app(url: str):
     from console import create_app
 
     return create_app({"SQLALCHEMY_DATABASE_URI": url, "JOBS_RUN_SCHEDULER": False,
-                       "SECRET_KEY": "x"})
+                       "SECRET_KEY": "x", "METRICS_TOKEN": "benchmark-scraper"})
 
 
 def drop_tables(url: str) -> None:
@@ -568,10 +568,11 @@ class History:
 def time_calls(app, repeat: int, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     service = app.extensions["jobs"]
     client = app.test_client()
+    scraper = {"Authorization": f"Bearer {app.config['METRICS_TOKEN']}"}
 
     def http(path: str) -> Callable[[], Any]:
         def call():
-            response = client.get(path)
+            response = client.get(path, headers=scraper)
             assert response.status_code in (200, 503), (path, response.status_code)
             return response.status_code
         return call

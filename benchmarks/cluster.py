@@ -64,8 +64,11 @@ TEST_HANDLERS = [f"tests.jobs.handlers:{name}" for name in (
 # Settings every cluster process gets unless ``settings`` says otherwise: a fixed secret key (so
 # nothing is written to the instance folder and all workers sign alike) and a short shutdown
 # grace (a benchmark's stop should not wait 20 s for attempts it no longer cares about).
+# METRICS_TOKEN: /healthz lists the runners' ids (which the cluster pairs with its processes)
+# only to a caller that holds it.
 DEFAULT_SETTINGS: dict[str, Any] = {"SECRET_KEY": "cluster-secret",
-                                    "JOBS_SHUTDOWN_GRACE_SECONDS": 2}
+                                    "JOBS_SHUTDOWN_GRACE_SECONDS": 2,
+                                    "METRICS_TOKEN": "cluster-scraper"}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -258,7 +261,9 @@ class Cluster:
     def health(self, timeout: float = 5.0) -> dict:
         """``GET /healthz`` as JSON (a 503 body too); raises ``OSError`` when nobody answers."""
         try:
-            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=timeout) as reply:
+            asking = urllib.request.Request(f"{self.base_url}/healthz", headers={
+                "Authorization": f"Bearer {self.settings['METRICS_TOKEN']}"})
+            with urllib.request.urlopen(asking, timeout=timeout) as reply:
                 return json.loads(reply.read())
         except urllib.error.HTTPError as exc:
             return json.loads(exc.read() or b"{}")

@@ -35,9 +35,9 @@ lines say how busy — so ``--operator-rate 300`` shows the pages of a machine t
 Per page and fragment: p50/p95/max in ms (round trip on the loopback: server time plus the
 loopback's own round trip), target ≤ 200 ms at p95.
 ``--operators 0`` skips the phase. The sessions do not hold the live event stream (``/events``) a
-browser keeps open on every page: each open stream holds one gunicorn thread for up to five
-minutes, so 20 open consoles need 20 threads beyond the ones that serve requests (size
-``CONSOLE_WEB_THREADS`` for them, see gunicorn.conf.py); these figures are for the page requests.
+browser keeps open on every page: each open stream holds one gunicorn thread, and at most half
+of a worker's threads hold streams (pages past that poll); benchmarks/streams.py times pages and
+the API with 100 streams open. These figures are for the page requests.
 
 Progress goes to stderr, the figures as a table to stdout, and with ``--json PATH`` as JSON to a
 file (``run_all.py`` reads it).

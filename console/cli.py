@@ -40,21 +40,30 @@ def create_user_command(username: str, role: str, password: str) -> None:
 @click.option("--all-tenants", is_flag=True, help="Scope it to every tenant.")
 @click.option("--admin", is_flag=True, help="May also change limits (all-tenant tokens only).")
 @click.option("--name", default=None, help="Who uses it (default: the scope).")
+@click.option("--expires-in", default=None, metavar="LIFETIME",
+              help="Expire after this long: hours or days, e.g. 12h, 90d (default: never).")
+@click.option("--rate-limit", type=int, default=None, metavar="N",
+              help="Requests a minute (default: the API_RATE_LIMIT setting).")
 @with_appcontext
 def create_token_command(tenant_id: str | None, all_tenants: bool, admin: bool,
-                         name: str | None) -> None:
+                         name: str | None, expires_in: str | None,
+                         rate_limit: int | None) -> None:
     """Create an API token and print it (once: only its hash is stored)."""
-    from .tokens import TokenError, create_token
+    from .tokens import TokenError, create_token, parse_expires_in
 
     if bool(tenant_id) == all_tenants:
         raise click.UsageError("give exactly one of --tenant TENANT_ID or --all-tenants")
     name = name or (f"tenant {tenant_id}" if tenant_id else "all tenants")
     try:
+        lifetime = parse_expires_in(expires_in) if expires_in is not None else None
         token, secret = create_token(current_app.extensions["jobs"].engine, name, tenant_id,
-                                     admin)
+                                     admin, lifetime, rate_limit)
     except TokenError as exc:
-        raise click.BadParameter(str(exc), param_hint=f"--{exc.field}") from None
-    click.echo(f"API token {token.name!r} ({token.scope}); shown only now:", err=True)
+        raise click.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}"
+                                 ) from None
+    expiry = (f", expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at
+              else "")
+    click.echo(f"API token {token.name!r} ({token.scope}{expiry}); shown only now:", err=True)
     click.echo(secret)
 
 
@@ -122,7 +131,10 @@ def demo_command(days: int, jobs_per_day: int, webhook_url: str) -> None:
         click.echo(line)
     set_user("admin", "admin", password)
     click.echo(f"\nSign in as admin with password: {password}")
+    # The demo's webhooks go to this machine, to the console's own catch-all.
     private = "CONSOLE_WEBHOOK_ALLOW_PRIVATE=true " if current_app.config.get(
-        "WEBHOOK_ALLOW_PRIVATE") else ""     # the demo's webhooks go to this machine
-    click.echo(f"Start the console with:  {private}flask --app console run\n"
+        "WEBHOOK_ALLOW_PRIVATE") else ""
+    catch_all = "CONSOLE_WEBHOOK_CATCH_ALL=true " if current_app.config.get(
+        "WEBHOOK_CATCH_ALL") else ""
+    click.echo(f"Start the console with:  {private}{catch_all}flask --app console run\n"
                "then open http://127.0.0.1:5000/")

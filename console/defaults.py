@@ -36,8 +36,29 @@ JOBS_METRICS_INTERVAL = 5.0
 # Extra handlers to register in every process: "package.module:ClassOrInstance" strings.
 JOBS_HANDLERS: list[str] = []
 
-# With a value, /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
+# /metrics lists every tenant with its volumes: it answers a scraper that sends
+# `Authorization: Bearer <METRICS_TOKEN>` (when set) and signed-in admins, nobody else.
 METRICS_TOKEN = None
+# True: /metrics answers anyone (a scraper on a private network with no token to give). Under
+# gunicorn the log and admins' dashboard warn while it is on.
+METRICS_PUBLIC = False
+# The log and admins' dashboard warn about settings unsafe in production (SESSION_COOKIE_SECURE
+# off, WEBHOOK_CATCH_ALL or METRICS_PUBLIC on). gunicorn.conf.py turns it on in every worker;
+# set it for another production server.
+PRODUCTION_WARNINGS = False
+
+# Requests a minute each API token may send (a sliding minute, counted across processes in
+# the database), unless the token has a rate of its own; past it, 429 with Retry-After. None:
+# no limit. High enough for a busy integration (100 a second), low enough that one runaway
+# client cannot take every server thread.
+API_RATE_LIMIT = 6000
+
+# Live-update streams (server-sent events): each open page holds one, and with it one server
+# thread. A new one past either cap closes the oldest first (of the browser session, or of the
+# process), and that page polls every few seconds instead. gunicorn.conf.py lowers the process
+# cap to half the worker's threads, so pages and the API always keep the other half.
+STREAMS_PER_SESSION = 3
+STREAMS_PER_PROCESS = 4
 
 # Sessions and CSRF. None: a random key created once and kept in instance/secret_key.
 SECRET_KEY = None
@@ -95,8 +116,10 @@ WEBHOOK_SIGNING_SECRET = None
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 # The webhook catch-all at POST /outbox/webhooks: keeps each webhook whose signature verifies
 # (with the tenant's webhookSecret, else WEBHOOK_SIGNING_SECRET) in the outbox, for demos and
-# end-to-end tests without the internet. Unsigned requests are refused. False: 404.
-WEBHOOK_CATCH_ALL = True
+# end-to-end tests without the internet. Unsigned requests are refused. False: 404. Off by
+# default: in production it would let anyone holding a tenant's webhook secret fill the outbox;
+# the demo (README) and the tests turn it on.
+WEBHOOK_CATCH_ALL = False
 # Where outbound requests to addresses tenants give (webhooks, alert webhooks) may go: public
 # addresses only. A host name is resolved once, every address it resolves to must be public,
 # and the connection goes to that address. Refused: loopback, private (10/8, 172.16/12,

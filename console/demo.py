@@ -93,9 +93,13 @@ def _is_loopback(host: str) -> bool:
 
 def _webhooks_refused(config: Mapping[str, Any], webhook_url: str) -> str | None:
     """Why the console would refuse the demo's webhooks (they go to this machine, and webhooks
-    go to public addresses only unless WEBHOOK_ALLOW_PRIVATE is on), or None."""
+    go to public addresses only unless WEBHOOK_ALLOW_PRIVATE is on; the catch-all that receives
+    them answers only with WEBHOOK_CATCH_ALL on), or None."""
     from .handlers.outbound import OutboundPolicy, RefusedDestination
 
+    if not config.get("WEBHOOK_CATCH_ALL"):
+        return ("the console's catch-all is off (WEBHOOK_CATCH_ALL, off by default in "
+                "production); run the demo and the console with CONSOLE_WEBHOOK_CATCH_ALL=true")
     try:
         OutboundPolicy.from_config(config).check_destination(urlsplit(webhook_url).hostname or "")
     except RefusedDestination:

@@ -9,12 +9,15 @@ lookup be one indexed equality (``token_hash = ?``), and comparing hashes, not s
 nothing useful through timing.
 
 A token with ``tenant_id`` reaches that tenant only; ``tenant_id`` NULL reaches every tenant.
-``is_admin`` (all-tenant tokens only) may also change tenants' limits.
+``is_admin`` (all-tenant tokens only) may also change tenants' limits. A token may expire
+(``expires_at``), and may send at most ``rate_limit`` requests a minute (NULL: the
+``API_RATE_LIMIT`` setting), counted across processes by console/token_rates.py.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import time
 import weakref
@@ -28,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .jobs import db as jobs_db
 from .jobs.models import Base, UTCDateTime, tenants_table
+from .token_rates import rates_for
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -38,6 +42,9 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)   # at most one write per token per 
 AUTH_CACHE_SECONDS = 2.0    # how long a process trusts a token it has read (see authenticate)
 _AUTH_CACHE_SIZE = 10_000
 MAX_NAME_LENGTH = 100
+MAX_LIFETIME = timedelta(days=3650)
+MAX_RATE_LIMIT = 1_000_000          # requests a minute
+_EXPIRES_IN = re.compile(r"\s*(\d{1,6})\s*([hd])\s*", re.IGNORECASE)
 
 
 class ApiToken(Base):
@@ -54,6 +61,14 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Requests a minute; None: the API_RATE_LIMIT setting.
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
+    # The sliding window's count (console/token_rates.py): the minute (epoch minutes) and the
+    # requests counted in it and in the minute before.
+    rate_window: Mapped[int | None] = mapped_column(Integer)
+    rate_used: Mapped[int] = mapped_column(Integer, default=0)
+    rate_previous: Mapped[int] = mapped_column(Integer, default=0)
 
     @property
     def scope(self) -> str:
@@ -61,6 +76,9 @@ class ApiToken(Base):
         if self.tenant_id is not None:
             return f"tenant {self.tenant_id}"
         return "all tenants (admin)" if self.is_admin else "all tenants"
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 api_tokens_table = ApiToken.__table__
@@ -74,6 +92,8 @@ class TokenIdentity:
     name: str
     tenant_id: str | None
     is_admin: bool
+    expires_at: datetime | None = None
+    rate_limit: int | None = None
 
     @property
     def all_tenants(self) -> bool:
@@ -81,6 +101,14 @@ class TokenIdentity:
 
     def sees_tenant(self, tenant_id: str | None) -> bool:
         return self.tenant_id is None or self.tenant_id == tenant_id
+
+
+class TokenExpiredError(Exception):
+    """A valid token past its ``expires_at``."""
+
+    def __init__(self, expires_at: datetime):
+        super().__init__(f"the token expired at {expires_at:%Y-%m-%d %H:%M} UTC")
+        self.expires_at = expires_at
 
 
 class TokenError(ValueError):
@@ -102,13 +130,41 @@ def looks_like_token(token: str) -> bool:
             and all(c.isascii() and (c.isalnum() or c in "-_") for c in body))
 
 
-def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = False
+def parse_expires_in(text: str) -> timedelta:
+    """``90d`` or ``12h`` → how long a new token lives.
+
+    :raise TokenError: anything else, or a lifetime outside 1 hour – 10 years.
+    """
+    match = _EXPIRES_IN.fullmatch(text or "")
+    if match is None:
+        raise TokenError("expires_in", f"{text!r} is not a lifetime: give hours or days, such "
+                                       "as 12h or 90d")
+    number, unit = int(match.group(1)), match.group(2).lower()
+    lifetime = timedelta(hours=number) if unit == "h" else timedelta(days=number)
+    check_lifetime(lifetime)
+    return lifetime
+
+
+def check_lifetime(lifetime: timedelta) -> None:
+    if not timedelta(hours=1) <= lifetime <= MAX_LIFETIME:
+        raise TokenError("expires_in", "must be between 1 hour (1h) and 10 years (3650d)")
+
+
+def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = False,
+                 expires_in: timedelta | None = None, rate_limit: int | None = None
                  ) -> tuple[ApiToken, str]:
     """Store a new token; returns the row and the secret (shown once, never stored).
 
-    :raise TokenError: unknown tenant, an admin tenant token, or a bad name.
+    :param expires_in: how long it lives (None: until revoked).
+    :param rate_limit: requests a minute (None: the ``API_RATE_LIMIT`` setting).
+    :raise TokenError: unknown tenant, an admin tenant token, a bad name, lifetime or rate.
     """
     name = (name or "").strip()
+    if expires_in is not None:
+        check_lifetime(expires_in)
+    if rate_limit is not None and not 1 <= rate_limit <= MAX_RATE_LIMIT:
+        raise TokenError("rate_limit", f"must be 1–{MAX_RATE_LIMIT:,} requests a minute (leave "
+                                       "it out for the default)")
     if not name or len(name) > MAX_NAME_LENGTH:
         raise TokenError("name", f"must be 1–{MAX_NAME_LENGTH} characters: say who uses it "
                                  "(e.g. 'billing service')")
@@ -119,7 +175,9 @@ def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = Fals
     now = datetime.now(UTC)
     row = {"name": name, "token_hash": hash_token(secret), "prefix": secret[:SHOWN_CHARS],
            "tenant_id": tenant_id, "is_admin": bool(is_admin), "created_at": now,
-           "last_used_at": None, "revoked_at": None}
+           "last_used_at": None, "revoked_at": None,
+           "expires_at": now + expires_in if expires_in is not None else None,
+           "rate_limit": rate_limit, "rate_window": None, "rate_used": 0, "rate_previous": 0}
     with jobs_db.write_transaction(engine) as conn:
         if tenant_id is not None and conn.execute(
                 select(tenants_table.c.id).where(tenants_table.c.id == tenant_id)).first() is None:
@@ -130,13 +188,19 @@ def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = Fals
     return ApiToken(id=token_id, **row), secret
 
 
-def authenticate(engine, token: str, now: datetime | None = None) -> TokenIdentity | None:
-    """The identity of a valid, unrevoked token, or None. Records its use (see ``touch``).
+def authenticate(engine, token: str, now: datetime | None = None,
+                 default_rate_limit: int | None = None) -> TokenIdentity | None:
+    """The identity of a valid, unrevoked token, or None. Counts the request against the
+    token's rate, then records its use (see ``touch``); a refused request records nothing.
 
     A valid token is remembered for ``AUTH_CACHE_SECONDS`` in this process: a client sending
     hundreds of calls a second costs one token read per interval, not a database read on every
     call. Revoking clears what the revoking process remembers at once; other processes refuse
     the token within ``AUTH_CACHE_SECONDS``.
+
+    :param default_rate_limit: requests a minute for tokens without their own (None: no limit).
+    :raise TokenExpiredError: the token is past its ``expires_at``.
+    :raise RateLimitedError: the token has used its requests of the last minute.
     """
     now = now or datetime.now(UTC)
     token_hash = hash_token(token)
@@ -146,7 +210,7 @@ def authenticate(engine, token: str, now: datetime | None = None) -> TokenIdenti
         t = api_tokens_table.c
         with engine.connect() as conn:
             row = conn.execute(select(t.id, t.name, t.tenant_id, t.is_admin, t.revoked_at,
-                                      t.last_used_at)
+                                      t.last_used_at, t.expires_at, t.rate_limit)
                                .where(t.token_hash == token_hash)).first()
         if row is None or row.revoked_at is not None:
             remembered.pop(token_hash, None)
@@ -154,8 +218,15 @@ def authenticate(engine, token: str, now: datetime | None = None) -> TokenIdenti
         if len(remembered) >= _AUTH_CACHE_SIZE:
             remembered.clear()
         entry = remembered[token_hash] = _Remembered(
-            TokenIdentity(row.id, row.name, row.tenant_id, bool(row.is_admin)),
+            TokenIdentity(row.id, row.name, row.tenant_id, bool(row.is_admin), row.expires_at,
+                          row.rate_limit),
             row.last_used_at, time.monotonic() + AUTH_CACHE_SECONDS)
+    identity = entry.identity
+    if identity.expires_at is not None and identity.expires_at <= now:
+        raise TokenExpiredError(identity.expires_at)
+    limit = identity.rate_limit or default_rate_limit
+    if limit:
+        rates_for(engine).admit(engine, api_tokens_table, identity.id, int(limit))
     if entry.last_used_at is None or now - entry.last_used_at >= LAST_USED_RESOLUTION:
         entry.last_used_at = now
         try:

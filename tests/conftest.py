@@ -40,6 +40,8 @@ BASE_CONFIG = {
     # Webhooks go to public addresses only; the tests' receivers listen on 127.0.0.1.
     # tests/handlers/test_outbound.py turns this off to see private addresses refused.
     "WEBHOOK_ALLOW_PRIVATE": True,
+    # The webhook catch-all (off by default) receives the tests' end-to-end webhooks.
+    "WEBHOOK_CATCH_ALL": True,
 }
 
 
@@ -135,6 +137,7 @@ def env_for_subprocess(database_url: str, **extra: str) -> dict[str, str]:
            "CONSOLE_JOBS_RETRY_BASE_SECONDS": "0.05", "CONSOLE_JOBS_POLL_INTERVAL": "0.5",
            "CONSOLE_SECRET_KEY": "test-secret", "CONSOLE_ALERTS_ENABLED": "false",
            "CONSOLE_JOBS_LOAD_PLUGINS": "false", "CONSOLE_WEBHOOK_ALLOW_PRIVATE": "true",
+           "CONSOLE_WEBHOOK_CATCH_ALL": "true",
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     env.update(extra)
     return env

@@ -3,7 +3,7 @@ depends on itself through others. A new import against these rules fails here, n
 and the import.
 
     console/jobs          the engine: imports nothing above it
-    console/tokens, extensions, analytics, handlers    on the engine
+    console/tokens (and token_rates), extensions, analytics, handlers    on the engine
     console/alerts        on analytics and handlers
     console/web, api      the two doors, on all of the above, never on each other
     console/__init__, cli, demo, migrating             the top: wiring
@@ -16,15 +16,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = {"console.jobs", "console.defaults"}
-BESIDE_THE_ENGINE = CORE | {"console.extensions", "console.tokens", "console.analytics",
-                            "console.handlers"}
+BESIDE_THE_ENGINE = CORE | {"console.extensions", "console.tokens", "console.token_rates",
+                            "console.analytics", "console.handlers"}
 BELOW_THE_DOORS = BESIDE_THE_ENGINE | {"console.alerts"}
 # What each layer may import from the product, besides its own package.
 MAY_IMPORT = {
     "console.defaults": set(),
     "console.jobs": set(),
     "console.extensions": CORE,
-    "console.tokens": CORE,
+    "console.tokens": CORE | {"console.token_rates"},
+    "console.token_rates": CORE,
     "console.analytics": CORE,
     "console.handlers": CORE,
     "console.alerts": CORE | {"console.analytics", "console.handlers"},

@@ -11,11 +11,12 @@ CSRF tokens are not needed here). Scope rules:
 """
 from __future__ import annotations
 
-from flask import g, request
+from flask import current_app, g, request
 
 from ..jobs import get_job_service
 from ..jobs.types import SystemJob
-from ..tokens import TokenIdentity, authenticate, looks_like_token
+from ..token_rates import PERIOD_SECONDS, RateLimitedError
+from ..tokens import TokenExpiredError, TokenIdentity, authenticate, looks_like_token
 from .errors import ApiProblem, unauthorized
 
 
@@ -33,7 +34,21 @@ def authenticate_request() -> None:
     if not looks_like_token(token):
         raise unauthorized("That is not an API token (they start with `cjt_`); copy the whole "
                            "token you were given.", "invalid_token")
-    identity = authenticate(get_job_service().engine, token)
+    try:
+        identity = authenticate(get_job_service().engine, token,
+                                default_rate_limit=current_app.config["API_RATE_LIMIT"])
+    except TokenExpiredError as exc:
+        expired = exc.expires_at.isoformat().replace("+00:00", "Z")
+        problem = unauthorized(f"The token expired at {expired}; ask an admin for a new one "
+                               "(expired tokens cannot be renewed).", "invalid_token")
+        problem.extensions["expired_at"] = expired
+        raise problem from None
+    except RateLimitedError as exc:
+        raise ApiProblem(429, f"This token may send {exc.limit} requests a minute and has sent "
+                              f"them; retry in {exc.retry_after} s (Retry-After), or ask an "
+                              "admin for a higher rate on the token.", slug="rate-limit",
+                         headers={"Retry-After": str(exc.retry_after)}, limit=exc.limit,
+                         period_seconds=PERIOD_SECONDS) from None
     if identity is None:
         raise unauthorized("The token is unknown or was revoked; ask an admin for a new one.",
                            "invalid_token")

@@ -55,6 +55,10 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
                      "was stored. `limit_type`, `current_usage` and `limit` say which; for "
                      "max_daily_jobs, Retry-After gives the seconds until the count resets at "
                      "midnight UTC."),
+    "rate-limit": ("Token rate limit reached", "The token has sent its requests per minute "
+                   "(`limit`, over a sliding `period_seconds`); the request was refused before "
+                   "anything was done. Retry after the Retry-After seconds, or ask an admin "
+                   "for a higher rate on the token."),
     "payload-too-large": ("Request too large", "The request body is larger than the server "
                           "accepts (MAX_CONTENT_LENGTH); send fewer jobs per batch."),
     "database-unavailable": ("Database unavailable", "The database cannot be reached right "

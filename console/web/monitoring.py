@@ -1,10 +1,17 @@
-"""Probes and scrapers: ``/healthz`` and ``/metrics``, the only endpoints that need no sign-in."""
+"""Probes and scrapers: ``/healthz`` and ``/metrics``, the only pages that need no sign-in.
+
+``/metrics`` lists every tenant with its volumes, so it answers only a scraper holding
+``METRICS_TOKEN`` or a signed-in admin (``METRICS_PUBLIC = True`` opens it to anyone).
+``/healthz`` tells anyone ok / degraded with counts only — what a load balancer needs — and the
+runners' ids (host names and process ids) only to the same callers as ``/metrics``.
+"""
 from __future__ import annotations
 
 import hmac
 from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from flask_login import current_user
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -15,9 +22,37 @@ bp = Blueprint("monitoring", __name__)
 UTC = timezone.utc
 
 
+def _refusal() -> Response | None:
+    """None when the caller may read operators' figures; else the 401/403 that says why."""
+    config = current_app.config
+    token = config.get("METRICS_TOKEN")
+    given = request.headers.get("Authorization", "")
+    if token and hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return None
+    if current_user.is_authenticated and current_user.may("admin"):
+        return None
+    if given:
+        reason = ("the bearer token is not METRICS_TOKEN" if token else
+                  "no METRICS_TOKEN is set, so no bearer token is accepted")
+        return _plain(f"metrics: {reason}; send `Authorization: Bearer <METRICS_TOKEN>`, or sign "
+                      "in as an admin\n", 401)
+    if current_user.is_authenticated:
+        return _plain(f"metrics need the admin role (you are {current_user.role}), or a "
+                      "scraper's `Authorization: Bearer <METRICS_TOKEN>`\n", 403)
+    return _plain("metrics need `Authorization: Bearer <METRICS_TOKEN>` (set METRICS_TOKEN for "
+                  "your scraper) or a signed-in admin; METRICS_PUBLIC = True opens them to "
+                  "anyone\n", 401)
+
+
+def _plain(message: str, status: int) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="metrics"'} if status == 401 else {}
+    return Response(message, status=status, headers=headers, mimetype="text/plain")
+
+
 @bp.get("/healthz")
 def healthz():
-    """200 with the database reachable; 503 when it is not. Runners and backlog for context."""
+    """200 ok or degraded (jobs queued and no runner alive: the web side still answers);
+    503 when the database is unreachable, so a load balancer takes the process out."""
     service = get_job_service()
     now = datetime.now(UTC)
     try:
@@ -27,28 +62,27 @@ def healthz():
         queue = service.get_job_queue_status()
     except SQLAlchemyError as exc:
         current_app.logger.warning("health check: database unreachable: %s", exc)
-        return jsonify(status="unavailable", database={"ok": False,
-                                                       "error": type(exc).__name__}), 503
+        return jsonify(status="unavailable", database={"ok": False}), 503
     stale_after = timedelta(seconds=service.lease_seconds)
     live = [{"id": rid, "heartbeat_age_seconds": round((now - beat).total_seconds(), 1)}
             for rid, beat in runners if now - beat <= stale_after]
     warnings = []
     if queue["queued_jobs"] and not live:
         warnings.append("jobs are queued but no runner is alive")
+    runners_shown: dict = {"live": len(live)}
+    if _refusal() is None:    # runner ids name hosts and processes: operators only
+        runners_shown["details"] = live
     return jsonify(status="ok" if not warnings else "degraded", database={"ok": True},
-                   runners={"live": len(live), "details": live}, backlog=queue,
-                   warnings=warnings)
+                   runners=runners_shown, backlog=queue, warnings=warnings)
 
 
 @bp.get("/metrics")
 def metrics():
-    """Prometheus text format; with METRICS_TOKEN set, the scraper must send it as a bearer."""
-    token = current_app.config.get("METRICS_TOKEN")
-    if token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return Response("metrics need the bearer token set in METRICS_TOKEN\n", status=401,
-                            headers={"WWW-Authenticate": "Bearer"}, mimetype="text/plain")
+    """Prometheus text format, for METRICS_TOKEN's bearer or an admin (see the module)."""
+    if not current_app.config["METRICS_PUBLIC"]:
+        refused = _refusal()
+        if refused is not None:
+            return refused
     from ..analytics.prometheus import render_metrics
 
     try:

@@ -56,3 +56,16 @@ document.addEventListener("htmx:configRequest", function (event) {
   if (!event.detail.elt.hasAttribute("data-current-address")) return;
   event.detail.path = window.location.pathname + window.location.search;
 });
+
+// A page whose event stream the server closed (too many open pages: console/web/stream.py)
+// polls instead: every few seconds "live-poll" fires, and each live part of the page refreshes
+// on it (hx-trigger="… live-poll from:body").
+var LIVE_POLL_SECONDS = 5;
+document.addEventListener("htmx:sseClose", function (event) {
+  if (!event.detail || event.detail.type !== "message" || document.body.dataset.livePoll) return;
+  document.body.dataset.livePoll = "on";
+  var note = document.getElementById("live-fallback");
+  if (note) note.hidden = false;
+  window.setInterval(function () { htmx.trigger(document.body, "live-poll"); },
+                     LIVE_POLL_SECONDS * 1000);
+});

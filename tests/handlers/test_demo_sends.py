@@ -49,8 +49,10 @@ def test_the_demo_sends_to_the_outbox_the_catch_all_and_a_local_smtp_server(
     result = demo(app, "--webhook-url", f"{console_url}/outbox/webhooks")
     assert result.exit_code == 0, result.output
     assert "not sent" not in result.output
-    # Its webhooks reach 127.0.0.1 only with private addresses allowed, in the console too.
-    assert "CONSOLE_WEBHOOK_ALLOW_PRIVATE=true flask --app console run" in result.output
+    # Its webhooks reach 127.0.0.1 only with private addresses allowed, and land only with the
+    # catch-all on, in the console too.
+    assert ("CONSOLE_WEBHOOK_ALLOW_PRIVATE=true CONSOLE_WEBHOOK_CATCH_ALL=true "
+            "flask --app console run") in result.output
     # The Reports page has something before any job ran: the history's usage.
     reports = by(service, reports_table, "tenant_id")
     assert reports == {"acme": 1, "globex": 1}
@@ -103,6 +105,23 @@ def test_without_private_addresses_allowed_the_demo_sends_no_webhook(app_config,
         assert (f"not sent: webhook: {url} is on this machine and WEBHOOK_ALLOW_PRIVATE is off"
                 in result.output)
         assert "CONSOLE_WEBHOOK_ALLOW_PRIVATE=true flask" not in result.output
+        with app.extensions["jobs"].engine.connect() as conn:
+            webhooks = conn.execute(select(func.count()).select_from(jobs_table).where(
+                jobs_table.c.handler == "webhook_handler")).scalar()
+        assert webhooks == 0
+    finally:
+        app.extensions["jobs"].engine.dispose()
+
+
+def test_without_the_catch_all_the_demo_sends_no_webhook(app_config, console_url):
+    from console import create_app
+
+    app = create_app({**app_config, "WEBHOOK_CATCH_ALL": False})
+    try:
+        result = demo(app, "--webhook-url", f"{console_url}/outbox/webhooks")
+        assert result.exit_code == 0, result.output
+        assert "not sent: webhook: the console's catch-all is off" in result.output
+        assert "CONSOLE_WEBHOOK_CATCH_ALL=true flask" not in result.output
         with app.extensions["jobs"].engine.connect() as conn:
             webhooks = conn.execute(select(func.count()).select_from(jobs_table).where(
                 jobs_table.c.handler == "webhook_handler")).scalar()

@@ -13,7 +13,7 @@ def test_signed_out_requests_go_to_sign_in_but_probes_stay_public(app):
     response = client.get("/")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
     assert client.get("/healthz").status_code == 200
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics").status_code == 401   # answered, but only to its scraper
     assert client.get("/static/css/console.css").status_code == 200
     assert client.get("/login").status_code == 200
 

@@ -411,7 +411,7 @@ def test_a_jobs_page_shows_fields_payload_and_failed_attempts(client_as, service
     assert "attempt 1 failed on purpose" in page and "attempt 2 failed on purpose" in page
     assert "ConnectionError" in page
     assert f'sse-swap="job-{job.id}"' in page
-    assert f'hx-trigger="sse:job-{job.id}, htmx:sseOpen from:#content"' in page
+    assert f'hx-trigger="sse:job-{job.id}, htmx:sseOpen from:#content, live-poll from:body"' in page
     assert f'hx-get="/jobs/{job.id}/activity"' in page
 
 
@@ -517,4 +517,4 @@ def test_the_live_refresh_keeps_an_open_confirmation_but_a_filter_change_drops_i
     refreshed = text(viewer.get("/jobs?status=failed", headers={**HTMX, "X-Live-Refresh": "1"}))
     assert dropped not in refreshed and 'id="job-rows"' in refreshed
     page = text(viewer.get("/jobs"))
-    assert 'hx-trigger="htmx:sseOpen from:#content once"' in page
+    assert 'hx-trigger="htmx:sseOpen from:#content once, live-poll from:body"' in page

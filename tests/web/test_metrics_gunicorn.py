@@ -35,7 +35,8 @@ def test_every_gunicorn_worker_reports_the_database_figures(service, make_tenant
     service.run_until_idle(settle=0.2)
     for _ in range(2):
         service.queue_job("immediate", "sleeps", {}, "acme")
-    env = env_for_subprocess(database_url, CONSOLE_JOBS_RUN_SCHEDULER="false")
+    env = env_for_subprocess(database_url, CONSOLE_JOBS_RUN_SCHEDULER="false",
+                             CONSOLE_METRICS_TOKEN="scraper-s3cret")
     log, access = tmp_path / "gunicorn.log", tmp_path / "access.log"
     # The access log names the worker process (%(p)s) that answered each scrape (%(U)s%(q)s).
     with log.open("w") as output:
@@ -53,8 +54,9 @@ def test_every_gunicorn_worker_reports_the_database_figures(service, make_tenant
             # A new connection each time, so the master's workers take turns accepting. The
             # first ones wait in the socket's backlog while the workers build their apps.
             tag = f"scrape={len(bodies)}"
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?{tag}",
-                                        timeout=30) as r:
+            scrape = urllib.request.Request(f"http://127.0.0.1:{port}/metrics?{tag}",
+                                            headers={"Authorization": "Bearer scraper-s3cret"})
+            with urllib.request.urlopen(scrape, timeout=30) as r:
                 bodies[tag] = r.read().decode()
             return len(bodies) >= 12 and len(set(answered_by().values())) > 1
 

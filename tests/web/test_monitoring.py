@@ -1,15 +1,28 @@
 """/healthz and /metrics: reachable without sign-in, figures that match the database."""
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from console.jobs.models import attempts_table
 from console.jobs.rollups import bucket_bounds, duration_bucket
+from tests.support import wait_until
 
 
-def metrics_of(client, **headers):
+@pytest.fixture
+def app_config(app_config):
+    return {**app_config, "METRICS_TOKEN": SCRAPER_TOKEN}
+
+
+SCRAPER_TOKEN = "scraper-s3cret"
+SCRAPER = {"Authorization": f"Bearer {SCRAPER_TOKEN}"}
+
+
+def metrics_of(client, headers=SCRAPER):
     response = client.get("/metrics", headers=headers)
     assert response.status_code == 200, response.data
     families = {f.name: f for f in text_string_to_metric_families(response.get_data(as_text=True))}
@@ -69,14 +82,41 @@ def test_metrics_count_limit_rejections(app, service, make_tenant):
                   limit_type="allowed_job_types") == 1
 
 
-def test_metrics_token_is_required_when_set(app_config, database_url):
+def test_metrics_answer_only_their_scraper_or_an_admin(app, service, client_as, make_tenant):
+    make_tenant("acme")
+    service.queue_job("immediate", "sleeps", {}, "acme")
+    client = app.test_client()
+    anonymous = client.get("/metrics")
+    assert anonymous.status_code == 401 and "acme" not in anonymous.get_data(as_text=True)
+    assert "METRICS_TOKEN" in anonymous.get_data(as_text=True)
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer wrong"})
+    assert wrong.status_code == 401
+    assert "not METRICS_TOKEN" in wrong.get_data(as_text=True)
+    assert 'tenant="acme"' in client.get("/metrics", headers=SCRAPER).get_data(as_text=True)
+    viewer = client_as("viewer").get("/metrics")
+    assert viewer.status_code == 403 and "admin role" in viewer.get_data(as_text=True)
+    admin = client_as("admin").get("/metrics")
+    assert admin.status_code == 200 and 'tenant="acme"' in admin.get_data(as_text=True)
+
+
+def test_without_a_metrics_token_no_bearer_opens_metrics(app_config):
     from console import create_app
 
-    app = create_app({**app_config, "METRICS_TOKEN": "s3cret"})
+    app = create_app({**app_config, "METRICS_TOKEN": None})
     client = app.test_client()
+    refused = client.get("/metrics", headers={"Authorization": "Bearer anything"})
+    assert refused.status_code == 401
+    assert "no METRICS_TOKEN is set" in refused.get_data(as_text=True)
     assert client.get("/metrics").status_code == 401
-    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    app.extensions["jobs"].engine.dispose()
+
+
+def test_metrics_public_opens_metrics_to_anyone(app_config):
+    from console import create_app
+
+    app = create_app({**app_config, "METRICS_PUBLIC": True})
+    assert app.test_client().get("/metrics").status_code == 200
     app.extensions["jobs"].engine.dispose()
 
 
@@ -88,6 +128,30 @@ def test_healthz_reports_database_runners_and_backlog(app, service, make_tenant)
     body = response.get_json()
     assert body["database"]["ok"] and body["backlog"]["queued_jobs"] == 1
     assert body["runners"]["live"] == 0 and body["status"] == "degraded"
+
+
+def test_healthz_shows_anyone_counts_only(app, service, make_tenant):
+    """No host names, process ids or tenant ids without credentials; its scraper sees the
+    runners' ids (host:pid), which operators pair with processes."""
+    from console.jobs.runner import Runner
+
+    make_tenant("acme")
+    service.queue_job("immediate", "sleeps", {}, "acme")
+    runner = Runner(service, threads=1).start()
+    try:
+        client = app.test_client()
+        wait_until(lambda: client.get("/healthz").get_json()["runners"]["live"] == 1, 10,
+                   "the runner to show as live")
+        anonymous = client.get("/healthz")
+        text = anonymous.get_data(as_text=True)
+        assert anonymous.status_code == 200 and anonymous.get_json()["status"] == "ok"
+        assert "details" not in anonymous.get_json()["runners"]
+        assert runner.id not in text and str(os.getpid()) not in text
+        assert socket.gethostname() not in text and "acme" not in text
+        scraped = client.get("/healthz", headers=SCRAPER).get_json()
+        assert [r["id"] for r in scraped["runners"]["details"]] == [runner.id]
+    finally:
+        runner.stop()
 
 
 def test_healthz_is_503_when_the_database_is_gone(app_config, tmp_path):
@@ -102,4 +166,4 @@ def test_healthz_is_503_when_the_database_is_gone(app_config, tmp_path):
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["database"]["ok"] is False
-    assert app.test_client().get("/metrics").status_code == 503
+    assert app.test_client().get("/metrics", headers=SCRAPER).status_code == 503

@@ -64,7 +64,7 @@ def test_no_post_is_taken_without_its_csrf_token(client_as):
 def test_public_endpoints_answer_without_sign_in(app):
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics").status_code == 401   # a scraper's token or an admin
     assert client.get("/static/vendor/htmx.min.js").status_code == 200
     plotly = client.get("/assets/plotly.min.js")
     assert plotly.status_code == 200 and b"plotly.js v" in plotly.data[:200]

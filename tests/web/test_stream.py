@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
+from tests.support import wait_until
+
 
 def read_events_until(response, marker: str, limit: int = 50) -> str:
     """Read the event stream until ``marker`` appears (each chunk is one send)."""
@@ -52,3 +56,63 @@ def test_open_streams_end_when_the_server_stops(client_as, service):
     close_streams()
     assert list(chunks) == []         # the stream ends at once instead of after minutes
     assert not service.job_updates.has_subscribers
+
+
+@pytest.fixture
+def app_config(app_config):
+    return {**app_config, "STREAMS_PER_SESSION": 2, "STREAMS_PER_PROCESS": 3}
+
+
+class StreamReader(threading.Thread):
+    """One open page's stream, read on a thread of its own (as a server thread serves it)."""
+
+    def __init__(self, client):
+        super().__init__(daemon=True)
+        self.client, self.text, self.connected = client, "", threading.Event()
+        self.start()
+        assert self.connected.wait(10), "the stream to open"
+
+    def run(self):
+        response = self.client.get("/events", buffered=False)
+        try:
+            for chunk in response.response:
+                self.text += chunk.decode() if isinstance(chunk, bytes) else chunk
+                self.connected.set()
+        finally:
+            response.close()
+
+    def ended(self) -> bool:
+        self.join(10)
+        return not self.is_alive()
+
+
+def test_a_session_past_its_cap_closes_its_oldest_stream(client_as, service):
+    from console.web.stream import close_streams, open_stream_count
+
+    client = client_as("viewer")
+    oldest, second = StreamReader(client), StreamReader(client)
+    assert open_stream_count() == 2
+    newest = StreamReader(client)                 # the third of a session with room for two
+    assert oldest.ended() and "event: stream-closed" in oldest.text   # telling the page
+    assert open_stream_count() == 2 and second.is_alive() and newest.is_alive()
+    close_streams()
+    assert second.ended() and newest.ended()
+    wait_until(lambda: open_stream_count() == 0, 5, "every stream forgotten")
+    assert not service.job_updates.has_subscribers
+
+
+def test_a_process_past_its_cap_closes_its_oldest_stream(client_as, service, make_tenant):
+    from console.web.stream import close_streams, open_stream_count
+
+    make_tenant("acme")
+    readers = [StreamReader(client_as(role)) for role in ("viewer", "operator", "admin")]
+    assert open_stream_count() == 3
+    fourth = StreamReader(client_as("viewer"))    # another session: the process's cap is 3
+    assert readers[0].ended() and "event: stream-closed" in readers[0].text
+    assert open_stream_count() == 3
+    job = service.queue_job("immediate", "noop", {}, "acme")   # the others still stream
+    service.run_until_idle(timeout=10)
+    wait_until(lambda: f"event: job-{job.id}" in fourth.text, 5, "the change on the stream")
+    assert "stream-closed" not in fourth.text
+    close_streams()
+    assert all(r.ended() for r in [*readers[1:], fourth])

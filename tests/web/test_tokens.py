@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import func, select, update
 
+from console.tokens import api_tokens_table
 from tests.api.conftest import bearer
+
+UTC = timezone.utc
 
 
 @pytest.fixture
@@ -105,3 +110,53 @@ def test_revoke(client_as, tenants, app, service):
     assert app.test_client().get("/api/v1/jobs", headers=bearer(secret)).status_code == 401
     missing = client.post("/tokens/9999/revoke", data={"csrf_token": client.csrf})
     assert missing.status_code == 404
+
+
+def row_named(service, name: str):
+    with service.engine.connect() as conn:
+        return conn.execute(select(api_tokens_table).where(
+            api_tokens_table.c.name == name)).one()
+
+
+def expire_now(service, token_id: int) -> None:
+    """Time passes: the token's expiry moves into the past."""
+    with service.engine.begin() as conn:
+        conn.execute(update(api_tokens_table).where(api_tokens_table.c.id == token_id)
+                     .values(expires_at=datetime.now(UTC) - timedelta(minutes=5)))
+
+
+def test_the_tokens_screen_sets_an_expiry_and_a_rate(client_as, tenants, app, service):
+    client = client_as("admin")
+    response = client.post("/tokens", data={"csrf_token": client.csrf, "name": "billing",
+                                            "tenant": "acme", "expires_in": "7d",
+                                            "rate_limit": "120"})
+    assert response.status_code == 201
+    row = row_named(service, "billing")
+    assert row.expires_at - row.created_at == timedelta(days=7) and row.rate_limit == 120
+    listing = client.get("/tokens").get_data(as_text=True)
+    assert "120 / min" in listing and f"{row.expires_at:%Y-%m-%d}" in listing
+    secret = re.search(r'value="(cjt_[^"]+)"', response.get_data(as_text=True)).group(1)
+    expire_now(service, row.id)
+    assert app.test_client().get("/api/v1/jobs", headers=bearer(secret)).status_code == 401
+    assert "expired" in client.get("/tokens").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("rate,message", [("0", "from 1 to 1,000,000"),
+                                          ("many", "Not a valid integer value")])
+def test_the_tokens_screen_refuses_a_bad_rate(client_as, tenants, service, rate, message):
+    client = client_as("admin")
+    response = client.post("/tokens", data={"csrf_token": client.csrf, "name": "billing",
+                                            "tenant": "acme", "rate_limit": rate})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert message in page and 'aria-invalid="true"' in page
+    with service.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(api_tokens_table)).scalar() == 0
+
+
+def test_never_expiring_is_a_choice(client_as, tenants, service):
+    client = client_as("admin")
+    response = client.post("/tokens", data={"csrf_token": client.csrf, "name": "forever",
+                                            "tenant": "acme", "expires_in": ""})
+    assert response.status_code == 201
+    assert row_named(service, "forever").expires_at is None

@@ -7,8 +7,8 @@ Create Date: 2026-12-04
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007_alerts"   # the merger re-chains the helpers' 0008s
+revision = "0008_sign_in"
+down_revision = "0007_alerts"
 branch_labels = None
 depends_on = None
 

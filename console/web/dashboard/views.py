@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template
+from flask_login import current_user
 from sqlalchemy import select
 
 from ...alerts.queries import firing_alerts
@@ -17,6 +18,7 @@ from ...extensions import db
 from ...jobs import get_job_service
 from ...jobs.models import jobs_table
 from ...jobs.records import job_from_row
+from ..production import production_warnings
 from ..rendering import render_view
 from ..tenants.usage import tenants_usage
 
@@ -29,11 +31,13 @@ _LATEST_CHANGES = (select(jobs_table).order_by(jobs_table.c.updated_at.desc())
 
 def system_summary() -> dict:
     """System statistics of the last 24 h, the queue now, the system health check's warnings,
-    and the alerts firing now."""
+    the alerts firing now, and for admins the settings unsafe in production."""
     service = get_job_service()
     return {"stats": service.get_system_job_statistics(),
             "queue": service.get_job_queue_status(),
-            "firing": firing_alerts(service.engine)}
+            "firing": firing_alerts(service.engine),
+            "setting_warnings": (production_warnings(current_app.config)
+                                 if current_user.may("admin") else [])}
 
 
 def tenant_tiles() -> list[dict]:

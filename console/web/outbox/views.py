@@ -76,7 +76,7 @@ def index():
                    "messages.")
     return render_view("outbox/index.html", "outbox/_table.html", listing=page, tenants=tenants,
                        channels=CHANNELS, tenant_id=tenant_id, channel=channel, excerpt=EXCERPT,
-                       catch_all=current_app.config.get("WEBHOOK_CATCH_ALL", True))
+                       catch_all=current_app.config["WEBHOOK_CATCH_ALL"])
 
 
 @bp.get("/outbox/<message_id>")
@@ -91,7 +91,7 @@ def show(message_id: str):
 @bp.post("/outbox/webhooks", endpoint="catch_webhook")
 @csrf.exempt
 def catch_webhook_view():
-    if not current_app.config.get("WEBHOOK_CATCH_ALL", True):
+    if not current_app.config["WEBHOOK_CATCH_ALL"]:
         abort(404)
     try:
         _, new = catch_webhook(get_job_service(), current_app.config, request.get_data(),
