@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .jobs import db as jobs_db
+from .jobs.audit import Actor, record
 from .jobs.models import Base, UTCDateTime, tenants_table
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class TokenIdentity:
     name: str
     tenant_id: str | None
     is_admin: bool
+    prefix: str = ""   # the token's first characters: how audit entries name it
 
     @property
     def all_tenants(self) -> bool:
@@ -102,9 +104,10 @@ def looks_like_token(token: str) -> bool:
             and all(c.isascii() and (c.isalnum() or c in "-_") for c in body))
 
 
-def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = False
-                 ) -> tuple[ApiToken, str]:
-    """Store a new token; returns the row and the secret (shown once, never stored).
+def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = False,
+                 actor: Actor | None = None) -> tuple[ApiToken, str]:
+    """Store a new token; returns the row and the secret (shown once, never stored). With
+    ``actor``, its audit entry is written in the same transaction.
 
     :raise TokenError: unknown tenant, an admin tenant token, or a bad name.
     """
@@ -127,7 +130,10 @@ def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = Fals
                                        "first, or make an all-tenant token")
         token_id = conn.execute(api_tokens_table.insert().values(**row)
                                 .returning(api_tokens_table.c.id)).scalar_one()
-    return ApiToken(id=token_id, **row), secret
+        token = ApiToken(id=token_id, **row)
+        record(conn, actor, "token_created", tenant_id=tenant_id, target_type="token",
+               target_id=token.prefix, after={"name": name, "scope": token.scope}, now=now)
+    return token, secret
 
 
 def authenticate(engine, token: str, now: datetime | None = None) -> TokenIdentity | None:
@@ -146,7 +152,7 @@ def authenticate(engine, token: str, now: datetime | None = None) -> TokenIdenti
         t = api_tokens_table.c
         with engine.connect() as conn:
             row = conn.execute(select(t.id, t.name, t.tenant_id, t.is_admin, t.revoked_at,
-                                      t.last_used_at)
+                                      t.last_used_at, t.prefix)
                                .where(t.token_hash == token_hash)).first()
         if row is None or row.revoked_at is not None:
             remembered.pop(token_hash, None)
@@ -154,7 +160,7 @@ def authenticate(engine, token: str, now: datetime | None = None) -> TokenIdenti
         if len(remembered) >= _AUTH_CACHE_SIZE:
             remembered.clear()
         entry = remembered[token_hash] = _Remembered(
-            TokenIdentity(row.id, row.name, row.tenant_id, bool(row.is_admin)),
+            TokenIdentity(row.id, row.name, row.tenant_id, bool(row.is_admin), row.prefix),
             row.last_used_at, time.monotonic() + AUTH_CACHE_SECONDS)
     if entry.last_used_at is None or now - entry.last_used_at >= LAST_USED_RESOLUTION:
         entry.last_used_at = now
@@ -193,14 +199,19 @@ def touch(engine, token_id: int, now: datetime) -> None:
             .values(last_used_at=now))
 
 
-def revoke_token(engine, token_id: int) -> ApiToken | None:
-    """Revoke for good (idempotent: a second revoke keeps the first time). None: no such id."""
+def revoke_token(engine, token_id: int, actor: Actor | None = None) -> ApiToken | None:
+    """Revoke for good (idempotent: a second revoke keeps the first time, and writes no second
+    audit entry). None: no such id."""
     t = api_tokens_table.c
     now = datetime.now(UTC)
     with jobs_db.write_transaction(engine) as conn:
-        conn.execute(update(api_tokens_table).where(t.id == token_id, t.revoked_at.is_(None))
-                     .values(revoked_at=now))
+        revoked = conn.execute(update(api_tokens_table)
+                               .where(t.id == token_id, t.revoked_at.is_(None))
+                               .values(revoked_at=now)).rowcount
         row = conn.execute(select(api_tokens_table).where(t.id == token_id)).first()
+        if revoked:
+            record(conn, actor, "token_revoked", tenant_id=row.tenant_id, target_type="token",
+                   target_id=row.prefix, after={"name": row.name}, now=now)
     _recent_tokens(engine).clear()   # refused from now on in this process
     return ApiToken(**row._mapping) if row else None
 

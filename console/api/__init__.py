@@ -21,13 +21,13 @@ def init_api(app: Flask) -> None:
     """Register the API's blueprints and document them. Exempt from the console's CSRF
     protection: the API takes no cookies, only bearer tokens."""
     from ..extensions import csrf
-    from . import jobs, system, tenants
+    from . import audit, jobs, system, tenants
     from .errors import answer_routing_errors_as_problems
     from .openapi import create_api
 
     api = create_api(app)
     app.extensions["console_api"] = api
-    for module in (jobs, tenants, system):
+    for module in (jobs, tenants, system, audit):
         api.register_blueprint(module.bp)
         csrf.exempt(module.bp)
     app.register_blueprint(system.public)

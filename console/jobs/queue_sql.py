@@ -225,7 +225,7 @@ class QueueTransaction:
         """The queue call's audit entry (``console.jobs.audit.entry_row``), in its transaction."""
         self._start_pipeline()
         self._cursor.execute(self._sql(_INSERT_AUDIT), [
-            None if entry[c] is None else json.dumps(entry[c], separators=(",", ":"))
+            None if entry[c] is None else json.dumps(entry[c], separators=(",", ":"), default=str)
             if c in _AUDIT_JSON else self._value(entry[c]) for c in AUDIT_COLUMNS])
 
     def count_created(self, jobs, now: datetime) -> None:

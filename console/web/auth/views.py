@@ -13,6 +13,8 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ...extensions import db, session_write
+from ...jobs.audit import Actor, record
+from ..audit.actor import record_sign_in
 from ..models import ROLES, User
 
 bp = Blueprint("auth", __name__)
@@ -72,9 +74,12 @@ def login():
         password = request.form.get("password") or ""
         user = db.session.scalar(select(User).where(User.username == username))
         valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
-        if user and valid and user.is_active:
-            with session_write():
+        succeeded = bool(user and valid and user.is_active)
+        with session_write() as session:
+            if succeeded:
                 user.last_login_at = datetime.now(UTC)
+            record_sign_in(username, succeeded, session)
+        if succeeded:
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
         error = "Wrong username or password, or the account is disabled."
@@ -90,8 +95,9 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
-def set_user(username: str, role: str, password: str) -> User:
-    """Create or update a user (the CLI and the demo use this)."""
+def set_user(username: str, role: str, password: str, actor: Actor | None = None) -> User:
+    """Create or update a user (the CLI and the demo use this; the Users screen, with the
+    ``actor`` its audit entry names)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not username or len(username) > 80:
@@ -107,4 +113,6 @@ def set_user(username: str, role: str, password: str) -> User:
         user.role = role
         user.password_hash = password_hash
         user.active = True
+        record(session, actor, "user_added", target_type="user", target_id=username,
+               after={"role": role})
     return user

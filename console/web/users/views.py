@@ -18,6 +18,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Regexp
 
 from ...extensions import db, session_write
+from ...jobs.audit import record
+from ..audit.actor import console_actor
 from ..auth.views import role_required, set_user
 from ..models import User
 from ..rendering import render_view
@@ -117,6 +119,13 @@ def _refuse(user: User, action: str, message: str):
     return _render(row_errors={(user.id, action): message}, status=422)
 
 
+def _record(session, action: str, user: User, before: dict | None = None,
+            after: dict | None = None) -> None:
+    """The change's audit entry, in its own transaction (``session``)."""
+    record(session, console_actor(), action, target_type="user", target_id=user.username,
+           before=before, after=after)
+
+
 @bp.get("/users")
 def index():
     return _render()
@@ -127,7 +136,7 @@ def create():
     form = NewUserForm()
     if not form.validate():
         return _render(form=form, status=422)
-    user = set_user(form.username.data, form.role.data, form.password.data)
+    user = set_user(form.username.data, form.role.data, form.password.data, console_actor())
     flash(f"User {user.username} added as {user.role}. They can sign in now.")
     return redirect(url_for(".index"), 303)
 
@@ -138,12 +147,13 @@ def change_role(user_id: int):
     form = RoleForm()
     if not form.validate():
         return _refuse(user, "role", " ".join(form.role.errors) or "Choose a role from the list.")
-    with session_write():   # the admin count is read under the write lock: exact
+    with session_write() as session:   # the admin count is read under the write lock: exact
         user = _user_or_404(user_id)
         problem = last_admin_problem(user, form.role.data, user.active)
         old = user.role
-        if not problem:
+        if not problem and old != form.role.data:
             user.role = form.role.data
+            _record(session, "user_role_changed", user, {"role": old}, {"role": user.role})
     if problem:
         return _refuse(user, "role", problem)
     flash(f"{user.username} is already {old}: nothing changed." if old == user.role
@@ -158,9 +168,10 @@ def reset_password(user_id: int):
     if not form.validate():
         return _refuse(user, "password", " ".join(form.password.errors))
     password_hash = generate_password_hash(form.password.data)   # slow: outside the lock
-    with session_write():
+    with session_write() as session:
         user = _user_or_404(user_id)
         user.password_hash = password_hash
+        _record(session, "user_password_reset", user)
     flash(f"Password of {user.username} changed. Give them the new one in person or over a "
           "channel you trust.")
     return redirect(url_for(".index"), 303)
@@ -173,12 +184,14 @@ def set_active(user_id: int):
     if not form.validate():
         return _refuse(user, "active", "Choose enable or disable.")
     active = form.active.data == "1"
-    with session_write():
+    with session_write() as session:
         user = _user_or_404(user_id)
         problem = last_admin_problem(user, user.role, active)
         was_active = user.active
-        if not problem:
+        if not problem and was_active != active:
             user.active = active
+            _record(session, "user_enabled" if active else "user_disabled", user,
+                    {"active": was_active}, {"active": active})
     if problem:
         return _refuse(user, "active", problem)
     if active == was_active:
