@@ -154,7 +154,14 @@ def recent_entries(conn, tenant_id: str, limit: int = 10) -> list[Any]:
                         .order_by(a.created_at.desc(), a.id.desc()).limit(limit)).all()
 
 
-def prune_entries(conn, retention_days: int, now: datetime | None = None) -> int:
-    """Delete entries older than ``retention_days``; returns how many went."""
+def prune_entries(conn, retention_days: int, tenant_id: str | None = None, *,
+                  with_untenanted: bool = False, now: datetime | None = None) -> int:
+    """Delete entries older than ``retention_days`` — of ``tenant_id`` (None: every entry),
+    and with ``with_untenanted`` also those of no tenant; returns how many went."""
+    a = audit_table.c
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    return conn.execute(delete(audit_table).where(audit_table.c.created_at < cutoff)).rowcount
+    query = delete(audit_table).where(a.created_at < cutoff)
+    if tenant_id is not None:
+        mine = a.tenant_id == tenant_id
+        query = query.where(mine | a.tenant_id.is_(None) if with_untenanted else mine)
+    return conn.execute(query).rowcount

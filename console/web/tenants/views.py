@@ -9,6 +9,7 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_login import current_user
 
 from ...jobs import JobService, get_job_service
+from ...jobs.audit import ACTIONS, recent_entries
 from ...jobs.limits import TenantConfig
 from ...jobs.types import JobValidationError
 from ..audit.actor import console_actor
@@ -81,6 +82,10 @@ def _show_context(service: JobService, config: TenantConfig, limits_form: Limits
     context = tenant_page(service, config, start, end)
     context.update(range_form=range_form, range_note=range_note, start=start, end=end,
                    limits_form=limits_form, max_range_days=MAX_RANGE_DAYS)
+    if current_user.may("admin"):   # the trail names users and addresses, as /audit does
+        with service.engine.connect() as conn:
+            context.update(recent_changes=recent_entries(conn, config.tenant_id),
+                           audit_actions=ACTIONS)
     return context, (422 if range_note else 200)
 
 
