@@ -187,3 +187,19 @@ def test_pruning_deletes_only_entries_past_the_retention(service, acme):
         assert prune_entries(conn, 30, now=datetime.now(UTC) + timedelta(days=29)) == 0
         assert prune_entries(conn, 30, now=datetime.now(UTC) + timedelta(days=31)) == 1
     assert entries(service) == []
+
+
+def test_migration_0010_matches_the_model(service):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from console.jobs.models import Base
+
+    def ours(obj, name, kind, reflected, compare_to):
+        table = obj if kind == "table" else getattr(obj, "table", None)
+        return table is not None and table.name == "audit_entries"
+
+    with service.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "include_object": ours})
+        assert compare_metadata(context, Base.metadata) == []
