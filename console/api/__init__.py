@@ -2,7 +2,7 @@
 
 Modules: ``auth`` (bearer authentication and scope rules), ``errors`` (RFC 9457 problem
 details), ``openapi`` (flask-smorest wiring), ``schemas`` / ``tenant_schemas`` (marshmallow:
-validation and the document), and one module of views per resource family: ``jobs``,
+validation and the document), and one module of views per resource family: ``jobs``, ``audit``,
 ``tenants``, ``system``. Tokens (the table, creating and checking them) live beneath the API and
 the console, in ``console/tokens.py``; job listing in ``console/jobs/listing.py``; limit bounds
 in ``console/jobs/limits.py``. Like the console, it changes jobs only through ``JobService``
