@@ -158,6 +158,11 @@ ALERTS_TENANT_ID = "console"
 ALERTS_EMAIL_TO = None
 ALERTS_WEBHOOK_URL = None
 
+# Days audit entries (who changed what; sign-ins) are kept: each tenant's daily "Prune finished
+# jobs" maintenance job deletes its tenant's older entries, and the operations tenant's
+# (ALERTS_TENANT_ID) also those of no tenant (sign-ins, users, tokens).
+AUDIT_RETENTION_DAYS = 365
+
 SQLALCHEMY_TRACK_MODIFICATIONS = False
 
 # The largest request body (batch uploads included): larger ones get a 413 with advice.

@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .jobs import db as jobs_db
+from .jobs.audit import Actor, record
 from .jobs.models import Base, UTCDateTime, tenants_table
 from .token_rates import rates_for
 
@@ -94,6 +95,7 @@ class TokenIdentity:
     is_admin: bool
     expires_at: datetime | None = None
     rate_limit: int | None = None
+    prefix: str = ""   # the token's first characters: how audit entries name it
 
     @property
     def all_tenants(self) -> bool:
@@ -151,9 +153,10 @@ def check_lifetime(lifetime: timedelta) -> None:
 
 
 def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = False,
-                 expires_in: timedelta | None = None, rate_limit: int | None = None
-                 ) -> tuple[ApiToken, str]:
-    """Store a new token; returns the row and the secret (shown once, never stored).
+                 expires_in: timedelta | None = None, rate_limit: int | None = None,
+                 actor: Actor | None = None) -> tuple[ApiToken, str]:
+    """Store a new token; returns the row and the secret (shown once, never stored). With
+    ``actor``, its audit entry is written in the same transaction.
 
     :param expires_in: how long it lives (None: until revoked).
     :param rate_limit: requests a minute (None: the ``API_RATE_LIMIT`` setting).
@@ -185,7 +188,10 @@ def create_token(engine, name: str, tenant_id: str | None, is_admin: bool = Fals
                                        "first, or make an all-tenant token")
         token_id = conn.execute(api_tokens_table.insert().values(**row)
                                 .returning(api_tokens_table.c.id)).scalar_one()
-    return ApiToken(id=token_id, **row), secret
+        token = ApiToken(id=token_id, **row)
+        record(conn, actor, "token_created", tenant_id=tenant_id, target_type="token",
+               target_id=token.prefix, after={"name": name, "scope": token.scope}, now=now)
+    return token, secret
 
 
 def authenticate(engine, token: str, now: datetime | None = None,
@@ -210,7 +216,7 @@ def authenticate(engine, token: str, now: datetime | None = None,
         t = api_tokens_table.c
         with engine.connect() as conn:
             row = conn.execute(select(t.id, t.name, t.tenant_id, t.is_admin, t.revoked_at,
-                                      t.last_used_at, t.expires_at, t.rate_limit)
+                                      t.last_used_at, t.expires_at, t.rate_limit, t.prefix)
                                .where(t.token_hash == token_hash)).first()
         if row is None or row.revoked_at is not None:
             remembered.pop(token_hash, None)
@@ -219,7 +225,7 @@ def authenticate(engine, token: str, now: datetime | None = None,
             remembered.clear()
         entry = remembered[token_hash] = _Remembered(
             TokenIdentity(row.id, row.name, row.tenant_id, bool(row.is_admin), row.expires_at,
-                          row.rate_limit),
+                          row.rate_limit, row.prefix),
             row.last_used_at, time.monotonic() + AUTH_CACHE_SECONDS)
     identity = entry.identity
     if identity.expires_at is not None and identity.expires_at <= now:
@@ -264,14 +270,19 @@ def touch(engine, token_id: int, now: datetime) -> None:
             .values(last_used_at=now))
 
 
-def revoke_token(engine, token_id: int) -> ApiToken | None:
-    """Revoke for good (idempotent: a second revoke keeps the first time). None: no such id."""
+def revoke_token(engine, token_id: int, actor: Actor | None = None) -> ApiToken | None:
+    """Revoke for good (idempotent: a second revoke keeps the first time, and writes no second
+    audit entry). None: no such id."""
     t = api_tokens_table.c
     now = datetime.now(UTC)
     with jobs_db.write_transaction(engine) as conn:
-        conn.execute(update(api_tokens_table).where(t.id == token_id, t.revoked_at.is_(None))
-                     .values(revoked_at=now))
+        revoked = conn.execute(update(api_tokens_table)
+                               .where(t.id == token_id, t.revoked_at.is_(None))
+                               .values(revoked_at=now)).rowcount
         row = conn.execute(select(api_tokens_table).where(t.id == token_id)).first()
+        if revoked:
+            record(conn, actor, "token_revoked", tenant_id=row.tenant_id, target_type="token",
+                   target_id=row.prefix, after={"name": row.name}, now=now)
     _recent_tokens(engine).clear()   # refused from now on in this process
     return ApiToken(**row._mapping) if row else None
 

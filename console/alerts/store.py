@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Engine, select
 
 from ..jobs import db
+from ..jobs.audit import Actor, record
 from .models import alert_rules_table
 from .rules import KINDS, LIMIT_NAMES, SCOPES, Rule
 from .sql import insert_unless_present
@@ -156,30 +157,33 @@ def get_rule(engine: Engine, rule_id: int) -> Rule | None:
 # -- changing --------------------------------------------------------------------------------
 
 def create_rule(engine: Engine, values: RuleValues, by: str | None = None,
-                seed_key: str | None = None) -> Rule:
-    """Store a rule checked by ``check_rule``."""
+                seed_key: str | None = None, actor: Actor | None = None) -> Rule:
+    """Store a rule checked by ``check_rule`` (with ``actor``: and its audit entry)."""
     now = datetime.now(UTC)
     with db.write_transaction(engine) as conn:
         rule_id = conn.execute(alert_rules_table.insert().values(
             **asdict(values), muted_until=None, seed_key=seed_key, created_at=now,
             updated_at=now, updated_by=by).returning(alert_rules_table.c.id)).scalar_one()
+        record(conn, actor, "alert_rule_created", tenant_id=values.tenant_id,
+               target_type="alert_rule", target_id=rule_id, after=asdict(values), now=now)
     return get_rule(engine, rule_id)
 
 
 def update_rule(engine: Engine, rule_id: int, values: RuleValues,
-                by: str | None = None) -> Rule | None:
+                by: str | None = None, actor: Actor | None = None) -> Rule | None:
     """Replace a rule's settings (checked by ``check_rule``); None when there is no such rule.
     Open alerts the new settings no longer hold for resolve at the next evaluation."""
-    return _update(engine, rule_id, by, **asdict(values))
+    return _update(engine, rule_id, by, (actor, "alert_rule_changed"), **asdict(values))
 
 
-def set_enabled(engine: Engine, rule_id: int, enabled: bool, by: str | None = None
-                ) -> Rule | None:
-    return _update(engine, rule_id, by, enabled=bool(enabled))
+def set_enabled(engine: Engine, rule_id: int, enabled: bool, by: str | None = None,
+                actor: Actor | None = None) -> Rule | None:
+    action = "alert_rule_enabled" if enabled else "alert_rule_disabled"
+    return _update(engine, rule_id, by, (actor, action), enabled=bool(enabled))
 
 
 def mute_rule(engine: Engine, rule_id: int, until: datetime | None,
-              by: str | None = None) -> Rule | None:
+              by: str | None = None, actor: Actor | None = None) -> Rule | None:
     """Send nothing for this rule until ``until`` (None: unmute). It is still evaluated: its
     alerts show on the console, and one still firing when the mute ends is sent then.
 
@@ -194,15 +198,28 @@ def mute_rule(engine: Engine, rule_id: int, until: datetime | None,
         if until - now > MAX_MUTE:
             raise RuleError("until", "Mute for at most 90 days; to stop a rule for good, "
                                      "disable it.")
-    return _update(engine, rule_id, by, muted_until=until)
+    action = "alert_rule_muted" if until is not None else "alert_rule_unmuted"
+    return _update(engine, rule_id, by, (actor, action), muted_until=until)
 
 
-def _update(engine: Engine, rule_id: int, by: str | None, **changes) -> Rule | None:
+def _update(engine: Engine, rule_id: int, by: str | None,
+            audited: tuple[Actor | None, str], **changes) -> Rule | None:
+    """Change a rule; ``audited`` is (who, which action) for its audit entry, written with the
+    settings that changed, before and after."""
+    actor, action = audited
+    now = datetime.now(UTC)
     with db.write_transaction(engine) as conn:
+        old = conn.execute(select(alert_rules_table)
+                           .where(alert_rules_table.c.id == rule_id)).first()
         updated = conn.execute(alert_rules_table.update()
                                .where(alert_rules_table.c.id == rule_id)
-                               .values(**changes, updated_at=datetime.now(UTC),
-                                       updated_by=by)).rowcount
+                               .values(**changes, updated_at=now, updated_by=by)).rowcount
+        if updated:
+            changed = [k for k, v in changes.items() if getattr(old, k) != v]
+            record(conn, actor, action, tenant_id=changes.get("tenant_id", old.tenant_id),
+                   target_type="alert_rule", target_id=rule_id,
+                   before={k: getattr(old, k) for k in changed},
+                   after={k: changes[k] for k in changed}, details={"name": old.name}, now=now)
     return get_rule(engine, rule_id) if updated else None
 
 

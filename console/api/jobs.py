@@ -15,6 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..jobs import get_job_service
 from ..jobs.listing import JobFilter
+from .audit import token_actor
 from .auth import scoped_tenant, visible_job
 from .errors import validation_problem
 from .openapi import api_blueprint, problems
@@ -68,7 +69,7 @@ def create_job(body):
     job = get_job_service().queue_job(
         body["type"], body["handler"], body.get("payload", {}), tenant_id,
         cron_schedule=body.get("cron_schedule"), timezone=body.get("timezone", "UTC"),
-        **_options(body))
+        actor=token_actor(), **_options(body))
     return _created(job)
 
 
@@ -85,7 +86,7 @@ def create_notification(body):
                                         "message_id") if key in body}
     job = get_job_service().queue_notification(
         body["type"], body["recipient"], tenant_id, subject=body.get("subject"),
-        body=body.get("body"), **_options(body), **extra)
+        body=body.get("body"), actor=token_actor(), **_options(body), **extra)
     return _created(job)
 
 
@@ -106,7 +107,8 @@ def create_batch(body):
         if "delay_seconds" in spec:
             spec["delay"] = spec.pop("delay_seconds")
         specs.append(spec)
-    jobs = get_job_service().queue_batch_jobs(specs, tenant_id, priority=body.get("priority"))
+    jobs = get_job_service().queue_batch_jobs(specs, tenant_id, priority=body.get("priority"),
+                                              actor=token_actor())
     return {"jobs": jobs}, 201
 
 
@@ -153,7 +155,7 @@ def retry_job(job_id: str):
     (naming `cron_schedule`); 429 when its tenant's queue is full.
     """
     job = visible_job(job_id)
-    return get_job_service().retry_job(job.id)
+    return get_job_service().retry_job(job.id, actor=token_actor())
 
 
 @bp.post("/jobs/<job_id:job_id>/cancel")
@@ -165,4 +167,4 @@ def cancel_job(job_id: str):
     409 for a job that is processing or finished.
     """
     job = visible_job(job_id)
-    return get_job_service().cancel_job(job.id)
+    return get_job_service().cancel_job(job.id, actor=token_actor())

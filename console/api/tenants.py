@@ -13,6 +13,7 @@ from ..analytics.reports import hour_range
 from ..analytics.trends import MAX_POINTS
 from ..jobs import get_job_service
 from ..jobs.limits import JobLimitConfig, TenantConfig
+from .audit import token_actor
 from .auth import require_admin, visible_tenant
 from .errors import validation_problem
 from .openapi import api_blueprint, problems
@@ -128,6 +129,6 @@ def put_limits(body, tenant_id: str):
     if overrides:
         settings["jobLimits"] = overrides
     new = TenantConfig.for_tier(tenant_id, config.name, tier, settings)
-    get_job_service().tenants.set_tenant_config(new)
+    get_job_service().tenants.set_tenant_config(new, actor=token_actor())
     return _limits_document(new)
 

@@ -30,7 +30,7 @@ def builtin_handlers(config: Mapping[str, Any] | None = None, engine=None,
 
         handlers += [EmailHandler(engine, config), SmsHandler(engine, config),
                      PushHandler(engine, config), WebhookHandler(engine, config),
-                     PruneFinishedJobsHandler(engine), CompactRollupsHandler(engine),
+                     PruneFinishedJobsHandler(engine, config), CompactRollupsHandler(engine),
                      CustomCleanupHandler(engine)]
     if service is not None:
         from .maintenance import ReleaseStuckJobsHandler

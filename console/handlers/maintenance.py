@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -22,9 +22,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError, db
+from ..jobs.audit import prune_entries
 from ..jobs.models import attempts_table, daily_usage_table, jobs_table
 from ..jobs.records import job_id_floor
 from ..jobs.types import FINISHED_STATUSES
+from .delivery import config_value
 
 UTC = timezone.utc
 DEFAULT_RETENTION_DAYS = 30
@@ -125,12 +127,18 @@ class PruneFinishedJobsHandler(JobHandler):
                                           "maximum": MAX_RETENTION_DAYS}},
     }
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, config: Mapping[str, Any] | None = None):
         self._engine = engine
+        self._audit_days = int(config_value(config, "AUDIT_RETENTION_DAYS"))
+        self._operations_tenant = config_value(config, "ALERTS_TENANT_ID")
 
     def execute(self, context: JobExecutionContext) -> JobExecutionResult:
         started = time.monotonic()
         payload = context.job.payload
+        with db.write_transaction(self._engine) as conn:
+            audit_deleted = prune_entries(
+                conn, self._audit_days, context.tenant_id,
+                with_untenanted=context.tenant_id == self._operations_tenant)
         if "retention_days" in payload:
             days = retention_days(payload["retention_days"], "retention_days")
             source = "payload"
@@ -145,6 +153,7 @@ class PruneFinishedJobsHandler(JobHandler):
             self._engine, context.tenant_id, cutoff, context)
         return _result(context, started, {
             "jobs_deleted": jobs_deleted, "attempts_deleted": attempts_deleted,
+            "audit_entries_deleted": audit_deleted, "audit_retention_days": self._audit_days,
             "retention_days": days, "retention_from": source, "cutoff": cutoff.isoformat()})
 
 

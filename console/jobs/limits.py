@@ -24,7 +24,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from . import db
+from . import audit, db
+from .audit import Actor
 from .models import tenants_table
 from .types import JobPriority, JobValidationError, TenantLimitException
 
@@ -259,6 +260,14 @@ def _checked_row(config: TenantConfig) -> tuple[str, dict[str, Any]]:
     return tenant_id, config_to_row(config)
 
 
+def _changed_values(old: Mapping[str, Any], new: dict[str, Any]
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings that differ between a tenant's stored row and its new one: (before, after),
+    as an audit entry keeps them."""
+    keys = [k for k in new if k != "id" and old.get(k) != new[k]]
+    return {k: old.get(k) for k in keys}, {k: new[k] for k in keys}
+
+
 def config_to_row(config: TenantConfig) -> dict[str, Any]:
     limits = config.job_limit
     return {
@@ -302,30 +311,45 @@ class TenantStore:
     def __init__(self, engine: Engine):
         self._engine = engine
 
-    def set_tenant_config(self, config: TenantConfig) -> TenantConfig:
-        """Create or update a tenant; the new limits apply to the next queue call and claim."""
+    def set_tenant_config(self, config: TenantConfig, *, actor: Actor | None = None,
+                          audit_action: str = "tenant_limits_changed") -> TenantConfig:
+        """Create or update a tenant; the new limits apply to the next queue call and claim.
+
+        With ``actor``, the change is recorded in its own transaction as ``audit_action``
+        (the values that changed, before and after)."""
         tenant_id, row = _checked_row(config)
         now = datetime.now(UTC)
         with db.write_transaction(self._engine) as conn:   # SQLite: the write lock at BEGIN
+            old = conn.execute(select(tenants_table).where(tenants_table.c.id == tenant_id)
+                               ).first() if actor is not None else None
             updated = conn.execute(tenants_table.update()
                                    .where(tenants_table.c.id == tenant_id)
                                    .values(**{k: v for k, v in row.items() if k != "id"},
                                            updated_at=now)).rowcount
             if not updated:
                 conn.execute(tenants_table.insert().values(**row, created_at=now, updated_at=now))
+            if actor is not None:
+                before, after = _changed_values(old._mapping if old else {}, row)
+                audit.record(conn, actor, audit_action if old else "tenant_added",
+                             tenant_id=tenant_id, target_type="tenant", target_id=tenant_id,
+                             before=before, after=after, now=now)
         return config
 
-    def add_tenant_config(self, config: TenantConfig) -> TenantConfig:
+    def add_tenant_config(self, config: TenantConfig, *,
+                          actor: Actor | None = None) -> TenantConfig:
         """Create a tenant, never replacing one: two people adding the same id at once get one
-        tenant and one clear refusal.
+        tenant and one clear refusal. With ``actor``, recorded as ``tenant_added``.
 
         :raise JobValidationError: (field ``tenant_id``) the id is taken.
         """
-        _, row = _checked_row(config)
+        tenant_id, row = _checked_row(config)
         now = datetime.now(UTC)
         try:
             with db.write_transaction(self._engine) as conn:
                 conn.execute(tenants_table.insert().values(**row, created_at=now, updated_at=now))
+                audit.record(conn, actor, "tenant_added", tenant_id=tenant_id,
+                             target_type="tenant", target_id=tenant_id,
+                             after=_changed_values({}, row)[1], now=now)
         except IntegrityError:
             raise JobValidationError("tenant_id", f"a tenant with the id {config.tenant_id!r} "
                                                   "already exists; choose another id") from None

@@ -309,6 +309,37 @@ class Runner(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class AuditEntry(Base):
+    """A change made by a person or a token (or a sign-in), written in the change's own
+    transaction and never updated (see console/jobs/audit.py). No foreign keys: an entry
+    outlives the tenant, user, token or job it names."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)   # UUIDv7: time-ordered
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_kind: Mapped[str] = mapped_column(String(16))       # user | token
+    actor_name: Mapped[str] = mapped_column(String(100))      # user name, or token prefix
+    actor_address: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(20))
+    target_id: Mapped[str | None] = mapped_column(String(100))
+    job_ids: Mapped[list | None] = mapped_column(JSONText)
+    job_count: Mapped[int | None] = mapped_column(Integer)
+    value_before: Mapped[dict | None] = mapped_column(JSONText)
+    value_after: Mapped[dict | None] = mapped_column(JSONText)
+    details: Mapped[dict | None] = mapped_column(JSONText)
+
+    # The screen and the API page newest first, filtered by tenant, who or action.
+    __table_args__ = (
+        Index("ix_audit_created", "created_at", "id"),
+        Index("ix_audit_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_audit_actor_created", "actor_name", "created_at", "id"),
+        Index("ix_audit_action_created", "action", "created_at", "id"),
+    )
+
+
 jobs_table = Job.__table__
 # Every column of a job, in the table's order: a new job's row and the queue path's INSERT.
 JOB_COLUMNS = tuple(jobs_table.c.keys())
@@ -322,3 +353,6 @@ duration_rollups_table = DurationRollup.__table__
 totals_table = JobTotal.__table__
 error_rollups_table = ErrorRollup.__table__
 queue_depth_table = QueueDepthRollup.__table__
+audit_table = AuditEntry.__table__
+# Every column of an audit entry, in the table's order: the queue path's INSERT.
+AUDIT_COLUMNS = tuple(audit_table.c.keys())

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from . import db
-from .models import JOB_COLUMNS
+from .models import AUDIT_COLUMNS, JOB_COLUMNS
 from .rollups import hour_of
 from .types import WAITING_STATUSES, DatabaseUnavailableError
 
@@ -57,6 +57,9 @@ _COUNT_CREATED_TOTAL = (
     "attempts_timed_out, duration_ms_sum, jobs_created) VALUES (?, ?, -1, 0, 0, 0, 0, ?) "
     "ON CONFLICT (handler, job_type, duration_bucket) DO UPDATE SET "
     "jobs_created = job_totals.jobs_created + excluded.jobs_created")
+_INSERT_AUDIT = (f"INSERT INTO audit_entries ({', '.join(AUDIT_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})")
+_AUDIT_JSON = {"job_ids", "value_before", "value_after", "details"}
 _INSERT_JOB = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})")
 
@@ -217,6 +220,13 @@ class QueueTransaction:
             self._cursor.execute(self._sql(_INSERT_JOB), values[0])
         else:
             self._cursor.executemany(self._sql(_INSERT_JOB), values)
+
+    def insert_audit(self, entry: dict[str, Any]) -> None:
+        """The queue call's audit entry (``console.jobs.audit.entry_row``), in its transaction."""
+        self._start_pipeline()
+        self._cursor.execute(self._sql(_INSERT_AUDIT), [
+            None if entry[c] is None else json.dumps(entry[c], separators=(",", ":"), default=str)
+            if c in _AUDIT_JSON else self._value(entry[c]) for c in AUDIT_COLUMNS])
 
     def count_created(self, jobs, now: datetime) -> None:
         """Add the new jobs to the hour's rollup (see ``console.jobs.rollups``)."""

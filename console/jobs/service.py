@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select
 
-from . import db
+from . import audit, db
 from .attempts import RetryPolicy
+from .audit import Actor
 from .availability import reports_outages
 from .cron import CronNeverFiresError
 from .handlers import HandlerRegistry, JobHandler
@@ -149,8 +150,12 @@ class JobService:
                   scheduled_for: datetime | None = None, cron_schedule: str | None = None,
                   max_retries: int = 3, metadata: dict[str, Any] | None = None,
                   timezone: str = "UTC", idempotency_key: str | None = None,
-                  delay: timedelta | None = None) -> SystemJob:
+                  delay: timedelta | None = None, *, actor: Actor | None = None,
+                  audit_action: str = "job_created") -> SystemJob:
         """Queue one job. A due job is ``queued``; a future or cron one ``pending``.
+
+        With ``actor`` (a person or token), the job's audit entry (``audit_action``) is written
+        in the same transaction. Every verb that changes jobs takes ``actor`` likewise.
 
         :raise JobValidationError: bad input, naming the field; nothing stored.
         :raise TenantLimitException: a tenant limit refused it; nothing stored.
@@ -164,12 +169,13 @@ class JobService:
             priority=priority, scheduled_for=scheduled_for, cron_schedule=cron_schedule,
             max_retries=max_retries, metadata=metadata, timezone_name=timezone,
             idempotency_key=idempotency_key, delay=delay, now=now, job_id=new_job_id())
-        return self._store(tenant_id, [prepared], now)[0]
+        return self._store(tenant_id, [prepared], now, actor, audit_action)[0]
 
     def queue_notification(self, type: str, recipient: str, tenant_id: str,
                            subject: str | None = None, body: Any = None,
                            priority: JobPriority | str | None = None,
-                           idempotency_key: str | None = None, **extra: Any) -> SystemJob:
+                           idempotency_key: str | None = None, *, actor: Actor | None = None,
+                           **extra: Any) -> SystemJob:
         """Queue a notification on a channel (``email``, ``sms``, ``push``, ``webhook``).
 
         Extra keyword arguments go into the payload (``template``, ``headers`` …), except the
@@ -191,13 +197,14 @@ class JobService:
             payload["body"] = body
         return self.queue_job(JobType.NOTIFICATION.value, NOTIFICATION_CHANNELS[channel], payload,
                               tenant_id, priority=priority, idempotency_key=idempotency_key,
-                              **options)
+                              actor=actor, **options)
 
     def queue_scheduled_job(self, name: str, cron_expression: str, handler: str,
                             parameters: dict[str, Any], tenant_id: str, timezone: str = "UTC",
                             priority: JobPriority | str | None = None, max_retries: int = 3,
                             idempotency_key: str | None = None,
-                            metadata: dict[str, Any] | None = None) -> SystemJob:
+                            metadata: dict[str, Any] | None = None, *,
+                            actor: Actor | None = None) -> SystemJob:
         """A recurring job on a cron schedule, ``pending`` until its next time.
 
         The payload is ``parameters`` with ``name`` added (and ``metadata`` gets ``name`` too),
@@ -214,23 +221,26 @@ class JobService:
         return self.queue_job(JobType.SCHEDULED.value, handler, payload, tenant_id,
                               priority=priority, cron_schedule=cron_expression,
                               max_retries=max_retries, metadata=meta, timezone=timezone,
-                              idempotency_key=idempotency_key)
+                              idempotency_key=idempotency_key, actor=actor)
 
     def queue_delayed_job(self, handler: str, payload: dict[str, Any], delay: timedelta,
                           tenant_id: str, priority: JobPriority | str | None = None,
                           max_retries: int = 3, metadata: dict[str, Any] | None = None,
-                          idempotency_key: str | None = None) -> SystemJob:
+                          idempotency_key: str | None = None, *,
+                          actor: Actor | None = None) -> SystemJob:
         """Run once, ``delay`` from now."""
         if delay is None:
             raise JobValidationError("delay", "is required (a timedelta)")
         return self.queue_job(JobType.DELAYED.value, handler, payload, tenant_id,
                               priority=priority, delay=delay, max_retries=max_retries,
-                              metadata=metadata, idempotency_key=idempotency_key)
+                              metadata=metadata, idempotency_key=idempotency_key, actor=actor)
 
     @reports_outages
     def queue_batch_jobs(self, job_specs: list[dict[str, Any]], tenant_id: str,
-                         priority: JobPriority | str | None = None) -> list[SystemJob]:
-        """Queue many jobs in one transaction: all are stored, or none.
+                         priority: JobPriority | str | None = None, *,
+                         actor: Actor | None = None) -> list[SystemJob]:
+        """Queue many jobs in one transaction: all are stored, or none (with ``actor``: and
+        one audit entry, ``jobs_created``, with their count).
 
         A spec holds ``queue_job``'s argument names; their camelCase spellings
         (``scheduledFor``, ``cronSchedule``, ``maxRetries``) are accepted too.
@@ -260,10 +270,13 @@ class JobService:
             except JobValidationError as exc:
                 raise JobValidationError(f"job_specs[{index}].{exc.field}",
                                          exc.message.split(": ", 1)[1]) from None
-        return self._store(tenant_id, prepared, now)
+        return self._store(tenant_id, prepared, now, actor, "jobs_created")
 
-    def _store(self, tenant_id: str, prepared: list[PreparedJob], now: datetime) -> list[SystemJob]:
-        """Check limits and insert, atomically. The heart of the queue path."""
+    def _store(self, tenant_id: str, prepared: list[PreparedJob], now: datetime,
+               actor: Actor | None = None, audit_action: str = "job_created"
+               ) -> list[SystemJob]:
+        """Check limits and insert, atomically (with the audit entry when ``actor`` is given).
+        The heart of the queue path."""
         results: list[SystemJob | None] = [None] * len(prepared)
         new, aliases = self._resolve_idempotent(tenant_id, prepared, results)
 
@@ -278,6 +291,8 @@ class JobService:
             for job in new:
                 job.row["priority"] = job.priority.rank if job.priority else default_rank
             tx.insert_jobs([job.row for job in new])
+            if actor is not None:
+                tx.insert_audit(_creation_entry(actor, audit_action, tenant_id, new, now))
 
         try:
             if new:
@@ -289,7 +304,7 @@ class JobService:
             if not any(job.row["idempotency_key"] for job in new):
                 raise
             # Another caller stored the same idempotency key a moment ago: answer with its job.
-            return self._store(tenant_id, prepared, now)
+            return self._store(tenant_id, prepared, now, actor, audit_action)
         stored = [job.row for job in new]
         by_id = {row["id"]: row for row in stored}
         snapshots = []
@@ -497,7 +512,7 @@ class JobService:
     # -- state changes --------------------------------------------------------------------
 
     @reports_outages
-    def retry_job(self, job_id: str) -> SystemJob:
+    def retry_job(self, job_id: str, *, actor: Actor | None = None) -> SystemJob:
         """Run a failed or cancelled job again, now (a recurring one: at its next time).
 
         :raise JobNotFoundError: no such job.
@@ -521,6 +536,7 @@ class JobService:
                 conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(
                     status=status.value, scheduled_for=when, current_retries=0,
                     completed_at=None, progress=None, progress_message=None, updated_at=now))
+                _record_change(conn, actor, "job_retried", job, status, now)
                 db.notify_channel(conn, NOTIFY_CHANNEL)
         except TenantLimitException as rejection:  # rolled back; count it, then tell the caller
             self._record_rejection(rejection.tenant_id, rejection.limit_type, now)
@@ -532,7 +548,7 @@ class JobService:
         return updated
 
     @reports_outages
-    def cancel_job(self, job_id: str) -> SystemJob:
+    def cancel_job(self, job_id: str, *, actor: Actor | None = None) -> SystemJob:
         """Stop a pending or queued job from ever running (a recurring one: every future run).
 
         :raise JobNotFoundError: no such job.
@@ -550,20 +566,22 @@ class JobService:
             rollups = RollupBatch()
             rollups.add_jobs(now, job.tenant_id, job.handler, job.type, "jobs_cancelled")
             rollups.write(conn)
+            _record_change(conn, actor, "job_cancelled", job, JobStatus.CANCELLED, now)
         updated = replace(job, status=JobStatus.CANCELLED, completed_at=now, updated_at=now)
         self.job_updates.publish(updated)
         return updated
 
     @reports_outages
-    def retry_jobs(self, job_ids: Iterable[str],
-                   batch_size: int = BULK_BATCH_SIZE) -> BulkOutcome:
+    def retry_jobs(self, job_ids: Iterable[str], batch_size: int = BULK_BATCH_SIZE, *,
+                   actor: Actor | None = None, described_as: str | None = None) -> BulkOutcome:
         """``retry_job`` for many jobs, by the same rules, ``batch_size`` jobs per transaction.
 
         Never raises for one job: a job that is missing, not failed or cancelled, of a system
         handler and another tenant than the operations tenant, recurring on an expression that
         never fires, or whose tenant's queue is full (``max_queued_jobs``, counted as a
         rejection like ``retry_job`` does) is left alone, and the outcome says how many were,
-        and why.
+        and why. With ``actor``, each transaction records per tenant one entry of the jobs it
+        changed (``described_as``: the filter or selection the caller acted on).
         """
         outcome = BulkOutcome()
         for chunk in _chunks(job_ids, batch_size, outcome):
@@ -608,6 +626,7 @@ class JobService:
                     db.notify_channel(conn, NOTIFY_CHANNEL)
                 for tenant_id, count in refused.items():
                     record_rejections(conn, tenant_id, "max_queued_jobs", hour_of(now), count)
+                _record_bulk(conn, actor, "jobs_retried", revived, described_as, now)
             outcome.changed_ids.extend(job.id for job in revived)
             if revived:
                 self.job_updates.publish_many(revived)
@@ -615,12 +634,14 @@ class JobService:
         return outcome
 
     @reports_outages
-    def cancel_jobs(self, job_ids: Iterable[str],
-                    batch_size: int = BULK_BATCH_SIZE) -> BulkOutcome:
+    def cancel_jobs(self, job_ids: Iterable[str], batch_size: int = BULK_BATCH_SIZE, *,
+                    actor: Actor | None = None, described_as: str | None = None
+                    ) -> BulkOutcome:
         """``cancel_job`` for many jobs, by the same rules, ``batch_size`` jobs per transaction.
 
         Never raises for one job: a job that is missing, or not pending or queued, is left
-        alone, and the outcome says how many were, and why.
+        alone, and the outcome says how many were, and why. ``actor`` and ``described_as``
+        as for ``retry_jobs``.
         """
         outcome = BulkOutcome()
         for chunk in _chunks(job_ids, batch_size, outcome):
@@ -646,6 +667,7 @@ class JobService:
                                  .values(status=JobStatus.CANCELLED.value, completed_at=now,
                                          updated_at=now))
                     rollups.write(conn)
+                    _record_bulk(conn, actor, "jobs_cancelled", cancelled, described_as, now)
             outcome.changed_ids.extend(job.id for job in cancelled)
             self.job_updates.publish_many(cancelled)
         return outcome
@@ -718,6 +740,39 @@ class JobService:
 _REVIVE = jobs_table.update().where(jobs_table.c.id == bindparam("b_id")).values(
     status=bindparam("b_status"), scheduled_for=bindparam("b_when"), current_retries=0,
     completed_at=None, progress=None, progress_message=None, updated_at=bindparam("b_now"))
+
+
+def _creation_entry(actor: Actor, action: str, tenant_id: str, new: list[PreparedJob],
+                    now: datetime) -> dict[str, Any]:
+    """The audit entry of queued jobs: the job itself, or a batch's count (and its ids)."""
+    if len(new) == 1 and action != "jobs_created":
+        row = new[0].row
+        return audit.entry_row(actor, action, tenant_id=tenant_id, target_type="job",
+                               target_id=row["id"], job_ids=[row["id"]], now=now,
+                               details={"type": row["type"], "handler": row["handler"]})
+    return audit.entry_row(actor, action, tenant_id=tenant_id, target_type="tenant",
+                           target_id=tenant_id, job_ids=[job.row["id"] for job in new], now=now,
+                           details={"handlers": sorted({job.row["handler"] for job in new})})
+
+
+def _record_change(conn, actor: Actor | None, action: str, job: SystemJob, status: JobStatus,
+                   now: datetime) -> None:
+    """One job's retry or cancel, in its transaction: its status before and after."""
+    audit.record(conn, actor, action, tenant_id=job.tenant_id, target_type="job",
+                 target_id=job.id, job_ids=[job.id], before={"status": job.status.value},
+                 after={"status": status.value}, details={"handler": job.handler}, now=now)
+
+
+def _record_bulk(conn, actor: Actor | None, action: str, changed: list[SystemJob],
+                 described_as: str | None, now: datetime) -> None:
+    """A bulk verb's transaction: one entry per tenant of the jobs it changed."""
+    by_tenant: dict[str, list[str]] = {}
+    for job in changed:
+        by_tenant.setdefault(job.tenant_id, []).append(job.id)
+    for tenant_id, ids in sorted(by_tenant.items()):
+        audit.record(conn, actor, action, tenant_id=tenant_id, target_type="tenant",
+                     target_id=tenant_id, job_ids=ids, now=now,
+                     details={"filter": described_as} if described_as else None)
 
 
 def _revived_state(job: SystemJob, now: datetime) -> tuple[JobStatus, datetime]:

@@ -37,12 +37,13 @@ NAVIGATION = (
     NavItem("outbox.index", "Outbox"),
     NavItem("users.index", "Users", "admin"),
     NavItem("tokens.index", "API tokens", "admin"),
+    NavItem("audit.index", "Audit", "admin"),
 )
 
 # Blueprints, in the order their routes are registered: the shared ones, then screen families.
 SHARED_BLUEPRINTS = ("assets", "monitoring", "stream")
 SCREEN_FAMILIES = ("auth", "dashboard", "jobs", "new_job", "failures", "tenants", "handlers",
-                   "users", "tokens", "reports", "outbox", "alerts")
+                   "users", "tokens", "reports", "outbox", "alerts", "audit")
 BLUEPRINT_MODULES = ("auth.views", *SHARED_BLUEPRINTS,
                      *(f"{family}.views" for family in SCREEN_FAMILIES if family != "auth"))
 

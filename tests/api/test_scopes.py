@@ -67,7 +67,9 @@ ENDPOINTS = {
                    {"tier": "tier4", "limits": {"max_queued_jobs": None, "max_daily_jobs": None}},
                    200),
 }
-SYSTEM_ENDPOINTS = {"queue": ("GET", "/queue", None, 200), "stats": ("GET", "/stats", None, 200)}
+SYSTEM_ENDPOINTS = {"queue": ("GET", "/queue", None, 200), "stats": ("GET", "/stats", None, 200),
+                    "audit": ("GET", "/audit", None, 200)}
+ADMIN_ONLY = {"put_limits", "audit"}
 TOKENS = ["acme", "globex", "all", "admin", "revoked", "malformed", "missing"]
 MALFORMED = "cjt_" + "!" * 43
 
@@ -80,8 +82,8 @@ def expected(endpoint: str, token: str, target: str | None, success: int) -> int
             return 403                              # queue, stats: all-tenant tokens only
         if target != token:
             return 404                              # another tenant: as if it did not exist
-        return 403 if endpoint == "put_limits" else success
-    if endpoint == "put_limits" and token != "admin":
+        return 403 if endpoint in ADMIN_ONLY else success
+    if endpoint in ADMIN_ONLY and token != "admin":
         return 403
     return success
 

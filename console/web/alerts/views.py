@@ -18,6 +18,7 @@ from ...alerts.queries import SYSTEM, alerts_query, firing_counts_by_rule, get_a
 from ...alerts.rules import KINDS
 from ...alerts.scheduling import evaluation_job
 from ...jobs import get_job_service
+from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..keyset import BadCursor, keyset_page
 from ..rendering import render_view
@@ -133,7 +134,8 @@ def create_rule():
     form = _rule_form()
     if not form.validate():
         return _render_rules(form, 422)
-    rule = store.create_rule(get_job_service().engine, form.checked, by=current_user.username)
+    rule = store.create_rule(get_job_service().engine, form.checked, by=current_user.username,
+                             actor=console_actor())
     flash(f"Rule {rule.name} created: {rule.condition_text()}, for {rule.scope_text()}. It is "
           "evaluated from the next run on.")
     return redirect(url_for(".rule", rule_id=rule.id), 303)
@@ -163,7 +165,8 @@ def update_rule(rule_id: int):
     form = _rule_form()
     if not form.validate():
         return _render_rule(found, form, MuteForm.suggested(), 422)
-    store.update_rule(get_job_service().engine, rule_id, form.checked, by=current_user.username)
+    store.update_rule(get_job_service().engine, rule_id, form.checked, by=current_user.username,
+                      actor=console_actor())
     flash(f"Rule {form.checked.name} saved; the next evaluation uses it.")
     return redirect(url_for(".rule", rule_id=rule_id), 303)
 
@@ -171,7 +174,7 @@ def update_rule(rule_id: int):
 def _switch(rule_id: int, change, said: str):
     """Apply ``change(engine, rule_id, by=…)`` to an existing rule, say ``said``, go back."""
     found = _rule_or_404(rule_id)
-    change(get_job_service().engine, rule_id, by=current_user.username)
+    change(get_job_service().engine, rule_id, by=current_user.username, actor=console_actor())
     flash(said.format(name=found.name))
     return redirect(url_for(".rule", rule_id=rule_id), 303)
 
@@ -205,7 +208,7 @@ def mute_rule(rule_id: int):
     if form.validate():
         try:
             store.mute_rule(get_job_service().engine, rule_id, form.until_utc,
-                            by=current_user.username)
+                            by=current_user.username, actor=console_actor())
         except store.RuleError as error:
             form.until.errors = [error.message]
         else:
@@ -240,6 +243,7 @@ def update_contacts(tenant_id: str):
     if not form.validate():
         return render_view("alerts/contacts.html", None, 422, config=config, form=form)
     service = get_job_service()
-    service.tenants.set_tenant_config(config.copy_with(custom_settings=form.settings_for(config)))
+    service.tenants.set_tenant_config(config.copy_with(custom_settings=form.settings_for(config)),
+                                      actor=console_actor(), audit_action="alert_contacts_changed")
     flash(f"Alert contacts of {config.name} saved.")
     return redirect(url_for("tenants.show", tenant_id=tenant_id, _anchor="alerts"), 303)

@@ -22,6 +22,8 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ...extensions import db, session_write
+from ...jobs.audit import Actor, record
+from ..audit.actor import console_actor, record_sign_in
 from ..models import ROLES, User
 from .passwords import password_problem
 from .throttle import (
@@ -97,8 +99,9 @@ class SignInResult:
 
 
 def attempt_sign_in(username: str, password: str, address: str | None) -> SignInResult:
-    """The whole sign-in decision, in one place (throttle, password, recording the outcome);
-    the caller only renders it and starts the session."""
+    """The whole sign-in decision, in one place (throttle, password, recording the outcome in
+    the throttle and the audit trail); the caller only renders it and starts the session. A
+    throttled try is refused before anything is read or written: flooding it costs nothing."""
     engine, now = db.engine, datetime.now(UTC)
     keys = throttle_keys(username, address)
     wait = seconds_blocked(engine, keys, now)
@@ -108,10 +111,12 @@ def attempt_sign_in(username: str, password: str, address: str | None) -> SignIn
     valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
     if not (user and valid and user.is_active):
         record_failure(engine, keys, now, ThrottlePolicy.from_config(current_app.config))
+        record_sign_in(username, False)
         return SignInResult(None)
     with session_write() as session:
         user.last_login_at = now
         forget_failures(session, keys[0])
+        record_sign_in(username, True, session)
     return SignInResult(user)
 
 
@@ -148,19 +153,22 @@ def _wait_text(seconds: int) -> str:
 def logout():
     """Signs out every session of this user, in every browser (a copied cookie included)."""
     if current_user.is_authenticated:
-        end_sessions(current_user.id)
+        end_sessions(current_user.id, console_actor())
     logout_user()
     flash("Signed out, in every browser.")
     return redirect(url_for("auth.login"))
 
 
-def end_sessions(user_id: int) -> User | None:
+def end_sessions(user_id: int, actor: Actor | None = None) -> User | None:
     """Raise ``user_id``'s session version in a write transaction of its own: every session
-    of that user signed in so far is refused from its next request."""
+    of that user signed in so far is refused from its next request. With ``actor`` (an admin
+    ending another's sessions, or one's own sign-out), the audit entry is in that transaction."""
     with session_write() as session:
         user = session.get(User, user_id)
         if user is not None:
             user.end_sessions()
+            record(session, actor, "sessions_ended", target_type="user",
+                   target_id=user.username)
     return user
 
 
@@ -172,8 +180,9 @@ class UserValueError(ValueError):
         self.field = field
 
 
-def set_user(username: str, role: str, password: str) -> User:
-    """Create or update a user (the CLI and the demo use this). Updating one ends its sessions.
+def set_user(username: str, role: str, password: str, actor: Actor | None = None) -> User:
+    """Create or update a user (the CLI and the demo use this; the Users screen, with the
+    ``actor`` its audit entry names). Updating one ends its sessions.
 
     :raise UserValueError: a bad role, username or password, saying why.
     """
@@ -196,4 +205,6 @@ def set_user(username: str, role: str, password: str) -> User:
         user.role = role
         user.password_hash = password_hash
         user.active = True
+        record(session, actor, "user_added", target_type="user", target_id=username,
+               after={"role": role})
     return user

@@ -16,6 +16,7 @@ from ...jobs.limits import queue_full_reason
 from ...jobs.listing import JOB_ID_PATTERN, PAGE_SIZE
 from ...jobs.service import RETRYABLE_STATUSES, BulkOutcome
 from ...jobs.types import WAITING_STATUSES
+from ..audit.actor import console_actor
 
 BULK_CAP = 100_000          # jobs one "all matching" action counts and changes, newest first
 SELECTED_CAP = 4 * PAGE_SIZE
@@ -30,8 +31,11 @@ class BulkVerb:
     statuses: tuple[str, ...]   # the statuses it can change
     eligible: str               # those statuses, in words
 
-    def apply(self, service, job_ids: list[str]) -> BulkOutcome:
-        return getattr(service, self.method)(job_ids)
+    def apply(self, service, job_ids: list[str], described_as: str) -> BulkOutcome:
+        """Run the verb as the signed-in user; ``described_as`` (the selection or filter acted
+        on) goes into its audit entries."""
+        return getattr(service, self.method)(job_ids, actor=console_actor(),
+                                             described_as=described_as)
 
 
 BULK_VERBS = {

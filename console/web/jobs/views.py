@@ -20,6 +20,7 @@ from ...jobs.types import (
     JobType,
     TenantLimitException,
 )
+from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..rendering import is_htmx, render_view
 from .actions import (
@@ -116,7 +117,7 @@ def _change_one(job_id: str, verb: str, done: str):
     form = JobActionForm()
     back = local_path(form.next.data) or url_for("jobs.show", job_id=job_id)
     try:
-        job = getattr(get_job_service(), verb)(job_id)
+        job = getattr(get_job_service(), verb)(job_id, actor=console_actor())
     except JobNotFoundError:
         abort(404, f"There is no job {job_id}: it may have been pruned.")
     except (JobStateError, TenantLimitException) as refusal:
@@ -136,7 +137,7 @@ def bulk_selected():
         flash(f"Nothing was changed. {first_error(form)}", "error")
         return redirect(back, 303)
     verb = BULK_VERBS[form.action.data]
-    outcome = verb.apply(get_job_service(), form.job_ids.data)
+    outcome = verb.apply(get_job_service(), form.job_ids.data, "the selected jobs")
     flash(outcome_message(verb, outcome), "success" if outcome.changed else "warning")
     return redirect(back, 303)
 
@@ -166,7 +167,7 @@ def bulk_all():
     if not form.validate():
         flash(f"Nothing was changed. {first_error(form)}", "error")
         return redirect(back, 303)
-    outcome = verb.apply(get_job_service(), ids)
+    outcome = verb.apply(get_job_service(), ids, f"all matching {job_filter.describe()}")
     message = outcome_message(verb, outcome)
     if capped:
         message += (f" Only the newest {BULK_CAP:,} matching jobs were processed: run it again "

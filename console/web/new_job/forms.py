@@ -30,6 +30,7 @@ from ...jobs import JobPriority, JobType, JobValidationError, SystemJob, TenantC
 from ...jobs.cron import parse_timezone
 from ...jobs.handlers import HandlerRegistry
 from ...jobs.service import NOTIFICATION_CHANNELS
+from ..audit.actor import console_actor
 from .fields import (
     ChoiceField,
     HandlerField,
@@ -90,7 +91,8 @@ class JobForm(FlaskForm):
 
     def common_arguments(self) -> dict[str, Any]:
         metadata = self.metadata.data
-        return {"priority": self.priority.data or None, "max_retries": self.max_retries.data,
+        return {"actor": console_actor(),
+                "priority": self.priority.data or None, "max_retries": self.max_retries.data,
                 "metadata": json_object("metadata", metadata) if metadata and metadata.strip()
                 else None,
                 "idempotency_key": self.idempotency_key.data or None}

@@ -13,6 +13,7 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 
 from ...jobs import JobValidationError, TenantLimitException, get_job_service
 from ...jobs.service import NOTIFICATION_CHANNELS
+from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..rendering import is_htmx, render_view
 from .batch import (
@@ -225,7 +226,8 @@ def _queue_batch(form: BatchForm, tenants):
         return None, None
     try:
         jobs = get_job_service().queue_batch_jobs(parsed.specs, form.tenant_id.data,
-                                                  priority=form.priority.data or None)
+                                                  priority=form.priority.data or None,
+                                                  actor=console_actor())
     except JobValidationError as exc:
         form.file.errors = [*form.file.errors, describe_spec_error(exc, parsed)]
         return None, None

@@ -18,6 +18,7 @@ from wtforms.validators import InputRequired
 from ...handlers.models import reports_table
 from ...handlers.reports import MAX_DAYS
 from ...jobs import JobValidationError, TenantLimitException, get_job_service
+from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..keyset import BadCursor, Page, keyset_page
 from ..rendering import render_view
@@ -140,7 +141,8 @@ def generate():
                                 {"report_type": "usage", "start_date": start.isoformat(),
                                  "end_date": end.isoformat(),
                                  "requested_by": current_user.username},
-                                form.tenant.data, max_retries=2)
+                                form.tenant.data, max_retries=2, actor=console_actor(),
+                                audit_action="report_generated")
     except TenantLimitException as refused:
         form.tenant.errors = [f"{refused} (a report is an 'immediate' job of the tenant)"
                               if refused.limit_type == "allowed_job_types" else str(refused)]

@@ -9,8 +9,10 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_login import current_user
 
 from ...jobs import JobService, get_job_service
+from ...jobs.audit import ACTIONS, recent_entries
 from ...jobs.limits import TenantConfig
 from ...jobs.types import JobValidationError
+from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..rendering import render_view
 from .forms import MAX_RANGE_DAYS, TIERS, DateRangeForm, TenantForm
@@ -47,7 +49,7 @@ def create():
         return _render_index(form, 422)
     config = TenantConfig.for_tier(form.tenant_id.data, form.name.data, form.tier.data)
     try:
-        get_job_service().tenants.add_tenant_config(config)
+        get_job_service().tenants.add_tenant_config(config, actor=console_actor())
     except JobValidationError:   # added by someone else since the form was checked
         form.tenant_id.errors = [f"A tenant with the ID {config.tenant_id!r} was just added by "
                                  "someone else; choose another ID."]
@@ -80,6 +82,10 @@ def _show_context(service: JobService, config: TenantConfig, limits_form: Limits
     context = tenant_page(service, config, start, end)
     context.update(range_form=range_form, range_note=range_note, start=start, end=end,
                    limits_form=limits_form, max_range_days=MAX_RANGE_DAYS)
+    if current_user.may("admin"):   # the trail names users and addresses, as /audit does
+        with service.engine.connect() as conn:
+            context.update(recent_changes=recent_entries(conn, config.tenant_id),
+                           audit_actions=ACTIONS)
     return context, (422 if range_note else 200)
 
 
@@ -136,7 +142,7 @@ def update_limits(tenant_id: str):
     if new is None:
         context, _ = _show_context(service, config, form)
         return render_view("tenants/show.html", None, 422, **context)
-    service.tenants.set_tenant_config(new)
+    service.tenants.set_tenant_config(new, actor=console_actor())
     changes = describe_changes(config, new)
     flash(f"Limits of {config.name} saved, in effect now: {'; '.join(changes)}." if changes
           else f"Nothing changed: the limits of {config.name} are as they were.")

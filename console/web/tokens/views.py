@@ -23,6 +23,7 @@ from ...tokens import (
     list_tokens,
     revoke_token,
 )
+from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..rendering import render_view
 
@@ -103,7 +104,7 @@ def create():
     try:
         token, secret = create_token(get_job_service().engine, form.name.data, tenant_id,
                                      form.admin.data, LIFETIMES.get(form.expires_in.data),
-                                     form.rate_limit.data)
+                                     form.rate_limit.data, actor=console_actor())
     except TokenError as exc:   # the tenant went away between the form and the insert
         form.tenant.errors = [*form.tenant.errors, str(exc)]
         return _render(form, 422)
@@ -113,7 +114,7 @@ def create():
 
 @bp.post("/tokens/<int:token_id>/revoke")
 def revoke(token_id: int):
-    token = revoke_token(get_job_service().engine, token_id)
+    token = revoke_token(get_job_service().engine, token_id, console_actor())
     if token is None:
         abort(404, "There is no such token; the API tokens page lists them.")
     flash(f"Token {token.name} ({token.prefix}…) revoked: requests with it now get 401.")

@@ -22,6 +22,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Regexp
 
 from ...extensions import db, session_write
+from ...jobs.audit import record
+from ..audit.actor import console_actor
 from ..auth.passwords import MIN_LENGTH, password_problem
 from ..auth.views import end_sessions, role_required, set_user
 from ..models import User
@@ -145,6 +147,13 @@ def _refuse(user: User, action: str, message: str):
     return _render(row_errors={(user.id, action): message}, status=422)
 
 
+def _record(session, action: str, user: User, before: dict | None = None,
+            after: dict | None = None) -> None:
+    """The change's audit entry, in its own transaction (``session``)."""
+    record(session, console_actor(), action, target_type="user", target_id=user.username,
+           before=before, after=after)
+
+
 @bp.get("/users")
 def index():
     return _render()
@@ -155,7 +164,7 @@ def create():
     form = NewUserForm()
     if not form.validate():
         return _render(form=form, status=422)
-    user = set_user(form.username.data, form.role.data, form.password.data)
+    user = set_user(form.username.data, form.role.data, form.password.data, console_actor())
     flash(f"User {user.username} added as {user.role}. They can sign in now.")
     return redirect(url_for(".index"), 303)
 
@@ -166,13 +175,14 @@ def change_role(user_id: int):
     form = RoleForm()
     if not form.validate():
         return _refuse(user, "role", " ".join(form.role.errors) or "Choose a role from the list.")
-    with session_write():   # the admin count is read under the write lock: exact
+    with session_write() as session:   # the admin count is read under the write lock: exact
         user = _user_or_404(user_id)
         problem = last_admin_problem(user, form.role.data, user.active)
         old = user.role
         if not problem and old != form.role.data:
             user.role = form.role.data
             user.end_sessions()   # a session must not keep the rights of the old role
+            _record(session, "user_role_changed", user, {"role": old}, {"role": user.role})
     if problem:
         return _refuse(user, "role", problem)
     _keep_signed_in_here(user)
@@ -188,10 +198,11 @@ def reset_password(user_id: int):
     if not form.validate():
         return _refuse(user, "password", " ".join(form.password.errors))
     password_hash = generate_password_hash(form.password.data)   # slow: outside the lock
-    with session_write():
+    with session_write() as session:
         user = _user_or_404(user_id)
         user.password_hash = password_hash
         user.end_sessions()   # whoever held the old password is signed out
+        _record(session, "user_password_reset", user)
     _keep_signed_in_here(user)
     flash(f"Password of {user.username} changed and their sessions ended. Give them the new "
           "one in person or over a channel you trust.")
@@ -205,14 +216,16 @@ def set_active(user_id: int):
     if not form.validate():
         return _refuse(user, "active", "Choose enable or disable.")
     active = form.active.data == "1"
-    with session_write():
+    with session_write() as session:
         user = _user_or_404(user_id)
         problem = last_admin_problem(user, user.role, active)
         was_active = user.active
-        if not problem:
+        if not problem and was_active != active:
             user.active = active
             if not active:
                 user.end_sessions()   # so enabling again does not bring old cookies back
+            _record(session, "user_enabled" if active else "user_disabled", user,
+                    {"active": was_active}, {"active": active})
     if problem:
         return _refuse(user, "active", problem)
     if active == was_active:
@@ -228,6 +241,6 @@ def end_user_sessions(user_id: int):
     """Sign out everywhere: every browser of this user must sign in again (this one too, when
     it is the admin's own)."""
     user = _user_or_404(user_id)
-    end_sessions(user.id)
+    end_sessions(user.id, console_actor())
     flash(f"{user.username} is signed out everywhere: every browser must sign in again.")
     return redirect(url_for(".index"), 303)
