@@ -4,7 +4,8 @@ Every job status change anywhere — this process, another gunicorn worker, a ``
 another machine — reaches ``JobService.job_updates`` (console/jobs/feeds.py) and is sent as two
 events: ``job-<id>`` with the job's status badge (pages swap it in where that job is shown) and
 ``job-event`` with a line for the dashboard's feed. A connection holds one server thread, so it
-ends after ``STREAM_SECONDS``; the browser reconnects by itself.
+ends after ``STREAM_SECONDS``; the browser reconnects by itself. A user bound to tenants gets
+only its tenants' changes: the others are dropped before they are queued (console/web/scope.py).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from flask import Blueprint, Response, render_template, stream_with_context
 
 from ..jobs import get_job_service
 from ..jobs.types import SystemJob
+from .scope import current_scope, in_scope
 
 bp = Blueprint("stream", __name__)
 STREAM_SECONDS = 300
@@ -67,7 +69,13 @@ def sse_event(name: str, html: str) -> str:
 def events():
     updates: queue.SimpleQueue = queue.SimpleQueue()
     _open_streams.add(updates)
-    unsubscribe = get_job_service().job_updates.subscribe(updates.put)
+    scope = current_scope()   # read now: the callback runs on the feed's thread, not this one
+
+    def take(job: SystemJob) -> None:
+        if in_scope(job.tenant_id, scope):
+            updates.put(job)
+
+    unsubscribe = get_job_service().job_updates.subscribe(take)
 
     def generate():
         try:

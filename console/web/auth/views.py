@@ -3,6 +3,7 @@ signed-in user; actions check the role (``role_required``)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from functools import wraps
 from urllib.parse import urlsplit
@@ -14,6 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ...extensions import db, session_write
 from ..models import ROLES, User
+from ..scope import bind_tenants
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -90,8 +92,14 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
-def set_user(username: str, role: str, password: str) -> User:
-    """Create or update a user (the CLI and the demo use this)."""
+def set_user(username: str, role: str, password: str,
+             tenants: Iterable[str] | None = None) -> User:
+    """Create or update a user (the CLI and the demo use this). ``tenants``: bind the user to
+    exactly these (an empty list makes it staff); None leaves an existing user's binding as it
+    is, and makes a new user staff.
+
+    :raise ValueError: a bad role, name or password, or a tenant that does not exist.
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not username or len(username) > 80:
@@ -107,4 +115,7 @@ def set_user(username: str, role: str, password: str) -> User:
         user.role = role
         user.password_hash = password_hash
         user.active = True
+        if tenants is not None:
+            session.flush()   # the new user's id
+            bind_tenants(session, user.id, tenants)
     return user
