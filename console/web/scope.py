@@ -11,7 +11,6 @@ so that a bound user cannot learn which tenants or jobs there are.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from functools import wraps
 from typing import TypeVar
 
 from flask import abort, g
@@ -20,6 +19,7 @@ from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
 from ..extensions import db
+from ..jobs import get_job_service
 from ..jobs.models import tenants_table
 from .models import user_tenants_table
 
@@ -87,10 +87,13 @@ def in_scope(tenant_id: str | None, scope: Scope) -> bool:
     return scope is None or tenant_id in scope
 
 
-def tenant_or_404(tenant_id: str | None) -> None:
-    """Refuse another tenant's page or record (404: do not confirm it exists)."""
-    if not in_scope(tenant_id, current_scope()):
-        abort(404, NOT_FOUND)
+def record_or_404(record, tenant_of: Callable = lambda record: record.tenant_id,
+                  message: str = NOT_FOUND):
+    """``record`` when it exists and is of a tenant the user may see; else 404 with one
+    ``message`` for both (do not confirm it exists)."""
+    if record is None or not in_scope(tenant_of(record), current_scope()):
+        abort(404, message)
+    return record
 
 
 def visible(items: Iterable[T], tenant_of: Callable[[T], str | None]) -> list[T]:
@@ -99,12 +102,43 @@ def visible(items: Iterable[T], tenant_of: Callable[[T], str | None]) -> list[T]
     return [item for item in items if in_scope(tenant_of(item), scope)]
 
 
-def staff_only(view):
-    """A system-wide screen or action (tokens for every tenant, adding tenants, system rules):
-    a user bound to tenants gets 403 saying why."""
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        if not is_staff():
-            abort(403, "This is system-wide: it needs a staff account (one bound to no tenant).")
-        return view(*args, **kwargs)
-    return wrapper
+def visible_tenants() -> list:
+    """The ``TenantConfig`` of every tenant the signed-in user may see, by id (what lists,
+    filters and forms offer)."""
+    configs = get_job_service().tenants.list_tenant_configs()
+    return sorted(visible(configs, lambda config: config.tenant_id), key=lambda c: c.tenant_id)
+
+
+def visible_tenant(tenant_id: str | None):
+    """The tenant's ``TenantConfig`` when it exists and the signed-in user may see it, else
+    None (the caller answers as for a tenant that does not exist)."""
+    if not tenant_id or len(tenant_id) > 64 or not in_scope(tenant_id, current_scope()):
+        return None
+    return get_job_service().tenants.get_tenant_config(tenant_id)
+
+
+def tenant_or_404(tenant_id: str | None):
+    """The tenant's ``TenantConfig``; 404 for a tenant that does not exist or that the user
+    may not see, with one message for both (do not confirm it exists)."""
+    config = visible_tenant(tenant_id)
+    if config is None:
+        abort(404, "There is no such tenant; the Tenants page lists those you can see.")
+    return config
+
+
+STAFF_ONLY = "This is system-wide: it needs a staff account (one bound to no tenant)."
+
+
+def tenant_scoped(view):
+    """Declare that ``view`` applies the signed-in user's scope itself (with the helpers
+    above), so users bound to tenants may open it. Views without it are staff-only: a new
+    screen shows a bound user nothing until it has been scoped, rather than everything."""
+    view.tenant_scoped = True
+    return view
+
+
+def refuse_unscoped(view) -> None:
+    """403 for a user bound to tenants on a view not declared ``tenant_scoped`` (system-wide
+    screens: API tokens, adding tenants, system alert rules; console/web/auth runs this)."""
+    if view is not None and not getattr(view, "tenant_scoped", False) and not is_staff():
+        abort(403, STAFF_ONLY)

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, render_template, stream_with_context
 
 from ..jobs import get_job_service
 from ..jobs.types import SystemJob
-from .scope import current_scope, in_scope
+from .scope import current_scope, in_scope, tenant_scoped
 
 bp = Blueprint("stream", __name__)
 STREAM_SECONDS = 300
@@ -66,6 +66,7 @@ def sse_event(name: str, html: str) -> str:
 
 
 @bp.get("/events")
+@tenant_scoped
 def events():
     updates: queue.SimpleQueue = queue.SimpleQueue()
     _open_streams.add(updates)

@@ -8,14 +8,23 @@ from datetime import datetime, timezone
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ...extensions import db, session_write
 from ..models import ROLES, User
-from ..scope import bind_tenants
+from ..scope import bind_tenants, refuse_unscoped, tenant_scoped
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -43,6 +52,7 @@ def require_sign_in():
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    refuse_unscoped(current_app.view_functions.get(request.endpoint))
     return None
 
 
@@ -86,6 +96,7 @@ def login():
 
 
 @bp.post("/logout")
+@tenant_scoped   # shows no tenant
 def logout():
     logout_user()
     flash("Signed out.")

@@ -22,7 +22,7 @@ from ...jobs.types import (
 )
 from ..auth.views import role_required
 from ..rendering import is_htmx, render_view
-from ..scope import current_scope, in_scope, visible
+from ..scope import current_scope, in_scope, tenant_scoped, visible
 from .actions import (
     BULK_CAP,
     BULK_VERBS,
@@ -59,6 +59,7 @@ def _filter_choices(job_filter: JobFilter) -> dict:
 
 
 @bp.get("/jobs")
+@tenant_scoped
 def index():
     job_filter = JobFilter(request.args, tenant_scope=current_scope())
     def jobs_url(endpoint: str = "jobs.index", **extra: str) -> str:
@@ -84,6 +85,7 @@ def index():
 
 
 @bp.get("/jobs/<job_id>")
+@tenant_scoped
 def show(job_id):
     job = _job_or_404(job_id)
     with get_job_service().engine.connect() as conn:
@@ -93,6 +95,7 @@ def show(job_id):
 
 
 @bp.get("/jobs/<job_id>/activity")
+@tenant_scoped
 def activity(job_id):
     """The part of a job's page that changes as it runs: htmx fetches it on each change."""
     job = _job_or_404(job_id)
@@ -103,12 +106,14 @@ def activity(job_id):
 
 
 @bp.post("/jobs/<job_id>/retry")
+@tenant_scoped
 @role_required("operator")
 def retry(job_id):
     return _change_one(job_id, "retry_job", "queued to run again")
 
 
 @bp.post("/jobs/<job_id>/cancel")
+@tenant_scoped
 @role_required("operator")
 def cancel(job_id):
     return _change_one(job_id, "cancel_job", "cancelled")
@@ -121,7 +126,7 @@ def _change_one(job_id: str, verb: str, done: str):
     try:
         job = getattr(get_job_service(), verb)(job_id)
     except JobNotFoundError:
-        abort(404, f"There is no job {job_id}: it may have been pruned.")
+        abort(404, "There is no job with that id: it may have been pruned.")
     except (JobStateError, TenantLimitException) as refusal:
         flash(f"Not done: {refusal}", "error")
     else:
@@ -130,6 +135,7 @@ def _change_one(job_id: str, verb: str, done: str):
 
 
 @bp.post("/jobs/bulk")
+@tenant_scoped
 @role_required("operator")
 def bulk_selected():
     """Retry or cancel the ticked rows."""
@@ -148,6 +154,7 @@ def bulk_selected():
 
 
 @bp.route("/jobs/bulk/all", methods=["GET", "POST"])
+@tenant_scoped
 @role_required("operator")
 def bulk_all():
     """Everything the filter matches: GET counts it and asks, POST (confirmed) does it."""
@@ -183,9 +190,10 @@ def bulk_all():
 
 def _job_or_404(job_id: str):
     job = get_job_service().get_job_by_id(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
-    # Another tenant's job reads exactly as a missing one: a bound user learns nothing of it.
+    # Another tenant's job reads exactly as a missing one, id not echoed: a bound user learns
+    # nothing of it.
     if job is None or not in_scope(job.tenant_id, current_scope()):
-        abort(404, f"There is no job {job_id}: it may have been pruned, or the link is wrong.")
+        abort(404, "There is no job with that id: it may have been pruned, or the link is wrong.")
     return job
 
 

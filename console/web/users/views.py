@@ -32,7 +32,7 @@ from ...jobs import get_job_service
 from ..auth.views import role_required, set_user
 from ..models import User, user_tenants_table
 from ..rendering import render_view
-from ..scope import bind_tenants, bindings, current_scope, tenants_of, visible
+from ..scope import bind_tenants, bindings, current_scope, tenant_scoped, tenants_of, visible
 
 MIN_PASSWORD = 8
 ROLE_CHOICES = [SelectChoice("viewer", "viewer — reads everything"),
@@ -178,11 +178,13 @@ def _refuse(user: User, action: str, message: str):
 
 
 @bp.get("/users")
+@tenant_scoped
 def index():
     return _render()
 
 
 @bp.post("/users")
+@tenant_scoped
 def create():
     form = NewUserForm()
     tenant_choices(form.tenants)
@@ -197,6 +199,7 @@ def create():
 
 
 @bp.post("/users/<int:user_id>/role")
+@tenant_scoped
 def change_role(user_id: int):
     user = _user_or_404(user_id)
     form = RoleForm()
@@ -216,6 +219,7 @@ def change_role(user_id: int):
 
 
 @bp.post("/users/<int:user_id>/tenants")
+@tenant_scoped
 def change_tenants(user_id: int):
     """Bind the user to the chosen tenants (none: staff; only a staff admin may choose none)."""
     user = _user_or_404(user_id)
@@ -237,6 +241,7 @@ def change_tenants(user_id: int):
 
 
 @bp.post("/users/<int:user_id>/password")
+@tenant_scoped
 def reset_password(user_id: int):
     user = _user_or_404(user_id)
     form = PasswordForm()
@@ -252,6 +257,7 @@ def reset_password(user_id: int):
 
 
 @bp.post("/users/<int:user_id>/active")
+@tenant_scoped
 def set_active(user_id: int):
     user = _user_or_404(user_id)
     form = ActiveForm()
