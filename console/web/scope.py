@@ -3,9 +3,10 @@
 A user bound to tenants (``user_tenants`` rows) sees only those; a user bound to none is staff
 and sees every tenant. ``current_scope()`` answers None for staff, else the frozenset of tenant
 ids, once per request. Screens apply it one way each: the job listing takes it as
-``JobFilter(args, tenant_scope=…)``, a page about one tenant or one of its records asks
-``tenant_or_404``, lists of tenants go through ``visible``, and the event stream drops other
-tenants' changes with ``in_scope``. Another tenant's page is a 404, as if it did not exist,
+``JobFilter(args, tenant_scope=…)``, analytics readers take it as ``tenant_ids``, a page
+about one tenant asks ``tenant_or_404`` and one about a record ``record_or_404``, lists and
+forms offer ``visible_tenants()``, and the event stream drops other tenants' changes with
+``in_scope``. Another tenant's page is a 404, as if it did not exist,
 so that a bound user cannot learn which tenants or jobs there are.
 """
 from __future__ import annotations
