@@ -22,17 +22,26 @@ def register_commands(app: Flask) -> None:
 @click.option("--role", type=click.Choice(["admin", "operator", "viewer"]), required=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
               help="At least 12 characters and hard to guess (asked for when not given).")
+@click.option("--tenant", "tenants", metavar="TENANT_ID", multiple=True,
+              help="Bind the user to this tenant: it sees only its tenants (repeatable). "
+                   "Without it a new user is staff and sees every tenant, and an existing "
+                   "user keeps its tenants.")
 @with_appcontext
-def create_user_command(username: str, role: str, password: str) -> None:
+def create_user_command(username: str, role: str, password: str, tenants: tuple[str, ...]) -> None:
     """Create or update a console user."""
     from .web.auth.views import UserValueError, set_user
+    from .web.scope import UnknownTenantError, tenants_of
 
     try:
-        set_user(username, role, password)
+        user = set_user(username, role, password, tenants=list(tenants) or None)
+    except UnknownTenantError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tenant") from None
     except UserValueError as exc:
         hint = "USERNAME" if exc.field == "username" else f"--{exc.field}"
         raise click.BadParameter(str(exc), param_hint=hint) from None
-    click.echo(f"user {username} ({role}) saved")
+    bound = sorted(tenants_of(user.id))
+    sees = f"bound to {', '.join(bound)}" if bound else "staff: every tenant"
+    click.echo(f"user {username} ({role}, {sees}) saved")
 
 
 @click.command("create-token")

@@ -2,6 +2,7 @@
 the history newest first in keyset pages, and one alert with its notification jobs."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +33,15 @@ class Firing:
     total: int = 0
 
 
-def firing_alerts(engine: Engine, tenant_id: str | None = None, limit: int = 10) -> Firing:
-    """What fires now: everywhere, or about one tenant."""
+def firing_alerts(engine: Engine, tenant_id: str | None = None, limit: int = 10,
+                  tenant_ids: Iterable[str] | None = None) -> Firing:
+    """What fires now: everywhere, about one tenant, or about ``tenant_ids`` only (the
+    console's tenant-bound users: no system alerts)."""
     query = _listing().where(a.state == "firing")
     count = select(func.count()).select_from(alerts_table).where(a.state == "firing")
+    if tenant_ids is not None:
+        query = query.where(a.tenant_id.in_(sorted(tenant_ids)))
+        count = count.where(a.tenant_id.in_(sorted(tenant_ids)))
     if tenant_id is not None:
         query = query.where(a.tenant_id == tenant_id)
         count = count.where(a.tenant_id == tenant_id)
@@ -47,10 +53,12 @@ def firing_alerts(engine: Engine, tenant_id: str | None = None, limit: int = 10)
 
 
 def alerts_query(state: str | None = None, tenant: str | None = None,
-                 rule_id: int | None = None):
+                 rule_id: int | None = None, tenant_ids: Iterable[str] | None = None):
     """The Alerts screen's filtered listing (order and page left to the caller):
-    ``tenant`` is a tenant id or ``SYSTEM``."""
+    ``tenant`` is a tenant id or ``SYSTEM``; ``tenant_ids`` keeps only those tenants'."""
     query = _listing()
+    if tenant_ids is not None:
+        query = query.where(a.tenant_id.in_(sorted(tenant_ids)))
     if state:
         query = query.where(a.state == state)
     if tenant == SYSTEM:

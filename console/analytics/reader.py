@@ -48,8 +48,8 @@ class AnalyticsReader:
     def tenant_metrics(self):
         return tenant_metrics(self.engine)
 
-    def job_queue_status(self) -> dict[str, Any]:
-        return job_queue_status(self.engine)
+    def job_queue_status(self, tenant_ids=None) -> dict[str, Any]:
+        return job_queue_status(self.engine, tenant_ids=tenant_ids)
 
-    def system_job_statistics(self) -> SystemJobStatistics:
-        return system_job_statistics(self.engine)
+    def system_job_statistics(self, tenant_ids=None) -> SystemJobStatistics:
+        return system_job_statistics(self.engine, tenant_ids=tenant_ids)

@@ -7,6 +7,7 @@ today's quota) come from the live tables through their indexes. Analytics only r
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -200,46 +201,57 @@ def percentile(conn, handler: str, job_type: str, start, end,
 
 # -- queue and system --------------------------------------------------------------------------
 
-def job_queue_status(engine: Engine) -> dict[str, Any]:
+def _of_tenants(column, tenant_ids: Iterable[str] | None) -> list:
+    """Rows of ``tenant_ids`` only (None: every tenant): the console's tenant-bound users."""
+    return [] if tenant_ids is None else [column.in_(sorted(tenant_ids))]
+
+
+def job_queue_status(engine: Engine, tenant_ids: Iterable[str] | None = None) -> dict[str, Any]:
     now = datetime.now(UTC)
     j = jobs_table.c
+    scope = _of_tenants(j.tenant_id, tenant_ids)
     with engine.connect() as conn:
         counts = dict(conn.execute(
-            select(j.status, func.count()).where(j.status.in_(["pending", "queued", "processing"]))
+            select(j.status, func.count()).where(j.status.in_(["pending", "queued", "processing"]),
+                                                 *scope)
             .group_by(j.status)).all())
         oldest = conn.execute(select(func.min(j.scheduled_for))
-                              .where(j.status == "queued")).scalar()
+                              .where(j.status == "queued", *scope)).scalar()
     return {"queued_jobs": counts.get("queued", 0), "pending_jobs": counts.get("pending", 0),
             "processing_jobs": counts.get("processing", 0),
             "oldest_queued_job_age": (int((now - oldest).total_seconds() * 1000)
                                       if oldest else 0)}
 
 
-def stuck_jobs(conn, now: datetime, tenant_id: str | None = None) -> int:
+def stuck_jobs(conn, now: datetime, tenant_id: str | None = None,
+               tenant_ids: Iterable[str] | None = None) -> int:
     """Processing jobs whose lease ran out: their runner is gone and nobody recovered them yet."""
     j = jobs_table.c
     query = select(func.count()).select_from(jobs_table).where(
-        j.status == "processing", j.lease_expires_at < now - STUCK_GRACE)
+        j.status == "processing", j.lease_expires_at < now - STUCK_GRACE,
+        *_of_tenants(j.tenant_id, tenant_ids))
     if tenant_id is not None:
         query = query.where(j.tenant_id == tenant_id)
     return conn.execute(query).scalar()
 
 
-def system_job_statistics(engine: Engine, window: timedelta = timedelta(hours=24)
-                          ) -> SystemJobStatistics:
-    """The last ``window`` (24 h) across tenants, and the system health check as warnings:
-    backlog over 1,000, success rate under 90 %, stuck jobs, an old queue, no live runner."""
+def system_job_statistics(engine: Engine, window: timedelta = timedelta(hours=24),
+                          tenant_ids: Iterable[str] | None = None) -> SystemJobStatistics:
+    """The last ``window`` (24 h) across tenants (or ``tenant_ids`` only), and the system
+    health check as warnings: backlog over 1,000, success rate under 90 %, stuck jobs, an old
+    queue, no live runner."""
     now = datetime.now(UTC)
     since = hour_of(now - window)
-    queue = job_queue_status(engine)
+    queue = job_queue_status(engine, tenant_ids)
+    scope = _of_tenants(r.tenant_id, tenant_ids)
     with engine.connect() as conn:
         created, completed, failed = conn.execute(select(
             func.coalesce(func.sum(r.jobs_created), 0),
             func.coalesce(func.sum(r.jobs_completed), 0),
-            func.coalesce(func.sum(r.jobs_failed), 0)).where(r.hour >= since)).one()
+            func.coalesce(func.sum(r.jobs_failed), 0)).where(r.hour >= since, *scope)).one()
         active = conn.execute(select(func.count(func.distinct(r.tenant_id)))
-                              .where(r.hour >= since)).scalar()
-        stuck = stuck_jobs(conn, now)
+                              .where(r.hour >= since, *scope)).scalar()
+        stuck = stuck_jobs(conn, now, tenant_ids=tenant_ids)
         live_runners = conn.execute(select(func.count()).select_from(runners_table).where(
             runners_table.c.heartbeat_at > now - timedelta(minutes=2))).scalar()
     waiting = queue["queued_jobs"] + queue["pending_jobs"]

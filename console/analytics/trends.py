@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -29,8 +30,11 @@ MAX_POINTS = 24 * 93   # a quarter of hours; longer ranges must be by day
 
 def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | None = None,
                job_type: str | None = None, start_date=None, end_date=None,
-               granularity: str | None = None) -> dict[str, Any]:
+               granularity: str | None = None, tenant_ids: Iterable[str] | None = None
+               ) -> dict[str, Any]:
+    """``tenant_ids``: only these tenants (the console's tenant-bound users); None: all."""
     now = datetime.now(UTC)
+    tenants = None if tenant_ids is None else sorted(tenant_ids)
     start, end = hour_range(start_date or now - timedelta(hours=24), end_date or now)
     if granularity is None:
         granularity = "hour" if end - start <= timedelta(days=3) else "day"
@@ -52,6 +56,8 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
         conditions = [table.hour >= start, table.hour < end]
         if tenant_id is not None:
             conditions.append(table.tenant_id == tenant_id)
+        if tenants is not None:
+            conditions.append(table.tenant_id.in_(tenants))
         if handler is not None:
             conditions.append(table.handler == handler)
         if job_type is not None:
@@ -77,6 +83,8 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
             where = [d.hour >= start, d.hour < end]
             if tenant_id is not None:
                 where.append(d.tenant_id == tenant_id)
+            if tenants is not None:
+                where.append(d.tenant_id.in_(tenants))
             for hour, samples, waiting_sum, waiting_max in conn.execute(
                     select(d.hour, d.samples, d.waiting_sum, d.waiting_max).where(*where)):
                 if samples:
@@ -86,6 +94,8 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
             where = [q.hour >= start, q.hour < end, q.limit_type != "max_concurrent_jobs"]
             if tenant_id is not None:
                 where.append(q.tenant_id == tenant_id)
+            if tenants is not None:
+                where.append(q.tenant_id.in_(tenants))
             for hour, count in conn.execute(select(q.hour, func.sum(q.count))
                                             .where(*where).group_by(q.hour)):
                 rejections[_point_of(hour, granularity)] += int(count)

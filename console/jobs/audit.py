@@ -40,6 +40,7 @@ ACTIONS: dict[str, str] = {
     "alert_contacts_changed": "changed a tenant's alert contacts",
     "user_added": "added a user",
     "user_role_changed": "changed a user's role",
+    "user_tenants_changed": "changed the tenants a user sees",
     "user_password_reset": "reset a user's password",
     "user_disabled": "disabled a user",
     "user_enabled": "enabled a user",

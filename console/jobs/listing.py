@@ -163,7 +163,10 @@ class JobFilter:
 
     labels = LABELS
 
-    def __init__(self, args: Mapping[str, Any]):
+    def __init__(self, args: Mapping[str, Any], tenant_scope: frozenset[str] | None = None):
+        """``tenant_scope``: the only tenants whose jobs it matches (None: every tenant); the
+        console passes a tenant-bound user's tenants, so pages and bulk actions stay in them."""
+        self.tenant_scope = tenant_scope
         data, self.errors = _read(args)
         self.valid = not self.errors
         self.values = {name: data[name] for name in FILTER_FIELDS}
@@ -192,6 +195,12 @@ class JobFilter:
         if self.values["created_before"]:
             conditions.append(c.id < job_id_floor(parse_moment(self.values["created_before"])))
         return conditions
+
+    def _scoped(self, c) -> list:
+        """The tenant scope as a condition (none for every tenant)."""
+        if self.tenant_scope is None:
+            return []
+        return [c.tenant_id.in_(sorted(self.tenant_scope))]
 
     def _conditions(self, c, dialect: str, skip: set[str] = frozenset()) -> list:
         """Each active filter (but ``skip``) as a condition on the columns ``c``: the jobs
@@ -244,7 +253,7 @@ class JobFilter:
         dialect = conn.dialect.name
         j = jobs_table.c
         driver = self._driver(conn)
-        indexed = self._id_range(j) + self._conditions(
+        indexed = self._id_range(j) + self._scoped(j) + self._conditions(
             j, dialect, skip=set(FILTER_FIELDS) - {driver or ""})
         if cursor:
             indexed.append(j.id > cursor if newer else j.id < cursor)
@@ -306,6 +315,16 @@ class JobFilter:
                                          func.min(window.c.id), func.count())).one()
         return edge if seen >= SCAN_WINDOW else None
 
+    def within_scope(self, conn: Connection, job_ids: list[str]) -> list[str]:
+        """Those of ``job_ids`` whose jobs are in the tenant scope: what a selection may act on
+        (the rest are counted as not found, as a job of a tenant out of sight should be)."""
+        if self.tenant_scope is None or not job_ids:
+            return job_ids
+        j = jobs_table.c
+        inside = set(conn.execute(select(j.id).where(j.id.in_(job_ids), *self._scoped(j)))
+                     .scalars())
+        return [job_id for job_id in job_ids if job_id in inside]
+
     def actionable_ids(self, conn: Connection, statuses: tuple[str, ...], cap: int) -> list[str]:
         """The ids of matching jobs in ``statuses`` (what a bulk verb may change), newest
         first, at most ``cap``: one indexed scan per status (those are the minority of jobs
@@ -318,7 +337,7 @@ class JobFilter:
         for status in statuses:
             if self.values["status"] and self.values["status"] != status:
                 continue
-            query = (select(j.id).where(j.status == status, *self._id_range(j),
+            query = (select(j.id).where(j.status == status, *self._id_range(j), *self._scoped(j),
                                         *self._conditions(j, dialect, skip={"status"}))
                      .order_by(j.id.desc()).limit(cap))
             ids.extend(conn.execute(query).scalars())

@@ -494,20 +494,25 @@ class JobService:
 
     def get_job_trends(self, tenant_id: str | None = None, handler: str | None = None,
                        job_type=None, start_date=None, end_date=None,
-                       granularity: str | None = None) -> dict[str, Any]:
-        """Hourly or daily series for charts (see console/analytics/trends.py)."""
+                       granularity: str | None = None, tenant_ids=None) -> dict[str, Any]:
+        """Hourly or daily series for charts (see console/analytics/trends.py);
+        ``tenant_ids`` keeps only those tenants."""
         return self.analytics.job_trends(tenant_id=tenant_id, handler=handler,
                                          job_type=job_type, start_date=start_date,
-                                         end_date=end_date, granularity=granularity)
+                                         end_date=end_date, granularity=granularity,
+                                         tenant_ids=tenant_ids)
 
     def _tenant_metrics(self):
         return self.analytics.tenant_metrics()
 
-    def get_job_queue_status(self) -> dict[str, Any]:
-        return self.analytics.job_queue_status()
+    def get_job_queue_status(self, tenant_ids=None) -> dict[str, Any]:
+        """The queue now, of every tenant or of ``tenant_ids`` only."""
+        return self.analytics.job_queue_status(tenant_ids=tenant_ids)
 
-    def get_system_job_statistics(self):
-        return self.analytics.system_job_statistics()
+    def get_system_job_statistics(self, tenant_ids=None):
+        """The last 24 h and the health check's warnings, of every tenant or of
+        ``tenant_ids`` only."""
+        return self.analytics.system_job_statistics(tenant_ids=tenant_ids)
 
     # -- state changes --------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from importlib import import_module
 from flask import Flask, current_app
 from flask_login import current_user
 
+from .scope import is_staff
+
 
 @dataclass(frozen=True)
 class NavItem:
@@ -65,7 +67,10 @@ def register_blueprints(app: Flask) -> None:
     @app.context_processor
     def navigation():
         def nav_items():
+            # A user bound to tenants sees no link to a screen that is staff-only for it.
             return [item for item in NAVIGATION
                     if item.endpoint in current_app.view_functions
-                    and current_user.is_authenticated and current_user.may(item.role)]
+                    and current_user.is_authenticated and current_user.may(item.role)
+                    and (is_staff() or getattr(current_app.view_functions[item.endpoint],
+                                               "tenant_scoped", False))]
         return {"nav_items": nav_items}

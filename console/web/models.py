@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..jobs.models import Base, UTCDateTime
@@ -51,3 +51,19 @@ class SignInThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer)
     last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserTenant(Base):
+    """A user bound to a tenant: such a user sees only its tenants (console/web/scope.py). A
+    user with no row here is staff and sees every tenant. Tenants are never deleted, so a
+    binding cannot vanish and silently make its user staff."""
+
+    __tablename__ = "user_tenants"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"),
+                                           primary_key=True)
+
+
+user_tenants_table = UserTenant.__table__

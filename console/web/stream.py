@@ -12,6 +12,8 @@ stream that would pass either cap closes the oldest one first (of that session, 
 process) with a ``stream-closed`` event; that page closes its EventSource for good
 (``sse-close`` in base.html) and polls instead (static/js/console.js fires ``live-poll``, which
 the live parts of each page also refresh on), so it still shows every change, only later.
+ends after ``STREAM_SECONDS``; the browser reconnects by itself. A user bound to tenants gets
+only its tenants' changes: the others are dropped before they are queued (console/web/scope.py).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from flask import Blueprint, Response, current_app, render_template, session, st
 
 from ..jobs import get_job_service
 from ..jobs.types import SystemJob
+from .scope import current_scope, in_scope, tenant_scoped
 
 bp = Blueprint("stream", __name__)
 STREAM_SECONDS = 300
@@ -121,12 +124,19 @@ STREAM_CLOSED = sse_event("stream-closed", "too many open pages")
 
 
 @bp.get("/events")
+@tenant_scoped
 def events():
     config = current_app.config
     stream = open_stream(_session_key(), max(1, int(config["STREAMS_PER_SESSION"])),
                          max(1, int(config["STREAMS_PER_PROCESS"])))
     updates = stream.updates
-    unsubscribe = get_job_service().job_updates.subscribe(updates.put)
+    scope = current_scope()   # read now: the callback runs on the feed's thread, not this one
+
+    def take(job: SystemJob) -> None:
+        if in_scope(job.tenant_id, scope):
+            updates.put(job)
+
+    unsubscribe = get_job_service().job_updates.subscribe(take)
 
     def generate():
         try:

@@ -22,6 +22,15 @@ from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..keyset import BadCursor, keyset_page
 from ..rendering import render_view
+from ..scope import (
+    current_scope,
+    is_staff,
+    record_or_404,
+    tenant_or_404,
+    tenant_scoped,
+    visible,
+    visible_tenants,
+)
 from .forms import ContactsForm, MuteForm, RuleForm
 
 bp = Blueprint("alerts", __name__)
@@ -64,6 +73,7 @@ def _rule_form(formdata=True, rule=None) -> RuleForm:
 # -- alerts ----------------------------------------------------------------------------------
 
 @bp.get("/alerts")
+@tenant_scoped
 def index():
     state = request.args.get("state", "")
     tenant = request.args.get("tenant", "").strip()
@@ -78,25 +88,27 @@ def index():
     service = get_job_service()
     try:
         with service.engine.connect() as conn:
-            page = keyset_page(conn, alerts_query(state or None, tenant or None, rule_id),
+            page = keyset_page(conn, alerts_query(state or None, tenant or None, rule_id,
+                                                  tenant_ids=current_scope()),
                                alerts_table.c.fired_at, alerts_table.c.id,
                                before=request.args.get("before"),
                                after=request.args.get("after"), size=PAGE_SIZE)
     except BadCursor:
         abort(400, "That page link is not one this console made; start from the newest alerts.")
     return render_view("alerts/index.html", "alerts/_table.html", listing=page, state=state,
-                       tenant=tenant, rule_id=rule_id, tenants=_tenants(),
-                       rules=store.list_rules(service.engine), system=SYSTEM,
+                       tenant=tenant, rule_id=rule_id, tenants=visible_tenants(),
+                       rules=visible(store.list_rules(service.engine), lambda r: r.tenant_id),
+                       system=SYSTEM if is_staff() else None,
                        now=datetime.now(UTC))
 
 
 @bp.get("/alerts/<alert_id>")
+@tenant_scoped
 def show(alert_id: str):
     service = get_job_service()
     alert, notifications = (get_alert(service.engine, alert_id) if _storable(alert_id, 36)
                             else (None, []))
-    if alert is None:
-        abort(404, "There is no such alert; the Alerts page lists them all.")
+    record_or_404(alert, message="There is no such alert; the Alerts page lists them all.")
     rule = store.get_rule(service.engine, alert.rule_id)
     tenant = service.tenants.get_tenant_config(alert.tenant_id) if alert.tenant_id else None
     waiting_for_channel = alert.notice_due == "fired" and not alert.held_until and not (
@@ -221,14 +233,11 @@ def mute_rule(rule_id: int):
 # -- a tenant's alert contacts ----------------------------------------------------------------
 
 def _tenant_or_404(tenant_id: str):
-    config = (get_job_service().tenants.get_tenant_config(tenant_id)
-              if _storable(tenant_id, 64) else None)
-    if config is None:
-        abort(404, f"There is no tenant {tenant_id!r}; the Tenants page lists them all.")
-    return config
+    return tenant_or_404(tenant_id if _storable(tenant_id, 64) else None)
 
 
 @bp.get("/alerts/contacts/<tenant_id>")
+@tenant_scoped
 def contacts(tenant_id: str):
     config = _tenant_or_404(tenant_id)
     form = ContactsForm.for_tenant(config) if current_user.may("admin") else None
@@ -236,6 +245,7 @@ def contacts(tenant_id: str):
 
 
 @bp.post("/alerts/contacts/<tenant_id>")
+@tenant_scoped
 @role_required("admin")
 def update_contacts(tenant_id: str):
     config = _tenant_or_404(tenant_id)

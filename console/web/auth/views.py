@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import wraps
@@ -25,6 +26,7 @@ from ...extensions import db, session_write
 from ...jobs.audit import Actor, record
 from ..audit.actor import console_actor, record_sign_in
 from ..models import ROLES, User
+from ..scope import bind_tenants, refuse_unscoped, tenant_scoped
 from .passwords import password_problem
 from .throttle import (
     ThrottlePolicy,
@@ -67,6 +69,7 @@ def require_sign_in():
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    refuse_unscoped(current_app.view_functions.get(request.endpoint))
     return None
 
 
@@ -150,6 +153,7 @@ def _wait_text(seconds: int) -> str:
 
 
 @bp.post("/logout")
+@tenant_scoped   # shows no tenant
 def logout():
     """Signs out every session of this user, in every browser (a copied cookie included)."""
     if current_user.is_authenticated:
@@ -180,11 +184,15 @@ class UserValueError(ValueError):
         self.field = field
 
 
-def set_user(username: str, role: str, password: str, actor: Actor | None = None) -> User:
+def set_user(username: str, role: str, password: str, actor: Actor | None = None,
+             tenants: Iterable[str] | None = None) -> User:
     """Create or update a user (the CLI and the demo use this; the Users screen, with the
-    ``actor`` its audit entry names). Updating one ends its sessions.
+    ``actor`` its audit entry names). Updating one ends its sessions. ``tenants``: bind the
+    user to exactly these (an empty list makes it staff); None leaves an existing user's
+    binding as it is, and makes a new user staff.
 
     :raise UserValueError: a bad role, username or password, saying why.
+    :raise UnknownTenantError: a tenant that does not exist (console/web/scope.py).
     """
     if role not in ROLES:
         raise UserValueError("role", f"role must be one of {', '.join(ROLES)}")
@@ -207,4 +215,7 @@ def set_user(username: str, role: str, password: str, actor: Actor | None = None
         user.active = True
         record(session, actor, "user_added", target_type="user", target_id=username,
                after={"role": role})
+        if tenants is not None:
+            session.flush()   # the new user's id
+            bind_tenants(session, user.id, tenants)
     return user

@@ -33,6 +33,7 @@ from ...jobs.records import job_from_row
 from ...jobs.rollups import hour_of
 from ...jobs.types import JobExecutionResult, JobStatus
 from ..rendering import render_view
+from ..scope import current_scope, tenant_scoped
 
 UTC = timezone.utc
 FAILED_WINDOW = 5_000      # newest failed jobs grouped on one page load
@@ -60,19 +61,28 @@ def _error_type(column, dialect: str):
     return func.coalesce(func.json_extract(column, "$.error_type"), NO_ERROR_TYPE)
 
 
-def failure_overview(conn: Connection, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the failures page shows, from bounded, indexed queries."""
+def _of(column, tenant_ids: frozenset[str] | None) -> list:
+    return [] if tenant_ids is None else [column.in_(sorted(tenant_ids))]
+
+
+def failure_overview(conn: Connection, now: datetime | None = None,
+                     tenant_ids: frozenset[str] | None = None) -> dict[str, Any]:
+    """Everything the failures page shows, from bounded, indexed queries; of ``tenant_ids``
+    only when given (a tenant-bound user's)."""
     now = now or datetime.now(UTC)
     j = jobs_table.c
     failed = JobStatus.FAILED.value
+    scope = _of(j.tenant_id, tenant_ids)
     total = conn.execute(select(func.count()).select_from(
-        select(j.id).where(j.status == failed).limit(COUNT_CAP + 1).subquery())).scalar_one()
+        select(j.id).where(j.status == failed, *scope).limit(COUNT_CAP + 1).subquery())
+    ).scalar_one()
 
     # The error type is read once per job, inside the window (grouping by the expression
     # would have SQLite parse the JSON twice).
     window = (select(j.id, j.handler,
                      _error_type(j.last_result, conn.dialect.name).label("error_type"))
-              .where(j.status == failed).order_by(j.id.desc()).limit(FAILED_WINDOW).subquery())
+              .where(j.status == failed, *scope).order_by(j.id.desc()).limit(FAILED_WINDOW)
+              .subquery())
     groups: dict[tuple[str, str], FailureGroup] = {}
     for handler, kind, count, latest in conn.execute(
             select(window.c.handler, window.c.error_type, func.count(), func.max(window.c.id))
@@ -87,9 +97,10 @@ def failure_overview(conn: Connection, now: datetime | None = None) -> dict[str,
             group.latest_message = result.error_message if result else None
             group.latest_at = row.updated_at
 
-    _add_rollups(conn, groups, now)
+    _add_rollups(conn, groups, now, tenant_ids)
     recent = [job_from_row(row) for row in conn.execute(
-        select(jobs_table).where(j.status == failed).order_by(j.id.desc()).limit(RECENT_SHOWN))]
+        select(jobs_table).where(j.status == failed, *scope).order_by(j.id.desc())
+        .limit(RECENT_SHOWN))]
     ordered = sorted(groups.values(), key=lambda g: (-g.failed_now, -g.attempts_7d,
                                                      g.handler, g.error_type))
     return {"groups": ordered, "failed_total": min(total, COUNT_CAP),
@@ -98,7 +109,7 @@ def failure_overview(conn: Connection, now: datetime | None = None) -> dict[str,
 
 
 def _add_rollups(conn: Connection, groups: dict[tuple[str, str], FailureGroup],
-                 now: datetime) -> None:
+                 now: datetime, tenant_ids: frozenset[str] | None) -> None:
     """Failed attempts in the last 24 hours and 7 days, and each group's latest message when
     no failed job carries one."""
     e = error_rollups_table.c
@@ -109,7 +120,8 @@ def _add_rollups(conn: Connection, groups: dict[tuple[str, str], FailureGroup],
                    func.sum(case((e.hour >= day_ago, e.count), else_=0)))
             # error type first: SQLite then reads the hour range from the primary key instead
             # of the whole table through the (handler, job_type, hour) index
-            .where(e.hour >= week_ago).group_by(e.error_type, e.handler)):
+            .where(e.hour >= week_ago, *_of(e.tenant_id, tenant_ids))
+            .group_by(e.error_type, e.handler)):
         group = groups.setdefault((handler, kind), FailureGroup(handler, kind))
         group.attempts_7d, group.attempts_24h = int(week or 0), int(day or 0)
     # Latest messages of groups without a failed job now: the newest hour's rows, few of them.
@@ -117,7 +129,8 @@ def _add_rollups(conn: Connection, groups: dict[tuple[str, str], FailureGroup],
     if missing:
         for handler, kind, message, at in conn.execute(
                 select(e.handler, e.error_type, e.last_message, e.hour)
-                .where(e.hour >= week_ago).order_by(e.hour.desc()).limit(5_000)):
+                .where(e.hour >= week_ago, *_of(e.tenant_id, tenant_ids))
+                .order_by(e.hour.desc()).limit(5_000)):
             group = groups.get((handler, kind))
             if (handler, kind) in missing and group is not None:
                 group.latest_message, group.latest_at = message, at
@@ -130,8 +143,9 @@ bp = Blueprint("failures", __name__)
 
 
 @bp.get("/failures")
+@tenant_scoped
 def index():
     with get_job_service().engine.connect() as conn:
-        overview = failure_overview(conn)
+        overview = failure_overview(conn, tenant_ids=current_scope())
     return render_view("failures/index.html", "failures/_groups.html", live=True,
                        may_act=current_user.may("operator"), **overview)

@@ -23,6 +23,7 @@ from ...jobs.types import (
 from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..rendering import is_htmx, render_view
+from ..scope import current_scope, in_scope, tenant_scoped, visible
 from .actions import (
     BULK_CAP,
     BULK_VERBS,
@@ -44,7 +45,8 @@ def _filter_choices(job_filter: JobFilter) -> dict:
     choices = {
         "status": [(s.value, s.value) for s in JobStatus],
         "tenant": [(t.tenant_id, f"{t.name} ({t.tenant_id})")
-                   for t in sorted(service.tenants.list_tenant_configs(),
+                   for t in sorted(visible(service.tenants.list_tenant_configs(),
+                                           lambda t: t.tenant_id),
                                    key=lambda t: t.tenant_id)],
         "type": [(t.value, t.value) for t in JobType],
         "handler": [(name, name) for name in sorted(service.handlers.names())],
@@ -58,8 +60,9 @@ def _filter_choices(job_filter: JobFilter) -> dict:
 
 
 @bp.get("/jobs")
+@tenant_scoped
 def index():
-    job_filter = JobFilter(request.args)
+    job_filter = JobFilter(request.args, tenant_scope=current_scope())
     def jobs_url(endpoint: str = "jobs.index", **extra: str) -> str:
         """A link that keeps the filters: pages, and the bulk actions on what they match."""
         return url_for(endpoint, **{**job_filter.active, **extra})
@@ -83,6 +86,7 @@ def index():
 
 
 @bp.get("/jobs/<job_id>")
+@tenant_scoped
 def show(job_id):
     job = _job_or_404(job_id)
     with get_job_service().engine.connect() as conn:
@@ -92,6 +96,7 @@ def show(job_id):
 
 
 @bp.get("/jobs/<job_id>/activity")
+@tenant_scoped
 def activity(job_id):
     """The part of a job's page that changes as it runs: htmx fetches it on each change."""
     job = _job_or_404(job_id)
@@ -102,24 +107,27 @@ def activity(job_id):
 
 
 @bp.post("/jobs/<job_id>/retry")
+@tenant_scoped
 @role_required("operator")
 def retry(job_id):
     return _change_one(job_id, "retry_job", "queued to run again")
 
 
 @bp.post("/jobs/<job_id>/cancel")
+@tenant_scoped
 @role_required("operator")
 def cancel(job_id):
     return _change_one(job_id, "cancel_job", "cancelled")
 
 
 def _change_one(job_id: str, verb: str, done: str):
+    _job_or_404(job_id)
     form = JobActionForm()
     back = local_path(form.next.data) or url_for("jobs.show", job_id=job_id)
     try:
         job = getattr(get_job_service(), verb)(job_id, actor=console_actor())
     except JobNotFoundError:
-        abort(404, f"There is no job {job_id}: it may have been pruned.")
+        abort(404, "There is no job with that id: it may have been pruned.")
     except (JobStateError, TenantLimitException) as refusal:
         flash(f"Not done: {refusal}", "error")
     else:
@@ -128,6 +136,7 @@ def _change_one(job_id: str, verb: str, done: str):
 
 
 @bp.post("/jobs/bulk")
+@tenant_scoped
 @role_required("operator")
 def bulk_selected():
     """Retry or cancel the ticked rows."""
@@ -137,12 +146,16 @@ def bulk_selected():
         flash(f"Nothing was changed. {first_error(form)}", "error")
         return redirect(back, 303)
     verb = BULK_VERBS[form.action.data]
-    outcome = verb.apply(get_job_service(), form.job_ids.data, "the selected jobs")
+    with get_job_service().engine.connect() as conn:
+        job_ids = JobFilter({}, tenant_scope=current_scope()).within_scope(
+            conn, form.job_ids.data)
+    outcome = verb.apply(get_job_service(), job_ids, "the selected jobs")
     flash(outcome_message(verb, outcome), "success" if outcome.changed else "warning")
     return redirect(back, 303)
 
 
 @bp.route("/jobs/bulk/all", methods=["GET", "POST"])
+@tenant_scoped
 @role_required("operator")
 def bulk_all():
     """Everything the filter matches: GET counts it and asks, POST (confirmed) does it."""
@@ -150,7 +163,7 @@ def bulk_all():
     verb = BULK_VERBS.get(source.get("action", ""))
     if verb is None:
         abort(400, f"Unknown bulk action {source.get('action', '')!r}: use retry or cancel.")
-    job_filter = JobFilter(source)
+    job_filter = JobFilter(source, tenant_scope=current_scope())
     back = local_path(source.get("next")) or url_for("jobs.index", **job_filter.active)
     if not job_filter.valid:
         return render_view("jobs/confirm.html", "jobs/_confirm.html", status=400, verb=verb,
@@ -178,8 +191,10 @@ def bulk_all():
 
 def _job_or_404(job_id: str):
     job = get_job_service().get_job_by_id(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
-    if job is None:
-        abort(404, f"There is no job {job_id}: it may have been pruned, or the link is wrong.")
+    # Another tenant's job reads exactly as a missing one, id not echoed: a bound user learns
+    # nothing of it.
+    if job is None or not in_scope(job.tenant_id, current_scope()):
+        abort(404, "There is no job with that id: it may have been pruned, or the link is wrong.")
     return job
 
 

@@ -16,6 +16,7 @@ from ...jobs.service import NOTIFICATION_CHANNELS
 from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..rendering import is_htmx, render_view
+from ..scope import tenant_scoped, visible_tenant, visible_tenants
 from .batch import (
     MAX_BATCH_ROWS,
     BatchFileError,
@@ -41,7 +42,9 @@ def operators_only():
 
 
 def _tenants():
-    return get_job_service().tenants.list_tenant_configs()
+    """The tenants the form offers: those the user may see (a tenant-bound operator queues
+    only for its tenants; any other is refused as not among the choices)."""
+    return visible_tenants()
 
 
 def _tenant(tenants, tenant_id):
@@ -83,6 +86,7 @@ def _handler_info(form):
 
 @bp.get("/jobs/new", defaults={"kind": None})
 @bp.get("/jobs/new/<kind>")
+@tenant_scoped
 def index(kind):
     kind = kind or request.args.get("kind") or "immediate"
     if kind == "batch":
@@ -95,6 +99,7 @@ def index(kind):
 
 
 @bp.post("/jobs/new/<kind>")
+@tenant_scoped
 def create(kind):
     tenants = _tenants()
     form = _form(kind, tenants, request.form)
@@ -129,6 +134,7 @@ def _see_other(location: str):
 
 
 @bp.get("/jobs/new/cron-preview")
+@tenant_scoped
 def cron_preview_fragment():
     preview = cron_preview(request.args.get("cron_schedule", ""),
                            request.args.get("timezone", "UTC"))
@@ -137,6 +143,7 @@ def cron_preview_fragment():
 
 
 @bp.post("/jobs/new/validate/<field_name>")
+@tenant_scoped
 def validate_field(field_name):
     """The inline check of one JSON field as it is typed (payload, metadata, a webhook body).
     htmx posts the whole form, so the check knows the handler, channel and tenant."""
@@ -157,7 +164,7 @@ def validate_field(field_name):
 def _check_payload_field(text: str, kind: str):
     """(message, size in bytes, the handler whose expectations to show)."""
     service = get_job_service()
-    tenant = service.tenants.get_tenant_config(request.form.get("tenant_id") or "")
+    tenant = visible_tenant(request.form.get("tenant_id"))
     limit = tenant.job_limit.max_job_payload_size if tenant else None
     label = f"{tenant.name} ({tenant.tier.value})" if tenant else "the tenant"
     if kind == "notification":
@@ -174,11 +181,12 @@ def _check_payload_field(text: str, kind: str):
 
 
 @bp.get("/jobs/new/tenant-usage")
+@tenant_scoped
 def tenant_usage():
     """The chosen tenant's usage; with ``kind``, also the handler choices open to that tenant
     (system handlers are offered to the operations tenant only), the chosen one kept."""
     service = get_job_service()
-    tenant = service.tenants.get_tenant_config(request.args.get("tenant_id") or "")
+    tenant = visible_tenant(request.args.get("tenant_id"))
     status = 200 if tenant else 404
     handler_field = None
     kind = request.args.get("kind")
@@ -193,6 +201,7 @@ def tenant_usage():
 
 
 @bp.route("/jobs/new/batch", methods=["GET", "POST"])
+@tenant_scoped
 def batch():
     tenants = _tenants()
     chosen = request.values.get("tenant_id") or (tenants[0].tenant_id if tenants else None)

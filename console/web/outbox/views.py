@@ -20,6 +20,7 @@ from ...jobs import get_job_service
 from ..auth.views import PUBLIC_ENDPOINTS
 from ..keyset import BadCursor, Page, keyset_page
 from ..rendering import render_view
+from ..scope import current_scope, record_or_404, tenant_scoped, visible_tenants
 from .catch_all import CatchRefused, catch_webhook
 
 UTC = timezone.utc
@@ -29,13 +30,16 @@ CHANNELS = ("sms", "push", "webhook")
 
 
 def list_messages(conn, tenant_id: str | None, channel: str | None, before: str | None,
-                  after: str | None) -> Page:
-    """One page of messages, newest first, with a body excerpt (never the whole body)."""
+                  after: str | None, tenant_ids: frozenset[str] | None = None) -> Page:
+    """One page of messages, newest first, with a body excerpt (never the whole body); of
+    ``tenant_ids`` only when given (a tenant-bound user's)."""
     o = outbox_messages_table.c
     query = select(o.id, o.tenant_id, o.channel, o.recipient, o.subject, o.job_id,
                    o.created_at, func.substr(o.body, 1, EXCERPT + 1).label("excerpt"))
     if tenant_id:
         query = query.where(o.tenant_id == tenant_id)
+    if tenant_ids is not None:
+        query = query.where(o.tenant_id.in_(sorted(tenant_ids)))
     if channel:
         query = query.where(o.channel == channel)
     return keyset_page(conn, query, o.created_at, o.id, before=before, after=after,
@@ -53,11 +57,11 @@ PUBLIC_ENDPOINTS.add("outbox.catch_webhook")
 
 def _tenants() -> list[tuple[str, str]]:
     return [(config.tenant_id, f"{config.name} ({config.tenant_id})")
-            for config in sorted(get_job_service().tenants.list_tenant_configs(),
-                                 key=lambda c: c.name.lower())]
+            for config in sorted(visible_tenants(), key=lambda c: c.name.lower())]
 
 
 @bp.get("/outbox")
+@tenant_scoped
 def index():
     tenant_id = request.args.get("tenant", "").strip()
     channel = request.args.get("channel", "").strip()
@@ -70,7 +74,8 @@ def index():
     try:
         with get_job_service().engine.connect() as conn:
             page = list_messages(conn, tenant_id or None, channel or None,
-                                 request.args.get("before"), request.args.get("after"))
+                                 request.args.get("before"), request.args.get("after"),
+                                 tenant_ids=current_scope())
     except BadCursor:
         abort(400, "That page link is not one this console made; start from the newest "
                    "messages.")
@@ -80,11 +85,12 @@ def index():
 
 
 @bp.get("/outbox/<message_id>")
+@tenant_scoped
 def show(message_id: str):
     with get_job_service().engine.connect() as conn:
         message = get_message(conn, message_id)
-    if message is None:
-        abort(404, "There is no such message in the outbox; it may have been cleaned up.")
+    record_or_404(message, message="There is no such message in the outbox; it may have been "
+                                   "cleaned up.")
     return render_view("outbox/show.html", message=message)
 
 

@@ -22,6 +22,7 @@ from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..keyset import BadCursor, Page, keyset_page
 from ..rendering import render_view
+from ..scope import current_scope, record_or_404, tenant_scoped, visible_tenants
 
 DEFAULT_DAYS = 7
 PAGE_SIZE = 50
@@ -70,12 +71,16 @@ class GenerateReportForm(FlaskForm):
                                       f"{MAX_DAYS}.")
 
 
-def list_reports(conn, tenant_id: str | None, before: str | None, after: str | None) -> Page:
-    """One page of reports (without their content), newest first, of one tenant or all."""
+def list_reports(conn, tenant_id: str | None, before: str | None, after: str | None,
+                 tenant_ids: frozenset[str] | None = None) -> Page:
+    """One page of reports (without their content), newest first, of one tenant or all (of
+    ``tenant_ids`` only when given: a tenant-bound user's)."""
     t = reports_table.c
     query = select(*_LIST_COLUMNS)
     if tenant_id:
         query = query.where(t.tenant_id == tenant_id)
+    if tenant_ids is not None:
+        query = query.where(t.tenant_id.in_(sorted(tenant_ids)))
     return keyset_page(conn, query, t.created_at, t.id, before=before, after=after,
                        size=PAGE_SIZE)
 
@@ -98,8 +103,7 @@ UTC = timezone.utc
 
 def _tenants() -> list[tuple[str, str]]:
     return [(config.tenant_id, f"{config.name} ({config.tenant_id})")
-            for config in sorted(get_job_service().tenants.list_tenant_configs(),
-                                 key=lambda c: c.name.lower())]
+            for config in sorted(visible_tenants(), key=lambda c: c.name.lower())]
 
 
 def _render(form: GenerateReportForm | None, status: int = 200):
@@ -114,7 +118,7 @@ def _render(form: GenerateReportForm | None, status: int = 200):
     try:
         with get_job_service().engine.connect() as conn:
             page = list_reports(conn, tenant_id, request.args.get("before"),
-                                request.args.get("after"))
+                                request.args.get("after"), tenant_ids=current_scope())
     except BadCursor:
         abort(400, "That page link is not one this console made; start from the newest "
                    "reports.")
@@ -124,11 +128,13 @@ def _render(form: GenerateReportForm | None, status: int = 200):
 
 
 @bp.get("/reports")
+@tenant_scoped
 def index():
     return _render(None)
 
 
 @bp.post("/reports")
+@tenant_scoped
 @role_required("operator")
 def generate():
     service = get_job_service()
@@ -156,12 +162,12 @@ def generate():
 
 
 @bp.get("/reports/<report_id>/download")
+@tenant_scoped
 def download(report_id: str):
     with get_job_service().engine.connect() as conn:
         report = get_report(conn, report_id)
-    if report is None:
-        abort(404, "There is no such report; it may have been cleaned up. The Reports page "
-                   "lists those that are kept.")
+    record_or_404(report, message="There is no such report; it may have been cleaned up. The "
+                                  "Reports page lists those that are kept.")
     return Response(report.content, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{download_name(report)}"',
         "Cache-Control": "private, no-store"})

@@ -21,9 +21,9 @@ from .usage import tenants_usage, usage_bars
 UTC = timezone.utc
 
 
-def tenant_rows(service: JobService) -> list[dict[str, Any]]:
-    """Every tenant with its usage bars (console/web/tenant_usage.py)."""
-    configs = service.tenants.list_tenant_configs()
+def tenant_rows(service: JobService, configs: list[TenantConfig]) -> list[dict[str, Any]]:
+    """The tenants of ``configs`` (those the user may see) with their usage bars
+    (console/web/tenants/usage.py)."""
     with service.engine.connect() as conn:
         usage = tenants_usage(conn, configs, datetime.now(UTC).date())
     return [{"config": config, "bars": usage[config.tenant_id]} for config in configs]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 from flask_login import current_user
 
 from ...jobs import JobService, get_job_service
@@ -15,6 +15,7 @@ from ...jobs.types import JobValidationError
 from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..rendering import render_view
+from ..scope import is_staff, tenant_or_404, tenant_scoped, visible_tenants
 from .forms import MAX_RANGE_DAYS, TIERS, DateRangeForm, TenantForm
 from .limits_form import LimitsForm, describe_changes, limits_form_data
 from .read_model import tenant_charts, tenant_page, tenant_rows
@@ -24,21 +25,19 @@ UTC = timezone.utc
 
 
 def _tenant_or_404(service: JobService, tenant_id: str) -> TenantConfig:
-    config = service.tenants.get_tenant_config(tenant_id)
-    if config is None:
-        abort(404, f"There is no tenant {tenant_id!r}. It may have been mistyped; the Tenants "
-                   "page lists them all.")
-    return config
+    return tenant_or_404(tenant_id)
 
 
 def _render_index(form: TenantForm | None, status: int = 200):
     return render_view("tenants/index.html", "tenants/_table.html", status,
-                       rows=tenant_rows(get_job_service()), form=form)
+                       rows=tenant_rows(get_job_service(), visible_tenants()), form=form)
 
 
 @bp.get("/tenants")
+@tenant_scoped
 def index():
-    return _render_index(TenantForm(formdata=None) if current_user.may("admin") else None)
+    may_add = current_user.may("admin") and is_staff()   # adding a tenant is system-wide
+    return _render_index(TenantForm(formdata=None) if may_add else None)
 
 
 @bp.post("/tenants")
@@ -59,6 +58,7 @@ def create():
 
 
 @bp.get("/tenants/<tenant_id>/health")
+@tenant_scoped
 def health(tenant_id: str):
     """A tenant's health score and status: lazily loaded into the list's rows."""
     service = get_job_service()
@@ -90,17 +90,19 @@ def _show_context(service: JobService, config: TenantConfig, limits_form: Limits
 
 
 @bp.get("/tenants/<tenant_id>")
+@tenant_scoped
 def show(tenant_id: str):
     service = get_job_service()
     config = _tenant_or_404(service, tenant_id)
     form = None
-    if current_user.may("admin"):
+    if current_user.may("admin") and is_staff():   # a bound admin reads its limits only
         form = LimitsForm(config, formdata=None, data=limits_form_data(config))
     context, status = _show_context(service, config, form)
     return render_view("tenants/show.html", "tenants/_analytics.html", status, **context)
 
 
 @bp.get("/tenants/<tenant_id>/charts")
+@tenant_scoped
 def charts(tenant_id: str):
     """The trend charts of the page's range, loaded after the page (the slowest read)."""
     service = get_job_service()
