@@ -213,6 +213,30 @@ def test_the_screen_filters_and_pages(client_as, service, make_tenant):
     assert "<h1>" not in fragment.get_data(as_text=True)
 
 
+def test_an_admin_bound_to_a_tenant_sees_only_its_entries(app, client_as, service,
+                                                          make_tenant):
+    from console.jobs.audit import Actor
+    from console.web.auth.views import set_user
+
+    from .conftest import sign_in
+
+    make_tenant("acme", "tier4")
+    make_tenant("beta", "tier4")
+    service.queue_job("immediate", "noop", {}, "acme", actor=Actor("user", "acme-op", "x"))
+    service.queue_job("immediate", "noop", {}, "beta", actor=Actor("user", "beta-op", "y"))
+    client_as("admin")   # a staff sign-in: an entry of no tenant
+    with app.app_context():
+        set_user("abe", "admin", "bound password 1", tenants=["acme"])
+    bound = app.test_client()
+    assert sign_in(bound, "abe", "bound password 1").status_code == 302
+    page = bound.get("/audit").get_data(as_text=True)
+    assert "acme-op" in page and "beta-op" not in page
+    assert _rows(page) == 1     # not the sign-ins, which belong to no tenant
+    assert "beta-op" not in bound.get("/audit?tenant=beta").get_data(as_text=True)
+    staff = client_as("admin").get("/audit").get_data(as_text=True)
+    assert "acme-op" in staff and "beta-op" in staff
+
+
 @pytest.mark.parametrize("query,field", [("action=drop_tables", "action"),
                                          ("since=yesterday", "from"),
                                          ("before=not-a-cursor", "page link"),

@@ -223,7 +223,10 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
         data=lambda w, t: {"password": "another long one"}),
     ("users.set_active", "POST"): Scoped(lambda w, t: f"/users/{_user_of(w, t)}/active",
                                          role="admin", data=lambda w, t: {"active": "1"}),
+    ("users.end_user_sessions", "POST"): Scoped(
+        lambda w, t: f"/users/{_user_of(w, t)}/sessions/end", role="admin"),
     ("auth.logout", "POST"): Neutral("signs out; tested in test_auth", skip=True),
+    ("audit.index", "GET"): Neutral("entries of the user's tenants only", role="admin"),
     # tenants: a bound admin reads its limits but cannot change them, nor add tenants
     ("tenants.index", "GET"): Neutral("lists only the user's tenants"),
     ("tenants.create", "POST"): Neutral("adds a tenant: system-wide", role="admin", staff=True),

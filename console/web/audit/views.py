@@ -1,6 +1,7 @@
-"""The Audit screen (staff admins): who changed what, when, filtered by who, action, tenant and
-time, newest first in keyset pages. The query (``AuditQuery``) lives beneath both doors; its
-``tenant_scope`` is where a user bound to tenants will see only theirs."""
+"""The Audit screen (admins): who changed what, when, filtered by who, action, tenant and time,
+newest first in keyset pages. The query (``AuditQuery``) lives beneath both doors. An admin
+bound to tenants sees only its tenants' entries (its ``tenant_scope``): not sign-ins, users or
+tokens, which belong to no tenant."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -13,6 +14,7 @@ from ...jobs.models import audit_table
 from ..auth.views import role_required
 from ..keyset import BadCursor, keyset_page
 from ..rendering import render_view
+from ..scope import current_scope, tenant_scoped
 
 bp = Blueprint("audit", __name__)
 UTC = timezone.utc
@@ -49,11 +51,13 @@ def _query(args) -> tuple[AuditQuery, dict[str, str]]:
         abort(400, "The to date is before the from date; swap them or clear one.")
     query = AuditQuery(actor=values["actor"] or None, action=values["action"] or None,
                        tenant_id=values["tenant"] or None, since=since,
-                       until=until + timedelta(days=1) if until else None)
+                       until=until + timedelta(days=1) if until else None,
+                       tenant_scope=current_scope())
     return query, values
 
 
 @bp.get("/audit")
+@tenant_scoped
 def index():
     query, values = _query(request.args)
     try:

@@ -333,6 +333,7 @@ def set_active(user_id: int):
 
 
 @bp.post("/users/<int:user_id>/sessions/end")
+@tenant_scoped
 def end_user_sessions(user_id: int):
     """Sign out everywhere: every browser of this user must sign in again (this one too, when
     it is the admin's own)."""
