@@ -14,7 +14,8 @@ from benchmarks.report import dig
 DASH = "—"
 SECTIONS = ["Machine", "Summary", "Engine", "Engine and Huey", "Analytics", "Console pages",
             "Load: API submissions", "Load: operators", "Load: backlog over time",
-            "Exactly once", "Crashes", "Problems", "How to run it again"]
+            "Exactly once", "Crashes", "Hostile email templates",
+            "Pages and API with event streams open", "Problems", "How to run it again"]
 
 
 def render(outcomes: dict, info: dict[str, Any], wanted: list[str],
@@ -127,6 +128,8 @@ class _Report:
         self.load_sections()
         self.generic_section("Exactly once", "exactly_once")
         self.generic_section("Crashes", "crash")
+        self.generic_section("Hostile email templates", "templates")
+        self.generic_section("Pages and API with event streams open", "streams")
         self.problems_section()
         self.rerun_section()
         return "\n".join(self.lines) + "\n"

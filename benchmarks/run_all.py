@@ -42,7 +42,11 @@ from benchmarks import results_md  # noqa: E402
 from benchmarks.report import git_commit, load_average, log, machine, now_iso  # noqa: E402
 
 DATABASES = ("sqlite", "postgresql")
-BENCHMARKS = ("engine", "analytics", "console_pages", "load", "exactly_once", "crash", "huey")
+BENCHMARKS = ("engine", "analytics", "console_pages", "load", "exactly_once", "crash", "huey",
+              "templates", "streams")
+# Run once, on SQLite: Huey has no PostgreSQL flavour here, and the hostile templates load a
+# runner's render processes, which no database takes part in.
+SQLITE_ONLY = ("huey", "templates")
 
 
 @dataclass
@@ -70,10 +74,12 @@ def _sizes(quick: bool) -> dict[str, list[str]]:
                          "--history", "0", "--senders", "4"],
                 "exactly_once": ["--jobs", "300"],
                 "crash": ["--jobs", "300", "--max-kills", "1"],
-                "huey": ["--scale", "0.02"]}
+                "huey": ["--scale", "0.02"],
+                "templates": ["--hostile", "4", "--normal", "2"],
+                "streams": ["--streams", "10", "--repeat", "5"]}
     return {"engine": [], "analytics": ["--jobs", "1000000"],
             "console_pages": ["--jobs", "1000000"], "load": [],
-            "exactly_once": [], "crash": [], "huey": []}
+            "exactly_once": [], "crash": [], "huey": [], "templates": [], "streams": []}
 
 
 def commands(name: str, database: str, url: str | None, sizes: list[str], raw_dir: Path,
@@ -86,10 +92,10 @@ def commands(name: str, database: str, url: str | None, sizes: list[str], raw_di
     script = ROOT / "benchmarks" / f"{'huey_noop' if name == 'huey' else name}.py"
     argv = [sys.executable, str(script), *sizes]
     json_file = None
-    if name in ("load", "exactly_once", "crash"):
+    if name in ("load", "exactly_once", "crash", "streams"):
         json_file = raw_dir / f"{name}-{database}.json"
         argv += ["--json", str(json_file)]
-    if name == "huey":
+    if name in SQLITE_ONLY:
         return argv, json_file
     if url:
         argv += ["--database-url", url]
@@ -213,7 +219,8 @@ def _free_port() -> int:
 # -- main -----------------------------------------------------------------------------------
 
 TIMEOUTS = {"engine": 1800, "analytics": 3600, "console_pages": 1800, "load": 1200,
-            "exactly_once": 2400, "crash": 2400, "huey": 900}
+            "exactly_once": 2400, "crash": 2400, "huey": 900,
+            "templates": 900, "streams": 900}
 
 
 def run_all(args) -> tuple[dict[tuple[str, str], Outcome], dict[str, Any]]:
@@ -243,7 +250,7 @@ def run_all(args) -> tuple[dict[tuple[str, str], Outcome], dict[str, Any]]:
                 except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
                     reason = getattr(exc, "stderr", None) or str(exc)
                     for name in wanted:
-                        if name != "huey":
+                        if name not in SQLITE_ONLY:
                             outcomes[(name, database)] = Outcome(
                                 name, database, error=f"no PostgreSQL: {reason}"[:300])
                     postgres = None
@@ -254,7 +261,7 @@ def run_all(args) -> tuple[dict[tuple[str, str], Outcome], dict[str, Any]]:
         history_file = raw_dir / f"history-{database}.sqlite3" if "analytics" in wanted else None
         try:
             for name in wanted:
-                if name == "huey" and database != "sqlite":
+                if name in SQLITE_ONLY and database != "sqlite":
                     continue
                 reuse = history_file
                 if name == "console_pages" and (("analytics", database) not in outcomes

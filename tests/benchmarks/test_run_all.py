@@ -58,5 +58,5 @@ def test_run_all_writes_every_section_with_the_figures_it_measured(tmp_path):
     assert re.search(r"^\| errors \| 0 \|", report, re.MULTILINE)
     assert re.search(r"^\| dashboard \| \d+: ", report, re.MULTILINE)
     # What was not asked for says so, section by section, instead of leaving a blank.
-    for name in ("analytics", "console_pages", "exactly_once", "crash"):
+    for name in ("analytics", "console_pages", "exactly_once", "crash", "streams"):
         assert f"{database}: not run (not in `--only`)." in report, name
