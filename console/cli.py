@@ -10,6 +10,19 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 
+def command_actor():
+    """Who runs this command, as the audit trail names them: the operating system's user."""
+    import getpass
+
+    from .jobs.audit import Actor
+
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):   # no user name in the environment or the password database
+        name = "unknown"
+    return Actor("command", name)
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(demo_command)
@@ -33,7 +46,8 @@ def create_user_command(username: str, role: str, password: str, tenants: tuple[
     from .web.scope import UnknownTenantError, tenants_of
 
     try:
-        user = set_user(username, role, password, tenants=list(tenants) or None)
+        user = set_user(username, role, password, command_actor(),
+                        tenants=list(tenants) or None)
     except UnknownTenantError as exc:
         raise click.BadParameter(str(exc), param_hint="--tenant") from None
     except UserValueError as exc:
@@ -66,7 +80,7 @@ def create_token_command(tenant_id: str | None, all_tenants: bool, admin: bool,
     try:
         lifetime = parse_expires_in(expires_in) if expires_in is not None else None
         token, secret = create_token(current_app.extensions["jobs"].engine, name, tenant_id,
-                                     admin, lifetime, rate_limit)
+                                     admin, lifetime, rate_limit, actor=command_actor())
     except TokenError as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}"
                                  ) from None

@@ -49,7 +49,8 @@ class AuditQuerySchema(ma.Schema):
 class AuditEntrySchema(ma.Schema):
     id = fields.String()
     created_at = fields.DateTime(format="iso")
-    actor_kind = fields.String(metadata=_describe("`user` (console) or `token` (API)."))
+    actor_kind = fields.String(metadata=_describe(
+        "`user` (console), `token` (API) or `command` (the command line)."))
     actor_name = fields.String()
     actor_address = fields.String(allow_none=True)
     action = fields.String()

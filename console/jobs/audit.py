@@ -54,7 +54,7 @@ ACTIONS: dict[str, str] = {
     "alert_rule_muted": "muted an alert rule",
     "alert_rule_unmuted": "unmuted an alert rule",
 }
-ACTOR_KINDS = ("user", "token")
+ACTOR_KINDS = ("user", "token", "command")
 # A bulk action lists the ids it changed up to this many (a ticked selection); past it, the
 # entry keeps the filter and the count, so that one entry stays small however many jobs.
 MAX_LISTED_JOB_IDS = 200
@@ -62,8 +62,10 @@ MAX_LISTED_JOB_IDS = 200
 
 @dataclass(frozen=True)
 class Actor:
-    """Who made a change: a console user (``kind`` "user", their user name) or an API token
-    (``kind`` "token", its prefix), from ``address`` (the client's, as the door sees it)."""
+    """Who made a change: a console user (``kind`` "user", their user name), an API token
+    (``kind`` "token", its prefix) or someone at the machine's command line (``kind``
+    "command", the operating system's user name), from ``address`` (the client's, as the door
+    sees it; None on the command line)."""
 
     kind: str
     name: str

@@ -318,7 +318,7 @@ class AuditEntry(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)   # UUIDv7: time-ordered
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    actor_kind: Mapped[str] = mapped_column(String(16))       # user | token
+    actor_kind: Mapped[str] = mapped_column(String(16))       # user | token | command
     actor_name: Mapped[str] = mapped_column(String(100))      # user name, or token prefix
     actor_address: Mapped[str | None] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(40))

@@ -87,6 +87,10 @@ CHANGES = {
     "password": (lambda c, s: _post(c, f"/users/{_user_id(s, 'vic')}/password",
                                     password="another long one"),
                  "user_password_reset", "user", None, None, None),
+    "tenants": (lambda c, s: _post(c, f"/users/{_user_id(s, 'vic')}/tenants", tenants="acme"),
+                "user_tenants_changed", "user", None, {"tenants": []}, {"tenants": ["acme"]}),
+    "sign out everywhere": (lambda c, s: _post(c, f"/users/{_user_id(s, 'vic')}/sessions/end"),
+                            "sessions_ended", "user", None, None, None),
     "disable": (lambda c, s: _post(c, f"/users/{_user_id(s, 'vic')}/active", active="0"),
                 "user_disabled", "user", None, {"active": True}, {"active": False}),
     "token created": (lambda c, s: _post(c, "/tokens", name="billing", tenant="acme"),
@@ -124,6 +128,21 @@ def test_each_console_change_is_recorded_once_with_who_what_and_values(
         assert entry.job_count == 3 and len(entry.job_ids) == 3
     if action == "jobs_cancelled":
         assert entry.job_count == 2 and entry.details == {"filter": "the selected jobs"}
+
+
+def test_changes_from_the_command_line_name_the_machines_user(app, service, acme):
+    import getpass
+
+    runner = app.test_cli_runner()
+    made = runner.invoke(args=["create-user", "cli-made", "--role", "viewer", "--password",
+                               "quiet harbor lantern 7"])
+    assert made.exit_code == 0, made.output
+    token = runner.invoke(args=["create-token", "--tenant", "acme", "--name", "cli token"])
+    assert token.exit_code == 0, token.output
+    rows = [(r.actor_kind, r.actor_name, r.actor_address, r.action, r.target_id)
+            for r in entries(service)]
+    assert ("command", getpass.getuser(), None, "user_added", "cli-made") in rows
+    assert any(r[:4] == ("command", getpass.getuser(), None, "token_created") for r in rows)
 
 
 def test_alert_rules_and_contacts_record_before_and_after(client_as, service, acme):
