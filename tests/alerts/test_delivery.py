@@ -112,6 +112,6 @@ def test_no_tenant_gets_a_webhook_signed_with_another_tenants_secret(
     run_jobs(service)
     failed = service.get_job_by_id(job.id)
     assert failed.status == JobStatus.FAILED
-    assert failed.last_result.error_type == "PermanentJobError"
+    assert failed.last_result.error_type == "JobNotAllowedError"
     assert "system handler" in failed.last_result.error_message
     assert http_receiver.requests == []

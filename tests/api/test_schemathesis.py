@@ -56,7 +56,7 @@ OPERATIONS = [("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("POST", "/api/
               ("GET", "/api/v1/tenants/{tenant_id}/trends"),
               ("GET", "/api/v1/tenants/{tenant_id}/limits"),
               ("PUT", "/api/v1/tenants/{tenant_id}/limits"),
-              ("GET", "/api/v1/queue"), ("GET", "/api/v1/stats")]
+              ("GET", "/api/v1/queue"), ("GET", "/api/v1/stats"), ("GET", "/api/v1/audit")]
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
