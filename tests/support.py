@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,6 +58,39 @@ def gunicorn_port(log: Path, timeout: float = 30.0) -> tuple[int, int]:
                        timeout, lambda: f"gunicorn to listen; its log:\n{log.read_text()}",
                        interval=0.1)
     return int(found.group(1)), int(found.group(2))
+
+
+@dataclass(frozen=True)
+class Gunicorn:
+    """A running ``gunicorn wsgi:app``: its address, master process and logs."""
+
+    url: str
+    master: int
+    log: Path
+    access: Path
+
+
+@contextmanager
+def gunicorn_server(env: dict[str, str], folder: Path, *, workers: int = 2, threads: int = 2,
+                    access_format: str | None = None) -> Iterator[Gunicorn]:
+    """``gunicorn wsgi:app`` as deployed (gunicorn.conf.py, gthread workers) on 127.0.0.1 and
+    a port the kernel picks, logging into ``folder``; with ``access_format``, an access log in
+    that format (``%(p)s`` names the worker that answered). Stopped when the block ends."""
+    log, access = folder / "gunicorn.log", folder / "access.log"
+    argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread",
+            "--threads", str(threads), "-b", "127.0.0.1:0", "--no-control-socket"]
+    if access_format:
+        argv += ["--access-logfile", str(access), "--access-logformat", access_format]
+    with log.open("w") as output:
+        process = subprocess.Popen([*argv, "wsgi:app"], cwd=Path(__file__).parent.parent,
+                                   env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        port, master = gunicorn_port(log)
+        assert master == process.pid, log.read_text()
+        yield Gunicorn(f"http://127.0.0.1:{port}", master, log, access)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def start_smtp_server(handler, **options):

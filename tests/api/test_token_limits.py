@@ -2,11 +2,8 @@
 per-token request rates (held across gunicorn workers; a refused request writes nothing)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,10 +14,9 @@ from console.token_rates import seconds_until_free, slice_size, weighted_count
 from console.tokens import api_tokens_table, create_token
 from tests.api.conftest import bearer
 from tests.conftest import env_for_subprocess
-from tests.support import gunicorn_port, wait_until
+from tests.support import gunicorn_server, wait_until
 
 UTC = timezone.utc
-ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def token_row(service, token_id: int):
@@ -149,17 +145,10 @@ def test_the_rate_holds_across_two_gunicorn_workers(service, tenants, database_u
     limit = 200   # slices of 2: each process may strand one, so 198–200 are admitted
     token, secret = create_token(service.engine, "spread", "acme", rate_limit=limit)
     env = env_for_subprocess(database_url, CONSOLE_JOBS_RUN_SCHEDULER="false")
-    log, access = tmp_path / "gunicorn.log", tmp_path / "access.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4",
-             "-b", "127.0.0.1:0", "--no-control-socket", "--access-logfile", str(access),
-             "--access-logformat", "%(p)s %(U)s %(s)s", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        port, _ = gunicorn_port(log)
-        url = f"http://127.0.0.1:{port}/api/v1/jobs"
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30).ok, 60,
+    with gunicorn_server(env, tmp_path, threads=4,
+                         access_format="%(p)s %(U)s %(s)s") as gunicorn:
+        url = f"{gunicorn.url}/api/v1/jobs"
+        wait_until(lambda: requests.get(f"{gunicorn.url}/healthz", timeout=30).ok, 60,
                    "gunicorn to answer")
         # The count runs over a sliding minute: start early in one, so that the 260 requests
         # all fall within it (the previous minute's weight would otherwise let a few more in).
@@ -170,9 +159,6 @@ def test_the_rate_holds_across_two_gunicorn_workers(service, tenants, database_u
         admitted = statuses.count(200)
         assert limit - 2 <= admitted <= limit, admitted
         assert statuses.count(429) == 260 - admitted
-        pids = {line.split()[0] for line in access.read_text().splitlines()
+        pids = {line.split()[0] for line in gunicorn.access.read_text().splitlines()
                 if line.endswith(" 200") and "healthz" not in line}
         assert len(pids) == 2, "both workers admitted requests"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

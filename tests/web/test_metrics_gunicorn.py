@@ -2,18 +2,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import env_for_subprocess
-from tests.support import gunicorn_port, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.support import gunicorn_server, wait_until
 
 
 def totals(body: str) -> dict:
@@ -37,24 +32,17 @@ def test_every_gunicorn_worker_reports_the_database_figures(service, make_tenant
         service.queue_job("immediate", "sleeps", {}, "acme")
     env = env_for_subprocess(database_url, CONSOLE_JOBS_RUN_SCHEDULER="false",
                              CONSOLE_METRICS_TOKEN="scraper-s3cret")
-    log, access = tmp_path / "gunicorn.log", tmp_path / "access.log"
     # The access log names the worker process (%(p)s) that answered each scrape (%(U)s%(q)s).
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "3", "-k", "gthread", "--threads", "2",
-             "-b", "127.0.0.1:0", "--no-control-socket", "--access-logfile", str(access),
-             "--access-logformat", "%(p)s %(U)s?%(q)s %(s)s", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        port, master = gunicorn_port(log)
-        assert master == server.pid
+    with gunicorn_server(env, tmp_path, workers=3,
+                         access_format="%(p)s %(U)s?%(q)s %(s)s") as gunicorn:
+        log, access = gunicorn.log, gunicorn.access
         bodies: dict[str, str] = {}
 
         def scrape_until_two_workers_answered():
             # A new connection each time, so the master's workers take turns accepting. The
             # first ones wait in the socket's backlog while the workers build their apps.
             tag = f"scrape={len(bodies)}"
-            scrape = urllib.request.Request(f"http://127.0.0.1:{port}/metrics?{tag}",
+            scrape = urllib.request.Request(f"{gunicorn.url}/metrics?{tag}",
                                             headers={"Authorization": "Bearer scraper-s3cret"})
             with urllib.request.urlopen(scrape, timeout=30) as r:
                 bodies[tag] = r.read().decode()
@@ -80,6 +68,3 @@ def test_every_gunicorn_worker_reports_the_database_figures(service, make_tenant
                       (("handler", "sleeps"), ("type", "immediate")))] == 4
         assert first[("console_jobs", (("status", "queued"), ("tenant", "acme")))] == 2
         assert all(totals(body) == first for body in bodies.values())
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -3,18 +3,13 @@ log and on an admin's dashboard) while something unsafe is on."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 
 from console.web.auth.views import set_user
 from tests.conftest import env_for_subprocess
-from tests.support import gunicorn_port, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.support import gunicorn_server, wait_until
 
 
 def test_the_webhook_catch_all_and_public_metrics_are_off_by_default(database_url):
@@ -72,15 +67,8 @@ def test_gunicorn_workers_warn_in_the_log_and_on_the_dashboard(app, database_url
         set_user("ada", "admin", "correct horse")
     env = env_for_subprocess(database_url, CONSOLE_JOBS_RUN_SCHEDULER="false",
                              CONSOLE_METRICS_PUBLIC="true")   # the catch-all is on too
-    log = tmp_path / "gunicorn.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", "2", "-b", "127.0.0.1:0",
-             "--no-control-socket", "wsgi:app"],   # with gunicorn.conf.py, as deployed
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        port, _ = gunicorn_port(log)
-        base = f"http://127.0.0.1:{port}"
+    with gunicorn_server(env, tmp_path, workers=1) as gunicorn:
+        log, base = gunicorn.log, gunicorn.url
         wait_until(lambda: "METRICS_PUBLIC is on" in log.read_text(), 30,
                    lambda: f"the warnings in the log:\n{log.read_text()}")
         text = log.read_text()
@@ -92,6 +80,3 @@ def test_gunicorn_workers_warn_in_the_log_and_on_the_dashboard(app, database_url
             "username": "ada", "password": "correct horse", "csrf_token": token})
         assert signed_in.status_code == 200 and "Sign out" in signed_in.text
         assert "METRICS_PUBLIC is on" in signed_in.text   # the dashboard, after sign-in
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

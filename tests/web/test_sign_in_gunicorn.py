@@ -3,19 +3,16 @@ count lives in the database, so no process can be asked again after another refu
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import env_for_subprocess
-from tests.support import gunicorn_port, wait_until
+from tests.support import gunicorn_server, wait_until
 
 from .conftest import PASSWORDS
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 FREE = 4
 ATTACKER, OTHER = "203.0.113.66", "198.51.100.9"
 
@@ -26,19 +23,8 @@ def server(users, database_url, tmp_path):
     env = env_for_subprocess(database_url, CONSOLE_JOBS_RUN_SCHEDULER="false",
                              CONSOLE_SIGN_IN_FREE_TRIES=str(FREE),
                              CONSOLE_SIGN_IN_FIRST_DELAY_SECONDS="300", CONSOLE_PROXY_FIX="1")
-    log, access = tmp_path / "gunicorn.log", tmp_path / "access.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "2",
-             "-b", "127.0.0.1:0", "--no-control-socket", "--access-logfile", str(access),
-             "--access-logformat", "%(p)s %(m)s %(U)s %(s)s", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        port, _ = gunicorn_port(log)
-        yield f"http://127.0.0.1:{port}", access
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with gunicorn_server(env, tmp_path, access_format="%(p)s %(m)s %(U)s %(s)s") as gunicorn:
+        yield gunicorn.url, gunicorn.access
 
 
 def try_sign_in(base: str, client_address: str, username: str, password: str) -> httpx.Response:
