@@ -146,6 +146,7 @@ def _build_job_service(app: Flask, engine):
         poll_interval=float(cfg["JOBS_POLL_INTERVAL"]),
         shutdown_grace_seconds=float(cfg["JOBS_SHUTDOWN_GRACE_SECONDS"]),
         metrics_interval=float(cfg["JOBS_METRICS_INTERVAL"]),
+        priority_aging_seconds=float(cfg["JOBS_PRIORITY_AGING_SECONDS"] or 0) or None,
         # The one tenant that may queue system handlers (JobHandler.system): the operations
         # tenant alerting runs as. The engine is told; it never imports console/alerts.
         system_tenant_id=operations_tenant_id(cfg),

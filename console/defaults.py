@@ -33,6 +33,10 @@ JOBS_LEASE_SECONDS = 30.0
 JOBS_SHUTDOWN_GRACE_SECONDS = 20.0
 # Seconds between tenant_metrics_updates / system_metrics_updates events (while subscribed).
 JOBS_METRICS_INTERVAL = 5.0
+# Bounded waits: within a tenant, a waiting job competes one priority step higher for every
+# this many seconds it has waited (its stored priority is unchanged), so a low job behind a
+# steady stream of critical ones starts within 4 steps. 0 turns aging off.
+JOBS_PRIORITY_AGING_SECONDS = 60.0
 # Extra handlers to register in every process: "package.module:ClassOrInstance" strings.
 JOBS_HANDLERS: list[str] = []
 

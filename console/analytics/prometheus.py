@@ -8,13 +8,15 @@ are totals since the first job (pruning leaves them alone), so they only grow.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timezone
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import Engine, func, select
 
-from ..jobs.models import rejections_table, runners_table, totals_table
+from ..jobs.models import rejections_table, totals_table
 from ..jobs.rollups import NO_DURATION, bucket_bounds
+from ..jobs.runners import LIVE_RUNNER_SILENCE_SECONDS, count_live
 from ..jobs.usage import live_job_counts
 
 # Histogram bounds in seconds; each fine duration bucket is counted under the first bound at or
@@ -38,7 +40,7 @@ class DatabaseCollector:
                 rejections_table.c.tenant_id, rejections_table.c.limit_type,
                 func.sum(rejections_table.c.count))
                 .group_by(rejections_table.c.tenant_id, rejections_table.c.limit_type)).all()
-            runners = conn.execute(select(func.count()).select_from(runners_table)).scalar()
+            runners = count_live(conn, datetime.now(timezone.utc), LIVE_RUNNER_SILENCE_SECONDS)
 
         queue = GaugeMetricFamily("console_jobs", "Jobs waiting or running now",
                                   labels=["tenant", "status"])
@@ -103,7 +105,7 @@ class DatabaseCollector:
             refused.add_metric([tenant, limit_type], count)
         yield refused
 
-        yield GaugeMetricFamily("console_runners", "Runners with a heartbeat row",
+        yield GaugeMetricFamily("console_runners", "Runners beating now",
                                 value=runners)
 
 

@@ -21,10 +21,10 @@ from ..jobs.models import (
     jobs_table,
     rejections_table,
     rollups_table,
-    runners_table,
     tenants_table,
 )
 from ..jobs.rollups import bucket_bounds, hour_of
+from ..jobs.runners import LIVE_RUNNER_SILENCE_SECONDS, count_live
 from ..jobs.types import JobValidationError
 from ..jobs.usage import daily_jobs_used, live_job_counts
 from .types import JobPerformanceMetrics, SystemJobStatistics, TenantJobUsage, TenantMetrics
@@ -252,8 +252,7 @@ def system_job_statistics(engine: Engine, window: timedelta = timedelta(hours=24
         active = conn.execute(select(func.count(func.distinct(r.tenant_id)))
                               .where(r.hour >= since, *scope)).scalar()
         stuck = stuck_jobs(conn, now, tenant_ids=tenant_ids)
-        live_runners = conn.execute(select(func.count()).select_from(runners_table).where(
-            runners_table.c.heartbeat_at > now - timedelta(minutes=2))).scalar()
+        live_runners = count_live(conn, now, LIVE_RUNNER_SILENCE_SECONDS)
     waiting = queue["queued_jobs"] + queue["pending_jobs"]
     success = _ratio(completed, completed + failed)
     warnings = []

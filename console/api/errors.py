@@ -18,9 +18,9 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
 from ..jobs.availability import as_unavailable
-from ..jobs.service import JobNotFoundError
 from ..jobs.types import (
     DatabaseUnavailableError,
+    JobNotFoundError,
     JobStateError,
     JobValidationError,
     TenantLimitException,

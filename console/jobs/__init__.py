@@ -4,10 +4,12 @@ No HTTP, templates or forms here (see README.md in this folder).
 """
 from .handlers import JobCancelled, JobExecutionContext, JobHandler
 from .limits import JobLimitConfig, TenantConfig, TenantLimitTier
-from .service import JobNotFoundError, JobService
+from .service import JobService
 from .types import (
     DatabaseUnavailableError,
+    JobBlocker,
     JobExecutionResult,
+    JobNotFoundError,
     JobPriority,
     JobStateError,
     JobStatus,
@@ -23,7 +25,7 @@ __all__ = [
     "JobHandler", "JobExecutionContext", "JobExecutionResult", "JobCancelled",
     "TenantLimitTier", "JobLimitConfig", "TenantConfig", "TenantLimitException",
     "JobValidationError", "JobStateError", "JobNotFoundError", "PermanentJobError",
-    "DatabaseUnavailableError",
+    "DatabaseUnavailableError", "JobBlocker",
 ]
 
 

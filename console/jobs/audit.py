@@ -53,6 +53,15 @@ ACTIONS: dict[str, str] = {
     "alert_rule_disabled": "disabled an alert rule",
     "alert_rule_muted": "muted an alert rule",
     "alert_rule_unmuted": "unmuted an alert rule",
+    "all_paused": "paused everything (maintenance)",
+    "all_resumed": "resumed everything",
+    "tenant_paused": "paused a tenant",
+    "tenant_resumed": "resumed a tenant",
+    "handler_paused": "paused a handler",
+    "handler_resumed": "resumed a handler",
+    "job_paused": "paused a job",
+    "job_resumed": "resumed a job",
+    "job_run_now": "ran a job now",
 }
 ACTOR_KINDS = ("user", "token", "command")
 # A bulk action lists the ids it changed up to this many (a ticked selection); past it, the

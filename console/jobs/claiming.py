@@ -32,6 +32,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from . import db
 from .limits import TenantLimitTier
 from .models import jobs_table, tenants_table
+from .pauses import PauseSet
 from .types import JobStatus
 
 CLAIM_LOCK_KEY = 7_301_733_001   # pg_advisory_xact_lock key for claimers
@@ -48,6 +49,12 @@ class TenantSlot:
     free: int | None              # None: no concurrency limit
     max_job_duration_ms: int | None
     max_daily_jobs: int | None
+    running: int = 0
+
+    @property
+    def full(self) -> bool:
+        """At ``max_concurrent_jobs``: the claim passes the tenant by this time."""
+        return self.free is not None and self.free <= 0
 
 
 def _build_statements():
@@ -63,9 +70,10 @@ def _build_statements():
     first_due = (select(j.id).where(j.tenant_id == t.id, j.status == _QUEUED)
                  .order_by(j.priority.desc(), j.scheduled_for, j.id)
                  .limit(1).scalar_subquery())
-    tenants_with_due_work = select(t.id, t.tier, t.max_concurrent_jobs, t.max_job_duration_ms,
-                                   t.max_daily_jobs, running.label("running")).where(
-        first_due.is_not(None))
+    tenant_slots = select(t.id, t.tier, t.max_concurrent_jobs, t.max_job_duration_ms,
+                          t.max_daily_jobs, running.label("running"))
+    tenants_with_due_work = tenant_slots.where(first_due.is_not(None))
+    one_tenant = tenant_slots.where(t.id == bindparam("tenant_id"))
     mark_claimed = (jobs_table.update()
                     .where(j.id.in_(bindparam("ids", expanding=True)))
                     .values(status=_PROCESSING, lease_owner=bindparam("owner"),
@@ -76,17 +84,21 @@ def _build_statements():
                             updated_at=bindparam("now", type_=j.updated_at.type),
                             progress=None, progress_message=None)
                     .returning(jobs_table))
-    return tenants_with_due_work, mark_claimed
+    return tenants_with_due_work, one_tenant, mark_claimed
 
 
-_TENANTS_WITH_DUE_WORK, _MARK_CLAIMED = _build_statements()
+_TENANTS_WITH_DUE_WORK, _ONE_TENANT, _MARK_CLAIMED = _build_statements()
 
 
 class Candidate(NamedTuple):
     """A due job as choosing sees it: the fair share reads the ordering columns, the daily
     limit of recurring runs the schedule. Whole rows (payload, metadata, last result: JSON to
     decode, times to parse) are read only for the jobs chosen, by the claiming UPDATE itself;
-    a tenant's candidates outnumber its picks whenever several tenants have work."""
+    a tenant's candidates outnumber its picks whenever several tenants have work.
+
+    ``priority`` is the rank the job competes with: its own, raised one step for every
+    ``aging_seconds`` it has waited (``effective_priority``); the stored priority is unchanged.
+    """
     id: str
     tenant_id: str
     priority: int
@@ -95,56 +107,111 @@ class Candidate(NamedTuple):
     timezone: str | None
 
 
-def _tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
-    slots = []
-    for row in conn.execute(_TENANTS_WITH_DUE_WORK):
-        free = None if row.max_concurrent_jobs is None else row.max_concurrent_jobs - row.running
-        slots.append(TenantSlot(row.id, TenantLimitTier(row.tier).weight, free,
-                                row.max_job_duration_ms, row.max_daily_jobs))
-    return slots
+def effective_priority(priority: int, scheduled_for: datetime | None, now: datetime,
+                       aging_seconds: float | None) -> int:
+    """A waiting job's priority, one step higher per ``aging_seconds`` waited since it fell
+    due (at most critical): within a tenant, a low job behind a steady stream of higher ones
+    starts within ``(critical - priority) × aging_seconds`` plus the wait of older critical
+    jobs. ``None`` or 0: no aging."""
+    if not aging_seconds or scheduled_for is None or priority >= _CRITICAL:
+        return priority
+    waited = (now - scheduled_for).total_seconds()
+    return min(_CRITICAL, priority + max(0, int(waited // aging_seconds)))
+
+
+_CRITICAL = len(PRIORITY_WEIGHT) - 1
+
+
+def _slot(row) -> TenantSlot:
+    free = None if row.max_concurrent_jobs is None else row.max_concurrent_jobs - row.running
+    return TenantSlot(row.id, TenantLimitTier(row.tier).weight, free, row.max_job_duration_ms,
+                      row.max_daily_jobs, row.running)
+
+
+def tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
+    return [_slot(row) for row in conn.execute(_TENANTS_WITH_DUE_WORK)]
+
+
+def tenant_slot(conn: Connection, tenant_id: str) -> TenantSlot | None:
+    """One tenant's running count and limits, read as the claim reads them."""
+    row = conn.execute(_ONE_TENANT, {"tenant_id": tenant_id}).first()
+    return _slot(row) if row is not None else None
 
 
 @functools.lru_cache(maxsize=256)
-def _candidates_sql(tenants: int, handlers: int, postgres: bool) -> str:
-    """The best due jobs of each of ``tenants`` tenants in one statement: one indexed probe
-    per tenant (LIMIT on the claim index), glued with UNION ALL — one round trip, not one per
-    tenant. PostgreSQL locks the rows it returns and skips rows locked by a retry or cancel."""
+def _candidates_sql(handler_counts: tuple[int, ...], aged: bool, postgres: bool) -> str:
+    """The best due jobs of each tenant in one statement: indexed probes (LIMIT on the claim
+    index), glued with UNION ALL — one round trip, not one per tenant. ``handler_counts``:
+    how many handlers each tenant's probe names (a paused handler leaves some out). With
+    ``aged``, each tenant also gets one probe per priority below critical for jobs that have
+    waited at least one aging step (oldest first): the only jobs that can outrank the
+    first probe's. PostgreSQL locks the rows it returns and skips rows locked by a retry or
+    cancel."""
     mark = "%s" if postgres else "?"
-    one = ("SELECT id, tenant_id, priority, scheduled_for, cron_schedule, timezone FROM jobs "
-           f"WHERE tenant_id = {mark} AND status = '{_QUEUED}' "
-           f"AND handler IN ({', '.join([mark] * handlers)}) "
-           f"ORDER BY priority DESC, scheduled_for, id LIMIT {mark}"
-           + (" FOR UPDATE SKIP LOCKED" if postgres else ""))
-    return " UNION ALL ".join(f"SELECT * FROM ({one}) AS tenant_{i}" for i in range(tenants))
+    lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    columns = "SELECT id, tenant_id, priority, scheduled_for, cron_schedule, timezone FROM jobs "
+    probes = []
+    for handlers in handler_counts:
+        where = (f"WHERE tenant_id = {mark} AND status = '{_QUEUED}' "
+                 f"AND handler IN ({', '.join([mark] * handlers)}) ")
+        probes.append(f"{columns}{where}ORDER BY priority DESC, scheduled_for, id "
+                      f"LIMIT {mark}{lock}")
+        if aged:
+            probes += [f"{columns}{where}AND priority = {level} AND scheduled_for <= {mark} "
+                       f"ORDER BY scheduled_for, id LIMIT {mark}{lock}"
+                       for level in range(_CRITICAL)]
+    return " UNION ALL ".join(f"SELECT * FROM ({probe}) AS probe_{i}"
+                              for i, probe in enumerate(probes))
 
 
-def _due_jobs_of(conn: Connection, rooms: dict[str, int], handlers: list[str],
-                 postgres: bool) -> dict[str, list[Candidate]]:
-    """Each tenant's best ``rooms[tenant]`` due jobs, best first."""
-    found: dict[str, list[Candidate]] = {tenant_id: [] for tenant_id in rooms}
+def _due_jobs_of(conn: Connection, rooms: dict[str, int], handlers: dict[str, list[str]],
+                 postgres: bool, now: datetime,
+                 aging_seconds: float | None) -> dict[str, list[Candidate]]:
+    """Each tenant's best ``rooms[tenant]`` due jobs, best first by effective priority."""
+    found: dict[str, dict[str, Candidate]] = {tenant_id: {} for tenant_id in rooms}
     tenants = list(rooms)
+    aged = bool(aging_seconds)
+    threshold: Any = None
+    if aged:
+        threshold = now - timedelta(seconds=aging_seconds)
+        if not postgres:   # SQLite keeps UTC times as text, in SQLAlchemy's format
+            threshold = threshold.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # SQLite allows 500 terms in one compound SELECT: a few statements when thousands of
+    # tenants have due work at once.
+    per_statement = _COMPOUND_TERMS // (1 + _CRITICAL if aged else 1)
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        # SQLite allows 500 terms in one compound SELECT: a few statements when thousands
-        # of tenants have due work at once.
-        for start in range(0, len(tenants), _TENANTS_PER_STATEMENT):
-            chunk = tenants[start:start + _TENANTS_PER_STATEMENT]
+        for start in range(0, len(tenants), per_statement):
+            chunk = tenants[start:start + per_statement]
             parameters: list[Any] = []
             for tenant_id in chunk:
-                parameters += [tenant_id, *handlers, rooms[tenant_id]]
-            cursor.execute(_candidates_sql(len(chunk), len(handlers), postgres), parameters)
+                probe = [tenant_id, *handlers[tenant_id]]
+                parameters += [*probe, rooms[tenant_id]]
+                if aged:
+                    for _ in range(_CRITICAL):
+                        parameters += [*probe, threshold, rooms[tenant_id]]
+            sql = _candidates_sql(tuple(len(handlers[t]) for t in chunk), aged, postgres)
+            cursor.execute(sql, parameters)
             for job_id, tenant_id, priority, scheduled_for, cron, zone in cursor.fetchall():
                 if isinstance(scheduled_for, str):   # SQLite keeps UTC times as text
                     scheduled_for = datetime.fromisoformat(scheduled_for).replace(
                         tzinfo=timezone.utc)
-                found[tenant_id].append(Candidate(job_id, tenant_id, priority, scheduled_for,
-                                                  cron, zone))
+                found[tenant_id][job_id] = Candidate(
+                    job_id, tenant_id,
+                    effective_priority(priority, scheduled_for, now, aging_seconds),
+                    scheduled_for, cron, zone)
     finally:
         cursor.close()
-    return found
+    return {tenant_id: sorted(jobs.values(), key=_claim_order)[:rooms[tenant_id]]
+            for tenant_id, jobs in found.items()}
 
 
-_TENANTS_PER_STATEMENT = 200
+def _claim_order(job: Candidate) -> tuple:
+    return (-job.priority, job.scheduled_for or _EPOCH, job.id)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_COMPOUND_TERMS = 500
 
 
 class FairShare:
@@ -205,24 +272,33 @@ class Claim:
 
 def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_seconds: float,
                    handlers: list[str], fairness: FairShare, now: datetime,
-                   daily_limit_check) -> Claim:
-    """Mark up to ``capacity`` due jobs ``processing`` for ``runner_id``; return their rows."""
-    if capacity <= 0 or not handlers:
+                   daily_limit_check, pauses: PauseSet | None = None,
+                   aging_seconds: float | None = None) -> Claim:
+    """Mark up to ``capacity`` due jobs ``processing`` for ``runner_id``; return their rows.
+    Paused work (``pauses``) is passed by; ``aging_seconds`` raises waiting jobs' priority."""
+    pauses = pauses or PauseSet([])
+    if capacity <= 0 or not handlers or pauses.everything is not None:
         return Claim([], {}, [])
     postgres = not db.is_sqlite(conn)
     db.advisory_xact_lock(conn, CLAIM_LOCK_KEY)
     held_back = []
     rooms: dict[str, int] = {}
     slots: dict[str, TenantSlot] = {}
-    for slot in _tenants_with_due_work(conn):
+    runnable: dict[str, list[str]] = {}
+    for slot in tenants_with_due_work(conn):
         room = capacity if slot.free is None else min(capacity, slot.free)
-        if slot.free is not None and slot.free <= 0:
+        tenant_handlers = pauses.runnable_handlers(slot.tenant_id, handlers)
+        if not tenant_handlers:
+            continue   # paused: not held back by its limit, asked to wait
+        if slot.full:
             held_back.append(slot.tenant_id)
         if room > 0:
             rooms[slot.tenant_id] = room
             slots[slot.tenant_id] = slot
+            runnable[slot.tenant_id] = tenant_handlers
     candidates = {tenant_id: rows for tenant_id, rows in
-                  (_due_jobs_of(conn, rooms, handlers, postgres) if rooms else {}).items() if rows}
+                  (_due_jobs_of(conn, rooms, runnable, postgres, now, aging_seconds)
+                   if rooms else {}).items() if rows}
     if not candidates:
         return Claim([], {}, [], held_back)
     chosen = fairness.choose(candidates, {t: slots[t].weight for t in candidates}, capacity)

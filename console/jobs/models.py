@@ -297,7 +297,10 @@ class ErrorRollup(Base):
 
 
 class Runner(Base):
-    """A live runner process: heartbeats tell health checks and operators who is working."""
+    """A runner process: its heartbeat tells health checks, the job explainer and operators who
+    is working and with which handlers. A stopped runner's row stays for a day (``stopped_at``
+    set on a clean stop; a crashed one just stops beating) so the runners screen can say what
+    became of the jobs it held."""
 
     __tablename__ = "runners"
 
@@ -307,6 +310,30 @@ class Runner(Base):
     threads: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    handlers: Mapped[list | None] = mapped_column(JSONText)        # names it can run
+    busy_threads: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_held: Mapped[int] = mapped_column(Integer, default=0)
+    claims_per_minute: Mapped[int] = mapped_column(Integer, default=0)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_job_ids: Mapped[list | None] = mapped_column(JSONText)  # handed back on stop
+    lost_job_ids: Mapped[list | None] = mapped_column(JSONText)      # recovered by others
+
+
+class Pause(Base):
+    """An operator's pause: of everything, a tenant, a handler (for everyone or one tenant) or
+    one job. ``key`` names what is paused (``console/jobs/pauses.py``), so pausing twice is
+    one row and resuming deletes it. Runners read the whole table every dispatch cycle."""
+
+    __tablename__ = "pauses"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))            # all | tenant | handler | job
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    handler: Mapped[str | None] = mapped_column(String(100))
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    paused_by: Mapped[str | None] = mapped_column(String(100))
+    paused_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(Base):
@@ -348,6 +375,7 @@ tenants_table = Tenant.__table__
 daily_usage_table = TenantDailyUsage.__table__
 rejections_table = LimitRejection.__table__
 runners_table = Runner.__table__
+pauses_table = Pause.__table__
 rollups_table = JobRollup.__table__
 duration_rollups_table = DurationRollup.__table__
 totals_table = JobTotal.__table__

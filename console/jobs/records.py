@@ -7,7 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from .types import JobExecutionResult, JobPriority, JobStatus, SystemJob
+from sqlalchemy import Connection, select
+
+from . import db
+from .models import jobs_table
+from .types import JobExecutionResult, JobNotFoundError, JobPriority, JobStatus, SystemJob
 
 
 def new_job_id(at: datetime | None = None) -> str:
@@ -57,3 +61,17 @@ def job_from_row(row: Any) -> SystemJob:
         lease_expires_at=m["lease_expires_at"],
         total_attempts=m["total_attempts"] or 0,
     )
+
+
+def lock_job(conn: Connection, job_id: str) -> SystemJob:
+    """The job ``job_id`` (row-locked on PostgreSQL until the transaction ends).
+
+    :raise JobNotFoundError: no such job.
+    """
+    query = select(jobs_table).where(jobs_table.c.id == job_id)
+    if not db.is_sqlite(conn):
+        query = query.with_for_update()
+    row = conn.execute(query).first() if isinstance(job_id, str) else None
+    if row is None:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    return job_from_row(row)

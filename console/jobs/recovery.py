@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
 
 from . import db
 from .attempts import RetryPolicy, attempt_values, job_last_result, next_state, run_outcome
-from .models import attempts_table, jobs_table, runners_table
+from .models import attempts_table, jobs_table
 from .records import job_from_row
 from .rollups import RollupBatch
+from .runners import forget_old_runners, record_lost_jobs
 from .types import JobExecutionResult, JobStatus, SystemJob
 from .wakeup import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
-STALE_RUNNER_LEASES = 4   # a runner row silent for this many lease periods is forgotten
 
 
 def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: float, *,
@@ -36,6 +36,7 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: f
     now = datetime.now(UTC)
     j = jobs_table.c
     recovered: list[SystemJob] = []
+    lost_by_runner: dict[str, list[str]] = {}
     lost_attempts = RollupBatch()
     with db.write_transaction(engine) as conn:
         expired = select(jobs_table).where(
@@ -71,6 +72,7 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: f
             attempt = attempt_values(job, result, started,
                                      (now - started).total_seconds() * 1000, row.lease_owner)
             conn.execute(attempts_table.insert().values(**attempt))
+            lost_by_runner.setdefault(row.lease_owner, []).append(job.id)
             lost_attempts.add_attempt(
                 now, job.tenant_id, job.handler, job.type, attempt["duration_ms"], False,
                 "WorkerLost", attempt["error_message"], run_outcome(job, changes, False))
@@ -80,9 +82,9 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: f
                                      last_result=last_result, lease_owner=None,
                                      updated_at=now))
         lost_attempts.write(conn)
+        record_lost_jobs(conn, lost_by_runner)
         if tenant_id is None:
-            conn.execute(delete(runners_table).where(runners_table.c.heartbeat_at < now - timedelta(
-                seconds=lease_seconds * STALE_RUNNER_LEASES)))
+            forget_old_runners(conn, now)
         if recovered:
             db.notify_channel(conn, NOTIFY_CHANNEL)
     if recovered:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, select
 
 from . import db
 from .attempts import (
@@ -37,6 +37,7 @@ from .claiming import FairShare, claim_due_jobs
 from .cron import next_fire_time
 from .handlers import JobExecutionContext, LazyTenantContext, system_handler_message
 from .models import daily_usage_table, jobs_table, runners_table
+from .pauses import hold_paused_jobs, paused_job_ids, read_pauses
 from .pool import WorkerPool, WorkItem
 from .queue_sql import attempt_row, result_row, write_results
 from .records import job_from_row
@@ -49,7 +50,7 @@ from .types import (
     JobValidationError,
     SystemJob,
 )
-from .usage import daily_jobs_used, live_job_counts
+from .usage import daily_jobs_used, live_job_counts, recurring_runs_allowed
 from .wakeup import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,17 @@ def _build_statements():
     owned = select(j.id).where(j.id.in_(bindparam("ids", expanding=True)),
                                j.lease_owner == bindparam("owner"),
                                j.status == JobStatus.PROCESSING.value).order_by(j.id)
+    # A paused job stays pending: never promoted, and no reason to wake up for it.
     promote_due = (jobs_table.update()
                    .where(j.status == JobStatus.PENDING.value,
-                          j.scheduled_for <= bindparam("now", type_=j.scheduled_for.type))
+                          j.scheduled_for <= bindparam("now", type_=j.scheduled_for.type),
+                          j.id.not_in(paused_job_ids()))
                    .values(status=JobStatus.QUEUED.value,
                            updated_at=bindparam("now", type_=j.updated_at.type))
                    .returning(*jobs_table.c))
-    next_due = select(func.min(j.scheduled_for)).where(j.status == JobStatus.PENDING.value)
+    next_due = (select(j.scheduled_for)
+                .where(j.status == JobStatus.PENDING.value, j.id.not_in(paused_job_ids()))
+                .order_by(j.scheduled_for).limit(1))
     return (owned, owned.with_for_update(), owned.with_for_update(skip_locked=True), promote_due,
             next_due)
 
@@ -136,6 +141,7 @@ class Runner:
         self._outage = OutageLog(f"runner {self.id}")
         self._renew_after_outage = threading.Event()
         self._recent_duration_ms = _SHORT_ATTEMPT_MS * 10   # assume long until measured
+        self._claims: deque[tuple[float, int]] = deque()   # (monotonic time, jobs) last minute
         self.executed = 0   # attempts finished by this runner
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -177,10 +183,10 @@ class Runner:
         self.service.detach_runner(self)
         if self._watcher is not None:
             self._watcher.stop()
-        self._drain_and_release(grace)
+        released = self._drain_and_release(grace)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-        self._unregister_heartbeat()
+        self._record_stop(released)
         log.info("runner %s stopped", self.id)
 
     def wake(self) -> None:
@@ -287,12 +293,16 @@ class Runner:
             records = self._prepare_records(finished, now)
             with self._connection.write_transaction() as conn:
                 recorded = self._write_records(conn, records)
+                pauses = read_pauses(conn)
+                held = hold_paused_jobs(conn, pauses, now)
                 promoted = self._promote_due(conn, now)
                 claim = claim_due_jobs(conn, runner_id=self.id, capacity=capacity,
                                        lease_seconds=self.lease_seconds,
                                        handlers=self.service.handlers.names(),
                                        fairness=self._fairness, now=now,
-                                       daily_limit_check=self._apply_daily_limit_to_recurring)
+                                       daily_limit_check=self._apply_daily_limit_to_recurring,
+                                       pauses=pauses,
+                                       aging_seconds=self.service.priority_aging_seconds)
                 self._next_due = conn.execute(_NEXT_DUE).scalar()
                 self._next_due_read = True
         except Exception:
@@ -310,8 +320,10 @@ class Runner:
         updates = self.service.job_updates
         if updates.has_subscribers:
             updates.publish_many(recorded)
-            updates.publish_many(job_from_row(r) for r in promoted)
+            updates.publish_many(job_from_row(r) for r in promoted + held)
             updates.publish_many(job_from_row(r) for r, _ in claim.deferred)
+        if claim.rows:
+            self._claims.append((time.monotonic(), len(claim.rows)))
         for row in claim.rows:
             job = job_from_row(row)
             updates.publish(job) if updates.has_subscribers else None
@@ -346,11 +358,9 @@ class Runner:
         deferred = []
         day = now.date()
         for tenant_id, runs in runs_by_tenant.items():
-            limit = tenant_slots[tenant_id].max_daily_jobs
-            allowed = len(runs)
-            if limit is not None:
-                used = daily_jobs_used(conn, tenant_id, day)
-                allowed = max(0, min(allowed, limit - used))
+            allowed = recurring_runs_allowed(conn, tenant_id,
+                                             tenant_slots[tenant_id].max_daily_jobs, day,
+                                             len(runs))
             if allowed:
                 db.upsert(conn, daily_usage_table,
                           {"tenant_id": tenant_id, "day": day, "jobs_accepted": 0,
@@ -593,7 +603,7 @@ class Runner:
                                  .values(lease_expires_at=now + timedelta(
                                      seconds=self.lease_seconds)))
                 conn.execute(runners_table.update().where(runners_table.c.id == self.id)
-                             .values(heartbeat_at=now))
+                             .values(heartbeat_at=now, **self._published_state(live)))
                 self._write_held_back(conn, now)
                 sample_queue_depth(conn, now)
         except Exception as exc:
@@ -602,6 +612,15 @@ class Runner:
         else:
             self._renew_after_outage.clear()   # just done
             self._outage.succeeded()
+
+    def _published_state(self, live: list[str]) -> dict[str, Any]:
+        """What the heartbeat tells the runners screen and the job explainer."""
+        minute_ago = time.monotonic() - 60.0
+        while self._claims and self._claims[0][0] < minute_ago:
+            self._claims.popleft()
+        return {"handlers": self.service.handlers.names(),
+                "busy_threads": len(self._pool.running_items()), "jobs_held": len(live),
+                "claims_per_minute": sum(count for _, count in self._claims)}
 
     def _write_held_back(self, conn, now: datetime) -> None:
         with self._held_back_lock:
@@ -633,7 +652,7 @@ class Runner:
             self.wake()
         return recovered
 
-    def _drain_and_release(self, grace: float) -> None:
+    def _drain_and_release(self, grace: float) -> list[str]:
         """On shutdown: jobs claimed but not started go back to the queue, untouched; running
         ones get ``grace`` seconds to finish, then they too are handed back."""
         released = [i for i in self._pool.waiting_items() if i.transition("waiting", "released")]
@@ -668,6 +687,7 @@ class Runner:
             if item.context is not None:
                 item.context.cancel()
         self._connection.close()
+        return released_ids
 
     # -- heartbeat ------------------------------------------------------------------------
 
@@ -676,11 +696,16 @@ class Runner:
         with db.write_transaction(self.engine) as conn:
             conn.execute(runners_table.insert().values(
                 id=self.id, hostname=socket.gethostname(), pid=os.getpid(), threads=self.threads,
-                started_at=now, heartbeat_at=now))
+                started_at=now, heartbeat_at=now, **self._published_state([])))
 
-    def _unregister_heartbeat(self) -> None:
+    def _record_stop(self, released_job_ids: list[str]) -> None:
+        """The row stays (the runners screen shows stopped runners for a day), marked
+        stopped, with the jobs handed back."""
+        now = datetime.now(UTC)
         try:
             with db.write_transaction(self.engine) as conn:
-                conn.execute(delete(runners_table).where(runners_table.c.id == self.id))
+                conn.execute(runners_table.update().where(runners_table.c.id == self.id).values(
+                    stopped_at=now, heartbeat_at=now, busy_threads=0, jobs_held=0,
+                    claims_per_minute=0, released_job_ids=released_job_ids or None))
         except Exception:
-            log.exception("runner %s could not remove its heartbeat row", self.id)
+            log.exception("runner %s could not record its stop", self.id)

@@ -15,20 +15,24 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select
 
-from . import audit, db
+from . import audit, control, db
 from .attempts import RetryPolicy
 from .audit import Actor
 from .availability import reports_outages
 from .cron import CronNeverFiresError
+from .explain import JobExplanation, explain
 from .handlers import HandlerRegistry, JobHandler
 from .limits import TenantStore, check_queue_room, limits_from_row, queue_full_reason, queue_room
 from .models import jobs_table, tenants_table
+from .pauses import Pause, PauseSet, read_pauses
 from .queue_sql import QueueTransaction, QueueWriter, count_waiting
-from .records import job_from_row, new_job_id
+from .records import job_from_row, lock_job, new_job_id
 from .recovery import release_expired_leases
 from .rollups import RollupBatch, hour_of, record_rejections
+from .runners import RunnerInfo, live_runners, stopped_runners
 from .types import (
     WAITING_STATUSES,
+    JobBlocker,
     JobPriority,
     JobStateError,
     JobStatus,
@@ -57,10 +61,6 @@ _BATCH_KEYS = {
 
 
 _TENANT_BY_ID = select(tenants_table).where(tenants_table.c.id == bindparam("tenant_id"))
-
-
-class JobNotFoundError(LookupError):
-    """No job has that id."""
 
 
 RETRYABLE_STATUSES = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
@@ -100,7 +100,8 @@ class JobService:
                  retry_max_seconds: float = 3600.0, lease_seconds: float = 30.0,
                  worker_threads: int = 8, poll_interval: float = 5.0,
                  shutdown_grace_seconds: float = 20.0, metrics_interval: float = 5.0,
-                 analytics=None, system_tenant_id: str | None = None):
+                 analytics=None, system_tenant_id: str | None = None,
+                 priority_aging_seconds: float | None = 60.0):
         from .events import PeriodicStream
         from .feeds import JobUpdateStream
 
@@ -112,6 +113,8 @@ class JobService:
         self.worker_threads = worker_threads
         self.poll_interval = poll_interval
         self.shutdown_grace_seconds = shutdown_grace_seconds
+        # A waiting job's priority rises one step per this many seconds (claiming.py).
+        self.priority_aging_seconds = priority_aging_seconds
         self.handlers = HandlerRegistry(system_tenant_id)
         self.tenants = TenantStore(engine)
         self.job_updates = JobUpdateStream(engine)
@@ -699,13 +702,164 @@ class JobService:
 
     @staticmethod
     def _lock_job(conn, job_id: str) -> SystemJob:
-        query = select(jobs_table).where(jobs_table.c.id == job_id)
-        if not db.is_sqlite(conn):
-            query = query.with_for_update()
-        row = conn.execute(query).first() if isinstance(job_id, str) else None
-        if row is None:
-            raise JobNotFoundError(f"no job with id {job_id!r}")
-        return job_from_row(row)
+        return lock_job(conn, job_id)
+
+    # -- operator control -----------------------------------------------------------------
+    # ``by``: an ``Actor`` (recorded in the audit trail and on the pause) or a plain name
+    # (recorded on the pause only).
+
+    def pause_tenant(self, tenant_id: str, reason: str | None = None,
+                     by: Actor | str | None = None) -> Pause:
+        """Hold every job of a tenant: they still queue (within its limits), none starts;
+        attempts already running finish. Pausing what is paused changes nothing.
+
+        :raise JobValidationError: unknown tenant (``tenant_id``), reason too long.
+        """
+        def pause(conn, now):
+            control.check_tenant(conn, tenant_id)
+            return Pause("tenant", tenant_id=tenant_id)
+        return self._pause(pause, reason, by)
+
+    def resume_tenant(self, tenant_id: str, by: Actor | str | None = None) -> Pause | None:
+        """Lift a tenant's pause; the pause lifted, or None when it was not paused."""
+        return self._resume(Pause("tenant", tenant_id=tenant_id), by)
+
+    def pause_handler(self, handler: str, tenant_id: str | None = None,
+                      reason: str | None = None, by: Actor | str | None = None) -> Pause:
+        """Hold a handler's jobs, for every tenant or for ``tenant_id`` only.
+
+        :raise JobValidationError: unknown handler (neither registered here nor published by
+            a runner) or tenant, reason too long.
+        """
+        def pause(conn, now):
+            control.check_handler(conn, handler, self.handlers.names())
+            if tenant_id is not None:
+                control.check_tenant(conn, tenant_id)
+            return Pause("handler", tenant_id=tenant_id, handler=handler)
+        return self._pause(pause, reason, by)
+
+    def resume_handler(self, handler: str, tenant_id: str | None = None,
+                       by: Actor | str | None = None) -> Pause | None:
+        return self._resume(Pause("handler", tenant_id=tenant_id, handler=handler), by)
+
+    def pause_all(self, reason: str | None = None, by: Actor | str | None = None) -> Pause:
+        """Maintenance: every runner finishes what runs and claims nothing."""
+        return self._pause(lambda conn, now: Pause("all"), reason, by)
+
+    def resume_all(self, by: Actor | str | None = None) -> Pause | None:
+        return self._resume(Pause("all"), by)
+
+    @reports_outages
+    def pause_job(self, job_id: str, reason: str | None = None,
+                  by: Actor | str | None = None) -> SystemJob:
+        """Hold one job (a recurring one does not fire; a scheduled one does not start).
+
+        :raise JobNotFoundError: no such job.
+        :raise JobStateError: the job has finished.
+        """
+        actor, name = control.who(by)
+        reason = control.check_reason(reason)
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            job = control.pause_job(conn, job_id, reason, actor, name, now)
+        self.job_updates.publish(job)
+        return job
+
+    @reports_outages
+    def resume_job(self, job_id: str, by: Actor | str | None = None) -> SystemJob:
+        """Lift a job's pause: a recurring job runs at its next time, a one-off job past its
+        time at once. A job that was not paused is returned unchanged.
+
+        :raise JobNotFoundError: no such job.
+        """
+        actor, _ = control.who(by)
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            job = control.resume_job(conn, job_id, actor, now)
+        self.job_updates.publish(job)
+        self.wake_local_runners()
+        return job
+
+    @reports_outages
+    def pauses(self) -> PauseSet:
+        """Every pause in force."""
+        with self.engine.connect() as conn:
+            return read_pauses(conn)
+
+    @reports_outages
+    def run_now(self, job_id: str, by: Actor | str | None = None) -> SystemJob:
+        """Run a job once now. A recurring job keeps its schedule: a one-off copy of it is
+        queued (``metadata.run_now_of`` names the original) and returned. A delayed job, or one
+        waiting out a retry's backoff, becomes due now and is returned.
+
+        :raise JobNotFoundError: no such job.
+        :raise JobStateError: the job is paused, finished, queued already or running.
+        :raise TenantLimitException: (recurring) the tenant's queue is full.
+        """
+        actor, _ = control.who(by)
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            job = self._lock_job(conn, job_id)
+            if not job.cron_schedule:
+                updated = control.make_due_now(conn, job, read_pauses(conn), now)
+                audit.record(conn, actor, "job_run_now", tenant_id=job.tenant_id,
+                             target_type="job", target_id=job.id, job_ids=[job.id],
+                             before={"status": job.status.value,
+                                     "scheduled_for": job.scheduled_for.isoformat()
+                                     if job.scheduled_for else None},
+                             after={"status": updated.status.value}, now=now)
+        if not job.cron_schedule:
+            self.job_updates.publish(updated)
+            self.wake_local_runners()
+            return updated
+        if job.status in control.FINISHED:
+            raise JobStateError(f"job {job_id} is {job.status.value}; retry it to run it again")
+        metadata = {**(job.metadata or {}), "run_now_of": job.id}
+        return self.queue_job(job.type, job.handler, job.payload, job.tenant_id,
+                              priority=job.priority, max_retries=job.max_retries,
+                              metadata=metadata, actor=actor, audit_action="job_run_now")
+
+    def explain_job(self, job_id: str) -> list[JobBlocker]:
+        """Every reason a pending or queued job has not started, each with its figures
+        (``lease`` for a processing job whose runner stopped renewing). Empty when nothing
+        holds it back.
+
+        :raise JobNotFoundError: no such job.
+        """
+        return self.explanation(job_id).blockers
+
+    @reports_outages
+    def explanation(self, job_id: str) -> JobExplanation:
+        """``explain_job``'s blockers with the job as read, and for a processing job the live
+        runner that holds it."""
+        return explain(self, job_id)
+
+    def runners(self) -> dict[str, list[RunnerInfo]]:
+        """``live``: every live runner; ``stopped``: those that stopped in the last day, with
+        the jobs they held and what became of each."""
+        now = datetime.now(UTC)
+        with self.engine.connect() as conn:
+            return {"live": live_runners(conn, now, self.lease_seconds),
+                    "stopped": stopped_runners(conn, now, self.lease_seconds)}
+
+    @reports_outages
+    def _pause(self, make_pause, reason: str | None, by: Actor | str | None) -> Pause:
+        actor, name = control.who(by)
+        reason = control.check_reason(reason)
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            pause = replace(make_pause(conn, now), reason=reason, paused_by=name)
+            stored = control.add_pause(conn, pause, actor, now)
+        return stored
+
+    @reports_outages
+    def _resume(self, pause: Pause, by: Actor | str | None) -> Pause | None:
+        actor, _ = control.who(by)
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            lifted = control.remove_pause(conn, pause, actor, now)
+        self.wake_local_runners()
+        return lifted
 
     # -- running --------------------------------------------------------------------------
 

@@ -168,6 +168,24 @@ class SystemJob:
         return self.status.value in FINISHED_STATUSES
 
 
+BLOCKER_CODES = ("due_later", "retry_backoff", "paused", "tenant_concurrency", "daily_limit",
+                 "rate_limit", "no_live_runner", "handler_not_registered", "fair_share",
+                 "dependencies", "lease")
+
+
+@dataclass(frozen=True)
+class JobBlocker:
+    """One reason a job has not started (``JobService.explain_job``): ``code`` (one of
+    ``BLOCKER_CODES``), ``message`` for people, ``details``: the figures behind it."""
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
 class JobValidationError(ValueError):
     """Input to a ``queue_*`` call is invalid; ``field`` names the argument at fault."""
 
@@ -190,6 +208,10 @@ class JobNotAllowedError(PermanentJobError):
     is not re-armed to fail again at each of its times."""
 
     job_metadata = {"retryable": False, "rearm": False}
+
+
+class JobNotFoundError(LookupError):
+    """No job has that id."""
 
 
 class JobStateError(ValueError):

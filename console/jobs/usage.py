@@ -27,3 +27,12 @@ def daily_jobs_used(conn: Connection, tenant_id: str, day: date) -> int:
     d = daily_usage_table.c
     return conn.execute(select(d.jobs_accepted + d.recurring_runs)
                         .where(d.tenant_id == tenant_id, d.day == day)).scalar() or 0
+
+
+def recurring_runs_allowed(conn: Connection, tenant_id: str, max_daily_jobs: int | None,
+                           day: date, wanted: int) -> int:
+    """How many of ``wanted`` recurring runs may start on ``day`` under ``max_daily_jobs``;
+    the runs past it wait for their next time (the claim defers them)."""
+    if max_daily_jobs is None:
+        return wanted
+    return max(0, min(wanted, max_daily_jobs - daily_jobs_used(conn, tenant_id, day)))

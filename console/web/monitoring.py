@@ -8,15 +8,15 @@ runners' ids (host names and process ids) only to the same callers as ``/metrics
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_login import current_user
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..jobs import get_job_service
-from ..jobs.models import runners_table
+from ..jobs.runners import live_runners
 
 bp = Blueprint("monitoring", __name__)
 UTC = timezone.utc
@@ -58,20 +58,20 @@ def healthz():
     try:
         with service.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-            runners = conn.execute(select(runners_table.c.id, runners_table.c.heartbeat_at)).all()
+            live = live_runners(conn, now, service.lease_seconds)
         queue = service.get_job_queue_status()
     except SQLAlchemyError as exc:
         current_app.logger.warning("health check: database unreachable: %s", exc)
         return jsonify(status="unavailable", database={"ok": False}), 503
-    stale_after = timedelta(seconds=service.lease_seconds)
-    live = [{"id": rid, "heartbeat_age_seconds": round((now - beat).total_seconds(), 1)}
-            for rid, beat in runners if now - beat <= stale_after]
     warnings = []
     if queue["queued_jobs"] and not live:
         warnings.append("jobs are queued but no runner is alive")
     runners_shown: dict = {"live": len(live)}
     if _refusal() is None:    # runner ids name hosts and processes: operators only
-        runners_shown["details"] = live
+        runners_shown["details"] = [
+            {"id": runner.id,
+             "heartbeat_age_seconds": round((now - runner.heartbeat_at).total_seconds(), 1)}
+            for runner in live]
     return jsonify(status="ok" if not warnings else "degraded", database={"ok": True},
                    runners=runners_shown, backlog=queue, warnings=warnings)
 

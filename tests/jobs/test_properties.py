@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 from croniter import croniter
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from console.jobs.claiming import FairShare
@@ -31,6 +31,8 @@ tenant_backlogs = st.dictionaries(
     min_size=1)
 
 
+# CI runs the SQLite and PostgreSQL suites at once on two cores: generation may be slow.
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tenant_backlogs, st.dictionaries(st.sampled_from("abcde"), st.integers(1, 4)),
        st.integers(min_value=1, max_value=30))
 def test_fair_choice_respects_capacity_and_each_tenants_order(backlogs, tiers, capacity):

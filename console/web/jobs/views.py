@@ -12,8 +12,8 @@ from flask_login import current_user
 
 from ...jobs import get_job_service
 from ...jobs.listing import FILTER_FIELDS, JOB_ID_PATTERN, JobFilter
-from ...jobs.service import JobNotFoundError
 from ...jobs.types import (
+    JobNotFoundError,
     JobPriority,
     JobStateError,
     JobStatus,
