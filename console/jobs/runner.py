@@ -131,6 +131,7 @@ class Runner:
         self._watcher = None
         self._next_due: datetime | None = None   # the earliest pending job's time
         self._next_due_read = False
+        self._paused_jobs: set[str] = set()   # as of the last cycle
         self._progress_written: dict[str, float] = {}
         # Claims in which a tenant with due work had no free concurrency slot, per tenant;
         # written to limit_rejections (as max_concurrent_jobs) with the next lease renewal.
@@ -294,6 +295,9 @@ class Runner:
             with self._connection.write_transaction() as conn:
                 recorded = self._write_records(conn, records)
                 pauses = read_pauses(conn)
+                if pauses.job_ids != self._paused_jobs:
+                    # A resumed job may be overdue: last cycle's next-due read skipped it.
+                    self._paused_jobs, self._next_due_read = pauses.job_ids, False
                 held = hold_paused_jobs(conn, pauses, now)
                 promoted = self._promote_due(conn, now)
                 claim = claim_due_jobs(conn, runner_id=self.id, capacity=capacity,
