@@ -113,15 +113,6 @@ class Workers:
                   f"{worker.proc.returncode}) -----\n{worker.text()}")
 
 
-@pytest.fixture
-def workers(database_url, tmp_path):
-    started = Workers(database_url, tmp_path)
-    try:
-        yield started
-    finally:
-        started.cleanup()
-
-
 def read_log(path: Path) -> list[tuple[str, int]]:
     """The RecordingHandler's log: one ``(job id, pid)`` per execution."""
     if not path.exists():
