@@ -38,6 +38,7 @@ from ..analytics.health import MIN_RUNS_FOR_RATE, tenants_job_health
 from ..analytics.reports import STUCK_GRACE
 from ..jobs.limits import TenantConfig, TenantStore
 from ..jobs.models import daily_usage_table, jobs_table, rollups_table
+from ..jobs.pauses import Pause, read_pauses
 from ..jobs.rollups import hour_of
 from ..jobs.usage import live_job_counts
 
@@ -146,6 +147,20 @@ class Readings:
     @cached_property
     def configs(self) -> dict[str, TenantConfig]:
         return {config.tenant_id: config for config in self.tenants.list_tenant_configs()}
+
+    @cached_property
+    def paused_tenants(self) -> dict[str, Pause]:
+        """Tenants whose work operators paused (the tenant, or everything), with the pause."""
+        with self.engine.connect() as conn:
+            pauses = read_pauses(conn)
+        if pauses.everything is not None:
+            return {t: pauses.everything for t in self.configs}
+        return {p.tenant_id: p for p in pauses.pauses if p.scope == "tenant"}
+
+    def waiting_of(self, per_tenant: dict[str, Any]) -> dict[str, Any]:
+        """Per-tenant waiting figures without the paused tenants'."""
+        paused = self.paused_tenants
+        return {t: v for t, v in per_tenant.items() if t not in paused}
 
     @cached_property
     def live(self) -> dict[tuple[str, str], int]:
@@ -260,18 +275,29 @@ def _rates(rule: Rule, readings: Readings, runs: dict[str, tuple[int, int]],
     return [m for m in found if m is not None]
 
 
+def _paused_as_zero(readings: Readings, measured: list[Measurement]) -> list[Measurement]:
+    """A waiting figure of paused tenants: operators asked them to wait, so a tenant's reads 0
+    ("paused") and the system's leaves them out (``Readings.waiting_of``)."""
+    paused = readings.paused_tenants
+    return [Measurement(m.tenant_id, 0.0, "paused") if m.tenant_id in paused else m
+            for m in measured]
+
+
 def measure_backlog(rule: Rule, readings: Readings) -> list[Measurement]:
-    return _counts(rule, readings, readings.live_of("queued"))
+    return _paused_as_zero(readings, _counts(
+        rule, readings, readings.waiting_of(readings.live_of("queued"))))
 
 
 def measure_oldest_queued(rule: Rule, readings: Readings) -> list[Measurement]:
-    waited = {t: max(0.0, (readings.now - due).total_seconds())
-              for t, due in readings.oldest_queued.items() if due is not None}
+    waited = readings.waiting_of({t: max(0.0, (readings.now - due).total_seconds())
+                                  for t, due in readings.oldest_queued.items()
+                                  if due is not None})
     if rule.scope == "system":
         counted = readings.of_system(waited)
         return [Measurement(None, max(counted.values(), default=0.0),
                             contributors=_top(counted))]
-    return [Measurement(t, waited.get(t, 0.0)) for t in readings.subjects(rule)]
+    return _paused_as_zero(readings, [Measurement(t, waited.get(t, 0.0))
+                                            for t in readings.subjects(rule)])
 
 
 def measure_success_rate(rule: Rule, readings: Readings) -> list[Measurement]:

@@ -15,6 +15,11 @@ single signal can hide the others:
 
 Status: ``healthy`` at 80 or more, ``warning`` from 60, ``critical`` below 60.
 Each recommendation appears only when its cause is present and names the figure behind it.
+
+A tenant that operators paused (or everything paused) was asked to wait: its backlog and waits
+are not penalised while the pause holds, and the report says "paused" (``paused``: the pauses
+that touch its work, its handlers' included). Time spent paused never counts as waiting: the
+runners measure a job's wait from when its pause was lifted.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from ..jobs.models import (
     rejections_table,
     rollups_table,
 )
+from ..jobs.pauses import Pause, read_pauses
 from ..jobs.rollups import hour_of
 from ..jobs.types import JobValidationError
 from ..jobs.usage import live_job_counts
@@ -97,17 +103,19 @@ def tenants_job_health(engine: Engine, configs: list[TenantConfig]) -> dict[str,
             rejected[tenant_id][limit_type] = count
         daily = dict(conn.execute(select(d.tenant_id, d.jobs_accepted + d.recurring_runs)
                                   .where(d.tenant_id.in_(ids), d.day == now.date())).all())
+        pauses = read_pauses(conn)
     return {config.tenant_id: _health(
         config, totals.get(config.tenant_id, (0, 0, 0, 0, 0.0)),
         by_handler[config.tenant_id], errors[config.tenant_id],
         {status: live.get((config.tenant_id, status), 0)
          for status in ("pending", "queued", "processing")},
         int(stuck.get(config.tenant_id, 0)), dict(rejected[config.tenant_id]),
-        int(daily.get(config.tenant_id) or 0)) for config in configs}
+        int(daily.get(config.tenant_id) or 0), pauses.for_tenant(config.tenant_id))
+        for config in configs}
 
 
 def _health(config: TenantConfig, totals, by_handler, errors, live: dict[str, int], stuck: int,
-            rejected: dict[str, int], daily: int) -> dict[str, Any]:
+            rejected: dict[str, int], daily: int, pauses: list[Pause]) -> dict[str, Any]:
     """Score, status and recommendations from one tenant's signals (see the table above)."""
     tenant_id, limits = config.tenant_id, config.job_limit
     completed, failed, attempts, timed_out, wait_sum = (v or 0 for v in totals)
@@ -120,6 +128,7 @@ def _health(config: TenantConfig, totals, by_handler, errors, live: dict[str, in
     held_back = int(rejected.pop("max_concurrent_jobs", 0))
     refused = int(sum(rejected.values()))
     quota = daily / limits.max_daily_jobs if limits.max_daily_jobs else 0.0
+    asked_to_wait = next((p for p in pauses if p.scope in ("all", "tenant")), None)
 
     penalties = {
         "success_rate": min(40.0, 80.0 * (1.0 - success)) if ended >= MIN_RUNS_FOR_RATE else 0.0,
@@ -130,17 +139,22 @@ def _health(config: TenantConfig, totals, by_handler, errors, live: dict[str, in
         "stuck": min(10.0, 5.0 * stuck),
         "daily_quota": min(5.0, max(0.0, 5.0 * (quota - 0.8) / 0.2)),
     }
+    if asked_to_wait is not None:   # paused: its queue and waits are not held against it
+        penalties["backlog"] = penalties["wait"] = 0.0
     score = round(max(0.0, 100.0 - sum(penalties.values())), 1)
     status = "healthy" if score >= 80 else "warning" if score >= 60 else "critical"
 
-    recommendations = []
+    recommendations = [
+        f"paused: {p.describe()} by {p.paused_by or 'unknown'} since "
+        f"{p.paused_at:%Y-%m-%d %H:%M} UTC" + (f" ({p.reason})" if p.reason else "")
+        + " — resume it when the cause is fixed; its jobs wait meanwhile" for p in pauses]
     if ended >= MIN_RUNS_FOR_RATE and success < 0.95:
         recommendations += _failure_advice(by_handler, errors)
-    if backlog >= 0.8:
+    if backlog >= 0.8 and asked_to_wait is None:
         recommendations.append(
             f"the queue holds {waiting} of max_queued_jobs {limits.max_queued_jobs} "
             f"({backlog:.0%}): raise max_queued_jobs or add runner capacity")
-    if held_back and avg_wait >= 1.0:
+    if held_back and avg_wait >= 1.0 and asked_to_wait is None:
         tier = int(config.tier.value[-1])
         recommendations.append(
             f"jobs waited {avg_wait:.1f} s on average for a concurrency slot: raise "
@@ -169,6 +183,7 @@ def _health(config: TenantConfig, totals, by_handler, errors, live: dict[str, in
             "max_daily_jobs or spread the work over the day")
     return {"tenant_id": tenant_id, "health_score": score, "health_status": status,
             "success_rate": success, "queue_length": waiting, "recommendations": recommendations,
+            "paused": [p.to_dict() for p in pauses],
             "signals": {"runs_24h": int(ended), "attempts_24h": int(attempts),
                         "average_wait_seconds": round(avg_wait, 3),
                         "timed_out_24h": int(timed_out), "refused_24h": refused,

@@ -14,7 +14,7 @@ from . import audit, db
 from .audit import Actor
 from .cron import next_fire_time
 from .models import jobs_table, pauses_table, runners_table, tenants_table
-from .pauses import MAX_REASON_LENGTH, Pause, PauseSet, read_pauses
+from .pauses import LIFTED_KEPT, MAX_REASON_LENGTH, Pause, PauseSet, read_pauses
 from .records import lock_job
 from .types import JobStateError, JobStatus, JobValidationError, SystemJob
 from .wakeup import NOTIFY_CHANNEL
@@ -69,27 +69,32 @@ def check_handler(conn: Connection, handler: str, registered: list[str]) -> None
 def add_pause(conn: Connection, pause: Pause, actor: Actor | None, now: datetime) -> Pause:
     """Store ``pause`` unless the same thing is paused already (then that pause, unchanged,
     is returned and nothing is recorded)."""
-    existing = conn.execute(select(pauses_table).where(pauses_table.c.key == pause.key)).first()
-    if existing is not None:
-        return read_pauses(conn).of(pause.scope, tenant_id=pause.tenant_id,
-                                    handler=pause.handler, job_id=pause.job_id)
+    active = read_pauses(conn).of(pause.scope, tenant_id=pause.tenant_id, handler=pause.handler,
+                                  job_id=pause.job_id)
+    if active is not None:
+        return active
     pause = replace(pause, paused_at=now)
-    conn.execute(pauses_table.insert().values(
-        key=pause.key, scope=pause.scope, tenant_id=pause.tenant_id, handler=pause.handler,
-        job_id=pause.job_id, reason=pause.reason, paused_by=pause.paused_by, paused_at=now))
+    values = {"scope": pause.scope, "tenant_id": pause.tenant_id, "handler": pause.handler,
+              "job_id": pause.job_id, "reason": pause.reason, "paused_by": pause.paused_by,
+              "paused_at": now, "resumed_at": None, "resumed_by": None}
+    db.upsert_many(conn, pauses_table, [{"key": pause.key, **values}], ["key"], [],
+                   replace=list(values))   # a lifted pause's row is paused again
     _record(conn, actor, pause, "paused", now)
     db.notify_channel(conn, NOTIFY_CHANNEL)
     return pause
 
 
-def remove_pause(conn: Connection, pause: Pause, actor: Actor | None,
+def remove_pause(conn: Connection, pause: Pause, actor: Actor | None, resumed_by: str | None,
                  now: datetime) -> Pause | None:
-    """Delete the pause of what ``pause`` names; the pause that was lifted, or None."""
+    """Lift the pause of what ``pause`` names; the pause that was lifted, or None. Its row
+    keeps when it ended for ``LIFTED_KEPT`` (older lifted rows are deleted here)."""
     lifted = read_pauses(conn).of(pause.scope, tenant_id=pause.tenant_id,
                                   handler=pause.handler, job_id=pause.job_id)
     if lifted is None:
         return None
-    conn.execute(delete(pauses_table).where(pauses_table.c.key == pause.key))
+    conn.execute(pauses_table.update().where(pauses_table.c.key == pause.key)
+                 .values(resumed_at=now, resumed_by=resumed_by))
+    conn.execute(delete(pauses_table).where(pauses_table.c.resumed_at < now - LIFTED_KEPT))
     _record(conn, actor, lifted, "resumed", now)
     db.notify_channel(conn, NOTIFY_CHANNEL)
     return lifted
@@ -124,12 +129,13 @@ def pause_job(conn: Connection, job_id: str, reason: str | None, actor: Actor | 
     return job
 
 
-def resume_job(conn: Connection, job_id: str, actor: Actor | None, now: datetime) -> SystemJob:
+def resume_job(conn: Connection, job_id: str, actor: Actor | None, resumed_by: str | None,
+               now: datetime) -> SystemJob:
     """Lift a job's pause. A recurring job whose time passed while paused runs at its next
     time (missed runs are not made up); a one-off job past its time is due at once."""
     job = lock_job(conn, job_id)
     lifted = remove_pause(conn, Pause("job", tenant_id=job.tenant_id, handler=job.handler,
-                                      job_id=job.id), actor, now)
+                                      job_id=job.id), actor, resumed_by, now)
     if (lifted is not None and job.status is JobStatus.PENDING and job.cron_schedule
             and job.scheduled_for is not None and job.scheduled_for < now):
         when = next_fire_time(job.cron_schedule, job.timezone, now)

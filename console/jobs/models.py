@@ -322,7 +322,9 @@ class Runner(Base):
 class Pause(Base):
     """An operator's pause: of everything, a tenant, a handler (for everyone or one tenant) or
     one job. ``key`` names what is paused (``console/jobs/pauses.py``), so pausing twice is
-    one row and resuming deletes it. Runners read the whole table every dispatch cycle."""
+    one row. Resuming sets ``resumed_at``: for a day the runners still know when the work was
+    let go, so time spent paused does not count as waiting. Runners read the table every
+    dispatch cycle (it holds a few rows)."""
 
     __tablename__ = "pauses"
 
@@ -334,6 +336,8 @@ class Pause(Base):
     reason: Mapped[str | None] = mapped_column(String(500))
     paused_by: Mapped[str | None] = mapped_column(String(100))
     paused_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resumed_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class AuditEntry(Base):

@@ -17,7 +17,7 @@ from what runners do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -27,6 +27,7 @@ from .types import JobStatus
 
 SCOPES = ("all", "tenant", "handler", "job")
 MAX_REASON_LENGTH = 500
+LIFTED_KEPT = timedelta(days=1)   # how long a lifted pause's end is remembered
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,12 @@ def pause_key(scope: str, *, tenant_id: str | None = None, handler: str | None =
 
 
 class PauseSet:
-    """Every pause in force, as one dispatch cycle (or one explanation) sees them."""
+    """Every pause in force, as one dispatch cycle (or one explanation) sees them, and when
+    pauses lifted within ``LIFTED_KEPT`` ended (``lifted``: key → resumed at)."""
 
-    def __init__(self, pauses: list[Pause]):
+    def __init__(self, pauses: list[Pause], lifted: dict[str, datetime] | None = None):
         self.pauses = pauses
+        self.lifted = lifted or {}
         self._by_key = {p.key: p for p in pauses}
         self.everything = self._by_key.get("all")
         self.job_ids = {p.job_id for p in pauses if p.scope == "job"}
@@ -90,9 +93,17 @@ class PauseSet:
 
     def holding(self, tenant_id: str, handler: str, job_id: str | None = None) -> list[Pause]:
         """The pauses that keep a job of ``tenant_id`` run by ``handler`` from starting."""
-        keys = ("all", f"tenant:{tenant_id}", f"handler:{handler}",
-                f"handler:{handler}@{tenant_id}") + ((f"job:{job_id}",) if job_id else ())
-        return [self._by_key[key] for key in keys if key in self._by_key]
+        return [self._by_key[key] for key in _keys_holding(tenant_id, handler, job_id)
+                if key in self._by_key]
+
+    def released_at(self, tenant_id: str, handler: str, job_id: str) -> datetime | None:
+        """When the latest lifted pause that held such a job ended (None: none did lately):
+        the job's wait counts from then, not from when it fell due."""
+        if not self.lifted:
+            return None
+        ends = [self.lifted[key] for key in _keys_holding(tenant_id, handler, job_id)
+                if key in self.lifted]
+        return max(ends, default=None)
 
     def runnable_handlers(self, tenant_id: str, handlers: list[str]) -> list[str]:
         """Of ``handlers``, those whose jobs of ``tenant_id`` may start (job pauses aside:
@@ -111,10 +122,20 @@ class PauseSet:
         return self._by_key.get(pause_key(scope, **keys))
 
 
+def _keys_holding(tenant_id: str, handler: str, job_id: str | None) -> tuple[str, ...]:
+    return ("all", f"tenant:{tenant_id}", f"handler:{handler}",
+            f"handler:{handler}@{tenant_id}") + ((f"job:{job_id}",) if job_id else ())
+
+
 def read_pauses(conn: Connection) -> PauseSet:
-    return PauseSet([Pause(row.scope, row.tenant_id, row.handler, row.job_id, row.reason,
-                           row.paused_by, row.paused_at)
-                     for row in conn.execute(select(pauses_table))])
+    pauses, lifted = [], {}
+    for row in conn.execute(select(pauses_table)):
+        if row.resumed_at is None:
+            pauses.append(Pause(row.scope, row.tenant_id, row.handler, row.job_id, row.reason,
+                                row.paused_by, row.paused_at))
+        else:
+            lifted[row.key] = row.resumed_at
+    return PauseSet(pauses, lifted)
 
 
 def hold_paused_jobs(conn: Connection, pauses: PauseSet, now: datetime) -> list[Any]:
@@ -132,4 +153,5 @@ def hold_paused_jobs(conn: Connection, pauses: PauseSet, now: datetime) -> list[
 
 def paused_job_ids():
     """A subquery of paused jobs' ids: promotion and the runners' next wake-up skip them."""
-    return select(pauses_table.c.job_id).where(pauses_table.c.scope == "job")
+    return select(pauses_table.c.job_id).where(pauses_table.c.scope == "job",
+                                               pauses_table.c.resumed_at.is_(None))

@@ -37,7 +37,7 @@ from .claiming import FairShare, claim_due_jobs
 from .cron import next_fire_time
 from .handlers import JobExecutionContext, LazyTenantContext, system_handler_message
 from .models import daily_usage_table, jobs_table, runners_table
-from .pauses import hold_paused_jobs, paused_job_ids, read_pauses
+from .pauses import PauseSet, hold_paused_jobs, paused_job_ids, read_pauses
 from .pool import WorkerPool, WorkItem
 from .queue_sql import attempt_row, result_row, write_results
 from .records import job_from_row
@@ -132,6 +132,7 @@ class Runner:
         self._next_due: datetime | None = None   # the earliest pending job's time
         self._next_due_read = False
         self._paused_jobs: set[str] = set()   # as of the last cycle
+        self._pauses = PauseSet([])            # as the last cycle read them
         self._progress_written: dict[str, float] = {}
         # Claims in which a tenant with due work had no free concurrency slot, per tenant;
         # written to limit_rejections (as max_concurrent_jobs) with the next lease renewal.
@@ -294,7 +295,7 @@ class Runner:
             records = self._prepare_records(finished, now)
             with self._connection.write_transaction() as conn:
                 recorded = self._write_records(conn, records)
-                pauses = read_pauses(conn)
+                pauses = self._pauses = read_pauses(conn)
                 if pauses.job_ids != self._paused_jobs:
                     # A resumed job may be overdue: last cycle's next-due read skipped it.
                     self._paused_jobs, self._next_due_read = pauses.job_ids, False
@@ -536,6 +537,9 @@ class Runner:
             changes = self.next_state(job, result, now)
             last_result = job_last_result(changes, result)
             due = job.scheduled_for or done.started_at
+            released = self._pauses.released_at(job.tenant_id, job.handler, job.id)
+            if released is not None and released > due:
+                due = released   # the time it was paused is not time it waited for a slot
             scheduled_for = changes.get("scheduled_for", job.scheduled_for)
             progress = changes.get("progress", job.progress)
             attempt = attempt_values(job, result, done.started_at, done.duration_ms, self.id)

@@ -772,10 +772,10 @@ class JobService:
 
         :raise JobNotFoundError: no such job.
         """
-        actor, _ = control.who(by)
+        actor, name = control.who(by)
         now = datetime.now(UTC)
         with db.write_transaction(self.engine) as conn:
-            job = control.resume_job(conn, job_id, actor, now)
+            job = control.resume_job(conn, job_id, actor, name, now)
         self.job_updates.publish(job)
         self.wake_local_runners()
         return job
@@ -854,10 +854,10 @@ class JobService:
 
     @reports_outages
     def _resume(self, pause: Pause, by: Actor | str | None) -> Pause | None:
-        actor, _ = control.who(by)
+        actor, name = control.who(by)
         now = datetime.now(UTC)
         with db.write_transaction(self.engine) as conn:
-            lifted = control.remove_pause(conn, pause, actor, now)
+            lifted = control.remove_pause(conn, pause, actor, name, now)
         self.wake_local_runners()
         return lifted
 

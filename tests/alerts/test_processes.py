@@ -14,7 +14,7 @@ from console.alerts.operations import ensure_operations_tenant
 from console.alerts.scheduling import EVALUATE_HANDLER
 from console.jobs.models import attempts_table, jobs_table
 from tests.alerts.conftest import alerts_of, firing_subjects
-from tests.jobs.test_processes import workers  # noqa: F401  (the fixture)
+from tests.jobs.conftest import workers  # noqa: F401  (the fixture)
 from tests.support import wait_until
 
 pytestmark = pytest.mark.slow

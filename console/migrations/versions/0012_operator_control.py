@@ -24,6 +24,8 @@ def upgrade():
         sa.Column("reason", sa.String(length=500), nullable=True),
         sa.Column("paused_by", sa.String(length=100), nullable=True),
         sa.Column("paused_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("resumed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resumed_by", sa.String(length=100), nullable=True),
         sa.PrimaryKeyConstraint("key"),
     )
     with op.batch_alter_table("runners") as batch:
