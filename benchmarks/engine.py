@@ -23,6 +23,15 @@ Phases (keys in the output):
 - ``noisy_neighbour_ms``        tenant A (tier4) queues 5000×scale 2 ms jobs; right after, tenant
                                 B (tier2) queues 20: ms from B's first queue call to B's last
                                 attempt's ``finished_at``.
+- ``low_priority_wait_ms``      bounded waits: one tenant floods critical 20 ms jobs at twice
+                                what the runner can start, for 14 s; 5 low jobs queued into the
+                                flood wait this long to start (``bound_ms``: 4 priority steps ×
+                                JOBS_PRIORITY_AGING_SECONDS = 2 s, plus up to 1 s: runners
+                                look for aged jobs once a second). The same flood with aging
+                                off (``…_without_aging``: how many low jobs had not started when
+                                the flood ended), and a quiet tier2 tenant's 20 jobs queued
+                                mid-flood (``quiet_tenant_ms``, both ways: aging must not cost
+                                other tenants their share).
 
 Timings on a small shared machine are noisy: compare runs on the same machine only.
 """
@@ -58,7 +67,7 @@ HANDLER_SPEC = "benchmarks.engine:Sleep2msHandler"
 UNLIMITED = {"jobLimits": {"maxQueuedJobs": None, "maxDailyJobs": None,
                            "maxConcurrentJobs": None}}
 PHASES = ["enqueue_one", "enqueue_batch", "drain", "drain16", "latency_same", "latency_other",
-          "delayed", "noisy"]
+          "delayed", "noisy", "aging"]
 TARGETS = {
     "enqueue_one_by_one_per_s": (">=", 3500),
     "enqueue_batched_per_s": (">=", 20000),
@@ -69,11 +78,16 @@ TARGETS = {
     "start_latency_other_process_ms.p99": ("<=", 10),
     "delayed_lateness_ms.p99": ("<=", 50),
     "noisy_neighbour_ms": ("<=", 250),
+    # 4 aging steps of 2 s, plus the runner's once-a-second look for aged jobs, plus 0.5 s
+    "low_priority_wait_ms.max": ("<=", 4 * 2000 + 1000 + 500),
 }
+AGING_SECONDS = 2.0
+FLOOD_SECONDS = 14.0
 
 
 class Sleep2msHandler(JobHandler):
-    """Sleeps 2 ms and succeeds: a short but real job for the noisy-neighbour phase."""
+    """Sleeps 2 ms (or ``payload["sleep_ms"]``) and succeeds: a short but real job for the
+    noisy-neighbour and aging phases."""
 
     handler_name = "sleep_2ms"
     supported_job_types = {t.value for t in JobType}
@@ -81,7 +95,7 @@ class Sleep2msHandler(JobHandler):
 
     def execute(self, context) -> JobExecutionResult:
         started = time.monotonic()
-        time.sleep(0.002)
+        time.sleep(context.job.payload.get("sleep_ms", 2) / 1000.0)
         return JobExecutionResult(success=True, executed_at=context.actual_start_time,
                                   execution_time=timedelta(seconds=time.monotonic() - started))
 
@@ -229,11 +243,12 @@ def build_app(url: str, threads: int = 8, **overrides: Any):
 
 
 @contextmanager
-def phase_service(target: Target, name: str, threads: int = 8) -> Iterator[Any]:
-    """A fresh database and an app on it; runners registered in ``service._bench_runners`` are
-    stopped and the engine disposed at the end."""
+def phase_service(target: Target, name: str, threads: int = 8,
+                  **overrides: Any) -> Iterator[Any]:
+    """A fresh database and an app on it (``overrides``: settings); runners registered in
+    ``service._bench_runners`` are stopped and the engine disposed at the end."""
     url = target.fresh(name)
-    app = build_app(url, threads=threads)
+    app = build_app(url, threads=threads, **overrides)
     service = app.extensions["jobs"]
     service._bench_url = url
     service._bench_runners = []
@@ -554,6 +569,73 @@ def phase_noisy(target: Target, scale: float, profiler: Profiler) -> dict[str, A
                          "tenant_a_per_s": round(n_a / (a_total / 1000), 1)}}
 
 
+def phase_aging(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    runs = {aging: _flood_run(target, aging) for aging in (AGING_SECONDS, 0.0)}
+    aged, unaged = runs[AGING_SECONDS], runs[0.0]
+    return {"low_priority_wait_ms": {**summary_ms(aged["waits"]),
+                                     "bound_ms": 4 * AGING_SECONDS * 1000},
+            "low_priority_not_started_without_aging": unaged["not_started"],
+            "quiet_tenant_ms": {"with_aging": aged["quiet_ms"],
+                                "without_aging": unaged["quiet_ms"]},
+            "_details": {f"aging_{aging:g}s": {k: v for k, v in run.items() if k != "waits"}
+                         for aging, run in runs.items()}}
+
+
+def _flood_run(target: Target, aging: float) -> dict[str, Any]:
+    """A steady critical flood in one tenant with low jobs queued into it (see the module's
+    docstring); ``aging`` is JOBS_PRIORITY_AGING_SECONDS (0: off)."""
+    job_ms, threads = 20, 8
+    per_tick = int(2 * threads * 1000 / job_ms / 10)   # twice the runner's capacity, per 0.1 s
+    with phase_service(target, f"aging-{aging:g}", threads=threads,
+                       JOBS_PRIORITY_AGING_SECONDS=aging) as service:
+        flood = make_tenant(service, "flood", "tier4", UNLIMITED)
+        quiet = make_tenant(service, "quiet", "tier2")
+        start_runner(service, threads)
+        warm_up(service, flood, 3)
+        stop = threading.Event()
+
+        def flood_critical():
+            while not stop.is_set():
+                service.queue_batch_jobs([{"type": "immediate", "handler": "sleep_2ms",
+                                           "payload": {"sleep_ms": job_ms}}] * per_tick,
+                                         flood, priority="critical")
+                stop.wait(0.1)
+
+        flooder = threading.Thread(target=flood_critical, daemon=True)
+        began = time.monotonic()
+        flooder.start()
+        time.sleep(1.0)                       # a backlog of critical jobs first
+        log(f"aging {aging:g} s: {per_tick * 10} critical jobs/s into tenant flood; 5 low jobs")
+        low = [(service.queue_job("immediate", "sleep_2ms", {"sleep_ms": job_ms}, flood,
+                                  priority="low"), datetime.now(UTC)) for _ in range(5)]
+        time.sleep(2.0)
+        quiet_start = datetime.now(UTC)
+        quiet_ids = [service.queue_job("immediate", "sleep_2ms", {}, quiet).id
+                     for _ in range(20)]
+        low_ids = [job.id for job, _ in low]
+        try:
+            wait_until(lambda: len(attempt_times(service, low_ids)) == len(low_ids),
+                       max(0.0, FLOOD_SECONDS - (time.monotonic() - began)), 0.1,
+                       "the low jobs to start")
+        except TimeoutError:
+            pass
+        if time.monotonic() - began < FLOOD_SECONDS and not aging:
+            time.sleep(FLOOD_SECONDS - (time.monotonic() - began))
+        started = attempt_times(service, low_ids)
+        backlog = service.count_jobs(tenant_id=flood, statuses=["queued"])
+        stop.set()
+        flooder.join()
+        quiet_times = attempt_times(service, quiet_ids)
+        quiet_ms = (round(ms(max(f for _, f in quiet_times.values()) - quiet_start), 1)
+                    if len(quiet_times) == len(quiet_ids) else None)
+    waits = [ms(started[job.id][0] - queued) for job, queued in low if job.id in started]
+    log(f"  low jobs started {len(waits)}/5, waits {[round(w) for w in waits]} ms; "
+        f"critical backlog at the end {backlog}; quiet tenant's 20 done in {quiet_ms} ms")
+    return {"waits": waits, "not_started": len(low) - len(waits),
+            "critical_backlog_at_end": backlog, "quiet_ms": quiet_ms,
+            "flood_jobs_per_s": per_tick * 10}
+
+
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "enqueue_one": phase_enqueue_one,
     "enqueue_batch": phase_enqueue_batch,
@@ -563,6 +645,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "latency_other": phase_latency_other,
     "delayed": phase_delayed,
     "noisy": phase_noisy,
+    "aging": phase_aging,
 }
 
 

@@ -1,9 +1,13 @@
 """Claiming due jobs fairly, in one short write transaction.
 
 1. Tenants with due (``queued``) work are read with their running count and limits: one indexed
-   look-up per tenant, never a scan of the backlog.
+   look-up per tenant, never a scan of the backlog. Paused work (``console/jobs/pauses.py``)
+   is left out: a paused tenant entirely, a paused handler from the tenant's handler list.
 2. For each tenant with a free concurrency slot, its best due jobs (priority, then oldest
    ``scheduled_for``), at most as many as it has free slots and the runner has capacity.
+   Priority here is the effective one: a waiting job rises a step per
+   ``JOBS_PRIORITY_AGING_SECONDS`` (``effective_priority``), so a low job is not starved by
+   its own tenant's stream of higher ones.
 3. ``FairShare`` picks among those heads by weighted fair queuing: each pick costs a tenant
    1 / (tier weight × priority weight) of virtual time and the tenant with the least virtual time
    goes next. Tenants with due work thus share capacity in proportion to tier × priority, a
@@ -36,6 +40,7 @@ from .pauses import PauseSet
 from .types import JobStatus
 
 CLAIM_LOCK_KEY = 7_301_733_001   # pg_advisory_xact_lock key for claimers
+AGED_LOOK_INTERVAL = 1.0          # seconds between a runner's claims that look for aged jobs
 PRIORITY_WEIGHT = (1, 2, 4, 8, 16)  # low … critical
 
 _PROCESSING = JobStatus.PROCESSING.value
@@ -143,39 +148,33 @@ def _candidates_sql(handler_counts: tuple[int, ...], aged: bool, postgres: bool)
     """The best due jobs of each tenant in one statement: indexed probes (LIMIT on the claim
     index), glued with UNION ALL — one round trip, not one per tenant. ``handler_counts``:
     how many handlers each tenant's probe names (a paused handler leaves some out). With
-    ``aged``, each tenant also gets one probe per priority below critical for jobs that have
-    waited at least one aging step (oldest first): the only jobs that can outrank the
-    first probe's. PostgreSQL locks the rows it returns and skips rows locked by a retry or
-    cancel."""
+    ``aged``, each tenant also gets one probe per priority below critical, oldest first: the
+    only jobs that aging can lift above the first probe's. Every probe is an equality prefix
+    of the claim index read in its order (no time condition that another index could serve).
+    PostgreSQL locks the rows it returns and skips rows locked by a retry or cancel."""
     mark = "%s" if postgres else "?"
     lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
     columns = "SELECT id, tenant_id, priority, scheduled_for, cron_schedule, timezone FROM jobs "
+    order = f"ORDER BY priority DESC, scheduled_for, id LIMIT {mark}{lock}"
     probes = []
     for handlers in handler_counts:
         where = (f"WHERE tenant_id = {mark} AND status = '{_QUEUED}' "
                  f"AND handler IN ({', '.join([mark] * handlers)}) ")
-        probes.append(f"{columns}{where}ORDER BY priority DESC, scheduled_for, id "
-                      f"LIMIT {mark}{lock}")
+        probes.append(f"{columns}{where}{order}")
         if aged:
-            probes += [f"{columns}{where}AND priority = {level} AND scheduled_for <= {mark} "
-                       f"ORDER BY scheduled_for, id LIMIT {mark}{lock}"
+            probes += [f"{columns}{where}AND priority = {level} {order}"
                        for level in range(_CRITICAL)]
     return " UNION ALL ".join(f"SELECT * FROM ({probe}) AS probe_{i}"
                               for i, probe in enumerate(probes))
 
 
 def _due_jobs_of(conn: Connection, rooms: dict[str, int], handlers: dict[str, list[str]],
-                 postgres: bool, now: datetime,
-                 aging_seconds: float | None) -> dict[str, list[Candidate]]:
+                 postgres: bool, now: datetime, aging_seconds: float | None,
+                 look_for_aged: bool) -> dict[str, list[Candidate]]:
     """Each tenant's best ``rooms[tenant]`` due jobs, best first by effective priority."""
     found: dict[str, dict[str, Candidate]] = {tenant_id: {} for tenant_id in rooms}
     tenants = list(rooms)
-    aged = bool(aging_seconds)
-    threshold: Any = None
-    if aged:
-        threshold = now - timedelta(seconds=aging_seconds)
-        if not postgres:   # SQLite keeps UTC times as text, in SQLAlchemy's format
-            threshold = threshold.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    aged = bool(aging_seconds) and look_for_aged
     # SQLite allows 500 terms in one compound SELECT: a few statements when thousands of
     # tenants have due work at once.
     per_statement = _COMPOUND_TERMS // (1 + _CRITICAL if aged else 1)
@@ -185,11 +184,8 @@ def _due_jobs_of(conn: Connection, rooms: dict[str, int], handlers: dict[str, li
             chunk = tenants[start:start + per_statement]
             parameters: list[Any] = []
             for tenant_id in chunk:
-                probe = [tenant_id, *handlers[tenant_id]]
-                parameters += [*probe, rooms[tenant_id]]
-                if aged:
-                    for _ in range(_CRITICAL):
-                        parameters += [*probe, threshold, rooms[tenant_id]]
+                probe = [tenant_id, *handlers[tenant_id], rooms[tenant_id]]
+                parameters += probe * (1 + _CRITICAL) if aged else probe
             sql = _candidates_sql(tuple(len(handlers[t]) for t in chunk), aged, postgres)
             cursor.execute(sql, parameters)
             for job_id, tenant_id, priority, scheduled_for, cron, zone in cursor.fetchall():
@@ -273,9 +269,13 @@ class Claim:
 def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_seconds: float,
                    handlers: list[str], fairness: FairShare, now: datetime,
                    daily_limit_check, pauses: PauseSet | None = None,
-                   aging_seconds: float | None = None) -> Claim:
+                   aging_seconds: float | None = None, look_for_aged: bool = True) -> Claim:
     """Mark up to ``capacity`` due jobs ``processing`` for ``runner_id``; return their rows.
-    Paused work (``pauses``) is passed by; ``aging_seconds`` raises waiting jobs' priority."""
+
+    Paused work (``pauses``) is passed by. ``aging_seconds`` raises waiting jobs' priority;
+    with ``look_for_aged`` the claim also reads each tenant's oldest jobs of every priority
+    below critical (four more index probes per tenant), the ones aging may have lifted: a
+    runner asks for that once a second, not every cycle (``AGED_LOOK_INTERVAL``)."""
     pauses = pauses or PauseSet([])
     if capacity <= 0 or not handlers or pauses.everything is not None:
         return Claim([], {}, [])
@@ -297,8 +297,8 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
             slots[slot.tenant_id] = slot
             runnable[slot.tenant_id] = tenant_handlers
     candidates = {tenant_id: rows for tenant_id, rows in
-                  (_due_jobs_of(conn, rooms, runnable, postgres, now, aging_seconds)
-                   if rooms else {}).items() if rows}
+                  (_due_jobs_of(conn, rooms, runnable, postgres, now, aging_seconds,
+                                look_for_aged) if rooms else {}).items() if rows}
     if not candidates:
         return Claim([], {}, [], held_back)
     chosen = fairness.choose(candidates, {t: slots[t].weight for t in candidates}, capacity)

@@ -33,7 +33,7 @@ from .attempts import (
     run_outcome,
 )
 from .availability import OutageLog
-from .claiming import FairShare, claim_due_jobs
+from .claiming import AGED_LOOK_INTERVAL, FairShare, claim_due_jobs
 from .cron import next_fire_time
 from .handlers import JobExecutionContext, LazyTenantContext, system_handler_message
 from .models import daily_usage_table, jobs_table, runners_table
@@ -133,6 +133,7 @@ class Runner:
         self._next_due_read = False
         self._paused_jobs: set[str] = set()   # as of the last cycle
         self._pauses = PauseSet([])            # as the last cycle read them
+        self._aged_looked_at = float("-inf")   # monotonic time of the last claim that did
         self._progress_written: dict[str, float] = {}
         # Claims in which a tenant with due work had no free concurrency slot, per tenant;
         # written to limit_rejections (as max_concurrent_jobs) with the next lease renewal.
@@ -307,7 +308,8 @@ class Runner:
                                        fairness=self._fairness, now=now,
                                        daily_limit_check=self._apply_daily_limit_to_recurring,
                                        pauses=pauses,
-                                       aging_seconds=self.service.priority_aging_seconds)
+                                       aging_seconds=self.service.priority_aging_seconds,
+                                       look_for_aged=self._look_for_aged())
                 self._next_due = conn.execute(_NEXT_DUE).scalar()
                 self._next_due_read = True
         except Exception:
@@ -335,6 +337,16 @@ class Runner:
             self._pool.submit(WorkItem(job=job, duration_limit=claim.duration_limits.get(
                 job.tenant_id)))
         return len(claim.rows)
+
+    def _look_for_aged(self) -> bool:
+        """Whether this cycle's claim reads the oldest jobs of each lower priority (once per
+        ``AGED_LOOK_INTERVAL``: a bound counted in aging steps of a minute loses nothing, and
+        the other cycles stay one index probe per tenant)."""
+        now = time.monotonic()
+        if now - self._aged_looked_at < AGED_LOOK_INTERVAL:
+            return False
+        self._aged_looked_at = now
+        return True
 
     def _claim_ahead(self) -> int:
         """How many jobs to claim beyond the free threads.
