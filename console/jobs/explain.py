@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select
 
 from .claiming import PRIORITY_WEIGHT, effective_priority, tenant_slot, tenants_with_due_work
+from .cron import next_fire_time
 from .models import jobs_table, runners_table
 from .pauses import read_pauses
 from .records import job_from_row
@@ -112,11 +113,14 @@ def _waiting_blockers(conn: Connection, service, job: SystemJob, runners: list[R
             {"running": slot.running, "max_concurrent_jobs": limit, "running_job_ids": running}))
     if job.cron_schedule and slot is not None and recurring_runs_allowed(
             conn, job.tenant_id, slot.max_daily_jobs, now.date(), 1) == 0:
+        deferred_to = next_fire_time(job.cron_schedule, job.timezone,
+                                     max(now, job.scheduled_for or now))
         blockers.append(JobBlocker(
             "daily_limit",
             f"Tenant {job.tenant_id} has used its daily limit ({slot.max_daily_jobs} jobs); "
-            "this recurring run will be moved to its next time when it comes up",
-            {"max_daily_jobs": slot.max_daily_jobs, "day": now.date().isoformat()}))
+            f"this recurring run will be deferred to {deferred_to:%Y-%m-%d %H:%M:%S} UTC",
+            {"max_daily_jobs": slot.max_daily_jobs, "day": now.date().isoformat(),
+             "deferred_to": _iso(deferred_to)}))
     blockers += _runner_blockers(conn, job, runners)
     if not blockers:
         fair = _fair_share_blocker(conn, service, job, slot, runners, now)

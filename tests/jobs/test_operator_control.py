@@ -295,11 +295,13 @@ def test_daily_limit_of_a_recurring_run(service, make_tenant, idle_runner):
     with db.write_transaction(service.engine) as conn:
         conn.execute(update(jobs_table).where(jobs_table.c.id == recurring.id)
                      .values(scheduled_for=datetime.now(UTC) - timedelta(seconds=1)))
-    assert "daily_limit" in codes(service, recurring)
+    [blocker] = [b for b in service.explain_job(recurring.id) if b.code == "daily_limit"]
     claimed = claimed_ids(idle_runner)
     assert recurring.id not in claimed                           # deferred by the claim
     deferred = service.get_job_by_id(recurring.id)
     assert deferred.status is JobStatus.PENDING and deferred.scheduled_for > datetime.now(UTC)
+    promised = datetime.fromisoformat(blocker.details["deferred_to"])
+    assert abs((promised - deferred.scheduled_for).total_seconds()) <= 60   # the next minute
 
 
 def test_no_live_runner_and_handler_not_registered(service, make_tenant, idle_runner):
