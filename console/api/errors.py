@@ -174,6 +174,14 @@ def answer_routing_errors_as_problems():
     return _from_http_exception(error)
 
 
+def _location(field: str) -> str:
+    """Where the field at fault was sent: the path (``/handlers/{handler}/pause``), else the
+    query (GET) or the body."""
+    if field in (request.view_args or {}):
+        return "path"
+    return "query" if request.method == "GET" else "json"
+
+
 def register_problem_handlers(bp: Blueprint) -> None:
     """Answer every error raised under ``bp`` as problem details."""
 
@@ -186,8 +194,7 @@ def register_problem_handlers(bp: Blueprint) -> None:
     def job_validation(error: JobValidationError):
         field = api_field(error.field)
         message = error.message.split(": ", 1)[1] if ": " in error.message else error.message
-        errors = [{"field": field, "in": "query" if request.method == "GET" else "json",
-                   "message": message}]
+        errors = [{"field": field, "in": _location(field), "message": message}]
         return problem_response(422, f"{field}: {message}", errors=errors)
 
     @bp.errorhandler(TenantLimitException)
