@@ -50,7 +50,9 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "method-not-allowed": ("Method not allowed", "The path exists but not with this method; "
                            "the Allow header lists the methods it takes."),
     "job-state": ("Job state does not allow this", "Only failed or cancelled jobs can be "
-                  "retried, and only pending or queued jobs cancelled."),
+                  "retried; only pending or queued jobs cancelled; a finished job cannot be "
+                  "paused; run now starts a pending job that is not paused (a recurring job: "
+                  "one that is not finished). `detail` says what the job's state is."),
     "tenant-limit": ("Tenant limit reached", "A limit of the tenant refused the work and nothing "
                      "was stored. `limit_type`, `current_usage` and `limit` say which; for "
                      "max_daily_jobs, Retry-After gives the seconds until the count resets at "
