@@ -50,7 +50,9 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "method-not-allowed": ("Method not allowed", "The path exists but not with this method; "
                            "the Allow header lists the methods it takes."),
     "job-state": ("Job state does not allow this", "Only failed or cancelled jobs can be "
-                  "retried, and only pending or queued jobs cancelled."),
+                  "retried; only pending or queued jobs cancelled; a finished job cannot be "
+                  "paused; run now starts a pending job that is not paused (a recurring job: "
+                  "one that is not finished). `detail` says what the job's state is."),
     "tenant-limit": ("Tenant limit reached", "A limit of the tenant refused the work and nothing "
                      "was stored. `limit_type`, `current_usage` and `limit` say which; for "
                      "max_daily_jobs, Retry-After gives the seconds until the count resets at "
@@ -174,6 +176,14 @@ def answer_routing_errors_as_problems():
     return _from_http_exception(error)
 
 
+def _location(field: str) -> str:
+    """Where the field at fault was sent: the path (``/handlers/{handler}/pause``), else the
+    query (GET) or the body."""
+    if field in (request.view_args or {}):
+        return "path"
+    return "query" if request.method == "GET" else "json"
+
+
 def register_problem_handlers(bp: Blueprint) -> None:
     """Answer every error raised under ``bp`` as problem details."""
 
@@ -186,8 +196,7 @@ def register_problem_handlers(bp: Blueprint) -> None:
     def job_validation(error: JobValidationError):
         field = api_field(error.field)
         message = error.message.split(": ", 1)[1] if ": " in error.message else error.message
-        errors = [{"field": field, "in": "query" if request.method == "GET" else "json",
-                   "message": message}]
+        errors = [{"field": field, "in": _location(field), "message": message}]
         return problem_response(422, f"{field}: {message}", errors=errors)
 
     @bp.errorhandler(TenantLimitException)

@@ -12,9 +12,11 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from ..jobs.listing import JOB_ID_PATTERN, MAX_PAGE_SIZE, PAGE_SIZE
+from ..jobs.pauses import SCOPES
 from ..jobs.service import NOTIFICATION_CHANNELS
 from ..jobs.types import JobPriority, JobStatus
 from ..jobs.validation import MAX_RETRIES_CEILING
+from .pausing import request_pauses
 
 PRIORITIES = [p.value for p in JobPriority]
 STATUSES = [s.value for s in JobStatus]
@@ -157,8 +159,35 @@ class ResultSchema(ma.Schema):
         return round(result.execution_time.total_seconds() * 1000, 3)
 
 
+class PauseSchema(ma.Schema):
+    """A pause in force (``console/jobs/pauses.py``): what it holds, why, who, since when."""
+
+    scope = fields.String(validate=validate.OneOf(SCOPES), metadata=_describe(
+        "`all` (maintenance: everything), `tenant`, `handler` or `job`."))
+    tenant_id = fields.String(allow_none=True, metadata=_describe(
+        "The tenant paused, or the job's tenant; for a handler, null means every tenant."))
+    handler = fields.String(allow_none=True)
+    job_id = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    paused_by = fields.String(allow_none=True, metadata=_describe(
+        "A console user's name, or the prefix of the API token that paused it."))
+    paused_at = fields.DateTime(format="iso")
+    what = fields.Function(lambda pause: pause.describe(), metadata=_describe(
+        "What is paused, for people: `tenant acme`, `handler email for every tenant` …",
+        type="string"))
+
+
+class _OwnPause(fields.Nested):
+    """A job's own pause, or null: looked up in the pauses the request read once, so a list
+    of jobs costs one read of them."""
+
+    def get_value(self, obj, attr, accessor=None, default=ma.missing):
+        return request_pauses().of("job", job_id=obj.id)
+
+
 class JobSchema(ma.Schema):
-    """A job as stored: every ``SystemJob`` field. Times are ISO 8601 in UTC."""
+    """A job as stored: every ``SystemJob`` field, and its own pause. Times are ISO 8601 in
+    UTC."""
 
     id = fields.String()
     type = fields.String()
@@ -166,6 +195,9 @@ class JobSchema(ma.Schema):
     payload = fields.Dict()
     priority = fields.Enum(JobPriority, by_value=True)
     status = fields.Enum(JobStatus, by_value=True)
+    paused = _OwnPause(PauseSchema, allow_none=True, metadata=_describe(
+        "The job's own pause (it stays pending until resumed), or null. Pauses of its tenant "
+        "or handler are listed by GET /pauses and named by GET /jobs/{job_id}/explain."))
     tenant_id = fields.String()
     scheduled_for = fields.DateTime(format="iso", allow_none=True)
     cron_schedule = fields.String(allow_none=True)

@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from ..jobs.limits import JOB_TYPE_NAME, MAX_DURATION_SECONDS, MAX_INT, TenantLimitTier
-from .schemas import PRIORITIES, Text, supported_moment
+from .schemas import PRIORITIES, PauseSchema, Text, supported_moment
 
 TIERS = [t.value for t in TenantLimitTier]
 COUNTS = fields.Dict(keys=fields.String(), values=fields.Integer())
@@ -60,6 +60,8 @@ class LimitsSchema(ma.Schema):
     limits = fields.Nested(LimitValuesSchema)
     overridden = fields.List(fields.String(), metadata={
         "description": "The limits that differ from the tier's preset."})
+    paused = fields.Nested(PauseSchema, allow_none=True, metadata={
+        "description": "The tenant's pause (its jobs queue, none starts), or null."})
 
 
 class LimitsUpdateSchema(ma.Schema):

@@ -17,6 +17,7 @@ from .audit import token_actor
 from .auth import require_admin, visible_tenant
 from .errors import validation_problem
 from .openapi import api_blueprint, problems
+from .pausing import request_pauses
 from .tenant_schemas import (
     HealthSchema,
     LimitsSchema,
@@ -50,7 +51,8 @@ def _limits_document(config: TenantConfig) -> dict[str, Any]:
     values = limit_values(config.job_limit)
     preset = limit_values(JobLimitConfig.for_tier(config.tier))
     return {"tenant_id": config.tenant_id, "name": config.name, "tier": config.tier.value,
-            "limits": values, "overridden": [k for k in values if values[k] != preset[k]]}
+            "limits": values, "overridden": [k for k in values if values[k] != preset[k]],
+            "paused": request_pauses().of("tenant", tenant_id=config.tenant_id)}
 
 
 @bp.get("/tenants/<tenant_id>/usage")

@@ -22,7 +22,33 @@ CALLS = {
         "jobs": [{"type": "immediate", "handler": "noop"}] * 4}), "jobs_created", 4),
     "cancel": (lambda api: api("post", f"/jobs/{queue(api, token='acme', delay_seconds=600)['id']}"
                                        "/cancel", token="acme"), "job_cancelled", 1),
+    "pause_tenant": (lambda api: api("post", "/tenants/acme/pause", token="acme"),
+                     "tenant_paused", None),
+    "resume_tenant": (lambda api: _after(api("post", "/tenants/acme/pause", token="acme"),
+                                         api("post", "/tenants/acme/resume", token="acme")),
+                      "tenant_resumed", None),
+    "pause_handler": (lambda api: api("post", "/handlers/noop/pause", token="acme"),
+                      "handler_paused", None),
+    "resume_handler": (lambda api: _after(api("post", "/handlers/noop/pause", token="acme"),
+                                          api("post", "/handlers/noop/resume", token="acme")),
+                       "handler_resumed", None),
+    "pause_job": (lambda api: api("post", f"/jobs/{queue(api, token='acme')['id']}/pause",
+                                  token="acme"), "job_paused", 1),
+    "resume_job": (lambda api: _pause_and_resume(api), "job_resumed", 1),
+    "run_now": (lambda api: api("post", f"/jobs/{queue(api, token='acme', delay_seconds=600)['id']}"
+                                        "/run-now", token="acme"), "job_run_now", 1),
 }
+
+
+def _after(first, then):
+    assert first.status_code == 200, first.get_json()
+    return then
+
+
+def _pause_and_resume(api):
+    job_id = queue(api, token="acme")["id"]
+    return _after(api("post", f"/jobs/{job_id}/pause", token="acme"),
+                  api("post", f"/jobs/{job_id}/resume", token="acme"))
 
 
 @pytest.mark.parametrize("call", list(CALLS))

@@ -3,8 +3,8 @@ the OpenAPI document, valid and invalid, with an all-tenant admin token. Every a
 no 5xx, a documented status code and content type, and a body that conforms to the schema.
 
 Bounded (``MAX_EXAMPLES`` per operation, no deadline) so the run stays well under a minute.
-Requests naming a tenant or a job are also sent for an existing one, so success paths are
-fuzzed too, not only 404s.
+Requests naming a tenant, a job or a handler are also sent for an existing one, so success paths
+are fuzzed too, not only 404s and 422s.
 """
 from __future__ import annotations
 
@@ -56,7 +56,14 @@ OPERATIONS = [("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("POST", "/api/
               ("GET", "/api/v1/tenants/{tenant_id}/trends"),
               ("GET", "/api/v1/tenants/{tenant_id}/limits"),
               ("PUT", "/api/v1/tenants/{tenant_id}/limits"),
-              ("GET", "/api/v1/queue"), ("GET", "/api/v1/stats"), ("GET", "/api/v1/audit")]
+              ("GET", "/api/v1/queue"), ("GET", "/api/v1/stats"), ("GET", "/api/v1/audit"),
+              ("POST", "/api/v1/tenants/{tenant_id}/pause"),
+              ("POST", "/api/v1/tenants/{tenant_id}/resume"),
+              ("POST", "/api/v1/handlers/{handler}/pause"),
+              ("POST", "/api/v1/handlers/{handler}/resume"),
+              ("POST", "/api/v1/jobs/{job_id}/pause"), ("POST", "/api/v1/jobs/{job_id}/resume"),
+              ("POST", "/api/v1/jobs/{job_id}/run-now"), ("GET", "/api/v1/jobs/{job_id}/explain"),
+              ("GET", "/api/v1/pauses"), ("GET", "/api/v1/runners")]
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
@@ -65,7 +72,7 @@ OPERATIONS = [("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("POST", "/api/
 def test_api_conforms_to_its_openapi_document(api_schema, fuzz_app, method, path, mode):
     operation = api_schema[path][method]
     headers = {"Authorization": f"Bearer {fuzz_app.fuzz_token}"}
-    known = {"tenant_id": "acme", "job_id": fuzz_app.fuzz_job}
+    known = {"tenant_id": "acme", "job_id": fuzz_app.fuzz_job, "handler": "noop"}
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,

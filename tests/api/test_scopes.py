@@ -1,10 +1,12 @@
 """The scope matrix: every kind of token × every endpoint × each tenant, the status it gets,
 and that no answer to one tenant's token carries anything of the other tenant.
 
-One app (and database) serves the whole module, so the 180-odd cases share one set-up; each
+One app (and database) serves the whole module, so the 300-odd cases share one set-up; each
 case makes the job it needs, so their order does not matter.
 """
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 
@@ -31,21 +33,24 @@ def matrix_app(database_template, tmp_path_factory):
         # History for usage and lists to (not) show.
         service.queue_job("immediate", "noop", {"note": MARKERS[tenant_id][1]}, tenant_id,
                           metadata={"note": MARKERS[tenant_id][1]})
+        # A pause whose reason only its tenant may read (GET /pauses, jobs, explanations).
+        service.pause_job(_job(app, tenant_id, delayed=True), reason=MARKERS[tenant_id][1])
     app.secrets = make_tokens(service.engine)
     yield app
     service.engine.dispose()
 
 
-def _job(app, tenant: str, cancelled: bool = False) -> str:
+def _job(app, tenant: str, cancelled: bool = False, delayed: bool = False) -> str:
     service = app.extensions["jobs"]
-    job = service.queue_job("immediate", "noop", {"note": MARKERS[tenant][1]}, tenant)
+    job = service.queue_job("immediate", "noop", {"note": MARKERS[tenant][1]}, tenant,
+                            delay=timedelta(hours=1) if delayed else None)
     if cancelled:
         service.cancel_job(job.id)
     return job.id
 
 
-# name → (method, path, body, success status); ``{t}`` is the target tenant, ``{job}`` and
-# ``{done}`` a queued and a cancelled job of it.
+# name → (method, path, body, success status); ``{t}`` is the target tenant, ``{job}``,
+# ``{done}`` and ``{later}`` a queued, a cancelled and a delayed job of it, ``{h}`` a handler.
 ENDPOINTS = {
     "create_job": ("POST", "/jobs", {"type": "immediate", "handler": "noop", "tenant_id": "{t}"},
                    201),
@@ -66,9 +71,19 @@ ENDPOINTS = {
     "put_limits": ("PUT", "/tenants/{t}/limits",
                    {"tier": "tier4", "limits": {"max_queued_jobs": None, "max_daily_jobs": None}},
                    200),
+    "pause_tenant": ("POST", "/tenants/{t}/pause", {"reason": "matrix"}, 200),
+    "resume_tenant": ("POST", "/tenants/{t}/resume", None, 200),
+    "pause_handler": ("POST", "/handlers/{h}/pause", {"tenant_id": "{t}"}, 200),
+    "resume_handler": ("POST", "/handlers/{h}/resume", {"tenant_id": "{t}"}, 200),
+    "pause_job": ("POST", "/jobs/{job}/pause", {"reason": "matrix"}, 200),
+    "resume_job": ("POST", "/jobs/{job}/resume", None, 200),
+    "run_now": ("POST", "/jobs/{later}/run-now", None, 200),
+    "explain_job": ("GET", "/jobs/{job}/explain", None, 200),
+    "list_pauses": ("GET", "/pauses?tenant_id={t}", None, 200),
 }
 SYSTEM_ENDPOINTS = {"queue": ("GET", "/queue", None, 200), "stats": ("GET", "/stats", None, 200),
-                    "audit": ("GET", "/audit", None, 200)}
+                    "audit": ("GET", "/audit", None, 200),
+                    "runners": ("GET", "/runners", None, 200)}
 ADMIN_ONLY = {"put_limits", "audit"}
 TOKENS = ["acme", "globex", "all", "admin", "revoked", "malformed", "missing"]
 MALFORMED = "cjt_" + "!" * 43
@@ -119,11 +134,13 @@ SYSTEM_CASES = [(endpoint, token) for endpoint in SYSTEM_ENDPOINTS for token in 
 @pytest.mark.parametrize("endpoint,token,target", CASES)
 def test_tenant_endpoints(matrix_app, endpoint, token, target):
     method, path, body, success = ENDPOINTS[endpoint]
-    replacements = {"t": target}
+    replacements = {"t": target, "h": "noop"}
     if "{job}" in path:
         replacements["job"] = _job(matrix_app, target)
     if "{done}" in path:
         replacements["done"] = _job(matrix_app, target, cancelled=True)
+    if "{later}" in path:
+        replacements["later"] = _job(matrix_app, target, delayed=True)
     response = _call(matrix_app, token, method, _fill(path, replacements),
                      _fill(body, replacements))
     status = expected(endpoint, token, target, success)
@@ -140,6 +157,8 @@ def test_tenant_endpoints(matrix_app, endpoint, token, target):
             assert marker not in text_body
         if status < 300 and endpoint == "list_jobs":
             assert {job["tenant_id"] for job in response.get_json()["jobs"]} == {token}
+        if status < 300 and endpoint == "list_pauses":
+            assert {p["tenant_id"] for p in response.get_json()["pauses"]} <= {token, None}
 
 
 @pytest.mark.parametrize("endpoint,token", SYSTEM_CASES)
@@ -149,6 +168,35 @@ def test_system_endpoints(matrix_app, endpoint, token):
     assert response.status_code == expected(endpoint, token, None, success)
     for marker in MARKERS[A] + MARKERS[B]:
         assert marker not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_pausing_a_handler_without_a_tenant(matrix_app, token):
+    """A tenant token pauses it for its own tenant; an all-tenant token, for every tenant,
+    only when it is an admin's."""
+    response = _call(matrix_app, token, "POST", "/handlers/record/pause", {"reason": "matrix"})
+    status = {A: 200, B: 200, "all": 403, "admin": 200}.get(token, 401)
+    assert response.status_code == status, response.get_data(as_text=True)
+    if status == 200:
+        assert response.get_json()["paused"]["tenant_id"] == (None if token == "admin"
+                                                              else token)
+        resumed = _call(matrix_app, token, "POST", "/handlers/record/resume", None)
+        assert resumed.status_code == 200 and resumed.get_json()["paused"] is None
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_listing_pauses_without_a_tenant(matrix_app, token):
+    """Every pause for all-tenant tokens; for a tenant token, those that hold its work."""
+    response = _call(matrix_app, token, "GET", "/pauses", None)
+    status = 401 if token in ("revoked", "malformed", "missing") else 200
+    assert response.status_code == status
+    if token in (A, B):
+        other = B if token == A else A
+        assert {p["tenant_id"] for p in response.get_json()["pauses"]} <= {token, None}
+        for marker in MARKERS[other]:
+            assert marker not in response.get_data(as_text=True)
+    elif status == 200:
+        assert {A, B} <= {p["tenant_id"] for p in response.get_json()["pauses"]}
 
 
 @pytest.mark.parametrize("token", [A, B])
@@ -166,7 +214,8 @@ def test_the_matrix_covers_every_api_operation(matrix_app):
                   for method in item if method != "parameters"}
     covered = set()
     for method, path, _, _ in [*ENDPOINTS.values(), *SYSTEM_ENDPOINTS.values()]:
-        path = path.split("?")[0].replace("{t}", "{tenant_id}").replace("{job}", "{job_id}") \
-            .replace("{done}", "{job_id}")
+        path = path.split("?")[0].replace("{t}", "{tenant_id}").replace("{h}", "{handler}")
+        for job in ("{job}", "{done}", "{later}"):
+            path = path.replace(job, "{job_id}")
         covered.add((method, "/api/v1" + path))
     assert documented == covered
