@@ -109,3 +109,21 @@ def start_smtp_server(handler, **options):
     controller = OnAnyPort(handler, hostname="127.0.0.1", port=0, **options)
     controller.start()
     return controller
+
+
+def schema_differences(engine, tables: set[str]) -> list:
+    """What Alembic's autogenerate finds between the migrated database and the models, for
+    ``tables`` only: [] when the migrations create exactly what the models describe."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from console.jobs.models import Base
+
+    def ours(obj, name, kind, reflected, compare_to):
+        table = obj if kind == "table" else getattr(obj, "table", None)
+        return table is not None and table.name in tables
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "include_object": ours})
+        return compare_metadata(context, Base.metadata)

@@ -834,6 +834,7 @@ class JobService:
         runner that holds it."""
         return explain(self, job_id)
 
+    @reports_outages
     def runners(self) -> dict[str, list[RunnerInfo]]:
         """``live``: every live runner; ``stopped``: those that stopped in the last day, with
         the jobs they held and what became of each."""
