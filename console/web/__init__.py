@@ -52,6 +52,7 @@ BLUEPRINT_MODULES = ("auth.views", *SHARED_BLUEPRINTS,
 
 def register_blueprints(app: Flask) -> None:
     from ..extensions import csrf
+    from .control import init_control
     from .errors import init_errors
     from .rendering import init_rendering
     from .security import init_security_headers
@@ -62,6 +63,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(import_module(f"{__name__}.monitoring").bp)   # GET-only probes
     init_rendering(app)
     init_errors(app)
+    init_control(app)
     init_security_headers(app)
 
     @app.context_processor

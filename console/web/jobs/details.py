@@ -1,5 +1,6 @@
 """A job's page, read: its attempts (the newest few, however many it has had), its result, what
-the operator may do to it now, and for a recurring job its schedule."""
+the operator may do to it now (retry, cancel, pause, resume, run now), and for a recurring job
+its schedule."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -11,7 +12,8 @@ from sqlalchemy import Connection, func, select
 from ...jobs.cron import next_fire_time
 from ...jobs.models import attempts_table
 from ...jobs.service import RETRYABLE_STATUSES
-from ...jobs.types import WAITING_STATUSES, JobValidationError, SystemJob
+from ...jobs.types import WAITING_STATUSES, JobStatus, JobValidationError, SystemJob
+from ..control import current_pauses, may_control
 
 UTC = timezone.utc
 ATTEMPTS_SHOWN = 50   # a recurring job can have thousands; the page shows the newest
@@ -37,6 +39,23 @@ def job_activity(conn: Connection, job: SystemJob) -> dict[str, Any]:
         "result": job.last_result.to_dict() if job.last_result else None,
         "can_retry": may_act and job.status.value in RETRYABLE_STATUSES,
         "can_cancel": may_act and job.status.value in WAITING_STATUSES,
+        **job_controls(job),
+    }
+
+
+def job_controls(job: SystemJob) -> dict[str, Any]:
+    """The job's own pause, and which of pause, resume and run now the operator may use now:
+    pause and resume a pending, queued or recurring job; run now a pending one (delayed, or
+    waiting out a retry's backoff) or a recurring one (a one-off copy: its schedule stays)."""
+    own = current_pauses().of("job", job_id=job.id)
+    allowed = may_control() and not job.is_finished
+    waiting = job.status.value in WAITING_STATUSES
+    return {
+        "own_pause": own,
+        "can_pause": allowed and own is None and (waiting or bool(job.cron_schedule)),
+        "can_resume": allowed and own is not None,
+        "can_run_now": allowed and (bool(job.cron_schedule) or (
+            job.status is JobStatus.PENDING and own is None)),
     }
 
 
