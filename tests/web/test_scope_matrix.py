@@ -259,6 +259,7 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
     ("jobs.cancel", "POST"): Scoped(
         _fresh_queued, role="operator",
         happened=lambda w, t, url: w.status(_job_of(url)) != "queued"),
+    ("jobs.explanation", "GET"): Scoped(lambda w, t: f"/jobs/{w.ids[t]['queued']}/explanation"),
     ("jobs.pause", "POST"): Scoped(
         _job_to_pause, role="operator",
         happened=lambda w, t, url: _job_paused(w, url)),

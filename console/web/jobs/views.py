@@ -24,7 +24,7 @@ from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..control import act, back_to, form_reason
 from ..rendering import is_htmx, render_view
-from ..scope import current_scope, in_scope, tenant_scoped, visible
+from ..scope import current_scope, in_scope, is_staff, tenant_scoped, visible
 from .actions import (
     BULK_CAP,
     BULK_VERBS,
@@ -35,7 +35,7 @@ from .actions import (
     local_path,
     outcome_message,
 )
-from .details import job_activity, schedule
+from .details import explanation_view, job_activity, schedule
 
 bp = Blueprint("jobs", __name__)
 
@@ -92,8 +92,24 @@ def show(job_id):
     job = _job_or_404(job_id)
     with get_job_service().engine.connect() as conn:
         activity = job_activity(conn, job)
+    explanation = explanation_view(get_job_service().explanation(job.id), is_staff())
     return render_view("jobs/show.html", None, schedule=schedule(job), live=True,
-                       form=JobActionForm(), **activity)
+                       form=JobActionForm(), explanation=explanation, **activity)
+
+
+@bp.get("/jobs/<job_id>/explanation")
+@tenant_scoped
+def explanation(job_id):
+    """"Why isn't this job running?": the panel polls this every 2 s while the job waits or
+    runs (pauses and other tenants' work change it without changing the job), and stops once
+    the job has finished. Also swaps the page's paused badge (out of band)."""
+    job = _job_or_404(job_id)
+    try:
+        found = get_job_service().explanation(job.id)
+    except JobNotFoundError:
+        abort(404, "There is no job with that id: it may have been pruned.")
+    return render_view("jobs/_explanation.html", "jobs/_explanation.html", oob=True,
+                       explanation=explanation_view(found, is_staff()))
 
 
 @bp.get("/jobs/<job_id>/activity")
