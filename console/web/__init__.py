@@ -35,6 +35,7 @@ NAVIGATION = (
     NavItem("alerts.index", "Alerts"),
     NavItem("tenants.index", "Tenants"),
     NavItem("handlers.index", "Handlers"),
+    NavItem("runners.index", "Runners"),
     NavItem("reports.index", "Reports"),
     NavItem("outbox.index", "Outbox"),
     NavItem("users.index", "Users", "admin"),
@@ -45,7 +46,7 @@ NAVIGATION = (
 # Blueprints, in the order their routes are registered: the shared ones, then screen families.
 SHARED_BLUEPRINTS = ("assets", "monitoring", "stream")
 SCREEN_FAMILIES = ("auth", "dashboard", "jobs", "new_job", "failures", "tenants", "handlers",
-                   "users", "tokens", "reports", "outbox", "alerts", "audit")
+                   "runners", "users", "tokens", "reports", "outbox", "alerts", "audit")
 BLUEPRINT_MODULES = ("auth.views", *SHARED_BLUEPRINTS,
                      *(f"{family}.views" for family in SCREEN_FAMILIES if family != "auth"))
 

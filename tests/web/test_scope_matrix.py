@@ -324,6 +324,8 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
                                              staff=True, url=lambda w: "/maintenance/pause"),
     ("dashboard.resume_all", "POST"): Neutral("resumes everything: system-wide", role="admin",
                                               staff=True, url=lambda w: "/maintenance/resume"),
+    # runners: hosts and processes (staff)
+    ("runners.index", "GET"): Neutral("runners: system-wide", staff=True),
     # dashboard: figures, tiles, feed and charts of the user's tenants
     ("dashboard.index", "GET"): Neutral("figures and feed of the user's tenants"),
     ("dashboard.summary", "GET"): Neutral("figures of the user's tenants"),
