@@ -89,8 +89,16 @@ def require_staff_admin() -> None:
 
 
 def form_reason() -> str | None:
-    """The form's optional reason, as typed (the engine trims it and checks its length)."""
-    return request.form.get("reason")
+    """The form's optional reason, as typed (the engine trims it and checks its length).
+
+    :raise JobValidationError: a NUL character, which PostgreSQL cannot store (the doors keep
+        it out, as the API's schemas and the alert forms do).
+    """
+    reason = request.form.get("reason")
+    if reason and "\x00" in reason:
+        raise JobValidationError("reason", "the reason must not contain the NUL character "
+                                           "(\\u0000)")
+    return reason
 
 
 def back_to(default: str) -> str:

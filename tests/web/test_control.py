@@ -311,6 +311,22 @@ def test_a_reason_over_500_characters_is_refused_with_a_message_and_nothing_stor
     assert service.pauses().of("tenant", tenant_id="acme").reason == "y" * 500
 
 
+def test_nul_characters_are_refused_before_the_database_sees_them(client_as, service,
+                                                                   tenants):
+    """PostgreSQL cannot store a NUL, nor compare one: a 4xx, never a 500."""
+    admin = client_as("admin")
+    for url, data in (("/tenants/acme/pause", {"reason": "a\x00b"}),
+                      ("/maintenance/pause", {"reason": "\x00"}),
+                      ("/handlers/pause", {"handler": "noop", "reason": "x\x00"})):
+        response = post(admin, url, **data)
+        assert response.status_code == 422, url
+        assert "must not contain the NUL character" in text(response)
+    response = post(admin, "/handlers/pause", handler="noop", tenant_id="ac\x00me")
+    assert response.status_code == 404
+    assert admin.get("/tenants/ac%00me").status_code == 404
+    assert not service.pauses()
+
+
 def test_unknown_things_and_impossible_changes_are_4xx_messages(client_as, service, tenants):
     operator = client_as("operator")
     done = service.queue_job("immediate", "noop", {}, "acme")
