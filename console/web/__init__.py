@@ -35,6 +35,7 @@ NAVIGATION = (
     NavItem("alerts.index", "Alerts"),
     NavItem("tenants.index", "Tenants"),
     NavItem("handlers.index", "Handlers"),
+    NavItem("runners.index", "Runners"),
     NavItem("reports.index", "Reports"),
     NavItem("outbox.index", "Outbox"),
     NavItem("users.index", "Users", "admin"),
@@ -45,13 +46,14 @@ NAVIGATION = (
 # Blueprints, in the order their routes are registered: the shared ones, then screen families.
 SHARED_BLUEPRINTS = ("assets", "monitoring", "stream")
 SCREEN_FAMILIES = ("auth", "dashboard", "jobs", "new_job", "failures", "tenants", "handlers",
-                   "users", "tokens", "reports", "outbox", "alerts", "audit")
+                   "runners", "users", "tokens", "reports", "outbox", "alerts", "audit")
 BLUEPRINT_MODULES = ("auth.views", *SHARED_BLUEPRINTS,
                      *(f"{family}.views" for family in SCREEN_FAMILIES if family != "auth"))
 
 
 def register_blueprints(app: Flask) -> None:
     from ..extensions import csrf
+    from .control import init_control
     from .errors import init_errors
     from .rendering import init_rendering
     from .security import init_security_headers
@@ -62,6 +64,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(import_module(f"{__name__}.monitoring").bp)   # GET-only probes
     init_rendering(app)
     init_errors(app)
+    init_control(app)
     init_security_headers(app)
 
     @app.context_processor

@@ -113,7 +113,9 @@ def visible_tenants() -> list:
 def visible_tenant(tenant_id: str | None):
     """The tenant's ``TenantConfig`` when it exists and the signed-in user may see it, else
     None (the caller answers as for a tenant that does not exist)."""
-    if not tenant_id or len(tenant_id) > 64 or not in_scope(tenant_id, current_scope()):
+    # A NUL cannot be in a tenant id, and PostgreSQL refuses even to compare one.
+    if (not tenant_id or len(tenant_id) > 64 or "\x00" in tenant_id
+            or not in_scope(tenant_id, current_scope())):
         return None
     return get_job_service().tenants.get_tenant_config(tenant_id)
 

@@ -16,7 +16,7 @@ import io
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -183,6 +183,71 @@ def _job_of(url: str) -> str:
     return url.split("/")[2]
 
 
+# Operator control: each case sets the state its verb changes first (a case before it, of
+# another user, may have changed it), so that ``happened`` sees this request's doing only.
+
+def _control_job(world, tenant, kind: str) -> str:
+    """One job per tenant and kind, made once (the listing's first page must keep showing the
+    jobs the module started with)."""
+    if kind not in world.ids[tenant]:
+        job = world.service.queue_delayed_job("noop", {"note": MARKERS[tenant][1]},
+                                              timedelta(hours=1), tenant)
+        world.ids[tenant][kind] = job.id
+    return world.ids[tenant][kind]
+
+
+def _job_to_pause(world, tenant):
+    job_id = _control_job(world, tenant, "to_pause")
+    world.service.resume_job(job_id)
+    return f"/jobs/{job_id}/pause"
+
+
+def _paused_job(world, tenant):
+    job_id = _control_job(world, tenant, "to_pause")
+    world.service.pause_job(job_id)
+    return f"/jobs/{job_id}/resume"
+
+
+def _pending_job(world, tenant):
+    """A pending job (run now makes it queued; a pause puts it back to pending)."""
+    job_id = _control_job(world, tenant, "to_run")
+    world.service.pause_job(job_id)
+    world.service.resume_job(job_id)
+    return f"/jobs/{job_id}/run-now"
+
+
+def _job_paused(world, url: str) -> bool:
+    return world.service.pauses().of("job", job_id=_job_of(url)) is not None
+
+
+def _tenant_paused(world, tenant) -> bool:
+    return world.service.pauses().of("tenant", tenant_id=tenant) is not None
+
+
+def _handler_paused(world, tenant) -> bool:
+    return world.service.pauses().of("handler", handler="noop", tenant_id=tenant) is not None
+
+
+def _tenant_url(verb: str, paused_first: bool) -> Callable:
+    def url(world, tenant):
+        if paused_first:
+            world.service.pause_tenant(tenant)
+        else:
+            world.service.resume_tenant(tenant)
+        return f"/tenants/{tenant}/{verb}"
+    return url
+
+
+def _handler_url(verb: str, paused_first: bool) -> Callable:
+    def url(world, tenant):
+        if paused_first:
+            world.service.pause_handler("noop", tenant)
+        else:
+            world.service.resume_handler("noop", tenant)
+        return f"/handlers/{verb}"
+    return url
+
+
 ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
     # jobs
     ("jobs.index", "GET"): Neutral("the list filtered to the user's tenants", shows="queued"),
@@ -194,6 +259,15 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
     ("jobs.cancel", "POST"): Scoped(
         _fresh_queued, role="operator",
         happened=lambda w, t, url: w.status(_job_of(url)) != "queued"),
+    ("jobs.explanation", "GET"): Scoped(lambda w, t: f"/jobs/{w.ids[t]['queued']}/explanation"),
+    ("jobs.pause", "POST"): Scoped(
+        _job_to_pause, role="operator",
+        happened=lambda w, t, url: _job_paused(w, url)),
+    ("jobs.resume", "POST"): Scoped(
+        _paused_job, role="operator", happened=lambda w, t, url: not _job_paused(w, url)),
+    ("jobs.run_now", "POST"): Scoped(
+        _pending_job, role="operator",
+        happened=lambda w, t, url: w.status(_job_of(url)) != "pending"),
     ("jobs.bulk_selected", "POST"): Scoped(
         lambda w, t: "/jobs/bulk", role="operator", denied=303,
         data=lambda w, t: {"action": "cancel", "job_ids": [w.made(t, "bulk", w.job(t))]},
@@ -231,6 +305,12 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
     ("tenants.index", "GET"): Neutral("lists only the user's tenants"),
     ("tenants.create", "POST"): Neutral("adds a tenant: system-wide", role="admin", staff=True),
     ("tenants.show", "GET"): Scoped(lambda w, t: f"/tenants/{t}"),
+    ("tenants.pause", "POST"): Scoped(
+        _tenant_url("pause", paused_first=False), role="operator",
+        happened=lambda w, t, url: _tenant_paused(w, t)),
+    ("tenants.resume", "POST"): Scoped(
+        _tenant_url("resume", paused_first=True), role="operator",
+        happened=lambda w, t, url: not _tenant_paused(w, t)),
     ("tenants.health", "GET"): Scoped(lambda w, t: f"/tenants/{t}/health"),
     ("tenants.charts", "GET"): Scoped(lambda w, t: f"/tenants/{t}/charts"),
     ("tenants.limit_fields", "GET"): Scoped(lambda w, t: f"/tenants/{t}/limits", role="admin",
@@ -239,6 +319,13 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
         lambda w, t: f"/tenants/{t}/limits", role="admin", denied=403, bound_admin_refused=403,
         data=lambda w, t: {"tier": "tier1"},
         happened=lambda w, t, url: w.service.tenants.get_tenant_config(t).tier.value != "tier4"),
+    # maintenance: pausing everything is system-wide (staff admins); resumed after
+    ("dashboard.pause_all", "POST"): Neutral("pauses everything: system-wide", role="admin",
+                                             staff=True, url=lambda w: "/maintenance/pause"),
+    ("dashboard.resume_all", "POST"): Neutral("resumes everything: system-wide", role="admin",
+                                              staff=True, url=lambda w: "/maintenance/resume"),
+    # runners: hosts and processes (staff)
+    ("runners.index", "GET"): Neutral("runners: system-wide", staff=True),
     # dashboard: figures, tiles, feed and charts of the user's tenants
     ("dashboard.index", "GET"): Neutral("figures and feed of the user's tenants"),
     ("dashboard.summary", "GET"): Neutral("figures of the user's tenants"),
@@ -279,6 +366,16 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
         url=lambda w, path=path: f"/handlers{path}")
        for view, path in (("index", ""), ("show", "/noop"), ("row", "/noop/row"),
                           ("charts", "/noop/charts"))},
+    # a handler paused for one tenant: that tenant's operators (for every tenant: staff admins,
+    # tests/web/test_control.py)
+    ("handlers.pause", "POST"): Scoped(
+        _handler_url("pause", paused_first=False), role="operator",
+        data=lambda w, t: {"handler": "noop", "tenant_id": t},
+        happened=lambda w, t, url: _handler_paused(w, t)),
+    ("handlers.resume", "POST"): Scoped(
+        _handler_url("resume", paused_first=True), role="operator",
+        data=lambda w, t: {"handler": "noop", "tenant_id": t},
+        happened=lambda w, t, url: not _handler_paused(w, t)),
     # API tokens: for every tenant or any one (staff)
     ("tokens.index", "GET"): Neutral("tokens: system-wide", role="admin", staff=True),
     ("tokens.create", "POST"): Neutral("tokens: system-wide", role="admin", staff=True),

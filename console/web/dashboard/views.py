@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -19,6 +19,9 @@ from ...extensions import db
 from ...jobs import get_job_service
 from ...jobs.models import jobs_table
 from ...jobs.records import job_from_row
+from ..audit.actor import console_actor
+from ..auth.views import role_required
+from ..control import act, back_to, form_reason, require_staff_admin
 from ..production import production_warnings
 from ..rendering import render_view
 from ..scope import current_scope, tenant_scoped, visible_tenants
@@ -92,3 +95,33 @@ def tenants():
 @tenant_scoped
 def charts():
     return render_template("dashboard/_charts.html", **day_charts())
+
+
+# -- maintenance: pause everything (staff admins; not tenant-scoped, so bound users get 403) ----
+
+@bp.post("/maintenance/pause")
+@role_required("admin")
+def pause_all():
+    """Maintenance: every runner finishes what runs and claims nothing until resumed."""
+    require_staff_admin()
+    back = back_to(url_for(".index"))
+
+    def change():
+        pause = get_job_service().pause_all(form_reason(), by=console_actor())
+        return (f"Everything is paused (by {pause.paused_by or 'unknown'}): runners finish what "
+                "runs and start nothing until resumed. Jobs still queue.")
+    return act(change, back)
+
+
+@bp.post("/maintenance/resume")
+@role_required("admin")
+def resume_all():
+    require_staff_admin()
+    back = back_to(url_for(".index"))
+
+    def change():
+        lifted = get_job_service().resume_all(by=console_actor())
+        if lifted is None:
+            return "Nothing was paused: nothing changed."
+        return "Everything resumed: runners start jobs again."
+    return act(change, back)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from flask import Blueprint, abort, request
+from flask import Blueprint, abort, request, url_for
 
 from ...analytics import charts as plots
 from ...analytics.handlers import (
@@ -24,7 +24,11 @@ from ...analytics.handlers import (
     latest_error_messages,
 )
 from ...jobs import JobService, get_job_service
+from ..audit.actor import console_actor
+from ..auth.views import role_required
+from ..control import act, back_to, form_reason, require_staff_admin
 from ..rendering import render_view
+from ..scope import is_staff, tenant_or_404, tenant_scoped, visible_tenants
 
 UTC = timezone.utc
 
@@ -152,7 +156,7 @@ def show(name: str):
     window, note = parse_window(request.args.get("window"))
     return render_view("handlers/show.html", "handlers/_details.html", 422 if note else 200,
                        window=window, windows=WINDOWS, window_note=note,
-                       **handler_page(service, name, window))
+                       tenants=visible_tenants(), **handler_page(service, name, window))
 
 
 @bp.get("/handlers/<name>/charts")
@@ -163,3 +167,58 @@ def charts(name: str):
     window, _ = parse_window(request.args.get("window"))
     return render_view("handlers/_charts.html", "handlers/_charts.html",
                        charts=handler_charts(service, name, window))
+
+
+# -- pause and resume ------------------------------------------------------------------------
+# One pair of routes for both scopes, the handler and the tenant in the form: the handler's page
+# pauses it for one tenant (chosen there) or every tenant, a tenant's page one of its handlers.
+# For one tenant: the role retry and cancel need, and the tenant must be the user's (else
+# 404); for every tenant: staff admins only.
+
+def _handler_scope() -> tuple[str, str | None, str]:
+    """The form's handler and tenant (None: every tenant, which only staff admins may touch),
+    and the page to go back to."""
+    handler = (request.form.get("handler") or "").strip()
+    tenant_id = (request.form.get("tenant_id") or "").strip() or None
+    if tenant_id is None:
+        require_staff_admin()
+    else:
+        tenant_id = tenant_or_404(tenant_id).tenant_id
+    if handler and is_staff():
+        default = url_for(".show", name=handler)
+    elif tenant_id:
+        default = url_for("tenants.show", tenant_id=tenant_id, _anchor="control")
+    else:
+        default = url_for(".index")
+    return handler, tenant_id, back_to(default)
+
+
+@bp.post("/handlers/pause")
+@tenant_scoped
+@role_required("operator")
+def pause():
+    """Hold a handler's jobs, for one tenant or every tenant; running attempts finish."""
+    handler, tenant_id, back = _handler_scope()
+
+    whom = f"tenant {tenant_id}" if tenant_id else "every tenant"
+
+    def change():
+        get_job_service().pause_handler(handler, tenant_id, form_reason(), by=console_actor())
+        return (f"Handler {handler} paused for {whom}: its jobs still queue, none starts until "
+                "it is resumed; running ones finish.")
+    return act(change, back)
+
+
+@bp.post("/handlers/resume")
+@tenant_scoped
+@role_required("operator")
+def resume():
+    handler, tenant_id, back = _handler_scope()
+    whom = f"tenant {tenant_id}" if tenant_id else "every tenant"
+
+    def change():
+        lifted = get_job_service().resume_handler(handler, tenant_id, by=console_actor())
+        if lifted is None:
+            return f"Handler {handler} was not paused for {whom}: nothing changed."
+        return f"Handler {handler} resumed for {whom}: its jobs start again."
+    return act(change, back)

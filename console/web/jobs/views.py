@@ -22,8 +22,9 @@ from ...jobs.types import (
 )
 from ..audit.actor import console_actor
 from ..auth.views import role_required
+from ..control import act, back_to, form_reason
 from ..rendering import is_htmx, render_view
-from ..scope import current_scope, in_scope, tenant_scoped, visible
+from ..scope import current_scope, in_scope, is_staff, tenant_scoped, visible
 from .actions import (
     BULK_CAP,
     BULK_VERBS,
@@ -34,7 +35,7 @@ from .actions import (
     local_path,
     outcome_message,
 )
-from .details import job_activity, schedule
+from .details import explanation_view, job_activity, schedule
 
 bp = Blueprint("jobs", __name__)
 
@@ -91,8 +92,24 @@ def show(job_id):
     job = _job_or_404(job_id)
     with get_job_service().engine.connect() as conn:
         activity = job_activity(conn, job)
+    explanation = explanation_view(get_job_service().explanation(job.id), is_staff())
     return render_view("jobs/show.html", None, schedule=schedule(job), live=True,
-                       form=JobActionForm(), **activity)
+                       form=JobActionForm(), explanation=explanation, **activity)
+
+
+@bp.get("/jobs/<job_id>/explanation")
+@tenant_scoped
+def explanation(job_id):
+    """"Why isn't this job running?": the panel polls this every 2 s while the job waits or
+    runs (pauses and other tenants' work change it without changing the job), and stops once
+    the job has finished. Also swaps the page's paused badge (out of band)."""
+    job = _job_or_404(job_id)
+    try:
+        found = get_job_service().explanation(job.id)
+    except JobNotFoundError:
+        abort(404, "There is no job with that id: it may have been pruned.")
+    return render_view("jobs/_explanation.html", "jobs/_explanation.html", oob=True,
+                       explanation=explanation_view(found, is_staff()))
 
 
 @bp.get("/jobs/<job_id>/activity")
@@ -118,6 +135,60 @@ def retry(job_id):
 @role_required("operator")
 def cancel(job_id):
     return _change_one(job_id, "cancel_job", "cancelled")
+
+
+@bp.post("/jobs/<job_id>/pause")
+@tenant_scoped
+@role_required("operator")
+def pause(job_id):
+    """Hold one job: it waits pending (a recurring one does not fire) until resumed."""
+    _job_or_404(job_id)
+    back = back_to(url_for("jobs.show", job_id=job_id))
+
+    def change():
+        job = get_job_service().pause_job(job_id, form_reason(), by=console_actor())
+        return (f"Job {job.id} paused (now {job.status.value}): it does not start until it is "
+                "resumed.")
+    return act(change, back)
+
+
+@bp.post("/jobs/<job_id>/resume")
+@tenant_scoped
+@role_required("operator")
+def resume(job_id):
+    _job_or_404(job_id)
+    back = back_to(url_for("jobs.show", job_id=job_id))
+
+    def change():
+        service = get_job_service()
+        was_paused = service.pauses().of("job", job_id=job_id) is not None
+        job = service.resume_job(job_id, by=console_actor())
+        if not was_paused:
+            return f"Job {job.id} was not paused: nothing changed."
+        return f"Job {job.id} resumed (now {job.status.value})."
+    return act(change, back)
+
+
+@bp.post("/jobs/<job_id>/run-now")
+@tenant_scoped
+@role_required("operator")
+def run_now(job_id):
+    """Run a pending job now; for a recurring job, queue a one-off copy and show it."""
+    original = _job_or_404(job_id)
+    back = back_to(url_for("jobs.show", job_id=job_id))
+    outcome = {}
+
+    def change():
+        job = get_job_service().run_now(job_id, by=console_actor())
+        outcome["job"] = job
+        if job.id != original.id:
+            return (f"A one-off run of this recurring job was queued as job {job.id} (now "
+                    f"{job.status.value}); the schedule of job {original.id} is unchanged.")
+        return f"Job {job.id} is due now (now {job.status.value})."
+    response = act(change, back)
+    if "job" in outcome and outcome["job"].id != original.id:
+        return redirect(url_for("jobs.show", job_id=outcome["job"].id), 303)
+    return response
 
 
 def _change_one(job_id: str, verb: str, done: str):

@@ -14,6 +14,7 @@ from ...jobs.limits import TenantConfig
 from ...jobs.types import JobValidationError
 from ..audit.actor import console_actor
 from ..auth.views import role_required
+from ..control import act, back_to, form_reason
 from ..rendering import render_view
 from ..scope import is_staff, tenant_or_404, tenant_scoped, visible_tenants
 from .forms import MAX_RANGE_DAYS, TIERS, DateRangeForm, TenantForm
@@ -57,6 +58,37 @@ def create():
     return redirect(url_for(".show", tenant_id=config.tenant_id), 303)
 
 
+@bp.post("/tenants/<tenant_id>/pause")
+@tenant_scoped
+@role_required("operator")
+def pause(tenant_id: str):
+    """Hold every job of the tenant: they still queue, none starts; running ones finish."""
+    config = tenant_or_404(tenant_id)
+    back = back_to(url_for(".show", tenant_id=config.tenant_id))
+
+    def change():
+        pause = get_job_service().pause_tenant(config.tenant_id, form_reason(),
+                                               by=console_actor())
+        return (f"Tenant {config.name} paused (by {pause.paused_by or 'unknown'}): its jobs "
+                "still queue, none starts until it is resumed; running ones finish.")
+    return act(change, back)
+
+
+@bp.post("/tenants/<tenant_id>/resume")
+@tenant_scoped
+@role_required("operator")
+def resume(tenant_id: str):
+    config = tenant_or_404(tenant_id)
+    back = back_to(url_for(".show", tenant_id=config.tenant_id))
+
+    def change():
+        lifted = get_job_service().resume_tenant(config.tenant_id, by=console_actor())
+        if lifted is None:
+            return f"Tenant {config.name} was not paused: nothing changed."
+        return f"Tenant {config.name} resumed: its jobs start again."
+    return act(change, back)
+
+
 @bp.get("/tenants/<tenant_id>/health")
 @tenant_scoped
 def health(tenant_id: str):
@@ -81,7 +113,8 @@ def _show_context(service: JobService, config: TenantConfig, limits_form: Limits
     range_form, (start, end), range_note = _range(request.args)
     context = tenant_page(service, config, start, end)
     context.update(range_form=range_form, range_note=range_note, start=start, end=end,
-                   limits_form=limits_form, max_range_days=MAX_RANGE_DAYS)
+                   limits_form=limits_form, max_range_days=MAX_RANGE_DAYS,
+                   handler_names=sorted(service.handlers.names()))
     if current_user.may("admin"):   # the trail names users and addresses, as /audit does
         with service.engine.connect() as conn:
             context.update(recent_changes=recent_entries(conn, config.tenant_id),

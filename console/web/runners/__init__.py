@@ -1,0 +1,1 @@
+"""The runners screen (templates/runners/): ``views`` the blueprint."""
