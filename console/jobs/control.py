@@ -38,6 +38,8 @@ def check_reason(reason: str | None) -> str | None:
     if not isinstance(reason, str):
         raise JobValidationError("reason", "reason must be text")
     reason = reason.strip()
+    if "\x00" in reason:   # PostgreSQL cannot store it
+        raise JobValidationError("reason", "reason must not contain NUL characters")
     if len(reason) > MAX_REASON_LENGTH:
         raise JobValidationError("reason", f"reason is {len(reason)} characters; keep it to "
                                            f"{MAX_REASON_LENGTH}")
@@ -45,7 +47,7 @@ def check_reason(reason: str | None) -> str | None:
 
 
 def check_tenant(conn: Connection, tenant_id: str) -> None:
-    if not isinstance(tenant_id, str) or conn.execute(
+    if not isinstance(tenant_id, str) or "\x00" in tenant_id or conn.execute(
             select(tenants_table.c.id).where(tenants_table.c.id == tenant_id)).first() is None:
         raise JobValidationError("tenant_id", f"unknown tenant {tenant_id!r}")
 
