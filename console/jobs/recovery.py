@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 
 from . import db
 from .attempts import RetryPolicy, attempt_values, job_last_result, next_state, run_outcome
+from .endings import record_endings
 from .models import attempts_table, jobs_table
 from .records import job_from_row
 from .rollups import RollupBatch
@@ -30,7 +31,8 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: f
     attempt is recorded as ``WorkerLost``; the job is queued again at once (not its fault), or
     fails when it has no retries left, or waits for its next time when it is recurring.
 
-    Returns the released jobs in their new state; the caller publishes them.
+    Returns the released jobs in their new state, and the jobs their endings changed
+    (``record_endings``); the caller publishes them.
     :raise: whatever the database raises (nothing is then changed).
     """
     now = datetime.now(UTC)
@@ -82,6 +84,7 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: f
                                      last_result=last_result, lease_owner=None,
                                      updated_at=now))
         lost_attempts.write(conn)
+        consequences = record_endings(conn, recovered, now)
         record_lost_jobs(conn, lost_by_runner)
         if tenant_id is None:
             forget_old_runners(conn, now)
@@ -90,4 +93,4 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: f
     if recovered:
         log.warning("recovered %d jobs from runners that stopped renewing their leases",
                     len(recovered))
-    return recovered
+    return recovered + consequences

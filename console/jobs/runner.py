@@ -35,6 +35,7 @@ from .attempts import (
 from .availability import OutageLog
 from .claiming import AGED_LOOK_INTERVAL, FairShare, claim_due_jobs
 from .cron import next_fire_time
+from .endings import record_endings
 from .handlers import JobExecutionContext, LazyTenantContext, system_handler_message
 from .models import daily_usage_table, jobs_table, runners_table
 from .pauses import PauseSet, hold_paused_jobs, paused_job_ids, read_pauses
@@ -295,7 +296,7 @@ class Runner:
         try:
             records = self._prepare_records(finished, now)
             with self._connection.write_transaction() as conn:
-                recorded = self._write_records(conn, records)
+                recorded = self._write_records(conn, records, now)
                 pauses = self._pauses = read_pauses(conn)
                 if pauses.job_ids != self._paused_jobs:
                     # A resumed job may be overdue: last cycle's next-due read skipped it.
@@ -402,6 +403,7 @@ class Runner:
                 record_rejections(conn, tenant_id, "max_daily_jobs",
                                   hour_of(now),
                                   len(runs) - allowed)
+        record_endings(conn, [job_from_row(row) for row, _ in deferred], now)
         deferred_ids = {row.id for row, _ in deferred}
         return [row for row in chosen if row.id not in deferred_ids], deferred
 
@@ -536,7 +538,7 @@ class Runner:
 
     def _record_finished(self, conn, finished: list[Finished], now: datetime) -> list[SystemJob]:
         """Write each finished attempt and the job's next state; return the updated jobs."""
-        return self._write_records(conn, self._prepare_records(finished, now))
+        return self._write_records(conn, self._prepare_records(finished, now), now)
 
     def _prepare_records(self, finished: list[Finished], now: datetime) -> list[_Record]:
         """Everything ``_write_records`` writes, built before the transaction: on SQLite the
@@ -574,8 +576,9 @@ class Runner:
                  (done.started_at - due).total_seconds() * 1000.0)))
         return records
 
-    def _write_records(self, conn, records: list[_Record]) -> list[SystemJob]:
-        """Write the prepared attempts and next states; return the updated jobs.
+    def _write_records(self, conn, records: list[_Record], now: datetime) -> list[SystemJob]:
+        """Write the prepared attempts and next states, and what follows from the jobs that
+        ended (``record_endings``); return the updated jobs (those it changed included).
 
         Only jobs still leased to this runner are written: if the lease was lost (another runner
         recovered the job and counted the attempt as lost), the late result is dropped.
@@ -598,7 +601,8 @@ class Runner:
             for record in kept:
                 rollups.add_attempt(*record.rollup)
             rollups.write(conn)
-        return [r.updated for r in kept]
+        updated = [r.updated for r in kept]
+        return updated + record_endings(conn, updated, now)
 
     def next_state(self, job: SystemJob, result: JobExecutionResult, now: datetime) -> dict:
         """The job's fields after an attempt (``attempts.next_state`` with this runner's

@@ -20,6 +20,7 @@ from .attempts import RetryPolicy
 from .audit import Actor
 from .availability import reports_outages
 from .cron import CronNeverFiresError
+from .endings import record_endings
 from .explain import JobExplanation, explain
 from .handlers import HandlerRegistry, JobHandler
 from .limits import TenantStore, check_queue_room, limits_from_row, queue_full_reason, queue_room
@@ -575,8 +576,10 @@ class JobService:
             rollups.add_jobs(now, job.tenant_id, job.handler, job.type, "jobs_cancelled")
             rollups.write(conn)
             _record_change(conn, actor, "job_cancelled", job, JobStatus.CANCELLED, now)
-        updated = replace(job, status=JobStatus.CANCELLED, completed_at=now, updated_at=now)
+            updated = replace(job, status=JobStatus.CANCELLED, completed_at=now, updated_at=now)
+            consequences = record_endings(conn, [updated], now)
         self.job_updates.publish(updated)
+        self.job_updates.publish_many(consequences)
         return updated
 
     @reports_outages
@@ -676,8 +679,11 @@ class JobService:
                                          updated_at=now))
                     rollups.write(conn)
                     _record_bulk(conn, actor, "jobs_cancelled", cancelled, described_as, now)
+                    consequences = record_endings(conn, cancelled, now)
             outcome.changed_ids.extend(job.id for job in cancelled)
             self.job_updates.publish_many(cancelled)
+            if cancelled:
+                self.job_updates.publish_many(consequences)
         return outcome
 
     def _queue_room(self, conn, tenant_id: str) -> int | None:
