@@ -123,6 +123,11 @@ class Job(Base):
     attempt_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Workflows: the batch it was queued in, the jobs it waits for (ids, same tenant) and
+    # what it does when one of them fails for good or is cancelled ("cancel" or "run").
+    batch_id: Mapped[str | None] = mapped_column(String(36))
+    depends_on: Mapped[list | None] = mapped_column(JSONText)
+    on_dependency_failure: Mapped[str | None] = mapped_column(String(8))
 
     # Every index costs each insert and status change a B-tree write, so there are few:
     # ids are UUIDv7 (time-ordered), so "newest first" is simply ORDER BY id DESC.
@@ -137,6 +142,9 @@ class Job(Base):
         Index("ix_jobs_status_id", "status", "id"),
         # Changes since a moment: job_updates reaching other processes (console/jobs/feeds.py).
         Index("ix_jobs_updated", "updated_at", "id"),
+        # A batch's jobs (its page); most jobs have none, so only those are indexed.
+        Index("ix_jobs_batch", "batch_id", "id", sqlite_where=text("batch_id IS NOT NULL"),
+              postgresql_where=text("batch_id IS NOT NULL")),
         Index("uq_jobs_tenant_idempotency", "tenant_id", "idempotency_key", unique=True,
               sqlite_where=text("idempotency_key IS NOT NULL"),
               postgresql_where=text("idempotency_key IS NOT NULL")),

@@ -60,6 +60,9 @@ def job_from_row(row: Any) -> SystemJob:
         lease_owner=m["lease_owner"],
         lease_expires_at=m["lease_expires_at"],
         total_attempts=m["total_attempts"] or 0,
+        batch_id=m["batch_id"],
+        depends_on=tuple(m["depends_on"] or ()),
+        on_dependency_failure=m["on_dependency_failure"] or "cancel",
     )
 
 

@@ -153,6 +153,9 @@ class SystemJob:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     total_attempts: int = 0
+    batch_id: str | None = None
+    depends_on: tuple[str, ...] = ()          # ids of the jobs it waits for
+    on_dependency_failure: str = "cancel"     # or "run"
 
     @property
     def can_retry(self) -> bool:
