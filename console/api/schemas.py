@@ -216,6 +216,13 @@ class JobSchema(ma.Schema):
     progress_message = fields.String(allow_none=True)
     lease_owner = fields.String(allow_none=True)
     lease_expires_at = fields.DateTime(format="iso", allow_none=True)
+    batch_id = fields.String(allow_none=True, metadata=_describe(
+        "The batch it was queued in (GET /batches/{batch_id}); null for a single job."))
+    depends_on = fields.List(fields.String(), metadata=_describe(
+        "Ids of the jobs (same tenant) it waits for before it may start."))
+    on_dependency_failure = fields.String(metadata=_describe(
+        "When a job it depends on fails for good or is cancelled: `cancel` this one too, "
+        "or `run` it anyway."))
     can_retry = fields.Boolean(metadata=_describe(
         "Whether a failed attempt would be followed by another."))
     is_recurring = fields.Boolean()
