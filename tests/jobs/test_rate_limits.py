@@ -262,6 +262,26 @@ def test_a_runner_with_only_rate_limited_work_wakes_when_the_limit_allows(servic
         assert len(inside) <= 4, claimed
 
 
+def test_rate_limited_waits_are_counted_for_health(service, make_tenant, idle_runner):
+    make_tenant("acme", rateLimit={"count": 1, "periodSeconds": 60})
+    queue(service, "acme", 3)
+    claim(idle_runner)
+    claim(idle_runner)
+    claim(idle_runner)
+    idle_runner.renew_leases()   # held-back claims are written with the lease renewal
+    usage = service.get_tenant_job_usage("acme")
+    assert usage.limit_rejections == {"rate_limit": 3}
+    assert usage.current_usage["rate_limit_starts"] == 1
+    assert "rate_limit: 1 of 1 used (100%) in the last 60 s" in usage.warnings
+    assert ("jobs waited on a rate limit (the tenant's rate_limit 1 per 60 s, or a handler's) "
+            "in 3 claims") in usage.warnings
+    health = service.get_tenant_job_health("acme")
+    assert health["signals"]["rate_limited_claims_24h"] == 3
+    assert health["signals"]["refused_24h"] == 0             # waits are not refusals
+    trends = service.get_job_trends(tenant_id="acme")
+    assert sum(trends["limit_rejections"]) == 0             # nor in the refusals' series
+
+
 def test_setting_a_handler_limit_is_audited_and_checked(service, make_tenant):
     make_tenant("acme")
     assert service.set_handler_rate_limit("noop", RateLimit(10, 1), by=OPS) == RateLimit(10, 1)
