@@ -867,22 +867,32 @@ class JobService:
         return limit
 
     @reports_outages
-    def handler_rate_limits(self) -> list[HandlerRateLimit]:
-        """Every handler's rate limit in force, for every tenant or one."""
+    def handler_rate_limits(self, handler: str | None = None) -> list[HandlerRateLimit]:
+        """Handlers' rate limits in force (of ``handler`` only, when given), for every tenant
+        or one."""
         with self.engine.connect() as conn:
-            return read_handler_limits(conn).all
+            limits = read_handler_limits(conn).all
+        return [limit for limit in limits if handler is None or limit.handler == handler]
 
     @reports_outages
-    def rate_limit_states(self, tenant_id: str, handler: str | None = None) -> list[KeyState]:
-        """The rate limits a tenant's work counts against now — its own, and with
-        ``handler`` that handler's (for every tenant and for it) — each with its starts in the
-        current period and when the next start is allowed, as a claim now would see them."""
+    def rate_limit_states(self, tenant_id: str | None = None,
+                          handler: str | None = None) -> list[KeyState]:
+        """The rate limits that work counts against now, each with its starts in the current
+        period and when it next allows a start, as a claim now would see them: a tenant's own
+        (``tenant_id``), a handler's for every tenant (``handler``), and both with its limit
+        for that tenant (both)."""
         now = datetime.now(UTC)
+        config = self.tenants.get_tenant_config(tenant_id) if tenant_id else None
+        own = config.job_limit.rate_limit if config else None
         with self.engine.connect() as conn:
-            config = self.tenants.get_tenant_config(tenant_id)
-            own = config.job_limit.rate_limit if config else None
-            limits = job_limits(tenant_id, own, handler, read_handler_limits(conn)) \
-                if handler else ({tenant_key(tenant_id): own} if own else {})
+            handler_limits = read_handler_limits(conn)
+            if tenant_id and handler:
+                limits = job_limits(tenant_id, own, handler, handler_limits)
+            elif handler:
+                every = handler_limits.of(handler)
+                limits = {every.key: every.limit} if every else {}
+            else:
+                limits = {tenant_key(tenant_id): own} if own else {}
             return list(states_at(conn, limits, now).values())
 
     def explain_job(self, job_id: str) -> list[JobBlocker]:
