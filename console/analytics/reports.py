@@ -139,7 +139,7 @@ def usage_warnings(limits, usage: dict[str, int], rejections: dict[str, int]) ->
             ("rate_limit", usage.get("rate_limit_starts", 0), rate.count if rate else None)):
         if limit and used / limit > WARN_AT:
             warnings.append(f"{name}: {used} of {limit} used ({used / limit:.0%})"
-                            + (f" in the last {rate.period_seconds:g} s"
+                            + (f" in the last {rate.period_text} s"
                                if name == "rate_limit" else ""))
     held_back = rejections.get("max_concurrent_jobs", 0)
     if held_back:

@@ -146,7 +146,7 @@ def _rate_blocker(state: KeyState) -> JobBlocker:
     return JobBlocker(
         "rate_limit",
         f"Held by {state.describe()}, {state.limit}: {state.started:,} started in the last "
-        f"{state.limit.period_seconds:g} s; the next start is allowed at "
+        f"{state.limit.period_text} s; the next start is allowed at "
         f"{when:%H:%M:%S}.{when.microsecond // 1000:03d} UTC, in "
         f"{(when - state.at).total_seconds():.1f} s",
         state.to_dict())

@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -112,6 +113,11 @@ class RateLimit:
         return ((self.count, self.period_seconds),
                 (burst, self.period_seconds * burst / self.count))
 
+    @property
+    def period_text(self) -> str:
+        """The period's seconds as people type them: "2", "0.5", "2592000"."""
+        return f"{Decimal(repr(self.period_seconds)).normalize():f}"
+
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "period_seconds": self.period_seconds, "burst": self.burst}
 
@@ -142,7 +148,7 @@ class RateLimit:
             raise JobValidationError(field_name, error.message.partition(": ")[2]) from None
 
     def __str__(self) -> str:
-        shown = f"{self.count:,} per {self.period_seconds:g} s"
+        shown = f"{self.count:,} per {self.period_text} s"
         return shown + (f" (burst {self.burst:,})" if self.burst is not None else "")
 
 
