@@ -148,3 +148,15 @@ def test_a_user_bound_to_a_tenant_limits_only_its_handlers(app, make_tenant, ser
         "period_seconds": "60"})
     assert own.status_code == 303
     assert [limit.key for limit in service.handler_rate_limits()] == ["handler:noop@acme"]
+
+
+def test_a_jobs_page_says_which_rate_limit_holds_it(client_as, make_tenant, service):
+    make_tenant("acme", rateLimit={"count": 1, "periodSeconds": 60})
+    jobs = [service.queue_job("immediate", "noop", {}, "acme") for _ in range(2)]
+    service.run_until_idle(timeout=0.5, settle=0.1)
+    held = next(job for job in jobs if service.get_job_by_id(job.id).status.value == "queued")
+    page = client_as("viewer").get(f"/jobs/{held.id}").get_data(as_text=True)
+    assert 'data-code="rate_limit"' in page and "Rate limit" in page
+    assert "Held by tenant acme&#39;s rate limit, 1 per 60 s" in page
+    assert "<dt>Started in the period</dt><dd>1 of 1</dd>" in page
+    assert "<dt>Next start allowed</dt>" in page
