@@ -13,22 +13,12 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from benchmarks.engine import most_in_a_window
 from console.jobs.models import attempts_table, jobs_table
 from tests.jobs.test_processes import app_config  # noqa: F401  (the short lease)
 
 COUNT, PERIOD, SECONDS = 20, 2.0, 30.0
 pytestmark = pytest.mark.slow
-
-
-def most_in_any_window(starts: list[datetime], period: float) -> int:
-    """The most starts in any window [t, t + period): the busiest window begins at a start."""
-    starts = sorted(starts)
-    most, last = 0, 0
-    for first, moment in enumerate(starts):
-        while last < len(starts) and starts[last] < moment + timedelta(seconds=period):
-            last += 1
-        most = max(most, last - first)
-    return most
 
 
 def test_three_workers_never_start_more_than_the_limit_in_any_window(service, make_tenant,
@@ -46,17 +36,18 @@ def test_three_workers_never_start_more_than_the_limit_in_any_window(service, ma
         runners = conn.execute(select(attempts_table.c.worker).distinct()).scalars().all()
     assert {attempts for _, attempts in rows} == {1}
     starts = sorted(moment for moment, _ in rows)
-    assert most_in_any_window(starts, PERIOD) <= COUNT
+    assert most_in_a_window(starts, PERIOD) <= COUNT
     in_30_s = [t for t in starts if t < starts[0] + timedelta(seconds=SECONDS)]
     print(f"{len(in_30_s)} starts in the first {SECONDS:g} s, {len(rows)} in all, by "
           f"{len(runners)} runners")
     # Used, not just obeyed: 15 periods' worth, less the few wake-ups' delays.
     assert len(in_30_s) >= 0.85 * COUNT * SECONDS / PERIOD, len(in_30_s)
-    assert most_in_any_window(starts, PERIOD) == COUNT
+    assert most_in_a_window(starts, PERIOD) == COUNT
 
 
 def test_windows_are_counted_from_the_start_times():
+    """The busiest window of [t, t + period) begins at a start."""
     t = datetime(2026, 1, 1)
     starts = [t, t + timedelta(seconds=1), t + timedelta(seconds=1.5), t + timedelta(seconds=2)]
-    assert most_in_any_window(starts, 2.0) == 3          # [1, 3) holds 1, 1.5 and 2
-    assert most_in_any_window(starts, 2.5) == 4
+    assert most_in_a_window(starts, 2.0) == 3          # [1, 3) holds 1, 1.5 and 2
+    assert most_in_a_window(starts, 2.5) == 4
