@@ -218,8 +218,11 @@ class HandlerLimits:
 def read_handler_limits(conn: Connection) -> HandlerLimits:
     return HandlerLimits([
         HandlerRateLimit(row.handler, row.tenant_id, rate_limit_of(row), row.set_by, row.set_at)
-        for row in conn.execute(select(handler_rate_limits_table)
-                                .order_by(handler_rate_limits_table.c.key))])
+        for row in conn.execute(_HANDLER_LIMITS)])
+
+
+# Built once: every claim reads it, and building a statement costs more than running it.
+_HANDLER_LIMITS = select(handler_rate_limits_table).order_by(handler_rate_limits_table.c.key)
 
 
 def store_handler_limit(conn: Connection, handler: str, tenant_id: str | None,
