@@ -40,7 +40,7 @@ from sqlalchemy import Connection, bindparam, func, select
 
 from . import db
 from .limits import RateLimit, TenantLimitTier, rate_limit_of
-from .models import jobs_table, tenants_table
+from .models import handler_rate_limits_table, jobs_table, tenants_table
 from .pauses import PauseSet
 from .rates import ClaimLimits
 from .types import JobStatus
@@ -62,6 +62,9 @@ class TenantSlot:
     max_daily_jobs: int | None
     running: int = 0
     rate_limit: RateLimit | None = None
+    # Whether any handler has a rate limit: read with the slots, so that a claim makes no
+    # round trip for handlers' limits when there are none.
+    handler_limits_set: bool = False
 
     @property
     def full(self) -> bool:
@@ -82,9 +85,12 @@ def _build_statements():
     first_due = (select(j.id).where(j.tenant_id == t.id, j.status == _QUEUED)
                  .order_by(j.priority.desc(), j.scheduled_for, j.id)
                  .limit(1).scalar_subquery())
+    # Uncorrelated: evaluated once per statement, not per tenant.
+    any_handler_limit = select(handler_rate_limits_table.c.key).limit(1).scalar_subquery()
     tenant_slots = select(t.id, t.tier, t.max_concurrent_jobs, t.max_job_duration_ms,
                           t.max_daily_jobs, running.label("running"), t.rate_limit_count,
-                          t.rate_limit_period_seconds, t.rate_limit_burst)
+                          t.rate_limit_period_seconds, t.rate_limit_burst,
+                          any_handler_limit.label("any_handler_limit"))
     tenants_with_due_work = tenant_slots.where(first_due.is_not(None))
     one_tenant = tenant_slots.where(t.id == bindparam("tenant_id"))
     mark_claimed = (jobs_table.update()
@@ -140,7 +146,8 @@ _CRITICAL = len(PRIORITY_WEIGHT) - 1
 def _slot(row) -> TenantSlot:
     free = None if row.max_concurrent_jobs is None else row.max_concurrent_jobs - row.running
     return TenantSlot(row.id, TenantLimitTier(row.tier).weight, free, row.max_job_duration_ms,
-                      row.max_daily_jobs, row.running, rate_limit_of(row))
+                      row.max_daily_jobs, row.running, rate_limit_of(row),
+                      row.any_handler_limit is not None)
 
 
 def tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
@@ -304,35 +311,12 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
     pauses = pauses or PauseSet([])
     if capacity <= 0 or not handlers or pauses.everything is not None:
         return Claim([], {}, [])
-    postgres = not db.is_sqlite(conn)
     db.advisory_xact_lock(conn, CLAIM_LOCK_KEY)
-    held_back = []
-    rooms: dict[str, int] = {}
-    slots: dict[str, TenantSlot] = {}
-    runnable: dict[str, list[str]] = {}
-    for slot in tenants_with_due_work(conn):
-        room = capacity if slot.free is None else min(capacity, slot.free)
-        tenant_handlers = pauses.runnable_handlers(slot.tenant_id, handlers)
-        if not tenant_handlers:
-            continue   # paused: not held back by its limit, asked to wait
-        if slot.full:
-            held_back.append(slot.tenant_id)
-        if room > 0:
-            rooms[slot.tenant_id] = room
-            slots[slot.tenant_id] = slot
-            runnable[slot.tenant_id] = tenant_handlers
-    limits = ClaimLimits.read(conn, {t: slots[t].rate_limit for t in rooms}, runnable, now) \
+    held_back, slots, rooms, runnable = _tenants_with_room(conn, capacity, handlers, pauses)
+    limits = ClaimLimits.read(conn, {t: slots[t].rate_limit for t in rooms}, runnable, now,
+                              any(slot.handler_limits_set for slot in slots.values())) \
         if rooms else None
-    if limits is None:
-        probes = [Probe(t, runnable[t], room) for t, room in rooms.items()]
-    else:
-        plan, rooms = limits.probes(rooms, runnable)
-        probes = [Probe(*probe) for probe in plan]
-    found = _due_jobs_of(conn, probes, postgres, now, aging_seconds, look_for_aged) \
-        if probes else {}
-    candidates = {tenant_id: kept for tenant_id, kept in (
-        (t, rows[:rooms[t]] if limits is None else limits.keep(t, rows, rooms[t]))
-        for t, rows in found.items()) if kept}
+    candidates = _candidates(conn, rooms, runnable, limits, now, aging_seconds, look_for_aged)
     claimed: list[Any] = []
     deferred: list[tuple[Any, datetime]] = []
     if candidates:
@@ -346,10 +330,53 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
     durations = {tenant_id: (slots[tenant_id].max_job_duration_ms / 1000.0
                              if slots[tenant_id].max_job_duration_ms is not None else None)
                  for tenant_id in candidates}
+    rate_held, rate_wake = ([], None) if limits is None else (sorted(limits.held),
+                                                              limits.wake_at())
+    return Claim(claimed, durations, deferred, held_back, rate_held, rate_wake)
+
+
+def _tenants_with_room(conn: Connection, capacity: int, handlers: list[str], pauses: PauseSet
+                       ) -> tuple[list[str], dict[str, TenantSlot], dict[str, int],
+                                  dict[str, list[str]]]:
+    """Tenants with due work, paused ones left out: those at ``max_concurrent_jobs`` (held
+    back), and of those with a free slot their limits, room (how many may start) and the
+    handlers whose jobs may start."""
+    held_back: list[str] = []
+    slots: dict[str, TenantSlot] = {}
+    rooms: dict[str, int] = {}
+    runnable: dict[str, list[str]] = {}
+    for slot in tenants_with_due_work(conn):
+        room = capacity if slot.free is None else min(capacity, slot.free)
+        tenant_handlers = pauses.runnable_handlers(slot.tenant_id, handlers)
+        if not tenant_handlers:
+            continue   # paused: not held back by its limit, asked to wait
+        if slot.full:
+            held_back.append(slot.tenant_id)
+        if room > 0:
+            rooms[slot.tenant_id] = room
+            slots[slot.tenant_id] = slot
+            runnable[slot.tenant_id] = tenant_handlers
+    return held_back, slots, rooms, runnable
+
+
+def _candidates(conn: Connection, rooms: dict[str, int], runnable: dict[str, list[str]],
+                limits: ClaimLimits | None, now: datetime, aging_seconds: float | None,
+                look_for_aged: bool) -> dict[str, list[Candidate]]:
+    """Each tenant's due jobs this claim may take, best first: at most its room, and within
+    its rate limits' room."""
     if limits is None:
-        return Claim(claimed, durations, deferred, held_back)
-    return Claim(claimed, durations, deferred, held_back, sorted(limits.held),
-                 limits.wake_at())
+        probes = [Probe(tenant_id, runnable[tenant_id], room) for tenant_id, room in rooms.items()]
+    else:
+        plan, rooms = limits.probes(rooms, runnable)
+        probes = [Probe(*probe) for probe in plan]
+    if not probes:
+        return {}
+    found = _due_jobs_of(conn, probes, not db.is_sqlite(conn), now, aging_seconds,
+                         look_for_aged)
+    kept = {tenant_id: rows[:rooms[tenant_id]] if limits is None
+            else limits.keep(tenant_id, rows, rooms[tenant_id])
+            for tenant_id, rows in found.items()}
+    return {tenant_id: rows for tenant_id, rows in kept.items() if rows}
 
 
 def _mark_claimed(conn: Connection, chosen: list[Any], runner_id: str, lease_seconds: float,

@@ -165,7 +165,8 @@ class RateBook:
                 for key, n in sorted(self.started.items()) if n]
         if not rows:
             return
-        # Two claims with the same clock reading (two machines) add up in one row.
+        # A claim whose clock read earlier than the latest start logged counts its starts at
+        # that start's moment (``at``): they add up in its row.
         db.upsert_many(conn, rate_limit_starts_table, rows, ["key", "started_at"], ["starts"])
         conn.execute(_PRUNE, [{"key": row["key"], "before": self.at - timedelta(
             seconds=self.limits[row["key"]].period_seconds)} for row in rows])
@@ -285,9 +286,11 @@ class ClaimLimits:
 
     @classmethod
     def read(cls, conn: Connection, tenant_limits: Mapping[str, RateLimit | None],
-             runnable: Mapping[str, list[str]], now: datetime) -> ClaimLimits | None:
-        """The limits of the tenants and handlers this claim may start; None: there are none."""
-        handler_limits = read_handler_limits(conn)
+             runnable: Mapping[str, list[str]], now: datetime,
+             handler_limits_set: bool = True) -> ClaimLimits | None:
+        """The limits of the tenants and handlers this claim may start; None: there are none.
+        Handlers' limits are read only when ``handler_limits_set``."""
+        handler_limits = read_handler_limits(conn) if handler_limits_set else HandlerLimits([])
         limits: dict[str, RateLimit] = {}
         for tenant_id, handlers in runnable.items():
             for handler in handlers:
