@@ -32,6 +32,13 @@ Phases (keys in the output):
                                 the flood ended), and a quiet tier2 tenant's 20 jobs queued
                                 mid-flood (``quiet_tenant_ms``, both ways: aging must not cost
                                 other tenants their share).
+- ``rate_limit``                three ``flask --app console worker`` processes drain a backlog of
+                                one tenant limited to 50 starts per 1 s with a burst of 10, for
+                                20 s×scale (at least 6 s): the most starts in any window of the
+                                period (``max_in_any_period``, ≤ 50) and of the burst's 0.2 s
+                                (``max_in_any_burst_window``, ≤ 10), the mean per period and the
+                                share of the limit used. A start is the claim's time (the job's
+                                ``last_attempt``), the moment the limit counted it.
 
 Timings on a small shared machine are noisy: compare runs on the same machine only.
 """
@@ -67,7 +74,7 @@ HANDLER_SPEC = "benchmarks.engine:Sleep2msHandler"
 UNLIMITED = {"jobLimits": {"maxQueuedJobs": None, "maxDailyJobs": None,
                            "maxConcurrentJobs": None}}
 PHASES = ["enqueue_one", "enqueue_batch", "drain", "drain16", "latency_same", "latency_other",
-          "delayed", "noisy", "aging"]
+          "delayed", "noisy", "aging", "rate_limit"]
 TARGETS = {
     "enqueue_one_by_one_per_s": (">=", 3500),
     "enqueue_batched_per_s": (">=", 20000),
@@ -80,7 +87,10 @@ TARGETS = {
     "noisy_neighbour_ms": ("<=", 250),
     # 4 aging steps of 2 s, plus the runner's once-a-second look for aged jobs, plus 0.5 s
     "low_priority_wait_ms.max": ("<=", 4 * 2000 + 1000 + 500),
+    "rate_limit.max_in_any_period": ("<=", 50),
+    "rate_limit.max_in_any_burst_window": ("<=", 10),
 }
+RATE_LIMIT = {"count": 50, "periodSeconds": 1.0, "burst": 10}
 AGING_SECONDS = 2.0
 FLOOD_SECONDS = 14.0
 
@@ -462,39 +472,64 @@ def phase_latency_same(target: Target, scale: float, profiler: Profiler) -> dict
                          "return_to_start_ms": result["return_to_start_ms"]}}
 
 
+@contextmanager
+def worker_processes(service, target: Target, count: int = 1) -> Iterator[list[Any]]:
+    """``count`` ``flask --app console worker`` processes on the phase's database, stopped
+    with SIGTERM at the end (their exit codes are then in ``exit_codes``)."""
+    env = {**os.environ, "DATABASE_URL": service._bench_url, "CONSOLE_AUTO_MIGRATE": "false",
+           "CONSOLE_JOBS_HANDLERS": json.dumps([HANDLER_SPEC]),
+           "CONSOLE_SECRET_KEY": "bench", "CONSOLE_JOBS_WORKER_THREADS": "8",
+           "PYTHONPATH": os.pathsep.join(
+               p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    workers, logs = [], []
+    try:
+        for index in range(count):
+            log_path = target.workdir / f"worker-{index}.log"
+            logs.append(open(log_path, "wb"))
+            worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "console",
+                                       "worker"], cwd=str(ROOT), env=env,
+                                      stdout=logs[-1], stderr=subprocess.STDOUT)
+            worker.log_path = log_path
+            workers.append(worker)
+        yield workers
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.exit_code = worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.exit_code = worker.wait()
+        for handle in logs:
+            handle.close()
+
+
+def warm_up_workers(service, tenant: str, workers: list[Any]) -> None:
+    """Wait until a worker ran a job and every worker beats; name a worker that died."""
+    try:
+        warm_up(service, tenant, 1, timeout=60)
+        wait_until(lambda: len(service.runners()["live"]) >= len(workers), 60, 0.05,
+                   f"{len(workers)} live runners")
+    except TimeoutError:
+        dead = [w for w in workers if w.poll() is not None] or workers
+        raise RuntimeError(f"a worker never ran (exit code {dead[0].poll()}); its log:\n"
+                           f"{dead[0].log_path.read_text()[-2000:]}") from None
+
+
 def phase_latency_other(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
     n = scaled(200, scale, 20)
     with phase_service(target, "latency_other") as service:
         tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
-        env = {**os.environ, "DATABASE_URL": service._bench_url, "CONSOLE_AUTO_MIGRATE": "false",
-               "CONSOLE_JOBS_HANDLERS": json.dumps([HANDLER_SPEC]),
-               "CONSOLE_SECRET_KEY": "bench", "CONSOLE_JOBS_WORKER_THREADS": "8",
-               "PYTHONPATH": os.pathsep.join(
-                   p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        log_path = target.workdir / "worker.log"
-        with open(log_path, "wb") as worker_log:
+        with worker_processes(service, target) as workers:
             started = time.perf_counter()
-            worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "console",
-                                       "worker"], cwd=str(ROOT), env=env,
-                                      stdout=worker_log, stderr=subprocess.STDOUT)
-            try:
-                try:
-                    warm_up(service, tenant, 1, timeout=60)
-                except TimeoutError:
-                    raise RuntimeError(f"the worker never ran a job (exit code {worker.poll()}); "
-                                       f"its log:\n{log_path.read_text()[-2000:]}") from None
-                ready_s = time.perf_counter() - started
-                warm_up(service, tenant, 4)
-                log(f"start latency, runner in another process (ready after {ready_s:.2f} s): "
-                    f"{n} jobs, 20 ms apart")
-                result = _latency_run(service, tenant, n, 0.02)
-            finally:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    exit_code = worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    exit_code = worker.wait()
+            warm_up_workers(service, tenant, workers)
+            ready_s = time.perf_counter() - started
+            warm_up(service, tenant, 4)
+            log(f"start latency, runner in another process (ready after {ready_s:.2f} s): "
+                f"{n} jobs, 20 ms apart")
+            result = _latency_run(service, tenant, n, 0.02)
+    exit_code = workers[0].exit_code
     log(f"  p50 {result['latency']['p50']} ms, p99 {result['latency']['p99']} ms "
         f"(worker exit code {exit_code})")
     return {"start_latency_other_process_ms": result["latency"],
@@ -567,6 +602,56 @@ def phase_noisy(target: Target, scale: float, profiler: Profiler) -> dict[str, A
                          "tenant_b_first_start_ms": round(ms(b_first - b_start), 1),
                          "tenant_a_completed_when_b_done": a_done_when_b_done,
                          "tenant_a_per_s": round(n_a / (a_total / 1000), 1)}}
+
+
+def phase_rate_limit(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    count, period, burst = RATE_LIMIT["count"], RATE_LIMIT["periodSeconds"], RATE_LIMIT["burst"]
+    seconds = max(6.0, 20.0 * min(1.0, scale))
+    backlog = int(count / period * seconds * 1.5)   # never runs dry while measured
+    with phase_service(target, "rate_limit") as service:
+        tenant = make_tenant(service, "bench", "tier4",
+                             {"jobLimits": {**UNLIMITED["jobLimits"], "rateLimit": RATE_LIMIT}})
+        warm = make_tenant(service, "warm", "tier4", UNLIMITED)
+        with worker_processes(service, target, 3) as workers:
+            warm_up_workers(service, warm, workers)
+            log(f"rate limit: 3 workers drain {backlog} jobs of a tenant limited to {count} per "
+                f"{period:g} s (burst {burst}) for {seconds:g} s")
+            queue_batches(service, tenant, backlog)
+            time.sleep(seconds + period)
+            starts = claim_times(service, tenant)
+    measured = [t for t in starts if t < starts[0] + timedelta(seconds=seconds)]
+    result = {"limit": f"{count} per {period:g} s, burst {burst}",
+              "max_in_any_period": most_in_a_window(starts, period),
+              "max_in_any_burst_window": most_in_a_window(starts, period * burst / count),
+              "mean_per_period": round(len(measured) / (seconds / period), 2),
+              "share_of_limit_used": round(len(measured) / (seconds / period * count), 4),
+              "starts": len(measured), "seconds": seconds,
+              "worker_exit_codes": [w.exit_code for w in workers]}
+    log(f"  most in any {period:g} s: {result['max_in_any_period']} (limit {count}); in any "
+        f"{period * burst / count:g} s: {result['max_in_any_burst_window']} (burst {burst}); "
+        f"mean {result['mean_per_period']} per period, {result['share_of_limit_used']:.1%} used")
+    return {"rate_limit": result}
+
+
+def claim_times(service, tenant_id: str) -> list[datetime]:
+    """When the tenant's jobs were claimed (their ``last_attempt``: each ran once), in order."""
+    from sqlalchemy import select
+
+    from console.jobs.models import jobs_table as j
+
+    with service.engine.connect() as conn:
+        return sorted(conn.execute(select(j.c.last_attempt).where(
+            j.c.tenant_id == tenant_id, j.c.last_attempt.is_not(None))).scalars())
+
+
+def most_in_a_window(starts: list[datetime], seconds: float) -> int:
+    """The most starts in any window [t, t + seconds): the busiest begins at a start."""
+    most, last = 0, 0
+    for first, moment in enumerate(starts):
+        while last < len(starts) and starts[last] < moment + timedelta(seconds=seconds):
+            last += 1
+        most = max(most, last - first)
+    return most
 
 
 def phase_aging(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
@@ -646,6 +731,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "delayed": phase_delayed,
     "noisy": phase_noisy,
     "aging": phase_aging,
+    "rate_limit": phase_rate_limit,
 }
 
 

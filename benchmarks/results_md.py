@@ -205,7 +205,12 @@ class _Report:
                 ("delayed job lateness p99", "delayed_lateness_ms.p99", "≤ 50"),
                 ("noisy neighbour: small tenant done after", "noisy_neighbour_ms", "≤ 250"),
                 ("noisy neighbour: big tenant done after", "noisy_neighbour_tenant_a_completion_ms",
-                 "")]
+                 ""),
+                ("rate limit 50 per 1 s, 3 workers: most starts in any 1 s",
+                 "rate_limit.max_in_any_period", "≤ 50"),
+                ("rate limit: most starts in any 0.2 s (burst 10)",
+                 "rate_limit.max_in_any_burst_window", "≤ 10"),
+                ("rate limit: mean starts per 1 s", "rate_limit.mean_per_period", "")]
         self.lines += self.by_db("engine", rows)
         self.lines += [""] + self.status_notes("engine")
 

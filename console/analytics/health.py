@@ -16,6 +16,11 @@ single signal can hide the others:
 Status: ``healthy`` at 80 or more, ``warning`` from 60, ``critical`` below 60.
 Each recommendation appears only when its cause is present and names the figure behind it.
 
+Waits are not refusals: claims that passed a tenant by for ``max_concurrent_jobs`` or for a rate
+limit (``HELD_BACK_LIMITS``) count in their own signals (``held_back_claims_24h``,
+``rate_limited_claims_24h``), not in "refused"; their cost shows in the average wait, and each
+gets its recommendation once jobs waited a second on average.
+
 A tenant that operators paused (or everything paused) was asked to wait: its backlog and waits
 are not penalised while the pause holds, and the report says "paused" (``paused``: the pauses
 that touch its work, its handlers' included). Time spent paused never counts as waiting: the
@@ -38,10 +43,10 @@ from ..jobs.models import (
     rollups_table,
 )
 from ..jobs.pauses import Pause, read_pauses
-from ..jobs.rollups import hour_of
+from ..jobs.rollups import HELD_BACK_LIMITS, hour_of
 from ..jobs.types import JobValidationError
 from ..jobs.usage import live_job_counts
-from .reports import STUCK_GRACE
+from .reports import STUCK_GRACE, rate_limit_named
 
 UTC = timezone.utc
 WINDOW = timedelta(hours=24)
@@ -125,7 +130,8 @@ def _health(config: TenantConfig, totals, by_handler, errors, live: dict[str, in
     backlog = waiting / limits.max_queued_jobs if limits.max_queued_jobs else 0.0
     avg_wait = wait_sum / attempts / 1000.0 if attempts else 0.0
     timeout_share = timed_out / attempts if attempts else 0.0
-    held_back = int(rejected.pop("max_concurrent_jobs", 0))
+    waits = {name: int(rejected.pop(name, 0)) for name in HELD_BACK_LIMITS}
+    held_back, rate_held = waits["max_concurrent_jobs"], waits["rate_limit"]
     refused = int(sum(rejected.values()))
     quota = daily / limits.max_daily_jobs if limits.max_daily_jobs else 0.0
     asked_to_wait = next((p for p in pauses if p.scope in ("all", "tenant")), None)
@@ -160,6 +166,11 @@ def _health(config: TenantConfig, totals, by_handler, errors, live: dict[str, in
             f"jobs waited {avg_wait:.1f} s on average for a concurrency slot: raise "
             f"max_concurrent_jobs above {limits.max_concurrent_jobs}"
             + (f" or move to tier {tier + 1}" if tier < 4 else ""))
+    if rate_held and avg_wait >= 1.0 and asked_to_wait is None:
+        recommendations.append(
+            f"jobs waited on a rate limit ({rate_limit_named(limits.rate_limit)}) in "
+            f"{rate_held} claims, {avg_wait:.1f} s on average: raise the limit if the work may "
+            "go faster, or spread the work out")
     if timed_out and timeout_share >= 0.05:
         limit = limits.max_job_duration
         recommendations.append(
@@ -187,7 +198,8 @@ def _health(config: TenantConfig, totals, by_handler, errors, live: dict[str, in
             "signals": {"runs_24h": int(ended), "attempts_24h": int(attempts),
                         "average_wait_seconds": round(avg_wait, 3),
                         "timed_out_24h": int(timed_out), "refused_24h": refused,
-                        "held_back_claims_24h": held_back, "stuck_jobs": int(stuck),
+                        "held_back_claims_24h": held_back,
+                        "rate_limited_claims_24h": rate_held, "stuck_jobs": int(stuck),
                         "daily_quota_used": round(quota, 4), "backlog": round(backlog, 4)},
             "penalties": {k: round(v, 2) for k, v in penalties.items()}}
 

@@ -99,8 +99,9 @@ class DatabaseCollector:
         yield durations
 
         refused = CounterMetricFamily(
-            "console_limit_rejections", "Work refused by a tenant limit (for max_concurrent_jobs: "
-            "claims that held the tenant back)", labels=["tenant", "limit_type"])
+            "console_limit_rejections", "Work refused by a tenant limit (for max_concurrent_jobs "
+            "and rate_limit, which never refuse: claims that held the tenant's due work back)",
+            labels=["tenant", "limit_type"])
         for tenant, limit_type, count in rejections:
             refused.add_metric([tenant, limit_type], count)
         yield refused

@@ -23,7 +23,8 @@ from ..jobs.models import (
     rollups_table,
     tenants_table,
 )
-from ..jobs.rollups import bucket_bounds, hour_of
+from ..jobs.rates import states_at, tenant_key
+from ..jobs.rollups import HELD_BACK_LIMITS, bucket_bounds, hour_of
 from ..jobs.runners import LIVE_RUNNER_SILENCE_SECONDS, count_live
 from ..jobs.types import JobValidationError
 from ..jobs.usage import daily_jobs_used, live_job_counts
@@ -100,6 +101,9 @@ def tenant_job_usage(engine: Engine, tenants: TenantStore, tenant_id: str,
             .where(rejections_table.c.tenant_id == tenant_id,
                    _in_range(rejections_table.c.hour, start, end))
             .group_by(rejections_table.c.limit_type)).all())
+        rate = config.job_limit.rate_limit
+        rate_starts = states_at(conn, {tenant_key(tenant_id): rate}, now)[
+            tenant_key(tenant_id)].started if rate else None
     created, completed, failed, cancelled, attempts, duration_sum = totals
     waiting = live.get("pending", 0) + live.get("queued", 0)
     running = live.get("processing", 0)
@@ -109,6 +113,8 @@ def tenant_job_usage(engine: Engine, tenants: TenantStore, tenant_id: str,
                       "cancelled": int(cancelled), "pending": live.get("pending", 0),
                       "queued": live.get("queued", 0), "processing": running}
     usage = {"daily_jobs": int(daily), "concurrent_jobs": running, "queued_jobs": waiting}
+    if rate_starts is not None:
+        usage["rate_limit_starts"] = rate_starts
     return TenantJobUsage(
         tenant_id=tenant_id, queued_jobs=waiting, current_usage=usage,
         limits=limits.as_dict(),
@@ -122,23 +128,37 @@ def tenant_job_usage(engine: Engine, tenants: TenantStore, tenant_id: str,
 
 
 def usage_warnings(limits, usage: dict[str, int], rejections: dict[str, int]) -> list[str]:
-    """A warning for each limit over 80 % used, for waits on the concurrency limit, and for
-    work other limits refused."""
+    """A warning for each limit over 80 % used, for waits on the concurrency limit and on
+    rate limits, and for work other limits refused."""
     warnings = []
-    for name, used in (("max_queued_jobs", usage["queued_jobs"]),
-                       ("max_daily_jobs", usage["daily_jobs"]),
-                       ("max_concurrent_jobs", usage["concurrent_jobs"])):
-        limit = getattr(limits, name)
+    rate = limits.rate_limit
+    for name, used, limit in (
+            ("max_queued_jobs", usage["queued_jobs"], limits.max_queued_jobs),
+            ("max_daily_jobs", usage["daily_jobs"], limits.max_daily_jobs),
+            ("max_concurrent_jobs", usage["concurrent_jobs"], limits.max_concurrent_jobs),
+            ("rate_limit", usage.get("rate_limit_starts", 0), rate.count if rate else None)):
         if limit and used / limit > WARN_AT:
-            warnings.append(f"{name}: {used} of {limit} used ({used / limit:.0%})")
+            warnings.append(f"{name}: {used} of {limit} used ({used / limit:.0%})"
+                            + (f" in the last {rate.period_text} s"
+                               if name == "rate_limit" else ""))
     held_back = rejections.get("max_concurrent_jobs", 0)
     if held_back:
         warnings.append(f"jobs waited on the concurrency limit (max_concurrent_jobs "
                         f"{limits.max_concurrent_jobs}) in {held_back} claims")
+    rate_held = rejections.get("rate_limit", 0)
+    if rate_held:
+        warnings.append(f"jobs waited on a rate limit ({rate_limit_named(rate)}) in "
+                        f"{rate_held} claims")
     for limit_type, count in sorted(rejections.items()):
-        if limit_type != "max_concurrent_jobs" and count:
+        if limit_type not in HELD_BACK_LIMITS and count:
             warnings.append(f"{count} jobs refused by {limit_type}")
     return warnings
+
+
+def rate_limit_named(rate) -> str:
+    """Which rate limits a tenant's rate-limited waits are about, for people."""
+    return (f"the tenant's rate_limit {rate}, or a handler's" if rate
+            else "a handler's; the tenant has none of its own")
 
 
 # -- performance -------------------------------------------------------------------------------

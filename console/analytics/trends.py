@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, select
 
 from ..jobs.models import duration_rollups_table, queue_depth_table, rejections_table, rollups_table
-from ..jobs.rollups import bucket_bounds, hour_of
+from ..jobs.rollups import HELD_BACK_LIMITS, bucket_bounds, hour_of
 from ..jobs.types import JobValidationError
 from .reports import hour_range
 
@@ -91,7 +91,7 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
                     depth_by_hour[hour][0] += waiting_sum / samples
                     depth_by_hour[hour][1] += waiting_max
             q = rejections_table.c
-            where = [q.hour >= start, q.hour < end, q.limit_type != "max_concurrent_jobs"]
+            where = [q.hour >= start, q.hour < end, q.limit_type.not_in(HELD_BACK_LIMITS)]
             if tenant_id is not None:
                 where.append(q.tenant_id == tenant_id)
             if tenants is not None:

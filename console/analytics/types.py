@@ -11,7 +11,8 @@ from typing import Any
 class TenantJobUsage:
     tenant_id: str
     queued_jobs: int                       # waiting now: pending + queued
-    current_usage: dict[str, int]          # daily_jobs, concurrent_jobs, queued_jobs (now)
+    current_usage: dict[str, int]          # daily_jobs, concurrent_jobs, queued_jobs (now);
+                                           # rate_limit_starts: in its rate limit's period
     limits: dict[str, Any]                 # the JobLimitConfig values by name
     warnings: list[str]
     total_jobs: int                        # jobs queued in the range

@@ -99,7 +99,7 @@ def pause_handler(body, handler: str):
     `tenant_id`, or leaves it out to pause the handler for every tenant (admin tokens only).
     422 naming `handler` for a handler no runner has.
     """
-    tenant_id = _handler_tenant(body, "Pausing")
+    tenant_id = handler_tenant(body, "Pausing")
     get_job_service().pause_handler(handler, tenant_id, body.get("reason"), by=token_actor())
     return _handler_state(handler, tenant_id)
 
@@ -117,16 +117,16 @@ def resume_handler(body, handler: str):
     only). Resuming what is not paused changes nothing; 422 when the handler or tenant is
     unknown as well.
     """
-    tenant_id = _handler_tenant(body, "Resuming")
+    tenant_id = handler_tenant(body, "Resuming")
     service = get_job_service()
     if service.resume_handler(handler, tenant_id, by=token_actor()) is None:
         _check_known(handler, tenant_id)
     return _handler_state(handler, tenant_id)
 
 
-def _handler_tenant(body: dict[str, Any], doing: str) -> str | None:
-    """The tenant a handler's pause is for: a tenant token's own; for an all-tenant token the
-    one named, or None (every tenant) when its token is an admin's."""
+def handler_tenant(body: dict[str, Any], doing: str) -> str | None:
+    """The tenant a handler's pause (or rate limit) is for: a tenant token's own; for an
+    all-tenant token the one named, or None (every tenant) when its token is an admin's."""
     tenant_id = scoped_tenant(body.get("tenant_id"), required=False)
     if tenant_id is None:
         require_admin(f"{doing} a handler for every tenant")

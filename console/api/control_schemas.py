@@ -1,5 +1,5 @@
-"""Schemas of operator control: pause and resume bodies, pause states, a job's explanation
-and the runners."""
+"""Schemas of operator control: pause and resume bodies, pause states, handlers' rate limits,
+a job's explanation and the runners."""
 from __future__ import annotations
 
 import marshmallow as ma
@@ -8,6 +8,7 @@ from marshmallow import fields, validate
 from ..jobs.pauses import MAX_REASON_LENGTH
 from ..jobs.types import BLOCKER_CODES
 from .schemas import TENANT_ID, PauseSchema, Text
+from .tenant_schemas import RateLimitSchema
 
 
 def _describe(text: str, **extra) -> dict:
@@ -40,6 +41,14 @@ class HandlerPauseBodySchema(HandlerResumeBodySchema):
     reason = _reason()
 
 
+class HandlerRateLimitQuerySchema(HandlerResumeBodySchema):
+    pass
+
+
+class HandlerRateLimitBodySchema(RateLimitSchema, HandlerResumeBodySchema):
+    pass
+
+
 class PauseListQuerySchema(ma.Schema):
     tenant_id = Text(validate=TENANT_ID, metadata=_describe(
         "All-tenant tokens: only the pauses that hold this tenant's work. A tenant token sees "
@@ -62,6 +71,19 @@ class HandlerPauseStateSchema(ma.Schema):
     tenant_id = fields.String(allow_none=True, metadata=_describe("null: every tenant."))
     paused = fields.Nested(PauseSchema, allow_none=True, metadata=_describe(
         "The pause of this handler for this tenant (or for every tenant), or null."))
+
+
+class HandlerRateLimitStateSchema(ma.Schema):
+    handler = fields.String()
+    tenant_id = fields.String(allow_none=True, metadata=_describe("null: every tenant."))
+    rate_limit = fields.Nested(RateLimitSchema, allow_none=True, metadata=_describe(
+        "The limit for this scope, or null when none is set."))
+    set_by = fields.String(allow_none=True, metadata=_describe("Who set it (a user or token)."))
+    set_at = fields.DateTime(format="iso", allow_none=True)
+    started_in_period = fields.Integer(allow_none=True, metadata=_describe(
+        "Its jobs started in the last `period_seconds`."))
+    next_start_at = fields.DateTime(format="iso", allow_none=True, metadata=_describe(
+        "When it next allows a start; null: now (or no limit)."))
 
 
 class PauseListSchema(ma.Schema):

@@ -5,8 +5,14 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..jobs.limits import JOB_TYPE_NAME, MAX_DURATION_SECONDS, MAX_INT, TenantLimitTier
-from .schemas import PRIORITIES, PauseSchema, Text, supported_moment
+from ..jobs.limits import (
+    JOB_TYPE_NAME,
+    MAX_DURATION_SECONDS,
+    MAX_INT,
+    MIN_RATE_PERIOD_SECONDS,
+    TenantLimitTier,
+)
+from .schemas import PRIORITIES, Number, PauseSchema, Text, supported_moment
 
 TIERS = [t.value for t in TenantLimitTier]
 COUNTS = fields.Dict(keys=fields.String(), values=fields.Integer())
@@ -35,6 +41,30 @@ def _count(minimum: int, text: str):
                           metadata={"description": f"{text} null: unlimited."})
 
 
+class RateLimitSchema(ma.Schema):
+    """Starts per period (``RateLimit``): at most ``count`` in any window of
+    ``period_seconds``, and at most ``burst`` in any window of ``period_seconds × burst /
+    count`` (how many may start back to back; null: ``count``). Counted when jobs start, so
+    work past it waits in the queue: nothing is refused."""
+
+    count = fields.Integer(strict=True, required=True, validate=validate.Range(1, MAX_INT),
+                           metadata={"description": "Starts per period (to stop work, pause "
+                                                    "it)."})
+    period_seconds = Number(required=True, validate=validate.Range(
+        MIN_RATE_PERIOD_SECONDS, MAX_DURATION_SECONDS), metadata={
+        "description": "The period in seconds (a millisecond to 30 days)."})
+    burst = fields.Integer(strict=True, allow_none=True, load_default=None,
+                           validate=validate.Range(1, MAX_INT), metadata={
+                               "description": "At most this many back to back (at most "
+                                              "`count`); null: `count`."})
+
+    @ma.validates_schema
+    def burst_within_count(self, data, **_):
+        burst, count = data.get("burst"), data.get("count")
+        if burst is not None and count is not None and burst > count:
+            raise ma.ValidationError(f"must be at most count ({count})", "burst")
+
+
 class LimitValuesSchema(ma.Schema):
     """A tenant's limits by name (``JobLimitConfig``), durations in milliseconds."""
 
@@ -51,6 +81,8 @@ class LimitValuesSchema(ma.Schema):
         allow_none=True, validate=validate.Length(1, 100),
         metadata={"description": "null: every type, custom ones included."})
     default_job_priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    rate_limit = fields.Nested(RateLimitSchema, allow_none=True, metadata={
+        "description": "Starts per period, counted when jobs start; null: no rate limit."})
 
 
 class LimitsSchema(ma.Schema):

@@ -12,7 +12,7 @@ import marshmallow as ma
 from ..analytics.reports import hour_range
 from ..analytics.trends import MAX_POINTS
 from ..jobs import get_job_service
-from ..jobs.limits import JobLimitConfig, TenantConfig
+from ..jobs.limits import JobLimitConfig, RateLimit, TenantConfig
 from .audit import token_actor
 from .auth import require_admin, visible_tenant
 from .errors import validation_problem
@@ -34,7 +34,7 @@ UTC = timezone.utc
 _LIMIT_KEYS = {"max_queued_jobs": "maxQueuedJobs", "max_concurrent_jobs": "maxConcurrentJobs",
                "max_daily_jobs": "maxDailyJobs", "max_job_payload_size": "maxJobPayloadSize",
                "max_job_duration_ms": "maxJobDuration", "allowed_job_types": "allowedJobTypes",
-               "default_job_priority": "defaultJobPriority"}
+               "default_job_priority": "defaultJobPriority", "rate_limit": "rateLimit"}
 
 
 def limit_values(limits: JobLimitConfig | dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +44,14 @@ def limit_values(limits: JobLimitConfig | dict[str, Any]) -> dict[str, Any]:
     duration = values.pop("max_job_duration", None)
     values["max_job_duration_ms"] = (None if duration is None
                                      else int(duration.total_seconds() * 1000))
+    rate = values.get("rate_limit")
+    values["rate_limit"] = rate.to_dict() if isinstance(rate, RateLimit) else rate
     return values
+
+
+def _stored(name: str, value: Any) -> Any:
+    """A limit as ``custom_settings["jobLimits"]`` keeps it (a rate limit in camelCase)."""
+    return RateLimit(**value).to_camel() if name == "rate_limit" and value else value
 
 
 def _limits_document(config: TenantConfig) -> dict[str, Any]:
@@ -125,8 +132,10 @@ def put_limits(body, tenant_id: str):
     for name, value in body["limits"].items():
         if name == "allowed_job_types" and value is not None:
             value = sorted(set(value))
+        if name == "rate_limit" and value is not None:
+            value = RateLimit(**value).to_dict()   # period as a float, burst spelled out
         if value != preset[name]:
-            overrides[_LIMIT_KEYS[name]] = value
+            overrides[_LIMIT_KEYS[name]] = _stored(name, value)
     settings = {k: v for k, v in config.custom_settings.items() if k != "jobLimits"}
     if overrides:
         settings["jobLimits"] = overrides

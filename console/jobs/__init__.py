@@ -3,7 +3,7 @@
 No HTTP, templates or forms here (see README.md in this folder).
 """
 from .handlers import JobCancelled, JobExecutionContext, JobHandler
-from .limits import JobLimitConfig, TenantConfig, TenantLimitTier
+from .limits import JobLimitConfig, RateLimit, TenantConfig, TenantLimitTier
 from .service import JobService
 from .types import (
     DatabaseUnavailableError,
@@ -23,7 +23,7 @@ from .types import (
 __all__ = [
     "get_job_service", "JobService", "SystemJob", "JobType", "JobStatus", "JobPriority",
     "JobHandler", "JobExecutionContext", "JobExecutionResult", "JobCancelled",
-    "TenantLimitTier", "JobLimitConfig", "TenantConfig", "TenantLimitException",
+    "TenantLimitTier", "JobLimitConfig", "RateLimit", "TenantConfig", "TenantLimitException",
     "JobValidationError", "JobStateError", "JobNotFoundError", "PermanentJobError",
     "DatabaseUnavailableError", "JobBlocker",
 ]

@@ -62,6 +62,8 @@ ACTIONS: dict[str, str] = {
     "job_paused": "paused a job",
     "job_resumed": "resumed a job",
     "job_run_now": "ran a job now",
+    "handler_rate_limit_set": "set a handler's rate limit",
+    "handler_rate_limit_removed": "removed a handler's rate limit",
 }
 ACTOR_KINDS = ("user", "token", "command")
 # A bulk action lists the ids it changed up to this many (a ticked selection); past it, the

@@ -3,6 +3,10 @@
 1. Tenants with due (``queued``) work are read with their running count and limits: one indexed
    look-up per tenant, never a scan of the backlog. Paused work (``console/jobs/pauses.py``)
    is left out: a paused tenant entirely, a paused handler from the tenant's handler list.
+   Rate limits (``console/jobs/rates.py``) leave room for so many more starts: a tenant whose
+   own limit allows none is left out like a tenant at ``max_concurrent_jobs``, a handler whose
+   limit allows none is passed by like a paused one, and a limit with some room left caps how
+   many of its jobs the claim may take.
 2. For each tenant with a free concurrency slot, its best due jobs (priority, then oldest
    ``scheduled_for``), at most as many as it has free slots and the runner has capacity.
    Priority here is the effective one: a waiting job rises a step per
@@ -27,6 +31,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -34,9 +39,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, func, select
 
 from . import db
-from .limits import TenantLimitTier
-from .models import jobs_table, tenants_table
+from .limits import RateLimit, TenantLimitTier, rate_limit_of
+from .models import handler_rate_limits_table, jobs_table, tenants_table
 from .pauses import PauseSet
+from .rates import ClaimLimits
 from .types import JobStatus
 
 CLAIM_LOCK_KEY = 7_301_733_001   # pg_advisory_xact_lock key for claimers
@@ -55,6 +61,10 @@ class TenantSlot:
     max_job_duration_ms: int | None
     max_daily_jobs: int | None
     running: int = 0
+    rate_limit: RateLimit | None = None
+    # Whether any handler has a rate limit: read with the slots, so that a claim makes no
+    # round trip for handlers' limits when there are none.
+    handler_limits_set: bool = False
 
     @property
     def full(self) -> bool:
@@ -75,16 +85,21 @@ def _build_statements():
     first_due = (select(j.id).where(j.tenant_id == t.id, j.status == _QUEUED)
                  .order_by(j.priority.desc(), j.scheduled_for, j.id)
                  .limit(1).scalar_subquery())
+    # Uncorrelated: evaluated once per statement, not per tenant.
+    any_handler_limit = select(handler_rate_limits_table.c.key).limit(1).scalar_subquery()
     tenant_slots = select(t.id, t.tier, t.max_concurrent_jobs, t.max_job_duration_ms,
-                          t.max_daily_jobs, running.label("running"))
+                          t.max_daily_jobs, running.label("running"), t.rate_limit_count,
+                          t.rate_limit_period_seconds, t.rate_limit_burst,
+                          any_handler_limit.label("any_handler_limit"))
     tenants_with_due_work = tenant_slots.where(first_due.is_not(None))
     one_tenant = tenant_slots.where(t.id == bindparam("tenant_id"))
     mark_claimed = (jobs_table.update()
                     .where(j.id.in_(bindparam("ids", expanding=True)))
                     .values(status=_PROCESSING, lease_owner=bindparam("owner"),
                             lease_expires_at=bindparam("expires", type_=j.lease_expires_at.type),
-                            attempt_started_at=bindparam("now", type_=j.attempt_started_at.type),
-                            last_attempt=bindparam("now", type_=j.last_attempt.type),
+                            attempt_started_at=bindparam("claimed_at",
+                                                         type_=j.attempt_started_at.type),
+                            last_attempt=bindparam("claimed_at", type_=j.last_attempt.type),
                             total_attempts=j.total_attempts + 1,
                             updated_at=bindparam("now", type_=j.updated_at.type),
                             progress=None, progress_message=None)
@@ -106,6 +121,7 @@ class Candidate(NamedTuple):
     """
     id: str
     tenant_id: str
+    handler: str
     priority: int
     scheduled_for: datetime | None
     cron_schedule: str | None
@@ -130,7 +146,8 @@ _CRITICAL = len(PRIORITY_WEIGHT) - 1
 def _slot(row) -> TenantSlot:
     free = None if row.max_concurrent_jobs is None else row.max_concurrent_jobs - row.running
     return TenantSlot(row.id, TenantLimitTier(row.tier).weight, free, row.max_job_duration_ms,
-                      row.max_daily_jobs, row.running)
+                      row.max_daily_jobs, row.running, rate_limit_of(row),
+                      row.any_handler_limit is not None)
 
 
 def tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
@@ -147,14 +164,16 @@ def tenant_slot(conn: Connection, tenant_id: str) -> TenantSlot | None:
 def _candidates_sql(handler_counts: tuple[int, ...], aged: bool, postgres: bool) -> str:
     """The best due jobs of each tenant in one statement: indexed probes (LIMIT on the claim
     index), glued with UNION ALL — one round trip, not one per tenant. ``handler_counts``:
-    how many handlers each tenant's probe names (a paused handler leaves some out). With
-    ``aged``, each tenant also gets one probe per priority below critical, oldest first: the
-    only jobs that aging can lift above the first probe's. Every probe is an equality prefix
-    of the claim index read in its order (no time condition that another index could serve).
+    how many handlers each probe names (a paused handler leaves some out; a handler whose rate
+    limit caps the claim has a probe of its own). With ``aged``, each probe also has one per
+    priority below critical, oldest first: the only jobs that aging can lift above its own.
+    Every probe is an equality prefix of the claim index read in its order (no time condition
+    that another index could serve).
     PostgreSQL locks the rows it returns and skips rows locked by a retry or cancel."""
     mark = "%s" if postgres else "?"
     lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
-    columns = "SELECT id, tenant_id, priority, scheduled_for, cron_schedule, timezone FROM jobs "
+    columns = ("SELECT id, tenant_id, handler, priority, scheduled_for, cron_schedule, timezone "
+               "FROM jobs ")
     order = f"ORDER BY priority DESC, scheduled_for, id LIMIT {mark}{lock}"
     probes = []
     for handlers in handler_counts:
@@ -168,37 +187,43 @@ def _candidates_sql(handler_counts: tuple[int, ...], aged: bool, postgres: bool)
                               for i, probe in enumerate(probes))
 
 
-def _due_jobs_of(conn: Connection, rooms: dict[str, int], handlers: dict[str, list[str]],
-                 postgres: bool, now: datetime, aging_seconds: float | None,
-                 look_for_aged: bool) -> dict[str, list[Candidate]]:
-    """Each tenant's best ``rooms[tenant]`` due jobs, best first by effective priority."""
-    found: dict[str, dict[str, Candidate]] = {tenant_id: {} for tenant_id in rooms}
-    tenants = list(rooms)
+class Probe(NamedTuple):
+    """A tenant's best due jobs run by ``handlers``, at most ``limit`` of them."""
+    tenant_id: str
+    handlers: list[str]
+    limit: int
+
+
+def _due_jobs_of(conn: Connection, probes: list[Probe], postgres: bool, now: datetime,
+                 aging_seconds: float | None, look_for_aged: bool) -> dict[str, list[Candidate]]:
+    """Each probed tenant's due jobs that its probes found, best first by effective priority."""
+    found: dict[str, dict[str, Candidate]] = {probe.tenant_id: {} for probe in probes}
     aged = bool(aging_seconds) and look_for_aged
     # SQLite allows 500 terms in one compound SELECT: a few statements when thousands of
     # tenants have due work at once.
     per_statement = _COMPOUND_TERMS // (1 + _CRITICAL if aged else 1)
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        for start in range(0, len(tenants), per_statement):
-            chunk = tenants[start:start + per_statement]
+        for start in range(0, len(probes), per_statement):
+            chunk = probes[start:start + per_statement]
             parameters: list[Any] = []
-            for tenant_id in chunk:
-                probe = [tenant_id, *handlers[tenant_id], rooms[tenant_id]]
-                parameters += probe * (1 + _CRITICAL) if aged else probe
-            sql = _candidates_sql(tuple(len(handlers[t]) for t in chunk), aged, postgres)
+            for probe in chunk:
+                terms = [probe.tenant_id, *probe.handlers, probe.limit]
+                parameters += terms * (1 + _CRITICAL) if aged else terms
+            sql = _candidates_sql(tuple(len(probe.handlers) for probe in chunk), aged, postgres)
             cursor.execute(sql, parameters)
-            for job_id, tenant_id, priority, scheduled_for, cron, zone in cursor.fetchall():
+            for job_id, tenant_id, handler, priority, scheduled_for, cron, zone in (
+                    cursor.fetchall()):
                 if isinstance(scheduled_for, str):   # SQLite keeps UTC times as text
                     scheduled_for = datetime.fromisoformat(scheduled_for).replace(
                         tzinfo=timezone.utc)
                 found[tenant_id][job_id] = Candidate(
-                    job_id, tenant_id,
+                    job_id, tenant_id, handler,
                     effective_priority(priority, scheduled_for, now, aging_seconds),
                     scheduled_for, cron, zone)
     finally:
         cursor.close()
-    return {tenant_id: sorted(jobs.values(), key=_claim_order)[:rooms[tenant_id]]
+    return {tenant_id: sorted(jobs.values(), key=_claim_order)
             for tenant_id, jobs in found.items()}
 
 
@@ -220,7 +245,9 @@ class FairShare:
         self._waiting: set[str] = set()   # tenants left with due work after the last choice
 
     def choose(self, candidates: dict[str, list[Any]], weights: dict[str, int],
-               capacity: int) -> list[Any]:
+               capacity: int, admit: Callable[[Any], bool] | None = None) -> list[Any]:
+        """Up to ``capacity`` rows. A row that ``admit`` turns down (a rate limit shared
+        with other tenants has no room left) is passed by at no cost to its tenant."""
         heap: list[tuple] = []
         for tenant_id, rows in candidates.items():
             if rows:
@@ -234,10 +261,11 @@ class FairShare:
         chosen = []
         while heap and len(chosen) < capacity:
             finish, _, _, _, row, tenant_id, index = heapq.heappop(heap)
-            chosen.append(row)
-            self._virtual_time[tenant_id] = finish
-            self._clock = max(self._clock, finish - 1.0 / (weights[tenant_id]
-                                                           * PRIORITY_WEIGHT[row.priority]))
+            if admit is None or admit(row):
+                chosen.append(row)
+                self._virtual_time[tenant_id] = finish
+                self._clock = max(self._clock, finish - 1.0 / (weights[tenant_id]
+                                                               * PRIORITY_WEIGHT[row.priority]))
             rows = candidates[tenant_id]
             if index + 1 < len(rows):
                 heapq.heappush(heap, self._entry(tenant_id, rows, index + 1, weights[tenant_id]))
@@ -264,6 +292,9 @@ class Claim:
     deferred: list[tuple[Any, datetime]]       # recurring runs moved on by the daily limit
                                                # (their rows as now stored, and their new time)
     held_back: list[str] = field(default_factory=list)  # tenants with due work, no free slot
+    rate_held: list[str] = field(default_factory=list)  # tenants some of whose due work a
+                                                        # rate limit held back
+    rate_wake: datetime | None = None          # when such work may start
 
 
 def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_seconds: float,
@@ -272,18 +303,47 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
                    aging_seconds: float | None = None, look_for_aged: bool = True) -> Claim:
     """Mark up to ``capacity`` due jobs ``processing`` for ``runner_id``; return their rows.
 
-    Paused work (``pauses``) is passed by. ``aging_seconds`` raises waiting jobs' priority;
-    with ``look_for_aged`` the claim also reads each tenant's oldest jobs of every priority
-    below critical (four more index probes per tenant), the ones aging may have lifted: a
-    runner asks for that once a second, not every cycle (``AGED_LOOK_INTERVAL``)."""
+    Paused work (``pauses``) is passed by, rate-limited work past its limits' room too.
+    ``aging_seconds`` raises waiting jobs' priority; with ``look_for_aged`` the claim also
+    reads each tenant's oldest jobs of every priority below critical (four more index probes
+    per tenant), the ones aging may have lifted: a runner asks for that once a second, not
+    every cycle (``AGED_LOOK_INTERVAL``)."""
     pauses = pauses or PauseSet([])
     if capacity <= 0 or not handlers or pauses.everything is not None:
         return Claim([], {}, [])
-    postgres = not db.is_sqlite(conn)
     db.advisory_xact_lock(conn, CLAIM_LOCK_KEY)
-    held_back = []
-    rooms: dict[str, int] = {}
+    held_back, slots, rooms, runnable = _tenants_with_room(conn, capacity, handlers, pauses)
+    limits = ClaimLimits.read(conn, {t: slots[t].rate_limit for t in rooms}, runnable, now,
+                              any(slot.handler_limits_set for slot in slots.values())) \
+        if rooms else None
+    candidates = _candidates(conn, rooms, runnable, limits, now, aging_seconds, look_for_aged)
+    claimed: list[Any] = []
+    deferred: list[tuple[Any, datetime]] = []
+    if candidates:
+        chosen = fairness.choose(candidates, {t: slots[t].weight for t in candidates}, capacity,
+                                 limits.admit if limits is not None else None)
+        chosen, deferred = daily_limit_check(conn, chosen, slots, now)
+        if limits is not None:
+            limits.record(conn, chosen)
+        claimed = _mark_claimed(conn, chosen, runner_id, lease_seconds, now,
+                                limits.at if limits is not None else now)
+    durations = {tenant_id: (slots[tenant_id].max_job_duration_ms / 1000.0
+                             if slots[tenant_id].max_job_duration_ms is not None else None)
+                 for tenant_id in candidates}
+    rate_held, rate_wake = ([], None) if limits is None else (sorted(limits.held),
+                                                              limits.wake_at())
+    return Claim(claimed, durations, deferred, held_back, rate_held, rate_wake)
+
+
+def _tenants_with_room(conn: Connection, capacity: int, handlers: list[str], pauses: PauseSet
+                       ) -> tuple[list[str], dict[str, TenantSlot], dict[str, int],
+                                  dict[str, list[str]]]:
+    """Tenants with due work, paused ones left out: those at ``max_concurrent_jobs`` (held
+    back), and of those with a free slot their limits, room (how many may start) and the
+    handlers whose jobs may start."""
+    held_back: list[str] = []
     slots: dict[str, TenantSlot] = {}
+    rooms: dict[str, int] = {}
     runnable: dict[str, list[str]] = {}
     for slot in tenants_with_due_work(conn):
         room = capacity if slot.free is None else min(capacity, slot.free)
@@ -296,21 +356,38 @@ def claim_due_jobs(conn: Connection, *, runner_id: str, capacity: int, lease_sec
             rooms[slot.tenant_id] = room
             slots[slot.tenant_id] = slot
             runnable[slot.tenant_id] = tenant_handlers
-    candidates = {tenant_id: rows for tenant_id, rows in
-                  (_due_jobs_of(conn, rooms, runnable, postgres, now, aging_seconds,
-                                look_for_aged) if rooms else {}).items() if rows}
-    if not candidates:
-        return Claim([], {}, [], held_back)
-    chosen = fairness.choose(candidates, {t: slots[t].weight for t in candidates}, capacity)
-    chosen, deferred = daily_limit_check(conn, chosen, slots, now)
-    claimed = []
-    if chosen:
-        ids = [row.id for row in chosen]
-        by_id = {row.id: row for row in conn.execute(
-            _MARK_CLAIMED, {"ids": ids, "owner": runner_id,
-                            "expires": now + timedelta(seconds=lease_seconds), "now": now})}
-        claimed = [by_id[job_id] for job_id in ids]   # in the order the fair share chose
-    durations = {tenant_id: (slots[tenant_id].max_job_duration_ms / 1000.0
-                             if slots[tenant_id].max_job_duration_ms is not None else None)
-                 for tenant_id in candidates}
-    return Claim(claimed, durations, deferred, held_back)
+    return held_back, slots, rooms, runnable
+
+
+def _candidates(conn: Connection, rooms: dict[str, int], runnable: dict[str, list[str]],
+                limits: ClaimLimits | None, now: datetime, aging_seconds: float | None,
+                look_for_aged: bool) -> dict[str, list[Candidate]]:
+    """Each tenant's due jobs this claim may take, best first: at most its room, and within
+    its rate limits' room."""
+    if limits is None:
+        probes = [Probe(tenant_id, runnable[tenant_id], room) for tenant_id, room in rooms.items()]
+    else:
+        plan, rooms = limits.probes(rooms, runnable)
+        probes = [Probe(*probe) for probe in plan]
+    if not probes:
+        return {}
+    found = _due_jobs_of(conn, probes, not db.is_sqlite(conn), now, aging_seconds,
+                         look_for_aged)
+    kept = {tenant_id: rows[:rooms[tenant_id]] if limits is None
+            else limits.keep(tenant_id, rows, rooms[tenant_id])
+            for tenant_id, rows in found.items()}
+    return {tenant_id: rows for tenant_id, rows in kept.items() if rows}
+
+
+def _mark_claimed(conn: Connection, chosen: list[Any], runner_id: str, lease_seconds: float,
+                  now: datetime, claimed_at: datetime) -> list[Any]:
+    """The chosen jobs marked ``processing`` under the runner's lease, their rows in the order
+    the fair share chose. ``claimed_at`` (the jobs' start) is the time the rate limits counted
+    them at: ``now``, or a start a moment later already logged (``RateBook.at``)."""
+    if not chosen:
+        return []
+    ids = [row.id for row in chosen]
+    by_id = {row.id: row for row in conn.execute(
+        _MARK_CLAIMED, {"ids": ids, "owner": runner_id, "claimed_at": claimed_at,
+                        "expires": now + timedelta(seconds=lease_seconds), "now": now})}
+    return [by_id[job_id] for job_id in ids]

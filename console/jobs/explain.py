@@ -1,10 +1,10 @@
 """"Why isn't this job running?" — every reason a waiting job has not started, with figures.
 
 Each reason is read through the code the runners use to decide (promotion's due time, the
-``PauseSet`` the claim filters with, ``tenant_slot`` and ``TenantSlot.full``, the daily limit's
-``recurring_runs_allowed``, the handler names runners publish with their heartbeat — the
-same list their claim filters on — and the claim's ordering), so the explanation cannot say
-one thing while the runners do another.
+``PauseSet`` the claim filters with, ``tenant_slot`` and ``TenantSlot.full``, the rate limits'
+``RateBook``, the daily limit's ``recurring_runs_allowed``, the handler names runners publish
+with their heartbeat — the same list their claim filters on — and the claim's ordering), so the
+explanation cannot say one thing while the runners do another.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .claiming import PRIORITY_WEIGHT, effective_priority, tenant_slot, tenants_
 from .cron import next_fire_time
 from .models import jobs_table, runners_table
 from .pauses import read_pauses
+from .rates import KeyState, job_limits, read_handler_limits, states_at
 from .records import job_from_row
 from .runners import RunnerInfo, live_runners
 from .types import JobBlocker, JobNotFoundError, JobPriority, JobStatus, SystemJob
@@ -111,6 +112,8 @@ def _waiting_blockers(conn: Connection, service, job: SystemJob, runners: list[R
             f"Tenant {job.tenant_id} is at its concurrency limit: {slot.running} of {limit} "
             "running; a job starts when one of them ends",
             {"running": slot.running, "max_concurrent_jobs": limit, "running_job_ids": running}))
+    if not waiting_for_time:
+        blockers += _rate_blockers(conn, job, slot, now)
     if job.cron_schedule and slot is not None and recurring_runs_allowed(
             conn, job.tenant_id, slot.max_daily_jobs, now.date(), 1) == 0:
         deferred_to = next_fire_time(job.cron_schedule, job.timezone,
@@ -127,6 +130,26 @@ def _waiting_blockers(conn: Connection, service, job: SystemJob, runners: list[R
         if fair is not None:
             blockers.append(fair)
     return blockers
+
+
+def _rate_blockers(conn: Connection, job: SystemJob, slot, now: datetime) -> list[JobBlocker]:
+    """The rate limits the job counts against that allow no start now: a claim now would pass
+    it by for each of them (``rates.ClaimLimits`` reads them through the same ``RateBook``)."""
+    limits = job_limits(job.tenant_id, slot.rate_limit if slot else None, job.handler,
+                        read_handler_limits(conn))
+    return [_rate_blocker(state) for state in states_at(conn, limits, now).values()
+            if state.allowed == 0]
+
+
+def _rate_blocker(state: KeyState) -> JobBlocker:
+    when = state.next_start
+    return JobBlocker(
+        "rate_limit",
+        f"Held by {state.describe()}, {state.limit}: {state.started:,} started in the last "
+        f"{state.limit.period_text} s; the next start is allowed at "
+        f"{when:%H:%M:%S}.{when.microsecond // 1000:03d} UTC, in "
+        f"{(when - state.at).total_seconds():.1f} s",
+        state.to_dict())
 
 
 def _time_blocker(job: SystemJob, now: datetime) -> JobBlocker:

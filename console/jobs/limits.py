@@ -11,6 +11,14 @@ data_sync, tier4 those plus file_processing. The other limits:
 | tier2 | 64 KiB       | 5 min        | normal           |
 | tier3 | 256 KiB      | 30 min       | normal           |
 | tier4 | 1 MiB        | 2 h          | high             |
+
+Rate limit (starts per period, ``RateLimit``): tier1 60 a minute; tier2–tier4 none. tier1 is the
+entry tier, notifications only, and its notifications go out through the channel providers every
+tenant shares (the SMTP server, the SMS gateway): 60 a minute is far above what its daily quota
+sustains but stops it from handing a provider a minute's worth in one second. The paying tiers
+are already bounded by their concurrency caps and pay for throughput; a downstream that takes
+only so many calls a second is better served by a handler's rate limit
+(``JobService.set_handler_rate_limit``), which an operator sets where it is needed.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -38,6 +47,8 @@ MAX_DURATION_SECONDS = 30 * 24 * 3600
 JOB_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _COUNT_LIMITS = ("max_queued_jobs", "max_concurrent_jobs", "max_daily_jobs",
                  "max_job_payload_size")
+# A rate limit's period: a millisecond is the finest a claim can tell apart in practice.
+MIN_RATE_PERIOD_SECONDS = 0.001
 
 
 class TenantLimitTier(str, enum.Enum):
@@ -59,6 +70,88 @@ class TenantLimitTier(str, enum.Enum):
         return int(self.value[-1])
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` starts in any window of ``period_seconds``, and at most ``burst`` (at
+    most ``count``; None: ``count``) in any window of ``period_seconds × burst / count``: the
+    same rate at a finer grain, so ``burst`` is how many may start back to back. Enforced when
+    jobs are claimed (``console/jobs/rates.py``), never at queue time.
+
+    :raise JobValidationError: (field ``rate_limit``) a part is out of range, named.
+    """
+
+    count: int
+    period_seconds: float
+    burst: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or not (
+                1 <= self.count <= MAX_INT):
+            raise JobValidationError("rate_limit", (
+                f"count must be a whole number from 1 to {MAX_INT:,}, got {self.count!r} (to "
+                "stop work, pause it)"))
+        period = self.period_seconds
+        if isinstance(period, bool) or not isinstance(period, (int, float)) or not (
+                MIN_RATE_PERIOD_SECONDS <= period <= MAX_DURATION_SECONDS):
+            raise JobValidationError("rate_limit", (
+                f"period_seconds must be a number from {MIN_RATE_PERIOD_SECONDS} to "
+                f"{MAX_DURATION_SECONDS:,} (30 days), got {period!r}"))
+        object.__setattr__(self, "period_seconds", float(period))
+        burst = self.burst
+        if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int)
+                                  or not 1 <= burst <= self.count):
+            raise JobValidationError("rate_limit", (
+                f"burst must be a whole number from 1 to count ({self.count}), or None for "
+                f"count, got {burst!r}"))
+
+    @property
+    def windows(self) -> tuple[tuple[int, float], ...]:
+        """(starts, seconds) pairs that must all hold: the period, and the burst's window."""
+        burst = self.burst if self.burst is not None else self.count
+        if burst >= self.count:
+            return ((self.count, self.period_seconds),)
+        return ((self.count, self.period_seconds),
+                (burst, self.period_seconds * burst / self.count))
+
+    @property
+    def period_text(self) -> str:
+        """The period's seconds as people type them: "2", "0.5", "2592000"."""
+        return f"{Decimal(repr(self.period_seconds)).normalize():f}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "period_seconds": self.period_seconds, "burst": self.burst}
+
+    def to_camel(self) -> dict[str, Any]:
+        """As ``custom_settings["jobLimits"]["rateLimit"]`` holds it."""
+        return {"count": self.count, "periodSeconds": self.period_seconds, "burst": self.burst}
+
+    @classmethod
+    def parse(cls, value: Any, field_name: str) -> RateLimit | None:
+        """A ``RateLimit``, None, or a mapping with ``count``, ``periodSeconds`` (or
+        ``period_seconds``) and optional ``burst``.
+
+        :raise JobValidationError: naming ``field_name`` and what is wrong.
+        """
+        if value is None or isinstance(value, RateLimit):
+            return value
+        if not isinstance(value, Mapping):
+            raise JobValidationError(field_name, (
+                'an object {"count", "periodSeconds", "burst"}, or null for no rate limit'))
+        unknown = sorted(set(value) - {"count", "periodSeconds", "period_seconds", "burst"})
+        if unknown:
+            raise JobValidationError(field_name, f"unknown key(s) {', '.join(unknown)}; use "
+                                                 "count, periodSeconds and burst")
+        period = value.get("periodSeconds", value.get("period_seconds"))
+        try:
+            return cls(value.get("count"), period, value.get("burst"))
+        except JobValidationError as error:
+            raise JobValidationError(field_name, error.message.partition(": ")[2]) from None
+
+    def __str__(self) -> str:
+        shown = f"{self.count:,} per {self.period_text} s"
+        return shown + (f" (burst {self.burst:,})" if self.burst is not None else "")
+
+
 _GENERAL = ["notification", "immediate", "delayed", "scheduled", "recurring", "maintenance"]
 
 
@@ -73,6 +166,7 @@ class JobLimitConfig:
     allowed_job_types: frozenset[str] | None = None
     max_job_duration: timedelta | None = None
     default_job_priority: JobPriority = JobPriority.NORMAL
+    rate_limit: RateLimit | None = None
 
     def __post_init__(self):
         for name in _COUNT_LIMITS:
@@ -102,6 +196,8 @@ class JobLimitConfig:
         if not isinstance(self.default_job_priority, JobPriority):
             object.__setattr__(self, "default_job_priority",
                                parse_priority(self.default_job_priority, "default_job_priority"))
+        if not isinstance(self.rate_limit, RateLimit):
+            object.__setattr__(self, "rate_limit", RateLimit.parse(self.rate_limit, "rate_limit"))
 
     @classmethod
     def for_tier(cls, tier: TenantLimitTier | str) -> JobLimitConfig:
@@ -118,6 +214,7 @@ class JobLimitConfig:
                                   if self.allowed_job_types is not None else None),
             "max_job_duration": self.max_job_duration,
             "default_job_priority": self.default_job_priority.value,
+            "rate_limit": self.rate_limit,
         }
 
     def with_overrides(self, job_limits: Mapping[str, Any]) -> JobLimitConfig:
@@ -142,6 +239,8 @@ class JobLimitConfig:
                 value = frozenset(value)
             elif name == "default_job_priority":
                 value = parse_priority(value, f"jobLimits.{key}")
+            elif name == "rate_limit":
+                value = RateLimit.parse(value, f"jobLimits.{key}")
             changes[name] = value
         return replace(self, **changes)
 
@@ -154,12 +253,14 @@ _CAMEL_TO_FIELD = {
     "allowedJobTypes": "allowed_job_types",
     "maxJobDuration": "max_job_duration",
     "defaultJobPriority": "default_job_priority",
+    "rateLimit": "rate_limit",
 }
 _FIELDS = set(_CAMEL_TO_FIELD.values())
 
 TIER_LIMITS: dict[TenantLimitTier, JobLimitConfig] = {
     TenantLimitTier.TIER1: JobLimitConfig(10, 2, 100, 16 * 1024, frozenset(["notification"]),
-                                          timedelta(minutes=1), JobPriority.LOW),
+                                          timedelta(minutes=1), JobPriority.LOW,
+                                          RateLimit(60, 60)),
     TenantLimitTier.TIER2: JobLimitConfig(50, 5, 1_000, 64 * 1024, frozenset(_GENERAL),
                                           timedelta(minutes=5), JobPriority.NORMAL),
     TenantLimitTier.TIER3: JobLimitConfig(200, 20, 10_000, 256 * 1024,
@@ -283,7 +384,22 @@ def config_to_row(config: TenantConfig) -> dict[str, Any]:
         "max_job_duration_ms": _duration_ms(limits.max_job_duration),
         "default_job_priority": limits.default_job_priority.value,
         "custom_settings": config.custom_settings or None,
+        **rate_limit_columns(limits.rate_limit),
     }
+
+
+def rate_limit_columns(limit: RateLimit | None) -> dict[str, Any]:
+    """A rate limit as the tenants table (and the handler limits table) stores it."""
+    return {"rate_limit_count": limit.count if limit else None,
+            "rate_limit_period_seconds": limit.period_seconds if limit else None,
+            "rate_limit_burst": limit.burst if limit else None}
+
+
+def rate_limit_of(row: Any) -> RateLimit | None:
+    """The stored rate limit of a row with ``rate_limit_columns`` (None: no limit)."""
+    if row.rate_limit_count is None:
+        return None
+    return RateLimit(row.rate_limit_count, row.rate_limit_period_seconds, row.rate_limit_burst)
 
 
 def limits_from_row(row: Any) -> JobLimitConfig:
@@ -297,6 +413,7 @@ def limits_from_row(row: Any) -> JobLimitConfig:
         max_job_duration=(timedelta(milliseconds=row.max_job_duration_ms)
                           if row.max_job_duration_ms is not None else None),
         default_job_priority=JobPriority(row.default_job_priority),
+        rate_limit=rate_limit_of(row),
     )
 
 

@@ -92,6 +92,10 @@ class Tenant(Base):
     custom_settings: Mapped[dict | None] = mapped_column(JSONText)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Starts per period (console/jobs/rates.py); no count: no rate limit.
+    rate_limit_count: Mapped[int | None] = mapped_column(Integer)
+    rate_limit_period_seconds: Mapped[float | None] = mapped_column(Float)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
 
 
 class Job(Base):
@@ -348,6 +352,35 @@ class Pause(Base):
     resumed_by: Mapped[str | None] = mapped_column(String(100))
 
 
+class HandlerRateLimit(Base):
+    """An operator's rate limit on a handler, for every tenant (``tenant_id`` None) or one.
+    ``key`` names the limit as its starts are logged (``console/jobs/rates.py``): one row per
+    handler and scope. Claims read the table (a few rows) every time they run."""
+
+    __tablename__ = "handler_rate_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    handler: Mapped[str] = mapped_column(String(100))
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    rate_limit_count: Mapped[int] = mapped_column(Integer)
+    rate_limit_period_seconds: Mapped[float] = mapped_column(Float)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
+    set_by: Mapped[str | None] = mapped_column(String(100))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RateLimitStart(Base):
+    """The starts a rate limit counts: per limit (``key``) and claim, how many of its jobs that
+    claim started. Claims write it and prune what has left the period, so a limit holds at
+    most ``count`` rows."""
+
+    __tablename__ = "rate_limit_starts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    starts: Mapped[int] = mapped_column(Integer)
+
+
 class AuditEntry(Base):
     """A change made by a person or a token (or a sign-in), written in the change's own
     transaction and never updated (see console/jobs/audit.py). No foreign keys: an entry
@@ -388,6 +421,8 @@ daily_usage_table = TenantDailyUsage.__table__
 rejections_table = LimitRejection.__table__
 runners_table = Runner.__table__
 pauses_table = Pause.__table__
+handler_rate_limits_table = HandlerRateLimit.__table__
+rate_limit_starts_table = RateLimitStart.__table__
 rollups_table = JobRollup.__table__
 duration_rollups_table = DurationRollup.__table__
 totals_table = JobTotal.__table__

@@ -43,6 +43,12 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+# Limits that never refuse: what ``record_rejections`` counts for them is claims that passed a
+# tenant's due work by (no free concurrency slot; no room left in a rate limit). Analytics shows
+# them as waits, apart from the work other limits refused.
+HELD_BACK_LIMITS = ("max_concurrent_jobs", "rate_limit")
+
+
 def record_rejections(conn, tenant_id: str, limit_type: str, hour: datetime, count: int) -> None:
     """Count ``count`` refusals (or claims held back) by ``limit_type`` in the tenant's hour."""
     db.upsert(conn, rejections_table,

@@ -3,9 +3,10 @@
 One dispatcher thread does all of a runner's job writes, each cycle in one short transaction:
 record finished attempts, promote pending jobs that fell due, claim new work for the free
 slots. It sleeps until the earliest of: a wake-up (work queued in this process, a slot freed,
-a commit by another process), the next pending job's time, the nearest attempt deadline, or
-the poll interval. APScheduler keeps the housekeeping clock: lease renewal with the runner's
-heartbeat, and recovery of jobs whose owner stopped renewing.
+a commit by another process), the next pending job's time, the moment a rate limit that held
+due work back allows a start again, the nearest attempt deadline, or the poll interval.
+APScheduler keeps the housekeeping clock: lease renewal with the runner's heartbeat, and
+recovery of jobs whose owner stopped renewing.
 """
 from __future__ import annotations
 
@@ -136,9 +137,11 @@ class Runner:
         self._pauses = PauseSet([])            # as the last cycle read them
         self._aged_looked_at = float("-inf")   # monotonic time of the last claim that did
         self._progress_written: dict[str, float] = {}
-        # Claims in which a tenant with due work had no free concurrency slot, per tenant;
-        # written to limit_rejections (as max_concurrent_jobs) with the next lease renewal.
-        self._held_back: dict[str, int] = {}
+        # Claims that held back a tenant's due work, per (tenant, limit type): no free
+        # concurrency slot (max_concurrent_jobs), or a rate limit with no room (rate_limit);
+        # written to limit_rejections with the next lease renewal.
+        self._held_back: dict[tuple[str, str], int] = {}
+        self._rate_wake: datetime | None = None   # when held-back rate-limited work may start
         self._held_back_lock = threading.Lock()
         self._postgres = self.engine.dialect.name == "postgresql"
         self._connection = db.HeldConnection(self.engine)   # the dispatcher's own
@@ -211,7 +214,9 @@ class Runner:
                     self.renew_leases()
                     next_housekeeping = now_m + max(0.5, self.lease_seconds / 3)
                 claimed = self._cycle()
-                busy = claimed or self._pool.outstanding or self._finished
+                # Rate-limited due work is work left to do, not idleness.
+                busy = (claimed or self._pool.outstanding or self._finished
+                        or self._rate_wake is not None)
                 if busy:
                     idle_since = None
                 else:
@@ -273,8 +278,9 @@ class Runner:
     def _sleep(self, longest: float) -> None:
         """Wait for a wake-up, the next due job or deadline, or ``longest`` seconds."""
         timeout = longest
-        if self._next_due is not None:
-            timeout = min(timeout, (self._next_due - datetime.now(UTC)).total_seconds())
+        for moment in (self._next_due, self._rate_wake):
+            if moment is not None:
+                timeout = min(timeout, (moment - datetime.now(UTC)).total_seconds())
         deadline = self._nearest_deadline()
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
@@ -321,10 +327,8 @@ class Runner:
         finally:
             self._recording.clear()
         self.executed += len(finished)
-        if claim.held_back:
-            with self._held_back_lock:
-                for tenant_id in claim.held_back:
-                    self._held_back[tenant_id] = self._held_back.get(tenant_id, 0) + 1
+        self._rate_wake = claim.rate_wake
+        self._count_held_back(claim)
         updates = self.service.job_updates
         if updates.has_subscribers:
             updates.publish_many(recorded)
@@ -338,6 +342,16 @@ class Runner:
             self._pool.submit(WorkItem(job=job, duration_limit=claim.duration_limits.get(
                 job.tenant_id)))
         return len(claim.rows)
+
+    def _count_held_back(self, claim) -> None:
+        if not (claim.held_back or claim.rate_held):
+            return
+        with self._held_back_lock:
+            for limit_type, tenants in (("max_concurrent_jobs", claim.held_back),
+                                        ("rate_limit", claim.rate_held)):
+                for tenant_id in tenants:
+                    key = (tenant_id, limit_type)
+                    self._held_back[key] = self._held_back.get(key, 0) + 1
 
     def _look_for_aged(self) -> bool:
         """Whether this cycle's claim reads the oldest jobs of each lower priority (once per
@@ -649,8 +663,8 @@ class Runner:
     def _write_held_back(self, conn, now: datetime) -> None:
         with self._held_back_lock:
             held_back, self._held_back = self._held_back, {}
-        for tenant_id, count in held_back.items():
-            record_rejections(conn, tenant_id, "max_concurrent_jobs", hour_of(now), count)
+        for (tenant_id, limit_type), count in held_back.items():
+            record_rejections(conn, tenant_id, limit_type, hour_of(now), count)
 
     def recover_expired_leases(self) -> int:
         """Jobs whose owner stopped renewing (a crash, a lost machine): count the lost attempt,

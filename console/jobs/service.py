@@ -23,10 +23,26 @@ from .cron import CronNeverFiresError
 from .endings import record_endings
 from .explain import JobExplanation, explain
 from .handlers import HandlerRegistry, JobHandler
-from .limits import TenantStore, check_queue_room, limits_from_row, queue_full_reason, queue_room
+from .limits import (
+    RateLimit,
+    TenantStore,
+    check_queue_room,
+    limits_from_row,
+    queue_full_reason,
+    queue_room,
+)
 from .models import jobs_table, tenants_table
 from .pauses import Pause, PauseSet, read_pauses
 from .queue_sql import QueueTransaction, QueueWriter, count_waiting
+from .rates import (
+    HandlerRateLimit,
+    KeyState,
+    job_limits,
+    read_handler_limits,
+    states_at,
+    store_handler_limit,
+    tenant_key,
+)
 from .records import job_from_row, lock_job, new_job_id
 from .recovery import release_expired_leases
 from .rollups import RollupBatch, hour_of, record_rejections
@@ -824,6 +840,60 @@ class JobService:
         return self.queue_job(job.type, job.handler, job.payload, job.tenant_id,
                               priority=job.priority, max_retries=job.max_retries,
                               metadata=metadata, actor=actor, audit_action="job_run_now")
+
+    @reports_outages
+    def set_handler_rate_limit(self, handler: str, rate_limit: RateLimit | dict | None,
+                               tenant_id: str | None = None,
+                               by: Actor | str | None = None) -> RateLimit | None:
+        """Limit how many jobs run by ``handler`` start per period, for every tenant or for
+        ``tenant_id`` only (a mail provider that takes 10 a second); ``None`` removes the
+        limit. In effect from every runner's next claim; work it holds back stays queued.
+        Returns the limit now in force for that scope.
+
+        :raise JobValidationError: a bad limit (``rate_limit``, naming what is wrong), an
+            unknown handler (neither registered here nor published by a runner) or tenant.
+        """
+        limit = RateLimit.parse(rate_limit, "rate_limit")
+        actor, name = control.who(by)
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            if limit is not None or read_handler_limits(conn).of(handler, tenant_id) is None:
+                # Removing a limit of a handler no runner has any more must still work.
+                control.check_handler(conn, handler, self.handlers.names())
+            if tenant_id is not None:
+                control.check_tenant(conn, tenant_id)
+            store_handler_limit(conn, handler, tenant_id, limit, actor, name, now)
+        self.wake_local_runners()
+        return limit
+
+    @reports_outages
+    def handler_rate_limits(self, handler: str | None = None) -> list[HandlerRateLimit]:
+        """Handlers' rate limits in force (of ``handler`` only, when given), for every tenant
+        or one."""
+        with self.engine.connect() as conn:
+            limits = read_handler_limits(conn).all
+        return [limit for limit in limits if handler is None or limit.handler == handler]
+
+    @reports_outages
+    def rate_limit_states(self, tenant_id: str | None = None,
+                          handler: str | None = None) -> list[KeyState]:
+        """The rate limits that work counts against now, each with its starts in the current
+        period and when it next allows a start, as a claim now would see them: a tenant's own
+        (``tenant_id``), a handler's for every tenant (``handler``), and both with its limit
+        for that tenant (both)."""
+        now = datetime.now(UTC)
+        config = self.tenants.get_tenant_config(tenant_id) if tenant_id else None
+        own = config.job_limit.rate_limit if config else None
+        with self.engine.connect() as conn:
+            handler_limits = read_handler_limits(conn)
+            if tenant_id and handler:
+                limits = job_limits(tenant_id, own, handler, handler_limits)
+            elif handler:
+                every = handler_limits.of(handler)
+                limits = {every.key: every.limit} if every else {}
+            else:
+                limits = {tenant_key(tenant_id): own} if own else {}
+            return list(states_at(conn, limits, now).values())
 
     def explain_job(self, job_id: str) -> list[JobBlocker]:
         """Every reason a pending or queued job has not started, each with its figures

@@ -108,6 +108,21 @@ def test_waiting_on_the_concurrency_limit_is_recommended_against(service, make_t
                for r in health["recommendations"])
 
 
+def test_waits_on_a_rate_limit_are_recommended_against_but_cost_no_refusal_points(
+        service, make_tenant):
+    make_tenant("acme", rateLimit={"count": 2, "periodSeconds": 1})
+    for _ in range(8):
+        service.queue_job("immediate", "sleeps", {"ms": 1}, "acme")
+    run(service, threads=4)
+    health = service.get_tenant_job_health("acme")
+    assert health["signals"]["rate_limited_claims_24h"] > 0
+    assert health["signals"]["average_wait_seconds"] >= 1.0
+    assert health["penalties"]["rejections"] == 0
+    assert any(r.startswith("jobs waited on a rate limit (the tenant's rate_limit 2 per 1 s, or "
+                            "a handler's) in ") and "raise the limit" in r
+               for r in health["recommendations"])
+
+
 def test_stuck_jobs_are_reported(service, make_tenant):
     make_tenant()
     job = service.queue_job("immediate", "sleeps", {}, "acme")

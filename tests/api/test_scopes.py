@@ -80,6 +80,10 @@ ENDPOINTS = {
     "run_now": ("POST", "/jobs/{later}/run-now", None, 200),
     "explain_job": ("GET", "/jobs/{job}/explain", None, 200),
     "list_pauses": ("GET", "/pauses?tenant_id={t}", None, 200),
+    "get_handler_rate_limit": ("GET", "/handlers/{h}/rate-limit?tenant_id={t}", None, 200),
+    "put_handler_rate_limit": ("PUT", "/handlers/{h}/rate-limit",
+                               {"tenant_id": "{t}", "count": 100_000, "period_seconds": 1}, 200),
+    "delete_handler_rate_limit": ("DELETE", "/handlers/{h}/rate-limit?tenant_id={t}", None, 200),
 }
 SYSTEM_ENDPOINTS = {"queue": ("GET", "/queue", None, 200), "stats": ("GET", "/stats", None, 200),
                     "audit": ("GET", "/audit", None, 200),
@@ -182,6 +186,23 @@ def test_pausing_a_handler_without_a_tenant(matrix_app, token):
                                                               else token)
         resumed = _call(matrix_app, token, "POST", "/handlers/record/resume", None)
         assert resumed.status_code == 200 and resumed.get_json()["paused"] is None
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_rate_limiting_a_handler_without_a_tenant(matrix_app, token):
+    """A tenant token limits it for its own tenant; an all-tenant token, for every tenant,
+    only when it is an admin's; any token reads the limit of its scope."""
+    body = {"count": 100_000, "period_seconds": 1}
+    response = _call(matrix_app, token, "PUT", "/handlers/record/rate-limit", body)
+    status = {A: 200, B: 200, "all": 403, "admin": 200}.get(token, 401)
+    assert response.status_code == status, response.get_data(as_text=True)
+    read = _call(matrix_app, token, "GET", "/handlers/record/rate-limit", None)
+    assert read.status_code == (401 if status == 401 else 200)
+    if status == 200:
+        assert response.get_json()["tenant_id"] == (None if token == "admin" else token)
+        assert read.get_json() == response.get_json()
+        removed = _call(matrix_app, token, "DELETE", "/handlers/record/rate-limit", None)
+        assert removed.status_code == 200 and removed.get_json()["rate_limit"] is None
 
 
 @pytest.mark.parametrize("token", TOKENS)

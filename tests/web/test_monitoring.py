@@ -82,6 +82,16 @@ def test_metrics_count_limit_rejections(app, service, make_tenant):
                   limit_type="allowed_job_types") == 1
 
 
+def test_metrics_count_claims_a_rate_limit_held_back(app, service, make_tenant):
+    make_tenant("acme", rateLimit={"count": 1, "periodSeconds": 60})
+    for _ in range(3):
+        service.queue_job("immediate", "sleeps", {}, "acme")
+    service.run_until_idle(timeout=0.5, settle=0.1)   # one starts; the rest wait on the limit
+    families = metrics_of(app.test_client())
+    assert sample(families, "console_limit_rejections", "_total", tenant="acme",
+                  limit_type="rate_limit") >= 1
+
+
 def test_metrics_answer_only_their_scraper_or_an_admin(app, service, client_as, make_tenant):
     make_tenant("acme")
     service.queue_job("immediate", "sleeps", {}, "acme")

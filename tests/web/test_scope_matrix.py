@@ -228,6 +228,18 @@ def _handler_paused(world, tenant) -> bool:
     return world.service.pauses().of("handler", handler="noop", tenant_id=tenant) is not None
 
 
+def _rate_limited(world, tenant) -> bool:
+    return any(limit.tenant_id == tenant for limit in world.service.handler_rate_limits("noop"))
+
+
+def _rate_limit_url(path: str, limited_first: bool) -> Callable:
+    def url(world, tenant):
+        limit = {"count": 1000, "periodSeconds": 1} if limited_first else None
+        world.service.set_handler_rate_limit("noop", limit, tenant)
+        return f"/handlers/{path}"
+    return url
+
+
 def _tenant_url(verb: str, paused_first: bool) -> Callable:
     def url(world, tenant):
         if paused_first:
@@ -376,6 +388,17 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
         _handler_url("resume", paused_first=True), role="operator",
         data=lambda w, t: {"handler": "noop", "tenant_id": t},
         happened=lambda w, t, url: not _handler_paused(w, t)),
+    # a handler's rate limit for one tenant: as pausing it (for every tenant: staff admins,
+    # tests/web/test_rate_limits.py)
+    ("handlers.set_rate_limit", "POST"): Scoped(
+        _rate_limit_url("rate-limit", limited_first=False), role="operator",
+        data=lambda w, t: {"handler": "noop", "tenant_id": t, "count": "500",
+                           "period_seconds": "1"},
+        happened=lambda w, t, url: _rate_limited(w, t)),
+    ("handlers.remove_rate_limit", "POST"): Scoped(
+        _rate_limit_url("rate-limit/remove", limited_first=True), role="operator",
+        data=lambda w, t: {"handler": "noop", "tenant_id": t},
+        happened=lambda w, t, url: not _rate_limited(w, t)),
     # API tokens: for every tenant or any one (staff)
     ("tokens.index", "GET"): Neutral("tokens: system-wide", role="admin", staff=True),
     ("tokens.create", "POST"): Neutral("tokens: system-wide", role="admin", staff=True),

@@ -1,6 +1,6 @@
 """Handlers: every handler's executions, success rate, average and p95 duration and errors over
-a window; a handler's page with its errors and charts. Read-only, for every role. The figures
-come from the rollups (``console.analytics.handlers``).
+a window; a handler's page with its errors and charts, its pauses and its rate limits. The
+figures come from the rollups (``console.analytics.handlers``).
 
 Windows end now and are whole hours. They stop at 7 days: a handler's duration histogram is
 kept per tenant and hour, so a month of it is hundreds of thousands of rows at 1,000,000 jobs,
@@ -23,7 +23,8 @@ from ...analytics.handlers import (
     handler_performance,
     latest_error_messages,
 )
-from ...jobs import JobService, get_job_service
+from ...jobs import JobService, RateLimit, get_job_service
+from ...jobs.types import JobValidationError
 from ..audit.actor import console_actor
 from ..auth.views import role_required
 from ..control import act, back_to, form_reason, require_staff_admin
@@ -102,7 +103,21 @@ def handler_page(service: JobService, name: str, window: Window) -> dict[str, An
     return {"name": name, "handler": handler, "registered": handler is not None,
             "supported_job_types": sorted(getattr(handler, "supported_job_types", None) or []),
             "performance": found[0] if found else None, "errors": errors,
-            "errors_chart": errors_chart}
+            "errors_chart": errors_chart, "rate_limits": rate_limit_rows(service, name)}
+
+
+def rate_limit_rows(service: JobService, name: str) -> list[dict[str, Any]]:
+    """The handler's rate limits the user may see (for every tenant; for each of the user's
+    tenants), each with its starts in the current period and its next allowed start."""
+    visible = {config.tenant_id for config in visible_tenants()}
+    rows = []
+    for limit in service.handler_rate_limits(name):
+        if limit.tenant_id is not None and limit.tenant_id not in visible:
+            continue
+        state = next(s for s in service.rate_limit_states(limit.tenant_id, name)
+                     if s.key == limit.key)
+        rows.append({"limit": limit, "state": state})
+    return rows
 
 
 def handler_charts(service: JobService, name: str, window: Window) -> list[dict[str, str]]:
@@ -207,6 +222,53 @@ def pause():
         return (f"Handler {handler} paused for {whom}: its jobs still queue, none starts until "
                 "it is resumed; running ones finish.")
     return act(change, back)
+
+
+@bp.post("/handlers/rate-limit")
+@tenant_scoped
+@role_required("operator")
+def set_rate_limit():
+    """Limit how many of a handler's jobs start per period, for one tenant or every tenant."""
+    handler, tenant_id, back = _handler_scope()
+    whom = f"tenant {tenant_id}" if tenant_id else "every tenant"
+
+    def change():
+        limit = get_job_service().set_handler_rate_limit(handler, typed_rate_limit(),
+                                                         tenant_id, by=console_actor())
+        return (f"Handler {handler} limited to {limit} for {whom}: its jobs past the limit "
+                "wait in the queue, from every runner's next claim.")
+    return act(change, back)
+
+
+@bp.post("/handlers/rate-limit/remove")
+@tenant_scoped
+@role_required("operator")
+def remove_rate_limit():
+    handler, tenant_id, back = _handler_scope()
+    whom = f"tenant {tenant_id}" if tenant_id else "every tenant"
+
+    def change():
+        get_job_service().set_handler_rate_limit(handler, None, tenant_id, by=console_actor())
+        return f"Rate limit of handler {handler} for {whom} removed."
+    return act(change, back)
+
+
+def typed_rate_limit() -> RateLimit:
+    """The form's ``count``, ``period_seconds`` and ``burst`` (blank: all of them) as typed.
+
+    :raise JobValidationError: (``rate_limit``) saying what to type instead.
+    """
+    def number(name: str, kind):
+        text = (request.form.get(name) or "").strip().replace(",", "")
+        try:
+            return kind(text) if text else None
+        except ValueError:
+            raise JobValidationError("rate_limit", f"type a number for {name}, not "
+                                                   f"{text[:20]!r}") from None
+    burst = number("burst", int)
+    return RateLimit.parse({"count": number("count", int),
+                            "period_seconds": number("period_seconds", float),
+                            "burst": burst}, "rate_limit")
 
 
 @bp.post("/handlers/resume")

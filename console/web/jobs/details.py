@@ -123,6 +123,8 @@ def _blocker_view(blocker: JobBlocker, job: SystemJob, staff: bool) -> dict[str,
             figures.append(("Starts", f"{timestamp(when)} ({ago(when)})"))
     elif code == "daily_limit":
         figures.append(("Daily limit", number(details.get("max_daily_jobs"))))
+    elif code == "rate_limit":
+        figures, links = _rate_limit_view(details, staff)
     elif code == "fair_share":
         ahead = details.get("ahead_by_priority") or {}
         figures.append(("Ahead of it in its tenant", number(details.get("ahead_in_tenant")) + (
@@ -148,6 +150,24 @@ def _blocker_view(blocker: JobBlocker, job: SystemJob, staff: bool) -> dict[str,
             figures.append(("Lease expires", f"{timestamp(expires)} ({ago(expires)})"))
     return {"code": code, "title": BLOCKER_TITLES.get(code, code.replace("_", " ")),
             "message": blocker.message, "figures": figures, "links": links}
+
+
+def _rate_limit_view(details: dict[str, Any], staff: bool
+                     ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A rate limit's figures (its period so far, the next start) and where it is set."""
+    figures = [("Started in the period", f"{number(details.get('started_in_period'))} of "
+                                         f"{number(details.get('count'))}")]
+    when = _moment(details.get("next_start_at"))
+    if when is not None:
+        figures.append(("Next start allowed", f"{timestamp(when)} ({ago(when)})"))
+    links = []
+    if details.get("tenant_id"):
+        links.append((f"Tenant {details['tenant_id']}",
+                      url_for("tenants.show", tenant_id=details["tenant_id"])))
+    if details.get("handler") and staff:
+        links.append((f"Handler {details['handler']}",
+                      url_for("handlers.show", name=details["handler"])))
+    return figures, links
 
 
 def _moment(value: str | None) -> datetime | None:

@@ -27,7 +27,9 @@ from ...jobs.limits import (
     JOB_TYPE_NAME,
     MAX_DURATION_SECONDS,
     MAX_INT,
+    MIN_RATE_PERIOD_SECONDS,
     JobLimitConfig,
+    RateLimit,
     TenantConfig,
 )
 from ...jobs.types import JobPriority, JobType
@@ -115,6 +117,76 @@ LIMITS = (
 LIMITS_BY_NAME = {spec.name: spec for spec in LIMITS}
 
 
+def _number(text: str) -> Decimal:
+    """A typed number (thousands separators allowed).
+
+    :raise ValidationError: not a finite number.
+    """
+    try:
+        number = Decimal(text.replace(",", "").replace("_", ""))
+    except InvalidOperation:
+        raise ValidationError("Type a number.") from None
+    if not number.is_finite():
+        raise ValidationError("Type a number.")
+    return number
+
+
+def _whole(text: str, most: int, what: str) -> int:
+    number = _number(text)
+    if number != number.to_integral_value() or not 1 <= number <= most:
+        raise ValidationError(f"Type a whole number from 1 to {most:,}{what}.")
+    return int(number)
+
+
+class RateFields:
+    """The rate limit's three fields read together: starts (blank: the tier's; 'unlimited':
+    none), per seconds (needed with a number of starts), burst (blank: all of them)."""
+
+    def __init__(self, form: LimitsForm):
+        self.count = (form.rate_limit_count.data or "").strip()
+        self.period = (form.rate_limit_period.data or "").strip()
+        self.burst = (form.rate_limit_burst.data or "").strip()
+
+    @property
+    def blank(self) -> bool:
+        return not self.count
+
+    @property
+    def unlimited(self) -> bool:
+        return self.count.lower() in UNLIMITED_WORDS
+
+    def check_count(self) -> None:
+        if self.blank and (self.period or self.burst):
+            raise ValidationError("Type the number of starts too, or clear the period and "
+                                  "burst to keep the tier's rate limit.")
+        if not self.blank and not self.unlimited:
+            _whole(self.count, MAX_INT, " (to stop work, pause the tenant)")
+
+    def check_period(self) -> None:
+        if self.blank or self.unlimited:
+            return
+        if not self.period:
+            raise ValidationError("Type the period in seconds: starts per how long?")
+        number = _number(self.period)
+        if number < Decimal(str(MIN_RATE_PERIOD_SECONDS)) or number > MAX_DURATION_SECONDS \
+                or number.as_tuple().exponent < -3:
+            raise ValidationError(f"Type seconds from {MIN_RATE_PERIOD_SECONDS} to "
+                                  f"{MAX_DURATION_SECONDS:,} (30 days), up to 3 decimals.")
+
+    def check_burst(self) -> None:
+        if self.blank or self.unlimited or not self.burst:
+            return
+        count = _whole(self.count, MAX_INT, "")
+        _whole(self.burst, count, " (at most the number of starts)")
+
+    def limit(self) -> RateLimit | None:
+        """The typed rate limit (after validation; not for a blank one)."""
+        if self.unlimited:
+            return None
+        return RateLimit(int(_number(self.count)), float(_number(self.period)),
+                         int(_number(self.burst)) if self.burst else None)
+
+
 class LimitField(StringField):
     """A limit typed as text: blank (the tier's value), a number, or 'unlimited'. After
     validation ``.limit`` holds the parsed value and ``.blank`` says whether it was left empty."""
@@ -149,6 +221,12 @@ class LimitsForm(FlaskForm):
     allowed_job_types = CheckboxesField("Allowed job types", choices=[], validate_choice=False)
     other_job_types = StringField("Other job types", description=(
         "Custom types this tenant may queue, separated by commas (e.g. custom_processing)."))
+    rate_limit_count = StringField("Starts", description=(
+        "At most this many of its jobs start per period; more wait in the queue. Blank: the "
+        "tier's; 'unlimited': no rate limit."))
+    rate_limit_period = StringField("Per (seconds)", description="The period, in seconds.")
+    rate_limit_burst = StringField("Burst", description=(
+        "At most this many back to back, the rest spread over the period. Blank: all of them."))
 
     def __init__(self, config: TenantConfig, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -184,6 +262,23 @@ class LimitsForm(FlaskForm):
             raise ValidationError(f"{', '.join(bad)}: a job type is lower-case letters, digits "
                                   "and _, starting with a letter.")
 
+    def validate_rate_limit_count(self, field):
+        RateFields(self).check_count()
+
+    def validate_rate_limit_period(self, field):
+        RateFields(self).check_period()
+
+    def validate_rate_limit_burst(self, field):
+        RateFields(self).check_burst()
+
+    def rate_placeholders(self) -> dict[str, str]:
+        """The tier's rate limit, as the blank fields' placeholders."""
+        rate = self.preset().rate_limit
+        if rate is None:
+            return {"count": "unlimited (tier)", "period": "", "burst": ""}
+        return {"count": f"{rate.count} (tier)", "period": f"{rate.period_text} (tier)",
+                "burst": f"{rate.burst} (tier)" if rate.burst else "all (tier)"}
+
     def validate_allowed_job_types(self, field):
         if not self.any_job_type.data and not field.data and not self.other_types():
             raise ValidationError("Choose at least one job type, or allow any job type: with "
@@ -209,6 +304,9 @@ class LimitsForm(FlaskForm):
         if self.default_job_priority.data and (self.default_job_priority.data
                                                != preset.default_job_priority.value):
             overrides["defaultJobPriority"] = self.default_job_priority.data
+        rate = RateFields(self)
+        if not rate.blank and rate.limit() != preset.rate_limit:
+            overrides["rateLimit"] = rate.limit().to_camel() if rate.limit() else None
         if self.any_job_type.data:
             overrides["allowedJobTypes"] = None
         else:
@@ -244,7 +342,20 @@ def limits_form_data(config: TenantConfig, tier: str | None = None) -> dict[str,
                                     else limits.default_job_priority.value)
     data["any_job_type"] = limits.allowed_job_types is None
     data["allowed_job_types"] = sorted(limits.allowed_job_types or [])
+    data.update(_rate_data(limits.rate_limit, preset.rate_limit))
     return data
+
+
+def _rate_data(rate: RateLimit | None, preset: RateLimit | None) -> dict[str, str]:
+    """The rate limit's fields: blank when it is the tier's."""
+    if rate == preset:
+        count = period = burst = ""
+    elif rate is None:
+        count, period, burst = "unlimited", "", ""
+    else:
+        count, period = str(rate.count), rate.period_text
+        burst = str(rate.burst) if rate.burst is not None else ""
+    return {"rate_limit_count": count, "rate_limit_period": period, "rate_limit_burst": burst}
 
 
 def describe_changes(old: TenantConfig, new: TenantConfig) -> list[str]:

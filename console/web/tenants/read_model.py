@@ -36,6 +36,7 @@ def limit_rows(limits: JobLimitConfig) -> list[tuple[str, str]]:
     rows.append(("default_job_priority", limits.default_job_priority.value))
     types = limits.allowed_job_types
     rows.append(("allowed_job_types", "any" if types is None else ", ".join(sorted(types))))
+    rows.append(("rate_limit", str(limits.rate_limit) if limits.rate_limit else "unlimited"))
     return rows
 
 
@@ -56,12 +57,25 @@ def tenant_page(service: JobService, config: TenantConfig, start: date, end: dat
     now = usage.current_usage
     return {"config": config, "usage": usage, "health": health,
             "bars": usage_bars(config.job_limit, now["queued_jobs"], now["concurrent_jobs"],
-                               now["daily_jobs"]),
+                               now["daily_jobs"], now.get("rate_limit_starts")),
             "limit_rows": limit_rows(config.job_limit),
             "rejected": sum(usage.limit_rejections.values()),
             "jobs_by_type": sorted(usage.jobs_by_type.items(), key=lambda kv: (-kv[1], kv[0])),
             "jobs_by_status": list(usage.jobs_by_status.items()),
-            "firing": firing_alerts(service.engine, config.tenant_id)}
+            "firing": firing_alerts(service.engine, config.tenant_id),
+            "rate_limits": handler_rate_limits_of(service, config.tenant_id)}
+
+
+def handler_rate_limits_of(service: JobService, tenant_id: str) -> list[dict[str, Any]]:
+    """The handlers' rate limits that hold the tenant's jobs (each for every tenant, or for
+    it), with their current period as a claim now sees it."""
+    rows = []
+    for limit in service.handler_rate_limits():
+        if limit.tenant_id in (None, tenant_id):
+            state = next(s for s in service.rate_limit_states(tenant_id, limit.handler)
+                         if s.key == limit.key)
+            rows.append({"limit": limit, "state": state})
+    return rows
 
 
 def tenant_charts(service: JobService, tenant_id: str, start: date, end: date

@@ -43,10 +43,17 @@ class UsageBar:
         return self.used / self.limit if self.limit else None
 
 
-def usage_bars(limits: JobLimitConfig, waiting: int, running: int, today: int) -> list[UsageBar]:
-    return [UsageBar("Waiting (queued + pending)", waiting, limits.max_queued_jobs),
+def usage_bars(limits: JobLimitConfig, waiting: int, running: int, today: int,
+               rate_starts: int | None = None) -> list[UsageBar]:
+    """The bars; with ``rate_starts`` (a tenant's page), its rate limit's current period."""
+    bars = [UsageBar("Waiting (queued + pending)", waiting, limits.max_queued_jobs),
             UsageBar("Running now", running, limits.max_concurrent_jobs),
             UsageBar("Today (UTC)", today, limits.max_daily_jobs)]
+    rate = limits.rate_limit
+    if rate is not None and rate_starts is not None:
+        bars.append(UsageBar(f"Started in the last {rate.period_text} s", rate_starts,
+                             rate.count))
+    return bars
 
 
 def tenants_usage(conn: Connection, configs: list[TenantConfig], today: date
