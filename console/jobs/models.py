@@ -348,6 +348,36 @@ class Pause(Base):
     resumed_by: Mapped[str | None] = mapped_column(String(100))
 
 
+class JobBatch(Base):
+    """The jobs one ``queue_batch_jobs`` call stored, counted as they end (``batches.py``).
+
+    ``total`` counts the batch's one-off jobs (a recurring job never ends by itself); each
+    ending adds to ``completed``, ``failed`` or ``cancelled`` in its own transaction, and the
+    transaction that brings them to ``total`` stores the callbacks (job templates in
+    ``on_complete`` / ``on_success``) and their ids in ``callback_job_ids``, which is NULL until
+    then: that is what makes them run once."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)   # UUIDv7, like job ids
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    total: Mapped[int] = mapped_column(Integer)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    on_complete: Mapped[dict | None] = mapped_column(JSONText)
+    on_success: Mapped[dict | None] = mapped_column(JSONText)
+    callback_job_ids: Mapped[list | None] = mapped_column(JSONText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # The Batches screen: newest first, of every tenant or of the user's.
+    __table_args__ = (
+        Index("ix_batches_created", "created_at", "id"),
+        Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),
+    )
+
+
 class AuditEntry(Base):
     """A change made by a person or a token (or a sign-in), written in the change's own
     transaction and never updated (see console/jobs/audit.py). No foreign keys: an entry
@@ -394,5 +424,7 @@ totals_table = JobTotal.__table__
 error_rollups_table = ErrorRollup.__table__
 queue_depth_table = QueueDepthRollup.__table__
 audit_table = AuditEntry.__table__
+batches_table = JobBatch.__table__
+BATCH_COLUMNS = tuple(batches_table.c.keys())
 # Every column of an audit entry, in the table's order: the queue path's INSERT.
 AUDIT_COLUMNS = tuple(audit_table.c.keys())

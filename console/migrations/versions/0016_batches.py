@@ -1,0 +1,40 @@
+"""Batches: the jobs of one queue_batch_jobs call, their counts as they end, their callbacks
+
+Revision ID: 0016_batches
+Revises: 0013_job_links
+Create Date: 2026-12-06
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0016_batches"
+down_revision = "0013_job_links"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "batches",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("total", sa.Integer(), nullable=False),
+        sa.Column("completed", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("cancelled", sa.Integer(), nullable=False),
+        sa.Column("on_complete", sa.Text(), nullable=True),
+        sa.Column("on_success", sa.Text(), nullable=True),
+        sa.Column("callback_job_ids", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_batches_created", "batches", ["created_at", "id"])
+    op.create_index("ix_batches_tenant_created", "batches", ["tenant_id", "created_at", "id"])
+
+
+def downgrade():
+    op.drop_index("ix_batches_tenant_created", table_name="batches")
+    op.drop_index("ix_batches_created", table_name="batches")
+    op.drop_table("batches")
