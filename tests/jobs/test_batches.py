@@ -2,21 +2,33 @@
 — in process here, across worker processes and a SIGKILL in test_batch_processes.py."""
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import event, func, select
 
-from console.jobs import JobStatus, JobValidationError, TenantLimitException
+from console.jobs import JobStatus, JobValidationError, TenantLimitException, db
 from console.jobs.batches import count_endings
 from console.jobs.models import batches_table, rollups_table
-from tests.support import schema_differences
+from tests.conftest import BASE_CONFIG
+from tests.jobs.test_processes import LEASE_SECONDS, read_log
+from tests.support import schema_differences, wait_until
 
 UTC = timezone.utc
 OK = {"type": "immediate", "handler": "noop"}
 FAILS = {"type": "immediate", "handler": "always_fails", "max_retries": 0}
 ON_COMPLETE = {"type": "immediate", "handler": "noop", "payload": {"note": "all ended"}}
 ON_SUCCESS = {"type": "immediate", "handler": "noop", "payload": {"note": "all completed"}}
+
+
+@pytest.fixture
+def app_config(database_url) -> dict:
+    # The worker processes' lease (test_processes.py), so that recovery comes within seconds.
+    return {**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url,
+            "JOBS_LEASE_SECONDS": float(LEASE_SECONDS)}
 
 
 def run(service):
@@ -256,6 +268,33 @@ def test_many_endings_of_one_batch_are_one_update_of_its_counts(service, make_te
     assert service.get_batch(b[0].batch_id).completed == 40
 
 
+def test_two_transactions_ending_the_last_jobs_at_once_store_the_callbacks_once(
+        service, make_tenant):
+    """The first to update the counts holds the row until it commits; the second then reads
+    the counts with both endings in them, and the callbacks as stored."""
+    make_tenant()
+    jobs = service.queue_batch_jobs([OK, OK], "acme", on_complete=ON_COMPLETE)
+    ended = [job.__class__(**{**job.__dict__, "status": JobStatus.COMPLETED}) for job in jobs]
+    together = threading.Barrier(2)
+    stored: list[list] = []
+
+    def end(job):
+        together.wait()
+        with db.write_transaction(service.engine) as conn:
+            stored.append(count_endings(conn, [job], datetime.now(UTC)))
+            time.sleep(0.2)   # hold the batch's row while the other one tries
+
+    threads = [threading.Thread(target=end, args=(job,)) for job in ended]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(len(callbacks) for callbacks in stored) == [0, 1]
+    batch = service.get_batch(jobs[0].batch_id)
+    (callback,) = stored[0] or stored[1]
+    assert (batch.completed, batch.callback_job_ids) == (2, (callback.id,))
+
+
 def test_each_batch_counts_only_its_own_jobs(service, make_tenant):
     """Jobs of two tenants' batches end in one cycle; each batch counts only its own."""
     make_tenant("acme")
@@ -272,3 +311,86 @@ def test_each_batch_counts_only_its_own_jobs(service, make_tenant):
 def _batch_count(service) -> int:
     with service.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(batches_table)).scalar_one()
+
+
+# -- worker processes: once across processes and crashes ------------------------------------------
+
+def _record(log, sleep_ms: int, **extra) -> dict:
+    return {"type": "immediate", "handler": "record",
+            "payload": {"log": str(log), "sleep_ms": sleep_ms}, **extra}
+
+
+def _callback_log(path) -> list[str]:
+    return [job_id for job_id, _ in read_log(path)]
+
+
+@pytest.mark.slow
+def test_two_worker_processes_ending_a_batch_at_once_run_its_callback_once(
+        service, make_tenant, workers, tmp_path):
+    make_tenant("acme", "tier4", maxQueuedJobs=None, maxDailyJobs=None, maxConcurrentJobs=None)
+    jobs_log, callback_log = tmp_path / "jobs.log", tmp_path / "callbacks.log"
+    first, second = workers.start("a", threads=4), workers.start("b", threads=4)
+    # 8 jobs of 300 ms per batch, 4 threads per worker: each batch's jobs run on both workers
+    # side by side and end within moments of each other, so both race to end the batch.
+    batch_ids = [service.queue_batch_jobs([_record(jobs_log, 300)] * 8, "acme",
+                                          on_complete=_record(callback_log, 0))[0].batch_id
+                 for _ in range(12)]
+    wait_until(lambda: len(read_log(callback_log)) >= 12 and all(
+        service.get_batch(b).callback_job_ids for b in batch_ids), timeout=90, interval=0.2,
+        what=lambda: f"12 callbacks (now {len(read_log(callback_log))})")
+    time.sleep(1.0)   # a second callback, if any, would show up meanwhile
+
+    stored = [service.get_batch(batch_id) for batch_id in batch_ids]
+    assert all((b.completed, b.failed, b.cancelled) == (8, 0, 0) for b in stored)
+    assert all(len(b.callback_job_ids) == 1 for b in stored)
+    ran = _callback_log(callback_log)
+    assert sorted(ran) == sorted(b.callback_job_ids[0] for b in stored)
+    assert len(read_log(jobs_log)) == 12 * 8
+    both = sum(1 for b in stored if len(_workers_of(service, b.id)) == 2)
+    print(f"batches whose jobs both workers ended: {both} of 12")
+    assert both >= 6, "the workers should end most batches' jobs side by side"
+    for worker in (first, second):
+        assert workers.terminate(worker)[0] == 0
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_batch_leaves_lease_recovery_to_end_it_and_the_callback_once(
+        service, make_tenant, workers, tmp_path):
+    make_tenant("acme", "tier4", maxConcurrentJobs=None)
+    jobs_log, callback_log = tmp_path / "jobs.log", tmp_path / "callbacks.log"
+    lease = {"CONSOLE_JOBS_LEASE_SECONDS": str(LEASE_SECONDS)}
+    doomed = workers.start("doomed", threads=4, **lease)
+    jobs = service.queue_batch_jobs([_record(jobs_log, 1500, max_retries=0)] * 8, "acme",
+                                    on_complete=_record(callback_log, 0),
+                                    on_success=_record(callback_log, 0))
+    wait_until(lambda: service.count_jobs(statuses=["processing"]) == 4, timeout=15,
+               interval=0.02, what="the doomed worker to run half of the batch")
+    doomed.proc.send_signal(signal.SIGKILL)
+    assert doomed.proc.wait(timeout=10) == -signal.SIGKILL
+
+    survivor = workers.start("survivor", threads=4, **lease)
+    batch_id = jobs[0].batch_id
+    wait_until(lambda: service.get_batch(batch_id).callback_job_ids, timeout=30, interval=0.1,
+               what=lambda: f"the batch to end (now {service.get_batch(batch_id)})")
+    wait_until(lambda: read_log(callback_log), timeout=15, what="the callback to run")
+    time.sleep(1.0)
+
+    batch = service.get_batch(batch_id)
+    # The 4 lost attempts had no retry left: lease recovery failed them, and counted them.
+    assert (batch.completed, batch.failed, batch.cancelled) == (4, 4, 0)
+    lost = [a for job in jobs for a in service.get_job_attempts(job.id)
+            if a["error_type"] == "WorkerLost"]
+    assert len(lost) == 4
+    (callback_id,) = batch.callback_job_ids   # on_complete only: 4 failed
+    assert _callback_log(callback_log) == [callback_id]
+    assert service.get_job_by_id(callback_id).payload["batch"]["failed"] == 4
+    assert workers.terminate(survivor)[0] == 0
+
+
+def _workers_of(service, batch_id: str) -> set[str]:
+    from console.jobs.models import attempts_table, jobs_table
+
+    a, j = attempts_table.c, jobs_table.c
+    with service.engine.connect() as conn:
+        return set(conn.execute(select(a.worker).join(jobs_table, j.id == a.job_id)
+                                .where(j.batch_id == batch_id).distinct()).scalars())
