@@ -23,6 +23,10 @@ Phases (keys in the output):
 - ``noisy_neighbour_ms``        tenant A (tier4) queues 5000×scale 2 ms jobs; right after, tenant
                                 B (tier2) queues 20: ms from B's first queue call to B's last
                                 attempt's ``finished_at``.
+- ``batch_callback_ms``         a 10000×scale-job batch of no-ops with an ``on_complete`` callback,
+                                a background runner in this process: ms from the last job's
+                                attempt ``finished_at`` to the callback's attempt ``started_at``
+                                (3 batches, one after the other).
 - ``low_priority_wait_ms``      bounded waits: one tenant floods critical 20 ms jobs at twice
                                 what the runner can start, for 14 s; 5 low jobs queued into the
                                 flood wait this long to start (``bound_ms``: 4 priority steps ×
@@ -67,7 +71,7 @@ HANDLER_SPEC = "benchmarks.engine:Sleep2msHandler"
 UNLIMITED = {"jobLimits": {"maxQueuedJobs": None, "maxDailyJobs": None,
                            "maxConcurrentJobs": None}}
 PHASES = ["enqueue_one", "enqueue_batch", "drain", "drain16", "latency_same", "latency_other",
-          "delayed", "noisy", "aging"]
+          "delayed", "noisy", "aging", "batch_callback"]
 TARGETS = {
     "enqueue_one_by_one_per_s": (">=", 3500),
     "enqueue_batched_per_s": (">=", 20000),
@@ -80,6 +84,7 @@ TARGETS = {
     "noisy_neighbour_ms": ("<=", 250),
     # 4 aging steps of 2 s, plus the runner's once-a-second look for aged jobs, plus 0.5 s
     "low_priority_wait_ms.max": ("<=", 4 * 2000 + 1000 + 500),
+    "batch_callback_ms.max": ("<=", 100),
 }
 AGING_SECONDS = 2.0
 FLOOD_SECONDS = 14.0
@@ -636,6 +641,55 @@ def _flood_run(target: Target, aging: float) -> dict[str, Any]:
             "flood_jobs_per_s": per_tick * 10}
 
 
+def phase_batch_callback(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    n, rounds = scaled(10000, scale, 100), 3
+    with phase_service(target, "batch_callback") as service:
+        tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
+        start_runner(service)
+        warm_up(service, tenant, 3)
+        log(f"batch callback: {rounds} batches of {n} no-op jobs with on_complete")
+        runs = [_batch_callback_run(service, tenant, n) for _ in range(rounds)]
+    gaps = [run["callback_ms"] for run in runs]
+    log(f"  callback started {[round(g, 1) for g in gaps]} ms after the last job ended")
+    return {"batch_callback_ms": summary_ms(gaps), "_details": {"jobs_per_batch": n,
+                                                                "runs": runs}}
+
+
+def _batch_callback_run(service, tenant: str, n: int) -> dict[str, Any]:
+    """One batch to its end: (last job's finished_at → the callback's started_at) in ms."""
+    started = time.perf_counter()
+    jobs = service.queue_batch_jobs([{"type": "immediate", "handler": "noop",
+                                      "payload": {"i": i}} for i in range(n)], tenant,
+                                    on_complete={"type": "immediate", "handler": "noop"})
+    queued_s = time.perf_counter() - started
+    batch_id = jobs[0].batch_id
+
+    def callback_started() -> bool:
+        batch = service.get_batch(batch_id)
+        return bool(batch.callback_job_ids) and bool(
+            attempt_times(service, list(batch.callback_job_ids)))
+
+    wait_until(callback_started, max(60.0, n / 50.0), 0.02, "the batch's callback to start")
+    batch = service.get_batch(batch_id)
+    callback_start = attempt_times(service, list(batch.callback_job_ids))[
+        batch.callback_job_ids[0]][0]
+    last_end = _last_finished(service, batch_id)
+    return {"callback_ms": round(ms(callback_start - last_end), 2),
+            "queue_call_s": round(queued_s, 3),
+            "batch_seconds": round((batch.finished_at - batch.created_at).total_seconds(), 3)}
+
+
+def _last_finished(service, batch_id: str) -> datetime:
+    from sqlalchemy import func, select
+
+    from console.jobs.models import attempts_table as a
+    from console.jobs.models import jobs_table as j
+
+    with service.engine.connect() as conn:
+        return _aware(conn.execute(select(func.max(a.c.finished_at)).join(
+            j, j.c.id == a.c.job_id).where(j.c.batch_id == batch_id)).scalar_one())
+
+
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "enqueue_one": phase_enqueue_one,
     "enqueue_batch": phase_enqueue_batch,
@@ -646,6 +700,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "delayed": phase_delayed,
     "noisy": phase_noisy,
     "aging": phase_aging,
+    "batch_callback": phase_batch_callback,
 }
 
 
