@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, select
+from sqlalchemy import Connection, bindparam, case, delete, select
 
 from . import db
 from .keyset import Page, keyset_page
@@ -267,3 +267,10 @@ def batch_failures(conn: Connection, batch: Batch, limit: int = FAILURES_SHOWN
     query = (select(jobs_table).where(j.batch_id == batch.id, j.status.in_(
         [JobStatus.FAILED.value, JobStatus.CANCELLED.value])).order_by(j.id.desc()).limit(limit))
     return [job_from_row(row) for row in conn.execute(query)]
+
+
+def prune_batches(conn: Connection, tenant_id: str, cutoff: datetime) -> int:
+    """Delete the tenant's batches that finished before ``cutoff`` (with its finished jobs, by
+    ``prune_finished_jobs``); how many. A job kept longer that names one is counted no more."""
+    return conn.execute(delete(batches_table).where(
+        _b.tenant_id == tenant_id, _b.finished_at < cutoff)).rowcount

@@ -291,10 +291,8 @@ class JobService:
         return self._store(tenant_id, prepared, now, actor, "jobs_created", batch)
 
     def _prepare_spec(self, spec: Any, where: str, tenant_id: str,
-                      priority: JobPriority | str | None, now: datetime,
-                      payload=lambda payload: payload) -> PreparedJob:
-        """A batch spec (or a callback, at ``where``) validated into a job; ``payload`` turns
-        the given payload into the one to check."""
+                      priority: JobPriority | str | None, now: datetime) -> PreparedJob:
+        """A batch spec (or a callback: ``where`` names it in errors) validated into a job."""
         if not isinstance(spec, dict):
             raise JobValidationError(where, "must be a dict")
         arguments: dict[str, Any] = {"priority": priority, "payload": {}}
@@ -308,7 +306,6 @@ class JobService:
         for required in ("type", "handler"):
             if _BATCH_KEYS[required] not in arguments:
                 raise JobValidationError(f"{where}.{required}", "is required")
-        arguments["payload"] = payload(arguments["payload"])
         try:
             return prepare_job(self.handlers, tenant_id=tenant_id, now=now,
                                job_id=new_job_id(), **arguments)
@@ -324,12 +321,13 @@ class JobService:
                 if _BATCH_KEYS.get(key) in _NOT_IN_CALLBACKS:
                     raise JobValidationError(f"{kind}.{key}",
                                              _NOT_IN_CALLBACKS[_BATCH_KEYS[key]])
-            if isinstance(spec.get("payload"), dict) and batches.PAYLOAD_KEY in spec["payload"]:
+            payload = spec.get("payload", {})
+            if isinstance(payload, dict) and batches.PAYLOAD_KEY in payload:
                 raise JobValidationError(
                     f"{kind}.payload.{batches.PAYLOAD_KEY}",
                     "is filled in when the batch ends (its id and counts); use another key")
-        job = self._prepare_spec(spec, kind, tenant_id, priority, now,
-                                 lambda payload: batches.placeholder_payload(payload, batch.id))
+            spec = {**spec, "payload": batches.placeholder_payload(payload, batch.id)}
+        job = self._prepare_spec(spec, kind, tenant_id, priority, now)
         delay = job.row["scheduled_for"] - now if job.row["status"] == "pending" else None
         batch.callbacks[kind] = job
         batch.delays[kind] = delay.total_seconds() if delay is not None else None

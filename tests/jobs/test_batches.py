@@ -308,6 +308,19 @@ def test_each_batch_counts_only_its_own_jobs(service, make_tenant):
     assert service.get_job_by_id(batch_g.callback_job_ids[0]).tenant_id == "globex"
 
 
+def test_pruning_deletes_the_batches_that_finished_before_the_retention(service, make_tenant):
+    make_tenant()
+    done = service.queue_batch_jobs([OK], "acme")
+    waiting = service.queue_batch_jobs([{**OK, "delay": 3600}], "acme")
+    run(service)
+    prune = service.queue_job("maintenance", "prune_finished_jobs", {"retention_days": 0},
+                              "acme")
+    run(service)
+    assert service.get_job_by_id(prune.id).last_result.result["batches_deleted"] == 1
+    assert service.get_batch(done[0].batch_id) is None
+    assert service.get_batch(waiting[0].batch_id).total == 1
+
+
 def _batch_count(service) -> int:
     with service.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(batches_table)).scalar_one()
