@@ -35,7 +35,7 @@ from sqlalchemy import Connection, bindparam, case, delete, select
 
 from . import db
 from .keyset import Page, keyset_page
-from .models import JOB_COLUMNS, batches_table, jobs_table
+from .models import BATCH_FAILURES, JOB_COLUMNS, batches_table, jobs_table
 from .records import job_from_row, new_job_id
 from .types import JobStatus, SystemJob
 from .validation import PreparedJob
@@ -264,8 +264,8 @@ def batch_failures(conn: Connection, batch: Batch, limit: int = FAILURES_SHOWN
     if not batch.failed and not batch.cancelled:
         return []
     j = jobs_table.c
-    query = (select(jobs_table).where(j.batch_id == batch.id, j.status.in_(
-        [JobStatus.FAILED.value, JobStatus.CANCELLED.value])).order_by(j.id.desc()).limit(limit))
+    query = (select(jobs_table).where(j.batch_id == batch.id, BATCH_FAILURES)
+             .order_by(j.id.desc()).limit(limit))
     return [job_from_row(row) for row in conn.execute(query)]
 
 

@@ -981,15 +981,19 @@ _REVIVE = jobs_table.update().where(jobs_table.c.id == bindparam("b_id")).values
 
 def _creation_entry(actor: Actor, action: str, tenant_id: str, new: list[PreparedJob],
                     now: datetime) -> dict[str, Any]:
-    """The audit entry of queued jobs: the job itself, or a batch's count (and its ids)."""
+    """The audit entry of queued jobs: the job itself, or a batch's count (its job ids and
+    batch id)."""
     if len(new) == 1 and action != "jobs_created":
         row = new[0].row
         return audit.entry_row(actor, action, tenant_id=tenant_id, target_type="job",
                                target_id=row["id"], job_ids=[row["id"]], now=now,
                                details={"type": row["type"], "handler": row["handler"]})
+    details = {"handlers": sorted({job.row["handler"] for job in new})}
+    if new[0].row["batch_id"]:
+        details["batch_id"] = new[0].row["batch_id"]
     return audit.entry_row(actor, action, tenant_id=tenant_id, target_type="tenant",
                            target_id=tenant_id, job_ids=[job.row["id"] for job in new], now=now,
-                           details={"handlers": sorted({job.row["handler"] for job in new})})
+                           details=details)
 
 
 def _record_change(conn, actor: Actor | None, action: str, job: SystemJob, status: JobStatus,

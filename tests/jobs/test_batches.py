@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, inspect, select
 
 from console.jobs import JobStatus, JobValidationError, TenantLimitException, db
 from console.jobs.batches import count_endings
@@ -43,6 +43,8 @@ def callbacks(service, batch):
 
 def test_migration_0016_matches_the_models(service):
     assert schema_differences(service.engine, {"batches"}) == []
+    indexes = {index["name"] for index in inspect(service.engine).get_indexes("jobs")}
+    assert "ix_jobs_batch_failures" in indexes and "ix_jobs_batch" not in indexes
 
 
 def test_every_batch_gives_its_jobs_its_id_and_counts_them_as_they_end(service, make_tenant):
@@ -64,6 +66,18 @@ def test_every_batch_gives_its_jobs_its_id_and_counts_them_as_they_end(service, 
     assert batch.is_finished and not batch.succeeded and batch.finished_at >= batch.created_at
     assert service.get_batch(service.queue_batch_jobs([OK], "acme")[0].batch_id).total == 1
     assert service.get_batch("no-such-batch") is None and service.get_batch(None) is None
+
+
+def test_the_audit_entry_of_a_batch_names_it(service, make_tenant):
+    from console.jobs.audit import Actor
+    from console.jobs.models import audit_table
+
+    make_tenant()
+    jobs = service.queue_batch_jobs([OK, OK], "acme", actor=Actor("user", "ada"))
+    with service.engine.connect() as conn:
+        entry = conn.execute(select(audit_table)).one()
+    assert (entry.action, entry.job_count) == ("jobs_created", 2)
+    assert entry.details == {"handlers": ["noop"], "batch_id": jobs[0].batch_id}
 
 
 def test_on_complete_runs_once_with_the_counts_and_on_success_only_without_failures(
