@@ -23,8 +23,12 @@ Phases (keys in the output):
 - ``noisy_neighbour_ms``        tenant A (tier4) queues 5000×scale 2 ms jobs; right after, tenant
                                 B (tier2) queues 20: ms from B's first queue call to B's last
                                 attempt's ``finished_at``.
+- ``batch_callback_ms``         a 10000×scale-job batch of no-ops with an ``on_complete`` callback,
+                                a background runner in this process: ms from the last job's
+                                attempt ``finished_at`` to the callback's attempt ``started_at``
+                                (3 batches, one after the other).
 - ``low_priority_wait_ms``      bounded waits: one tenant floods critical 20 ms jobs at twice
-                                what the runner can start, for 14 s; 5 low jobs queued into the
+                                what the runner can start, for 14 s (7 steps); 5 low jobs queued into the
                                 flood wait this long to start (``bound_ms``: 4 priority steps ×
                                 JOBS_PRIORITY_AGING_SECONDS = 2 s, plus up to 1 s: runners
                                 look for aged jobs once a second). The same flood with aging
@@ -74,7 +78,7 @@ HANDLER_SPEC = "benchmarks.engine:Sleep2msHandler"
 UNLIMITED = {"jobLimits": {"maxQueuedJobs": None, "maxDailyJobs": None,
                            "maxConcurrentJobs": None}}
 PHASES = ["enqueue_one", "enqueue_batch", "drain", "drain16", "latency_same", "latency_other",
-          "delayed", "noisy", "aging", "rate_limit"]
+          "delayed", "noisy", "aging", "rate_limit", "batch_callback"]
 TARGETS = {
     "enqueue_one_by_one_per_s": (">=", 3500),
     "enqueue_batched_per_s": (">=", 20000),
@@ -89,10 +93,10 @@ TARGETS = {
     "low_priority_wait_ms.max": ("<=", 4 * 2000 + 1000 + 500),
     "rate_limit.max_in_any_period": ("<=", 50),
     "rate_limit.max_in_any_burst_window": ("<=", 10),
+    "batch_callback_ms.max": ("<=", 100),
 }
 RATE_LIMIT = {"count": 50, "periodSeconds": 1.0, "burst": 10}
-AGING_SECONDS = 2.0
-FLOOD_SECONDS = 14.0
+AGING_SECONDS = 2.0   # at --scale 1; smaller scales shorten the steps (and the flood) with it
 
 
 class Sleep2msHandler(JobHandler):
@@ -655,10 +659,12 @@ def most_in_a_window(starts: list[datetime], seconds: float) -> int:
 
 
 def phase_aging(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
-    runs = {aging: _flood_run(target, aging) for aging in (AGING_SECONDS, 0.0)}
-    aged, unaged = runs[AGING_SECONDS], runs[0.0]
+    step = AGING_SECONDS * min(1.0, max(0.25, scale))
+    flood_seconds = 7 * step             # long enough for 4 steps, a second's look, and more
+    runs = {aging: _flood_run(target, aging, flood_seconds) for aging in (step, 0.0)}
+    aged, unaged = runs[step], runs[0.0]
     return {"low_priority_wait_ms": {**summary_ms(aged["waits"]),
-                                     "bound_ms": 4 * AGING_SECONDS * 1000},
+                                     "bound_ms": 4 * step * 1000 + 1000},
             "low_priority_not_started_without_aging": unaged["not_started"],
             "quiet_tenant_ms": {"with_aging": aged["quiet_ms"],
                                 "without_aging": unaged["quiet_ms"]},
@@ -666,7 +672,7 @@ def phase_aging(target: Target, scale: float, profiler: Profiler) -> dict[str, A
                          for aging, run in runs.items()}}
 
 
-def _flood_run(target: Target, aging: float) -> dict[str, Any]:
+def _flood_run(target: Target, aging: float, flood_seconds: float) -> dict[str, Any]:
     """A steady critical flood in one tenant with low jobs queued into it (see the module's
     docstring); ``aging`` is JOBS_PRIORITY_AGING_SECONDS (0: off)."""
     job_ms, threads = 20, 8
@@ -689,23 +695,23 @@ def _flood_run(target: Target, aging: float) -> dict[str, Any]:
         flooder = threading.Thread(target=flood_critical, daemon=True)
         began = time.monotonic()
         flooder.start()
-        time.sleep(1.0)                       # a backlog of critical jobs first
+        time.sleep(min(1.0, flood_seconds / 7))   # a backlog of critical jobs first
         log(f"aging {aging:g} s: {per_tick * 10} critical jobs/s into tenant flood; 5 low jobs")
         low = [(service.queue_job("immediate", "sleep_2ms", {"sleep_ms": job_ms}, flood,
                                   priority="low"), datetime.now(UTC)) for _ in range(5)]
-        time.sleep(2.0)
+        time.sleep(min(2.0, flood_seconds / 7))
         quiet_start = datetime.now(UTC)
         quiet_ids = [service.queue_job("immediate", "sleep_2ms", {}, quiet).id
                      for _ in range(20)]
         low_ids = [job.id for job, _ in low]
         try:
             wait_until(lambda: len(attempt_times(service, low_ids)) == len(low_ids),
-                       max(0.0, FLOOD_SECONDS - (time.monotonic() - began)), 0.1,
+                       max(0.0, flood_seconds - (time.monotonic() - began)), 0.1,
                        "the low jobs to start")
         except TimeoutError:
             pass
-        if time.monotonic() - began < FLOOD_SECONDS and not aging:
-            time.sleep(FLOOD_SECONDS - (time.monotonic() - began))
+        if time.monotonic() - began < flood_seconds and not aging:
+            time.sleep(flood_seconds - (time.monotonic() - began))
         started = attempt_times(service, low_ids)
         backlog = service.count_jobs(tenant_id=flood, statuses=["queued"])
         stop.set()
@@ -721,6 +727,55 @@ def _flood_run(target: Target, aging: float) -> dict[str, Any]:
             "flood_jobs_per_s": per_tick * 10}
 
 
+def phase_batch_callback(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+    n, rounds = scaled(10000, scale, 100), 3
+    with phase_service(target, "batch_callback") as service:
+        tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
+        start_runner(service)
+        warm_up(service, tenant, 3)
+        log(f"batch callback: {rounds} batches of {n} no-op jobs with on_complete")
+        runs = [_batch_callback_run(service, tenant, n) for _ in range(rounds)]
+    gaps = [run["callback_ms"] for run in runs]
+    log(f"  callback started {[round(g, 1) for g in gaps]} ms after the last job ended")
+    return {"batch_callback_ms": summary_ms(gaps), "_details": {"jobs_per_batch": n,
+                                                                "runs": runs}}
+
+
+def _batch_callback_run(service, tenant: str, n: int) -> dict[str, Any]:
+    """One batch to its end: (last job's finished_at → the callback's started_at) in ms."""
+    started = time.perf_counter()
+    jobs = service.queue_batch_jobs([{"type": "immediate", "handler": "noop",
+                                      "payload": {"i": i}} for i in range(n)], tenant,
+                                    on_complete={"type": "immediate", "handler": "noop"})
+    queued_s = time.perf_counter() - started
+    batch_id = jobs[0].batch_id
+
+    def callback_started() -> bool:
+        batch = service.get_batch(batch_id)
+        return bool(batch.callback_job_ids) and bool(
+            attempt_times(service, list(batch.callback_job_ids)))
+
+    wait_until(callback_started, max(60.0, n / 50.0), 0.02, "the batch's callback to start")
+    batch = service.get_batch(batch_id)
+    callback_start = attempt_times(service, list(batch.callback_job_ids))[
+        batch.callback_job_ids[0]][0]
+    last_end = _last_finished(service, batch_id)
+    return {"callback_ms": round(ms(callback_start - last_end), 2),
+            "queue_call_s": round(queued_s, 3),
+            "batch_seconds": round((batch.finished_at - batch.created_at).total_seconds(), 3)}
+
+
+def _last_finished(service, batch_id: str) -> datetime:
+    from sqlalchemy import func, select
+
+    from console.jobs.models import attempts_table as a
+    from console.jobs.models import jobs_table as j
+
+    with service.engine.connect() as conn:
+        return _aware(conn.execute(select(func.max(a.c.finished_at)).join(
+            j, j.c.id == a.c.job_id).where(j.c.batch_id == batch_id)).scalar_one())
+
+
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "enqueue_one": phase_enqueue_one,
     "enqueue_batch": phase_enqueue_batch,
@@ -732,6 +787,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "noisy": phase_noisy,
     "aging": phase_aging,
     "rate_limit": phase_rate_limit,
+    "batch_callback": phase_batch_callback,
 }
 
 

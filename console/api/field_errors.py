@@ -12,7 +12,8 @@ _FIELD_RENAMES = {"delay": "delay_seconds", "job_specs": "jobs", "start_date": "
 
 
 def api_field(field: str) -> str:
-    """``job_specs[2].delay`` → ``jobs[2].delay_seconds``: what the client sent."""
+    """``job_specs[2].delay`` → ``jobs[2].delay_seconds``, ``on_complete.delay`` →
+    ``on_complete.delay_seconds``: what the client sent."""
     head, sep, rest = field.partition("[")
     if sep:
         index, _, tail = rest.partition("]")
@@ -20,7 +21,7 @@ def api_field(field: str) -> str:
         return f"{_FIELD_RENAMES.get(head, head)}[{index}]" + (f".{api_field(tail)}" if tail
                                                                else "")
     head, dot, tail = field.partition(".")
-    return _FIELD_RENAMES.get(head, head) + (f".{tail}" if dot else "")
+    return _FIELD_RENAMES.get(head, head) + (f".{api_field(tail)}" if dot else "")
 
 
 def _flatten(messages: Any, path: str = "") -> list[tuple[str, str]]:

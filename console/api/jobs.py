@@ -1,4 +1,5 @@
-"""``/api/v1/jobs``, ``/notifications``, ``/jobs/batch``: queue, read, list, retry, cancel.
+"""``/api/v1/jobs``, ``/notifications``, ``/jobs/batch``, ``/batches``: queue, read, list,
+retry, cancel; a batch's progress.
 
 Views only translate HTTP into ``JobService`` verbs; the service raises the named exceptions
 that errors.py turns into problem details. The list reuses the console's ``JobFilter``, so the
@@ -16,12 +17,13 @@ from werkzeug.datastructures import MultiDict
 from ..jobs import get_job_service
 from ..jobs.listing import JobFilter
 from .audit import token_actor
-from .auth import scoped_tenant, visible_job
-from .errors import validation_problem
+from .auth import current_token, scoped_tenant, visible_job
+from .errors import ApiProblem, validation_problem
 from .openapi import api_blueprint, problems
 from .schemas import (
     BatchCreateSchema,
     BatchSchema,
+    BatchStatusSchema,
     JobCreateSchema,
     JobListQuerySchema,
     JobListSchema,
@@ -30,7 +32,7 @@ from .schemas import (
 )
 
 bp = api_blueprint("api_jobs", "Queue jobs and notifications; read, list, retry and cancel "
-                               "jobs.")
+                               "jobs; follow a batch.")
 # The request schemas are instances, not classes: webargs builds a new schema from a class on
 # every request (about a tenth of a submission's CPU); an instance is reused, and is safe to share
 # between threads (loading keeps no state on it).
@@ -92,24 +94,55 @@ def create_notification(body):
 
 @bp.post("/jobs/batch")
 @bp.arguments(BatchCreateSchema())
-@bp.response(201, BatchSchema)
+@bp.response(201, BatchSchema, headers={"Location": {"schema": {"type": "string"},
+                                                     "description": "The batch's URL."}})
 @problems(400, 401, 404, 415, 422, 429)
 def create_batch(body):
     """Queue many jobs: all, or none
 
     One spec over a limit, or one invalid spec, rejects the whole batch; `errors[].field`
-    names the spec (`jobs[3].handler`).
+    names the spec (`jobs[3].handler`, `on_complete.handler`). The jobs share a batch: follow
+    it with GET /batches/{batch_id}; `on_complete` and `on_success` run once when it ends.
     """
     tenant_id = scoped_tenant(body.get("tenant_id"))
-    specs = []
-    for spec in body["jobs"]:
-        spec = dict(spec)
-        if "delay_seconds" in spec:
-            spec["delay"] = spec.pop("delay_seconds")
-        specs.append(spec)
-    jobs = get_job_service().queue_batch_jobs(specs, tenant_id, priority=body.get("priority"),
-                                              actor=token_actor())
-    return {"jobs": jobs}, 201
+    callbacks = {kind: _spec(body[kind]) for kind in ("on_complete", "on_success")
+                 if kind in body}
+    jobs = get_job_service().queue_batch_jobs(
+        [_spec(spec) for spec in body["jobs"]], tenant_id, priority=body.get("priority"),
+        actor=token_actor(), **callbacks)
+    batch_id = _batch_of(jobs)
+    headers = {"Location": url_for("api_jobs.get_batch", batch_id=batch_id)} if batch_id else {}
+    return {"jobs": jobs, "batch_id": batch_id}, 201, headers
+
+
+def _spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A job spec as ``queue_batch_jobs`` reads it."""
+    spec = dict(spec)
+    if "delay_seconds" in spec:
+        spec["delay"] = spec.pop("delay_seconds")
+    return spec
+
+
+def _batch_of(jobs) -> str | None:
+    """The batch this request made, or (every job was there already, by its idempotency key)
+    the newest batch of those jobs: batch ids are UUIDv7, newer ones greater."""
+    return max((job.batch_id for job in jobs if job.batch_id), default=None)
+
+
+@bp.get("/batches/<batch_id:batch_id>")
+@bp.response(200, BatchStatusSchema)
+@problems(401, 404)
+def get_batch(batch_id: str):
+    """Read a batch: its counts as its jobs end, and its callbacks
+
+    A tenant token sees its own tenant's batches only (another's is 404, as a missing one).
+    """
+    batch = get_job_service().get_batch(batch_id)
+    if batch is None or not current_token().sees_tenant(batch.tenant_id):
+        raise ApiProblem(404, f"There is no batch {batch_id!r} that this token can see; "
+                              "POST /jobs/batch answers with the batch_id of the jobs it "
+                              "queued.")
+    return batch
 
 
 @bp.get("/jobs")

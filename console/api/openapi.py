@@ -73,10 +73,20 @@ def _job_id_parameter(converter) -> dict:
             "description": "A job id (UUIDv7)."}
 
 
+class BatchIdConverter(JobIdConverter):
+    """``<batch_id:…>``: batch ids are UUIDv7 too."""
+
+
+def _batch_id_parameter(converter) -> dict:
+    return {**_job_id_parameter(converter), "description": "A batch id (UUIDv7)."}
+
+
 def create_api(app) -> ConsoleApi:
     app.url_map.converters["job_id"] = JobIdConverter
+    app.url_map.converters["batch_id"] = BatchIdConverter
     api = _create_api(app)
     api.register_converter(JobIdConverter, _job_id_parameter)
+    api.register_converter(BatchIdConverter, _batch_id_parameter)
     return api
 
 

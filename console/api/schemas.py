@@ -101,6 +101,14 @@ class JobCreateSchema(JobSpecSchema):
         "Required with an all-tenant token; a tenant token implies its tenant."))
 
 
+_CALLBACK = ("A job spec run once when every job of the batch has ended{when}, with "
+             "`payload.batch` set to the batch's id and counts (`total`, `completed`, `failed`, "
+             "`cancelled`). `delay_seconds` counts from the batch's end; `scheduled_for`, "
+             "`cron_schedule` and `idempotency_key` are refused, as are recurring `jobs` in a "
+             "batch with callbacks. Checked and counted against the tenant's limits with the "
+             "batch.")
+
+
 class BatchCreateSchema(ma.Schema):
     jobs = fields.List(fields.Nested(JobSpecSchema), required=True,
                        validate=validate.Length(1, MAX_BATCH),
@@ -108,6 +116,9 @@ class BatchCreateSchema(ma.Schema):
     tenant_id = Text(validate=TENANT_ID)
     priority = Text(validate=validate.OneOf(PRIORITIES),
                              metadata=_describe("For specs that do not give one."))
+    on_complete = fields.Nested(JobSpecSchema, metadata=_describe(_CALLBACK.format(when="")))
+    on_success = fields.Nested(JobSpecSchema, metadata=_describe(_CALLBACK.format(
+        when=", only if all completed")))
 
 
 class NotificationCreateSchema(JobOptionsSchema):
@@ -243,3 +254,37 @@ class JobListSchema(ma.Schema):
 
 class BatchSchema(ma.Schema):
     jobs = fields.List(fields.Nested(JobSchema))
+    batch_id = fields.String(allow_none=True, metadata=_describe(
+        "The batch these jobs were queued in (GET /batches/{batch_id}). A request repeated with "
+        "the same idempotency keys returns the first request's jobs and batch."))
+
+
+class BatchStatusSchema(ma.Schema):
+    """A batch: its jobs' counts as they end, and the callbacks its end queued."""
+
+    id = fields.String()
+    tenant_id = fields.String()
+    total = fields.Integer(metadata=_describe(
+        "Its one-off jobs (a recurring job carries the batch id but never ends by itself)."))
+    completed = fields.Integer()
+    failed = fields.Integer()
+    cancelled = fields.Integer()
+    ended = fields.Integer(metadata=_describe("completed + failed + cancelled."))
+    is_finished = fields.Boolean(metadata=_describe(
+        "Every job has ended. Retrying one of its failed or cancelled jobs makes it unfinished "
+        "again (its callbacks do not run again)."))
+    has_on_complete = fields.Function(lambda batch: batch.on_complete is not None,
+                                      metadata=_describe("Queued with an on_complete callback.",
+                                                         type="boolean"))
+    has_on_success = fields.Function(lambda batch: batch.on_success is not None,
+                                     metadata=_describe("Queued with an on_success callback.",
+                                                        type="boolean"))
+    callback_job_ids = fields.List(fields.String(), metadata=_describe(
+        "The callback jobs queued when the batch finished (GET /jobs/{job_id}); empty before, "
+        "and for a batch without callbacks. on_success is not queued when a job failed or "
+        "was cancelled."))
+    created_at = fields.DateTime(format="iso")
+    finished_at = fields.DateTime(format="iso", allow_none=True)
+
+    class Meta:
+        ordered = True

@@ -1,7 +1,8 @@
 """Maintenance handlers: keeping the tables small without changing what analytics reports.
 
 - ``prune_finished_jobs`` deletes a tenant's finished jobs (completed, failed, cancelled) and
-  their attempts once they are older than the retention period. The hourly rollups are kept,
+  their attempts once they are older than the retention period, and its batches that finished
+  before then. The hourly rollups are kept,
   so usage, rates, trends and metrics read the same before and after; only the exact p95 of
   pruned hours falls back to the duration histogram (within 5 %).
 - ``release_stuck_jobs`` recovers the tenant's jobs still ``processing`` past their lease,
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError, db
 from ..jobs.audit import prune_entries
+from ..jobs.batches import prune_batches
 from ..jobs.models import attempts_table, daily_usage_table, jobs_table
 from ..jobs.records import job_id_floor
 from ..jobs.types import FINISHED_STATUSES
@@ -151,8 +153,11 @@ class PruneFinishedJobsHandler(JobHandler):
         cutoff = datetime.now(UTC) - timedelta(days=days)
         jobs_deleted, attempts_deleted = prune_finished_jobs(
             self._engine, context.tenant_id, cutoff, context)
+        with db.write_transaction(self._engine) as conn:
+            batches_deleted = prune_batches(conn, context.tenant_id, cutoff)
         return _result(context, started, {
             "jobs_deleted": jobs_deleted, "attempts_deleted": attempts_deleted,
+            "batches_deleted": batches_deleted,
             "audit_entries_deleted": audit_deleted, "audit_retention_days": self._audit_days,
             "retention_days": days, "retention_from": source, "cutoff": cutoff.isoformat()})
 

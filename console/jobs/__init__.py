@@ -2,6 +2,7 @@
 
 No HTTP, templates or forms here (see README.md in this folder).
 """
+from .batches import Batch
 from .handlers import JobCancelled, JobExecutionContext, JobHandler
 from .limits import JobLimitConfig, RateLimit, TenantConfig, TenantLimitTier
 from .service import JobService
@@ -25,7 +26,7 @@ __all__ = [
     "JobHandler", "JobExecutionContext", "JobExecutionResult", "JobCancelled",
     "TenantLimitTier", "JobLimitConfig", "RateLimit", "TenantConfig", "TenantLimitException",
     "JobValidationError", "JobStateError", "JobNotFoundError", "PermanentJobError",
-    "DatabaseUnavailableError", "JobBlocker",
+    "DatabaseUnavailableError", "JobBlocker", "Batch",
 ]
 
 

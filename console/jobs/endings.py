@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from . import batches
 from .types import JobStatus, SystemJob
 
 ENDED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -25,4 +26,5 @@ def record_endings(conn: Connection, jobs: Iterable[SystemJob], now: datetime) -
     if not ended:
         return []
     changed: list[SystemJob] = []
+    changed += batches.count_endings(conn, ended, now)
     return changed

@@ -72,6 +72,10 @@ class JSONText(TypeDecorator):
         return json.loads(value)
 
 
+# What ``ix_jobs_batch_failures`` holds; queries spell it the same, so that SQLite uses it.
+BATCH_FAILURES = text("batch_id IS NOT NULL AND status IN ('failed', 'cancelled')")
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -146,9 +150,11 @@ class Job(Base):
         Index("ix_jobs_status_id", "status", "id"),
         # Changes since a moment: job_updates reaching other processes (console/jobs/feeds.py).
         Index("ix_jobs_updated", "updated_at", "id"),
-        # A batch's jobs (its page); most jobs have none, so only those are indexed.
-        Index("ix_jobs_batch", "batch_id", "id", sqlite_where=text("batch_id IS NOT NULL"),
-              postgresql_where=text("batch_id IS NOT NULL")),
+        # A batch's failed and cancelled jobs (its page). Only those: most jobs of a batch
+        # complete, and an index of every batch job costs each of its status changes a B-tree
+        # write (on PostgreSQL, 35 % of batched queueing and 20 % of the drain).
+        Index("ix_jobs_batch_failures", "batch_id", "id", sqlite_where=BATCH_FAILURES,
+              postgresql_where=BATCH_FAILURES),
         Index("uq_jobs_tenant_idempotency", "tenant_id", "idempotency_key", unique=True,
               sqlite_where=text("idempotency_key IS NOT NULL"),
               postgresql_where=text("idempotency_key IS NOT NULL")),
@@ -381,6 +387,36 @@ class RateLimitStart(Base):
     starts: Mapped[int] = mapped_column(Integer)
 
 
+class JobBatch(Base):
+    """The jobs one ``queue_batch_jobs`` call stored, counted as they end (``batches.py``).
+
+    ``total`` counts the batch's one-off jobs (a recurring job never ends by itself); each
+    ending adds to ``completed``, ``failed`` or ``cancelled`` in its own transaction, and the
+    transaction that brings them to ``total`` stores the callbacks (job templates in
+    ``on_complete`` / ``on_success``) and their ids in ``callback_job_ids``, which is NULL until
+    then: that is what makes them run once."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)   # UUIDv7, like job ids
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    total: Mapped[int] = mapped_column(Integer)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    on_complete: Mapped[dict | None] = mapped_column(JSONText)
+    on_success: Mapped[dict | None] = mapped_column(JSONText)
+    callback_job_ids: Mapped[list | None] = mapped_column(JSONText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # The Batches screen: newest first, of every tenant or of the user's.
+    __table_args__ = (
+        Index("ix_batches_created", "created_at", "id"),
+        Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),
+    )
+
+
 class AuditEntry(Base):
     """A change made by a person or a token (or a sign-in), written in the change's own
     transaction and never updated (see console/jobs/audit.py). No foreign keys: an entry
@@ -429,5 +465,7 @@ totals_table = JobTotal.__table__
 error_rollups_table = ErrorRollup.__table__
 queue_depth_table = QueueDepthRollup.__table__
 audit_table = AuditEntry.__table__
+batches_table = JobBatch.__table__
+BATCH_COLUMNS = tuple(batches_table.c.keys())
 # Every column of an audit entry, in the table's order: the queue path's INSERT.
 AUDIT_COLUMNS = tuple(audit_table.c.keys())

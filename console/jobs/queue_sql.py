@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from . import db
-from .models import AUDIT_COLUMNS, JOB_COLUMNS
+from .models import AUDIT_COLUMNS, BATCH_COLUMNS, JOB_COLUMNS
 from .rollups import hour_of
 from .types import WAITING_STATUSES, DatabaseUnavailableError
 
@@ -60,6 +60,9 @@ _COUNT_CREATED_TOTAL = (
 _INSERT_AUDIT = (f"INSERT INTO audit_entries ({', '.join(AUDIT_COLUMNS)}) "
                  f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})")
 _AUDIT_JSON = {"job_ids", "value_before", "value_after", "details"}
+_INSERT_BATCH = (f"INSERT INTO batches ({', '.join(BATCH_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' for _ in BATCH_COLUMNS)})")
+_BATCH_JSON = {"on_complete", "on_success", "callback_job_ids"}
 _INSERT_JOB = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})")
 
@@ -108,6 +111,11 @@ def write_results(conn, results: list[tuple], attempts: list[tuple]) -> None:
     writer = QueueTransaction(conn.connection.dbapi_connection.cursor(), postgres)
     writer._cursor.executemany(writer._sql(_RECORD_RESULT), results)
     writer._cursor.executemany(writer._sql(_INSERT_ATTEMPT), attempts)
+
+
+def _json(value: Any) -> str | None:
+    """A JSON column's value as ``JSONText`` writes it."""
+    return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _value_writer(postgres: bool):
@@ -225,8 +233,14 @@ class QueueTransaction:
         """The queue call's audit entry (``console.jobs.audit.entry_row``), in its transaction."""
         self._start_pipeline()
         self._cursor.execute(self._sql(_INSERT_AUDIT), [
-            None if entry[c] is None else json.dumps(entry[c], separators=(",", ":"), default=str)
-            if c in _AUDIT_JSON else self._value(entry[c]) for c in AUDIT_COLUMNS])
+            _json(entry[c]) if c in _AUDIT_JSON else self._value(entry[c])
+            for c in AUDIT_COLUMNS])
+
+    def insert_batch(self, row: dict[str, Any]) -> None:
+        """The queue call's batch row (``console.jobs.batches.NewBatch.row``)."""
+        self._start_pipeline()
+        self._cursor.execute(self._sql(_INSERT_BATCH), [
+            _json(row[c]) if c in _BATCH_JSON else self._value(row[c]) for c in BATCH_COLUMNS])
 
     def count_created(self, jobs, now: datetime) -> None:
         """Add the new jobs to the hour's rollup (see ``console.jobs.rollups``)."""

@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select
 
-from . import audit, control, db
+from . import audit, batches, control, db
 from .attempts import RetryPolicy
 from .audit import Actor
 from .availability import reports_outages
+from .batches import Batch, NewBatch
 from .cron import CronNeverFiresError
 from .endings import record_endings
 from .explain import JobExplanation, explain
@@ -74,6 +75,14 @@ _BATCH_KEYS = {
     "max_retries": "max_retries", "maxRetries": "max_retries", "metadata": "metadata",
     "timezone": "timezone_name", "idempotency_key": "idempotency_key",
     "idempotencyKey": "idempotency_key", "delay": "delay",
+}
+
+
+# What a callback cannot be: it runs once, when its batch ends.
+_NOT_IN_CALLBACKS = {
+    "cron_schedule": "a callback runs once, when its batch ends; it cannot recur",
+    "scheduled_for": "a callback runs when its batch ends; give delay (seconds after that)",
+    "idempotency_key": "a callback runs once per batch already; it takes no idempotency key",
 }
 
 
@@ -258,47 +267,96 @@ class JobService:
     @reports_outages
     def queue_batch_jobs(self, job_specs: list[dict[str, Any]], tenant_id: str,
                          priority: JobPriority | str | None = None, *,
+                         on_complete: dict[str, Any] | None = None,
+                         on_success: dict[str, Any] | None = None,
                          actor: Actor | None = None) -> list[SystemJob]:
         """Queue many jobs in one transaction: all are stored, or none (with ``actor``: and
-        one audit entry, ``jobs_created``, with their count).
+        one audit entry, ``jobs_created``, with their count). Every job carries the batch's
+        ``batch_id`` (``get_batch`` reads its counts).
 
         A spec holds ``queue_job``'s argument names; their camelCase spellings
         (``scheduledFor``, ``cronSchedule``, ``maxRetries``) are accepted too.
+
+        ``on_complete`` and ``on_success`` are job specs of the same shape, run once when every
+        one-off job of the batch has ended (``on_success`` only if all completed), with
+        ``payload["batch"]`` holding the batch's id and counts. A callback takes ``delay`` (its
+        seconds after the batch ends), not ``scheduled_for``, ``cron_schedule`` or
+        ``idempotency_key``; a batch with callbacks holds no recurring job. Callbacks are
+        checked and counted against the tenant's limits with the batch (see
+        ``console/jobs/batches.py``).
         """
         if not isinstance(job_specs, (list, tuple)) or not job_specs:
             raise JobValidationError("job_specs", "must be a non-empty list of job specs")
         now = datetime.now(UTC)
+        batch = NewBatch(new_job_id())
         prepared = []
         for index, spec in enumerate(job_specs):
-            if not isinstance(spec, dict):
-                raise JobValidationError(f"job_specs[{index}]", "must be a dict")
-            arguments: dict[str, Any] = {"priority": priority, "payload": {}}
-            for key, value in spec.items():
-                if key not in _BATCH_KEYS:
-                    raise JobValidationError(f"job_specs[{index}].{key}",
-                                             f"unknown key; use {', '.join(sorted(_BATCH_KEYS))}")
-                if key == "priority" and value is None:
-                    continue
-                arguments[_BATCH_KEYS[key]] = value
-            if "job_type" not in arguments:
-                raise JobValidationError(f"job_specs[{index}].type", "is required")
-            if "handler" not in arguments:
-                raise JobValidationError(f"job_specs[{index}].handler", "is required")
-            try:
-                prepared.append(prepare_job(self.handlers, tenant_id=tenant_id, now=now,
-                                            job_id=new_job_id(), **arguments))
-            except JobValidationError as exc:
-                raise JobValidationError(f"job_specs[{index}].{exc.field}",
-                                         exc.message.split(": ", 1)[1]) from None
-        return self._store(tenant_id, prepared, now, actor, "jobs_created")
+            job = self._prepare_spec(spec, f"job_specs[{index}]", tenant_id, priority, now)
+            job.row["batch_id"] = batch.id
+            prepared.append(job)
+        for kind, spec in (("on_complete", on_complete), ("on_success", on_success)):
+            if spec is not None:
+                self._prepare_callback(batch, kind, spec, tenant_id, priority, now)
+        if batch.callbacks:
+            for index, job in enumerate(prepared):
+                if job.is_recurring:
+                    raise JobValidationError(
+                        f"job_specs[{index}].cron_schedule",
+                        "a batch with on_complete or on_success holds no recurring job: it "
+                        "never ends, so its callbacks would never run")
+        return self._store(tenant_id, prepared, now, actor, "jobs_created", batch)
+
+    def _prepare_spec(self, spec: Any, where: str, tenant_id: str,
+                      priority: JobPriority | str | None, now: datetime) -> PreparedJob:
+        """A batch spec (or a callback: ``where`` names it in errors) validated into a job."""
+        if not isinstance(spec, dict):
+            raise JobValidationError(where, "must be a dict")
+        arguments: dict[str, Any] = {"priority": priority, "payload": {}}
+        for key, value in spec.items():
+            if key not in _BATCH_KEYS:
+                raise JobValidationError(f"{where}.{key}",
+                                         f"unknown key; use {', '.join(sorted(_BATCH_KEYS))}")
+            if key == "priority" and value is None:
+                continue
+            arguments[_BATCH_KEYS[key]] = value
+        for required in ("type", "handler"):
+            if _BATCH_KEYS[required] not in arguments:
+                raise JobValidationError(f"{where}.{required}", "is required")
+        try:
+            return prepare_job(self.handlers, tenant_id=tenant_id, now=now,
+                               job_id=new_job_id(), **arguments)
+        except JobValidationError as exc:
+            raise JobValidationError(f"{where}.{exc.field}",
+                                     exc.message.split(": ", 1)[1]) from None
+
+    def _prepare_callback(self, batch: NewBatch, kind: str, spec: Any, tenant_id: str,
+                          priority: JobPriority | str | None, now: datetime) -> None:
+        """Check a callback as the job it will be (its payload with the batch's counts)."""
+        if isinstance(spec, dict):
+            for key in spec:
+                if _BATCH_KEYS.get(key) in _NOT_IN_CALLBACKS:
+                    raise JobValidationError(f"{kind}.{key}",
+                                             _NOT_IN_CALLBACKS[_BATCH_KEYS[key]])
+            payload = spec.get("payload", {})
+            if isinstance(payload, dict) and batches.PAYLOAD_KEY in payload:
+                raise JobValidationError(
+                    f"{kind}.payload.{batches.PAYLOAD_KEY}",
+                    "is filled in when the batch ends (its id and counts); use another key")
+            spec = {**spec, "payload": batches.placeholder_payload(payload, batch.id)}
+        job = self._prepare_spec(spec, kind, tenant_id, priority, now)
+        delay = job.row["scheduled_for"] - now if job.row["status"] == "pending" else None
+        batch.callbacks[kind] = job
+        batch.delays[kind] = delay.total_seconds() if delay is not None else None
 
     def _store(self, tenant_id: str, prepared: list[PreparedJob], now: datetime,
-               actor: Actor | None = None, audit_action: str = "job_created"
-               ) -> list[SystemJob]:
-        """Check limits and insert, atomically (with the audit entry when ``actor`` is given).
-        The heart of the queue path."""
+               actor: Actor | None = None, audit_action: str = "job_created",
+               batch: NewBatch | None = None) -> list[SystemJob]:
+        """Check limits and insert, atomically (with the audit entry when ``actor`` is given,
+        the batch's row when ``batch`` is). The heart of the queue path."""
         results: list[SystemJob | None] = [None] * len(prepared)
         new, aliases = self._resolve_idempotent(tenant_id, prepared, results)
+        # Callbacks are accepted with their batch: limits and rollups count them now.
+        accepted = [*new, *batch.callbacks.values()] if batch and batch.callbacks else new
 
         def insert(tx: QueueTransaction) -> None:
             tenant = tx.tenant_limits(tenant_id)
@@ -306,17 +364,19 @@ class JobService:
                 raise JobValidationError(
                     "tenant_id", f"unknown tenant {tenant_id!r}; create it first "
                                  "(service.tenants.set_tenant_config)")
-            self._check_limits(tx, tenant_id, tenant, new, now)  # raises → rolled back
+            self._check_limits(tx, tenant_id, tenant, accepted, now)  # raises → rolled back
             default_rank = JobPriority(tenant["default_job_priority"]).rank
-            for job in new:
+            for job in accepted:
                 job.row["priority"] = job.priority.rank if job.priority else default_rank
             tx.insert_jobs([job.row for job in new])
+            if batch is not None:
+                tx.insert_batch(batch.row(tenant_id, new, now))
             if actor is not None:
                 tx.insert_audit(_creation_entry(actor, audit_action, tenant_id, new, now))
 
         try:
             if new:
-                self._queue_writer.write(insert, new, now)
+                self._queue_writer.write(insert, accepted, now)
         except TenantLimitException as rejection:  # nothing stored; count it, then tell the caller
             self._record_rejection(tenant_id, rejection.limit_type, now)
             raise
@@ -324,7 +384,7 @@ class JobService:
             if not any(job.row["idempotency_key"] for job in new):
                 raise
             # Another caller stored the same idempotency key a moment ago: answer with its job.
-            return self._store(tenant_id, prepared, now, actor, audit_action)
+            return self._store(tenant_id, prepared, now, actor, audit_action, batch)
         stored = [job.row for job in new]
         by_id = {row["id"]: row for row in stored}
         snapshots = []
@@ -422,7 +482,7 @@ class JobService:
             max_retries=row["max_retries"], current_retries=0, last_attempt=None,
             completed_at=None, last_result=None, metadata=job.metadata,
             created_at=row["created_at"], updated_at=row["updated_at"],
-            idempotency_key=row["idempotency_key"])
+            idempotency_key=row["idempotency_key"], batch_id=row["batch_id"])
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -463,6 +523,15 @@ class JobService:
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs_table).where(jobs_table.c.id == job_id)).first()
         return job_from_row(row) if row else None
+
+    @reports_outages
+    def get_batch(self, batch_id: str) -> Batch | None:
+        """A batch's counts and callbacks (``console/jobs/batches.py``); None when there is
+        no such batch."""
+        if not isinstance(batch_id, str):
+            return None
+        with self.engine.connect() as conn:
+            return batches.read_batch(conn, batch_id)
 
     def get_jobs_by_status(self, status: JobStatus | str, tenant_id: str | None = None,
                            limit: int = 100) -> list[SystemJob]:
@@ -562,6 +631,7 @@ class JobService:
                     status=status.value, scheduled_for=when, current_retries=0,
                     completed_at=None, progress=None, progress_message=None, updated_at=now))
                 _record_change(conn, actor, "job_retried", job, status, now)
+                batches.count_revivals(conn, [job])
                 db.notify_channel(conn, NOTIFY_CHANNEL)
         except TenantLimitException as rejection:  # rolled back; count it, then tell the caller
             self._record_rejection(rejection.tenant_id, rejection.limit_type, now)
@@ -650,6 +720,7 @@ class JobService:
                     conn.execute(_REVIVE, [{"b_id": job.id, "b_status": job.status.value,
                                             "b_when": job.scheduled_for, "b_now": now}
                                            for job in revived])
+                    batches.count_revivals(conn, [jobs[job.id] for job in revived])
                     db.notify_channel(conn, NOTIFY_CHANNEL)
                 for tenant_id, count in refused.items():
                     record_rejections(conn, tenant_id, "max_queued_jobs", hour_of(now), count)
@@ -980,15 +1051,19 @@ _REVIVE = jobs_table.update().where(jobs_table.c.id == bindparam("b_id")).values
 
 def _creation_entry(actor: Actor, action: str, tenant_id: str, new: list[PreparedJob],
                     now: datetime) -> dict[str, Any]:
-    """The audit entry of queued jobs: the job itself, or a batch's count (and its ids)."""
+    """The audit entry of queued jobs: the job itself, or a batch's count (its job ids and
+    batch id)."""
     if len(new) == 1 and action != "jobs_created":
         row = new[0].row
         return audit.entry_row(actor, action, tenant_id=tenant_id, target_type="job",
                                target_id=row["id"], job_ids=[row["id"]], now=now,
                                details={"type": row["type"], "handler": row["handler"]})
+    details = {"handlers": sorted({job.row["handler"] for job in new})}
+    if new[0].row["batch_id"]:
+        details["batch_id"] = new[0].row["batch_id"]
     return audit.entry_row(actor, action, tenant_id=tenant_id, target_type="tenant",
                            target_id=tenant_id, job_ids=[job.row["id"] for job in new], now=now,
-                           details={"handlers": sorted({job.row["handler"] for job in new})})
+                           details=details)
 
 
 def _record_change(conn, actor: Actor | None, action: str, job: SystemJob, status: JobStatus,

@@ -30,6 +30,7 @@ class NavItem:
 NAVIGATION = (
     NavItem("dashboard.index", "Dashboard"),
     NavItem("jobs.index", "Jobs"),
+    NavItem("batches.index", "Batches"),
     NavItem("new_job.index", "New job", "operator"),
     NavItem("failures.index", "Failures"),
     NavItem("alerts.index", "Alerts"),
@@ -46,7 +47,8 @@ NAVIGATION = (
 # Blueprints, in the order their routes are registered: the shared ones, then screen families.
 SHARED_BLUEPRINTS = ("assets", "monitoring", "stream")
 SCREEN_FAMILIES = ("auth", "dashboard", "jobs", "new_job", "failures", "tenants", "handlers",
-                   "runners", "users", "tokens", "reports", "outbox", "alerts", "audit")
+                   "runners", "users", "tokens", "reports", "outbox", "alerts", "audit",
+                   "batches")
 BLUEPRINT_MODULES = ("auth.views", *SHARED_BLUEPRINTS,
                      *(f"{family}.views" for family in SCREEN_FAMILIES if family != "auth"))
 

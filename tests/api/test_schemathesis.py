@@ -3,8 +3,8 @@ the OpenAPI document, valid and invalid, with an all-tenant admin token. Every a
 no 5xx, a documented status code and content type, and a body that conforms to the schema.
 
 Bounded (``MAX_EXAMPLES`` per operation, no deadline) so the run stays well under a minute.
-Requests naming a tenant, a job or a handler are also sent for an existing one, so success paths
-are fuzzed too, not only 404s and 422s.
+Requests naming a tenant, a job, a batch or a handler are also sent for an existing one, so
+success paths are fuzzed too, not only 404s and 422s.
 """
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def fuzz_app(database_template, tmp_path_factory):
     service.tenants.set_tenant_config(TenantConfig.for_tier("acme", "Acme", "tier4"))
     app.fuzz_token = create_token(service.engine, "fuzzer", None, is_admin=True)[1]
     app.fuzz_job = service.queue_job("immediate", "noop", {}, "acme").id
+    app.fuzz_batch = service.queue_batch_jobs([{"type": "immediate", "handler": "noop"}], "acme",
+                                              on_complete={"type": "immediate",
+                                                           "handler": "noop"})[0].batch_id
     yield app
     service.engine.dispose()
 
@@ -66,7 +69,8 @@ OPERATIONS = [("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("POST", "/api/
               ("GET", "/api/v1/pauses"), ("GET", "/api/v1/runners"),
               ("GET", "/api/v1/handlers/{handler}/rate-limit"),
               ("PUT", "/api/v1/handlers/{handler}/rate-limit"),
-              ("DELETE", "/api/v1/handlers/{handler}/rate-limit")]
+              ("DELETE", "/api/v1/handlers/{handler}/rate-limit"),
+              ("GET", "/api/v1/batches/{batch_id}")]
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
@@ -75,7 +79,8 @@ OPERATIONS = [("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("POST", "/api/
 def test_api_conforms_to_its_openapi_document(api_schema, fuzz_app, method, path, mode):
     operation = api_schema[path][method]
     headers = {"Authorization": f"Bearer {fuzz_app.fuzz_token}"}
-    known = {"tenant_id": "acme", "job_id": fuzz_app.fuzz_job, "handler": "noop"}
+    known = {"tenant_id": "acme", "job_id": fuzz_app.fuzz_job, "handler": "noop",
+             "batch_id": fuzz_app.fuzz_batch}
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,

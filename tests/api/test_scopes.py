@@ -49,8 +49,17 @@ def _job(app, tenant: str, cancelled: bool = False, delayed: bool = False) -> st
     return job.id
 
 
+def _batch(app, tenant: str) -> str:
+    service = app.extensions["jobs"]
+    return service.queue_batch_jobs([{"type": "immediate", "handler": "noop",
+                                      "payload": {"note": MARKERS[tenant][1]}}], tenant,
+                                    on_complete={"type": "immediate", "handler": "noop"}
+                                    )[0].batch_id
+
+
 # name → (method, path, body, success status); ``{t}`` is the target tenant, ``{job}``,
-# ``{done}`` and ``{later}`` a queued, a cancelled and a delayed job of it, ``{h}`` a handler.
+# ``{done}`` and ``{later}`` a queued, a cancelled and a delayed job of it, ``{batch}`` a batch
+# of it, ``{h}`` a handler.
 ENDPOINTS = {
     "create_job": ("POST", "/jobs", {"type": "immediate", "handler": "noop", "tenant_id": "{t}"},
                    201),
@@ -84,6 +93,7 @@ ENDPOINTS = {
     "put_handler_rate_limit": ("PUT", "/handlers/{h}/rate-limit",
                                {"tenant_id": "{t}", "count": 100_000, "period_seconds": 1}, 200),
     "delete_handler_rate_limit": ("DELETE", "/handlers/{h}/rate-limit?tenant_id={t}", None, 200),
+    "get_batch": ("GET", "/batches/{batch}", None, 200),
 }
 SYSTEM_ENDPOINTS = {"queue": ("GET", "/queue", None, 200), "stats": ("GET", "/stats", None, 200),
                     "audit": ("GET", "/audit", None, 200),
@@ -145,6 +155,8 @@ def test_tenant_endpoints(matrix_app, endpoint, token, target):
         replacements["done"] = _job(matrix_app, target, cancelled=True)
     if "{later}" in path:
         replacements["later"] = _job(matrix_app, target, delayed=True)
+    if "{batch}" in path:
+        replacements["batch"] = _batch(matrix_app, target)
     response = _call(matrix_app, token, method, _fill(path, replacements),
                      _fill(body, replacements))
     status = expected(endpoint, token, target, success)
@@ -238,5 +250,6 @@ def test_the_matrix_covers_every_api_operation(matrix_app):
         path = path.split("?")[0].replace("{t}", "{tenant_id}").replace("{h}", "{handler}")
         for job in ("{job}", "{done}", "{later}"):
             path = path.replace(job, "{job_id}")
+        path = path.replace("{batch}", "{batch_id}")
         covered.add((method, "/api/v1" + path))
     assert documented == covered

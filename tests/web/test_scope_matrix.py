@@ -100,7 +100,12 @@ def world(database_template, tmp_path_factory):
         failed = service.queue_job("immediate", "always_fails", {"note": secret}, tenant,
                                    max_retries=0)
         service.queue_notification("sms", "+14155550123", tenant, body=f"sms {secret}")
-        world.ids[tenant] = {"failed": failed.id}
+        batch = service.queue_batch_jobs(
+            [{"type": "immediate", "handler": "always_fails", "max_retries": 0,
+              "payload": {"note": secret}}], tenant,
+            on_complete={"type": "immediate", "handler": "noop", "payload": {"note": secret}})
+        world.ids[tenant] = {"failed": failed.id, "batch_id": batch[0].batch_id,
+                             "batch_failed": batch[0].id}
     service.run_until_idle(timeout=20, settle=0.2)
     o = outbox_messages_table.c
     with service.engine.connect() as conn:
@@ -291,6 +296,12 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
         data=lambda w, t: {"action": "retry", "tenant": t, "status": "cancelled",
                            "_": w.made(t, "bulk_all", w.job(t, cancelled=True))},
         happened=lambda w, t, url: w.status(w.ids[t]["bulk_all"]) != "cancelled"),
+    # batches: the list filtered to the user's tenants; a batch's page and its progress
+    ("batches.index", "GET"): Neutral("batches of the user's tenants", shows="batch_id"),
+    ("batches.show", "GET"): Scoped(lambda w, t: f"/batches/{w.ids[t]['batch_id']}",
+                                    shows="batch_failed"),
+    ("batches.progress", "GET"): Scoped(
+        lambda w, t: f"/batches/{w.ids[t]['batch_id']}/progress", shows="batch_failed"),
     # the live stream: filtered per user (tests/web/test_scope.py, tests/browser)
     ("stream.events", "GET"): Neutral("streams forever; its filter is tested on its own",
                                       skip=True),

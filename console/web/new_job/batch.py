@@ -1,8 +1,10 @@
 """Batch upload: a JSON or CSV file turned into ``queue_batch_jobs`` specs, and the engine's
 ``job_specs[13].priority`` errors turned back into "row 14, field priority" for the operator.
 
-JSON: a list of specs, or ``{"jobs": [...]}``. CSV: a header row whose columns are named like
-``queue_job``'s arguments; empty cells are left out, ``payload`` and ``metadata`` hold JSON text.
+JSON: a list of specs, or ``{"jobs": [...]}`` (which may also hold the batch's ``on_complete``
+and ``on_success`` callbacks, specs of the same shape). CSV: a header row whose columns are
+named like ``queue_job``'s arguments; empty cells are left out, ``payload`` and ``metadata``
+hold JSON text.
 """
 from __future__ import annotations
 
@@ -27,11 +29,15 @@ class BatchFileError(ValueError):
     """The file cannot become job specs; ``str()`` names the row and field."""
 
 
+CALLBACK_KEYS = ("on_complete", "on_success")
+
+
 @dataclass(frozen=True)
 class BatchFile:
     specs: list[dict[str, Any]]
     format: str                     # "JSON" or "CSV"
     lines: list[int] | None = None  # CSV: the file line of each row, for messages
+    callbacks: dict[str, Any] | None = None   # JSON: on_complete / on_success, as given
 
 
 def read_batch_file(filename: str, data: bytes, max_rows: int = MAX_BATCH_ROWS) -> BatchFile:
@@ -47,7 +53,7 @@ def read_batch_file(filename: str, data: bytes, max_rows: int = MAX_BATCH_ROWS) 
     name = (filename or "").lower()
     looks_json = text.lstrip()[:1] in ("[", "{")
     if name.endswith(".json") or (not name.endswith(".csv") and looks_json):
-        return BatchFile(_json_specs(text, max_rows), "JSON")
+        return _json_batch(text, max_rows)
     specs, lines = _csv_specs(text, max_rows)
     return BatchFile(specs, "CSV", lines)
 
@@ -57,7 +63,7 @@ def _too_many(count: int, max_rows: int) -> BatchFileError:
                           "it into several files")
 
 
-def _json_specs(text: str, max_rows: int) -> list[dict[str, Any]]:
+def _json_batch(text: str, max_rows: int) -> BatchFile:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -65,10 +71,18 @@ def _json_specs(text: str, max_rows: int) -> list[dict[str, Any]]:
                              f"{exc.colno}") from None
     except RecursionError:
         raise BatchFileError("file: JSON nested too deeply") from None
-    if isinstance(document, dict) and set(document) == {"jobs"}:
+    callbacks = None
+    if isinstance(document, dict) and "jobs" in document and set(document) <= {
+            "jobs", *CALLBACK_KEYS}:
+        callbacks = {key: document[key] for key in CALLBACK_KEYS if key in document}
         document = document["jobs"]
+    return BatchFile(_json_specs(document, max_rows), "JSON", callbacks=callbacks)
+
+
+def _json_specs(document: Any, max_rows: int) -> list[dict[str, Any]]:
     if not isinstance(document, list):
-        raise BatchFileError('file: must be a JSON list of jobs, or {"jobs": [...]}')
+        raise BatchFileError('file: must be a JSON list of jobs, or {"jobs": [...]} with '
+                             'optional "on_complete" and "on_success" callbacks')
     if not document:
         raise BatchFileError("file: the list of jobs is empty")
     if len(document) > max_rows:

@@ -215,7 +215,8 @@ def batch():
                 flash(f"Queued {len(queued):,} jobs for {form.tenant_id.data}.")
                 return _see_other(url_for("new_job.batch", tenant_id=form.tenant_id.data,
                                           queued=len(queued), first=queued[0].id,
-                                          last=queued[-1].id))
+                                          last=queued[-1].id,
+                                          batch=max(job.batch_id or "" for job in queued)))
     context = {"kind": "batch", "kinds": KINDS, "form": form, "tenants": tenants,
                "limit": limit, "max_rows": MAX_BATCH_ROWS, "done": _batch_done(),
                "refresh_usage": bool(limit) and is_htmx(),
@@ -236,7 +237,8 @@ def _queue_batch(form: BatchForm, tenants):
     try:
         jobs = get_job_service().queue_batch_jobs(parsed.specs, form.tenant_id.data,
                                                   priority=form.priority.data or None,
-                                                  actor=console_actor())
+                                                  actor=console_actor(),
+                                                  **(parsed.callbacks or {}))
     except JobValidationError as exc:
         form.file.errors = [*form.file.errors, describe_spec_error(exc, parsed)]
         return None, None
@@ -252,14 +254,16 @@ _JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 
 def _batch_done() -> dict | None:
-    """What the redirect after a successful upload says, with a link to the jobs table filtered
-    to the batch: its tenant and the creation times of its first and last ids (UUIDv7 carry
-    their millisecond), which the table turns into an id range."""
+    """What the redirect after a successful upload says, with links to the batch's page and to
+    the jobs table filtered to the batch: its tenant and the creation times of its first and
+    last ids (UUIDv7 carry their millisecond), which the table turns into an id range."""
     count, first, last = (request.args.get(k, "") for k in ("queued", "first", "last"))
     if not count.isdigit():
         return None
+    batch = request.args.get("batch", "")
     done = {"count": int(count), "tenant_id": request.args.get("tenant_id", ""),
-            "first": first if _JOB_ID.fullmatch(first) else None, "jobs_url": None}
+            "first": first if _JOB_ID.fullmatch(first) else None, "jobs_url": None,
+            "batch": batch if _JOB_ID.fullmatch(batch) else None}
     if done["first"] and _JOB_ID.fullmatch(last):
         def moment(job_id: str, extra_ms: int = 0) -> str:
             ms = int(job_id.replace("-", "")[:12], 16) + extra_ms

@@ -1,0 +1,2 @@
+"""The batches screens (templates/batches/): ``views`` the blueprint, ``progress`` what a batch's
+page reads."""
