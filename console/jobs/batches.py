@@ -19,10 +19,11 @@ commit undoes the ending with them (lease recovery ends the job again later, and
 then); after it, ``callback_job_ids`` is set for good, so no other process, crash or retry
 stores them twice.
 
-**A callback is accepted with its batch**: validated, checked against the tenant's limits and
-counted as created (rollups, ``max_daily_jobs``) when the batch is queued — as if it had been
-queued then, so that when it is stored nothing can refuse it, and the ending's transaction
-writes no rollup row (every writer takes those in one global order; see ``RollupBatch``).
+**A callback is accepted with its batch**: validated, checked against the tenant's limits
+(counted towards ``max_queued_jobs`` and ``max_daily_jobs``) and counted as created in the
+rollups when the batch is queued — as if it had been queued then — so that when it is stored
+nothing can refuse it, and the ending's transaction writes no rollup row: it holds rollup rows
+already, and every writer takes those in one global order (``RollupBatch.write``).
 """
 from __future__ import annotations
 
