@@ -156,6 +156,7 @@ class SystemJob:
     batch_id: str | None = None
     depends_on: tuple[str, ...] = ()          # ids of the jobs it waits for
     on_dependency_failure: str = "cancel"     # or "run"
+    not_before: datetime | None = None        # its own time, kept while it waits for them
 
     @property
     def can_retry(self) -> bool:
@@ -169,6 +170,13 @@ class SystemJob:
     @property
     def is_finished(self) -> bool:
         return self.status.value in FINISHED_STATUSES
+
+    @property
+    def waiting_for_dependencies(self) -> bool:
+        """Pending with no time yet: held until the jobs it depends on allow it to run
+        (``console/jobs/dependencies.py``)."""
+        return self.status is JobStatus.PENDING and self.scheduled_for is None \
+            and bool(self.depends_on)
 
 
 BLOCKER_CODES = ("due_later", "retry_backoff", "paused", "tenant_concurrency", "daily_limit",

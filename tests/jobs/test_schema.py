@@ -1,4 +1,5 @@
-"""Migration 0012 creates exactly what the models describe for pauses and runners."""
+"""Migrations create exactly what the models describe: 0012 for pauses and runners, 0015 for
+job dependencies."""
 from __future__ import annotations
 
 from tests.support import schema_differences
@@ -6,3 +7,10 @@ from tests.support import schema_differences
 
 def test_migration_0012_matches_the_models(service):
     assert schema_differences(service.engine, {"pauses", "runners"}) == []
+
+
+def test_migration_0015_matches_the_models(service):
+    assert schema_differences(service.engine, {"job_dependencies"}) == []
+    # SQLite's reflection cannot compare the claim index (an expression: priority DESC).
+    assert [difference for difference in schema_differences(service.engine, {"jobs"})
+            if "ix_jobs_claim" not in str(difference)] == []
