@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from . import dependencies
 from .types import JobStatus, SystemJob
 
 ENDED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -25,4 +26,5 @@ def record_endings(conn: Connection, jobs: Iterable[SystemJob], now: datetime) -
     if not ended:
         return []
     changed: list[SystemJob] = []
+    changed += dependencies.release(conn, ended, now, record_endings)
     return changed

@@ -76,8 +76,11 @@ def _build_statements():
                    .values(status=JobStatus.QUEUED.value,
                            updated_at=bindparam("now", type_=j.updated_at.type))
                    .returning(*jobs_table.c))
+    # A job waiting for its dependencies has no time (NULL, which SQLite sorts first): their
+    # release makes it due in the transaction that ends them, and that commit wakes runners.
     next_due = (select(j.scheduled_for)
-                .where(j.status == JobStatus.PENDING.value, j.id.not_in(paused_job_ids()))
+                .where(j.status == JobStatus.PENDING.value, j.scheduled_for.is_not(None),
+                       j.id.not_in(paused_job_ids()))
                 .order_by(j.scheduled_for).limit(1))
     return (owned, owned.with_for_update(), owned.with_for_update(skip_locked=True), promote_due,
             next_due)
