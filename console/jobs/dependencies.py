@@ -44,6 +44,7 @@ from .types import (
     JobStatus,
     JobValidationError,
     SystemJob,
+    waits_for_dependencies,
 )
 from .validation import PreparedJob
 from .wakeup import NOTIFY_CHANNEL
@@ -59,8 +60,15 @@ _j, _d = jobs_table.c, dependencies_table.c
 
 
 def waiting(columns=_j):
-    """The SQL form of ``SystemJob.waiting_for_dependencies``: pending with no time."""
+    """``types.waits_for_dependencies`` in SQL: pending with no time."""
     return and_(columns.status == JobStatus.PENDING.value, columns.scheduled_for.is_(None))
+
+
+def has_dependents():
+    """SQL: whether any job waits (or waited) for the job of the row (a claim returns it, so
+    the runner records that job's end without waiting out its cycle interval)."""
+    return (select(_d.job_id).where(_d.depends_on_id == _j.id)
+            .correlate(jobs_table).exists().label("has_dependents"))
 
 
 def _build_statements():
@@ -255,21 +263,28 @@ def _write(conn: Connection, freed: list[SystemJob], stopped: list[SystemJob],
 
 @dataclass(frozen=True)
 class Neighbour:
-    """A job upstream or downstream of another, as its page lists it."""
+    """A job upstream or downstream of another: what its page lists (no payload to read)."""
 
     id: str
     handler: str
     status: JobStatus
     tenant_id: str
-    updated_at: datetime | None = None
+    scheduled_for: datetime | None
+    progress: float | None
+    progress_message: str | None
+
+    @property
+    def waiting_for_dependencies(self) -> bool:
+        return waits_for_dependencies(self.status, self.scheduled_for)
 
 
-_NEIGHBOUR_COLUMNS = (_j.id, _j.handler, _j.status, _j.tenant_id, _j.updated_at)
+_NEIGHBOUR_COLUMNS = (_j.id, _j.handler, _j.status, _j.tenant_id, _j.scheduled_for,
+                      _j.progress, _j.progress_message)
 
 
 def _neighbours(rows) -> list[Neighbour]:
-    return [Neighbour(r.id, r.handler, JobStatus(r.status), r.tenant_id, r.updated_at)
-            for r in rows]
+    return [Neighbour(r.id, r.handler, JobStatus(r.status), r.tenant_id, r.scheduled_for,
+                      r.progress, r.progress_message) for r in rows]
 
 
 def unfinished_dependencies(conn: Connection, job: SystemJob,

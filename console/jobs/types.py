@@ -124,6 +124,12 @@ class JobExecutionResult:
         )
 
 
+def waits_for_dependencies(status: JobStatus, scheduled_for: datetime | None) -> bool:
+    """Pending with no time yet: held until the jobs it depends on allow it to run
+    (``console/jobs/dependencies.py``; its ``waiting`` is the same rule in SQL)."""
+    return status is JobStatus.PENDING and scheduled_for is None
+
+
 @dataclass(frozen=True)
 class SystemJob:
     """A snapshot of one job as stored. Change jobs through ``JobService``, never by editing
@@ -173,10 +179,7 @@ class SystemJob:
 
     @property
     def waiting_for_dependencies(self) -> bool:
-        """Pending with no time yet: held until the jobs it depends on allow it to run
-        (``console/jobs/dependencies.py``)."""
-        return self.status is JobStatus.PENDING and self.scheduled_for is None \
-            and bool(self.depends_on)
+        return waits_for_dependencies(self.status, self.scheduled_for)
 
 
 BLOCKER_CODES = ("due_later", "retry_backoff", "paused", "tenant_concurrency", "daily_limit",
