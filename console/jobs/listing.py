@@ -1,8 +1,8 @@
 """``JobFilter``: the job listing both doors read (the console's jobs table and the API's
 ``GET /jobs``). It owns the query parameters (status, tenant, type, handler, priority, created
 between, text in the payload, error type, waiting for dependencies, page cursors), their
-validation, the SQL, and keyset pagination; a table, its pager and the bulk actions share it. Plain Python, no forms: the engine
-knows nothing of HTTP.
+validation, the SQL, and keyset pagination; a table, its pager and the bulk actions share it.
+Plain Python, no forms: the engine knows nothing of HTTP.
 
 Why the SQL looks the way it does, at millions of jobs:
 
