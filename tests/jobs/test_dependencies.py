@@ -353,6 +353,22 @@ def test_promotion_and_the_next_wake_up_pass_waiting_dependents_by(service, make
         runner._pool.stop()
 
 
+def test_an_attempt_others_wait_for_is_recorded_without_waiting_out_the_cycle_interval(
+        service, make_tenant, idle_runner):  # noqa: F811
+    make_tenant("acme")
+    awaited = service.queue_job("immediate", "noop", {}, "acme")
+    alone = service.queue_job("immediate", "noop", {}, "acme")
+    service.queue_job("immediate", "noop", {}, "acme", depends_on=[awaited.id])
+    assert claimed_ids(idle_runner) == {awaited.id, alone.id}
+    assert idle_runner._awaited == {awaited.id}      # the claim says who has dependents
+    finish(idle_runner, alone.id)
+    assert not idle_runner._hurry.is_set()           # the usual interval
+    finish(idle_runner, awaited.id)
+    assert idle_runner._hurry.is_set()               # the next cycle starts at once
+    idle_runner.cycle()
+    assert idle_runner._awaited == set()
+
+
 def complete_side_by_side(service, jobs) -> list[Exception]:
     """Complete ``jobs`` in one transaction each, on threads; on PostgreSQL each marks its job
     completed before either records what follows (neither has committed: each sees the other
