@@ -159,6 +159,8 @@ class _Report:
             ("engine: start latency p99, other process, ms", "engine",
              "start_latency_other_process_ms.p99", "≤ 10"),
             ("engine: noisy neighbour, ms", "engine", "noisy_neighbour_ms", "≤ 250"),
+            ("engine: dependency release p99, ms", "engine", "dependency_release_ms.p99",
+             "≤ 20 (PostgreSQL ≤ 30)"),
             ("analytics: slowest call p95, ms", "analytics", "@max_p95:calls_ms", "≤ 200"),
             ("console: slowest page p95, ms", "console_pages", "@max_p95:pages_ms", "≤ 200"),
             ("load: API submissions achieved, /s", "load", "api.achieved_rate_per_s",
@@ -205,7 +207,10 @@ class _Report:
                 ("delayed job lateness p99", "delayed_lateness_ms.p99", "≤ 50"),
                 ("noisy neighbour: small tenant done after", "noisy_neighbour_ms", "≤ 250"),
                 ("noisy neighbour: big tenant done after", "noisy_neighbour_tenant_a_completion_ms",
-                 "")]
+                 ""),
+                ("dependency release p50", "dependency_release_ms.p50", ""),
+                ("dependency release p99", "dependency_release_ms.p99",
+                 "≤ 20 (PostgreSQL ≤ 30)")]
         self.lines += self.by_db("engine", rows)
         self.lines += [""] + self.status_notes("engine")
 
