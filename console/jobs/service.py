@@ -332,7 +332,10 @@ class JobService:
         The heart of the queue path."""
         results: list[SystemJob | None] = [None] * len(prepared)
         new, aliases = self._resolve_idempotent(tenant_id, prepared, results)
-        _redirect_dependencies(prepared, results, aliases, new)
+        # Jobs that wait for others: the queue transaction also reads, locks and links those.
+        linked = any(job.depends_on for job in new)
+        if linked:
+            _redirect_dependencies(prepared, results, aliases, new)
         consequences: list[SystemJob] = []
 
         def insert(tx: QueueTransaction, conn=None) -> None:
@@ -355,7 +358,7 @@ class JobService:
                 tx.insert_audit(_creation_entry(actor, audit_action, tenant_id, new, now))
 
         try:
-            if any(job.depends_on for job in new):
+            if linked:
                 self._queue_writer.write_with_connection(insert, new, now)
             elif new:
                 self._queue_writer.write(insert, new, now)
@@ -976,7 +979,7 @@ def _redirect_dependencies(prepared: list[PreparedJob], results: list[SystemJob 
         first_id = prepared[first].row["id"]
         stand_ins[prepared[index].row["id"]] = stand_ins.get(first_id, first_id)
     for job in new:
-        if stand_ins and any(dep in stand_ins for dep in job.depends_on):
+        if any(dep in stand_ins for dep in job.depends_on):
             set_dependencies(job, tuple(dict.fromkeys(stand_ins.get(dep, dep)
                                                       for dep in job.depends_on)))
 
