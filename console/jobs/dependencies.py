@@ -67,7 +67,9 @@ def waiting(columns=_j):
 
 def has_dependents():
     """SQL: whether any job waits (or waited) for the job of the row (a claim returns it, so
-    the runner records that job's end without waiting out its cycle interval)."""
+    the runner records that job's end without waiting out its cycle interval). SQLite's
+    RETURNING names columns bare: ``depends_on_id`` and ``id`` still resolve, as
+    ``job_dependencies`` has no ``id``."""
     return (select(_d.job_id).where(_d.depends_on_id == _j.id)
             .correlate(jobs_table).exists().label("has_dependents"))
 
@@ -91,8 +93,9 @@ _DEPENDENTS, _DEPENDENTS_LOCKED, _STATES, _FREE, _CANCEL = _build_statements()
 
 @functools.lru_cache(maxsize=CHUNK)
 def _waiting_dependents_sql(count: int, postgres: bool) -> str:
-    """Hand-written: the release asks it in every runner cycle that ends jobs, dependencies
-    or not, and SQLAlchemy's expanding IN costs ten times SQLite's own work on it."""
+    """The dependents of ``count`` jobs that wait (``waiting()``), hand-written: the release
+    asks it in every runner cycle that ends jobs, dependencies or not, and SQLAlchemy's
+    expanding IN costs ten times SQLite's own work on it."""
     mark = "%s" if postgres else "?"
     return ("SELECT DISTINCT d.job_id FROM job_dependencies d JOIN jobs j ON j.id = d.job_id "
             f"WHERE d.depends_on_id IN ({', '.join([mark] * count)}) "
@@ -287,7 +290,6 @@ class Neighbour:
     id: str
     handler: str
     status: JobStatus
-    tenant_id: str
     scheduled_for: datetime | None
     progress: float | None
     progress_message: str | None
@@ -297,13 +299,13 @@ class Neighbour:
         return waits_for_dependencies(self.status, self.scheduled_for)
 
 
-_NEIGHBOUR_COLUMNS = (_j.id, _j.handler, _j.status, _j.tenant_id, _j.scheduled_for,
-                      _j.progress, _j.progress_message)
+_NEIGHBOUR_COLUMNS = (_j.id, _j.handler, _j.status, _j.scheduled_for, _j.progress,
+                      _j.progress_message)
 
 
 def _neighbours(rows) -> list[Neighbour]:
-    return [Neighbour(r.id, r.handler, JobStatus(r.status), r.tenant_id, r.scheduled_for,
-                      r.progress, r.progress_message) for r in rows]
+    return [Neighbour(r.id, r.handler, JobStatus(r.status), r.scheduled_for, r.progress,
+                      r.progress_message) for r in rows]
 
 
 def unfinished_dependencies(conn: Connection, job: SystemJob,
