@@ -159,6 +159,8 @@ class _Report:
             ("engine: start latency p99, other process, ms", "engine",
              "start_latency_other_process_ms.p99", "≤ 10"),
             ("engine: noisy neighbour, ms", "engine", "noisy_neighbour_ms", "≤ 250"),
+            ("engine: dependency release p99, ms", "engine", "dependency_release_ms.p99",
+             "≤ 20 (PostgreSQL ≤ 30)"),
             ("analytics: slowest call p95, ms", "analytics", "@max_p95:calls_ms", "≤ 200"),
             ("console: slowest page p95, ms", "console_pages", "@max_p95:pages_ms", "≤ 200"),
             ("load: API submissions achieved, /s", "load", "api.achieved_rate_per_s",
@@ -210,7 +212,10 @@ class _Report:
                  "rate_limit.max_in_any_period", "≤ 50"),
                 ("rate limit: most starts in any 0.2 s (burst 10)",
                  "rate_limit.max_in_any_burst_window", "≤ 10"),
-                ("rate limit: mean starts per 1 s", "rate_limit.mean_per_period", "")]
+                ("rate limit: mean starts per 1 s", "rate_limit.mean_per_period", ""),
+                ("dependency release p50", "dependency_release_ms.p50", ""),
+                ("dependency release p99", "dependency_release_ms.p99",
+                 "≤ 20 (PostgreSQL ≤ 30)")]
         self.lines += self.by_db("engine", rows)
         self.lines += [""] + self.status_notes("engine")
 

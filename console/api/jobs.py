@@ -1,5 +1,5 @@
-"""``/api/v1/jobs``, ``/notifications``, ``/jobs/batch``, ``/batches``: queue, read, list,
-retry, cancel; a batch's progress.
+"""``/api/v1/jobs``, ``/notifications``, ``/jobs/batch``, ``/jobs/chain``, ``/batches``: queue,
+read, list, retry, cancel; a batch's progress.
 
 Views only translate HTTP into ``JobService`` verbs; the service raises the named exceptions
 that errors.py turns into problem details. The list reuses the console's ``JobFilter``, so the
@@ -24,6 +24,7 @@ from .schemas import (
     BatchCreateSchema,
     BatchSchema,
     BatchStatusSchema,
+    ChainCreateSchema,
     JobCreateSchema,
     JobListQuerySchema,
     JobListSchema,
@@ -44,7 +45,8 @@ _FILTER_FIELDS = {"status": "status", "tenant": "tenant_id", "type": "type",
 def _options(body: dict[str, Any]) -> dict[str, Any]:
     """The queue options shared by jobs and notifications, as ``queue_*`` arguments."""
     options = {key: body[key] for key in ("priority", "scheduled_for", "max_retries",
-                                          "metadata", "idempotency_key") if key in body}
+                                          "metadata", "idempotency_key", "depends_on",
+                                          "on_dependency_failure") if key in body}
     if "delay_seconds" in body:
         options["delay"] = timedelta(seconds=body["delay_seconds"])
     return options
@@ -108,11 +110,36 @@ def create_batch(body):
     callbacks = {kind: _spec(body[kind]) for kind in ("on_complete", "on_success")
                  if kind in body}
     jobs = get_job_service().queue_batch_jobs(
-        [_spec(spec) for spec in body["jobs"]], tenant_id, priority=body.get("priority"),
-        actor=token_actor(), **callbacks)
+        _specs(body), tenant_id, priority=body.get("priority"), actor=token_actor(),
+        **callbacks)
     batch_id = _batch_of(jobs)
     headers = {"Location": url_for("api_jobs.get_batch", batch_id=batch_id)} if batch_id else {}
     return {"jobs": jobs, "batch_id": batch_id}, 201, headers
+
+
+@bp.post("/jobs/chain")
+@bp.arguments(ChainCreateSchema(), example={"jobs": [
+    {"type": "immediate", "handler": "data_processor",
+     "payload": {"data_id": "export-1", "processing_type": "quick"}},
+    {"type": "notification", "handler": "email_handler",
+     "payload": {"channel": "email", "recipient": "ops@example.com", "subject": "Exported"}}]})
+@bp.response(201, BatchSchema)
+@problems(400, 401, 404, 415, 422, 429)
+def create_chain(body):
+    """Queue a chain: each job waits for the one before it
+
+    When one fails for good or is cancelled, the rest are cancelled in turn (a spec with
+    `on_dependency_failure: run` runs anyway). All are stored, or none, as for a batch.
+    """
+    tenant_id = scoped_tenant(body.get("tenant_id"))
+    jobs = get_job_service().queue_chain(_specs(body), tenant_id, priority=body.get("priority"),
+                                         actor=token_actor())
+    return {"jobs": jobs}, 201
+
+
+def _specs(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's job specs as ``queue_batch_jobs`` takes them."""
+    return [_spec(spec) for spec in body["jobs"]]
 
 
 def _spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -152,13 +179,14 @@ def get_batch(batch_id: str):
 def list_jobs(query):
     """List jobs, newest first (keyset pages)
 
-    Follow `next_cursor` until it is null. Filters on status and tenant use indexes; type and
-    handler are checked within a bounded window (`searched` says when it ran out first).
+    Follow `next_cursor` until it is null. Filters on status and tenant use indexes; type,
+    handler and `waiting` are checked within a bounded window (`searched` says when it ran
+    out first).
     """
     tenant_id = scoped_tenant(query.get("tenant_id"), required=False)
     args = MultiDict({"status": query.get("status", ""), "tenant": tenant_id or "",
                       "type": query.get("type", ""), "handler": query.get("handler", ""),
-                      "before": query.get("cursor", "")})
+                      "waiting": query.get("waiting", ""), "before": query.get("cursor", "")})
     job_filter = JobFilter(args)
     if not job_filter.valid:
         raise validation_problem([{"field": _FILTER_FIELDS.get(name, name), "in": "query",

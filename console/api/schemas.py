@@ -11,11 +11,11 @@ from datetime import datetime, timezone
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..jobs.listing import JOB_ID_PATTERN, MAX_PAGE_SIZE, PAGE_SIZE
+from ..jobs.listing import JOB_ID_PATTERN, MAX_PAGE_SIZE, PAGE_SIZE, WAITING_REASONS
 from ..jobs.pauses import SCOPES
 from ..jobs.service import NOTIFICATION_CHANNELS
 from ..jobs.types import JobPriority, JobStatus
-from ..jobs.validation import MAX_RETRIES_CEILING
+from ..jobs.validation import DEPENDENCY_FAILURE_MODES, MAX_DEPENDENCIES, MAX_RETRIES_CEILING
 from .pausing import request_pauses
 
 PRIORITIES = [p.value for p in JobPriority]
@@ -78,6 +78,17 @@ class JobOptionsSchema(ma.Schema):
     idempotency_key = Text(validate=validate.Length(1, 200), metadata=_describe(
         "Repeat a request with the same key (per tenant) to get the first job back, not a "
         "second one."))
+    depends_on = fields.List(
+        fields.String(validate=validate.Regexp(f"^{JOB_ID_PATTERN.pattern}$",
+                                               error="is not a job id")),
+        validate=validate.Length(max=MAX_DEPENDENCIES), metadata=_describe(
+            "Ids of jobs of the same tenant that must complete first (each must exist). "
+            "Until they have, the job waits `pending` with no `scheduled_for` "
+            "(`waiting_for_dependencies`)."))
+    on_dependency_failure = Text(validate=validate.OneOf(DEPENDENCY_FAILURE_MODES),
+                                 metadata=_describe(
+        "When a job it depends on fails for good or is cancelled: `cancel` this one too "
+        "(default), or `run` it anyway once all of them have ended."))
 
 
 class JobSpecSchema(JobOptionsSchema):
@@ -121,6 +132,13 @@ class BatchCreateSchema(ma.Schema):
         when=", only if all completed")))
 
 
+class ChainCreateSchema(BatchCreateSchema):
+    jobs = fields.List(fields.Nested(JobSpecSchema), required=True,
+                       validate=validate.Length(1, MAX_BATCH), metadata=_describe(
+        "In order: each waits for the one before it to complete (and for its own "
+        "`depends_on`). All are stored, or none."))
+
+
 class NotificationCreateSchema(JobOptionsSchema):
     type = Text(required=True, validate=validate.OneOf(list(NOTIFICATION_CHANNELS)),
                          metadata=_describe("The channel."))
@@ -142,6 +160,8 @@ class NotificationCreateSchema(JobOptionsSchema):
 
 class JobListQuerySchema(ma.Schema):
     status = Text(validate=validate.OneOf(STATUSES))
+    waiting = Text(validate=validate.OneOf(WAITING_REASONS), metadata=_describe(
+        "`dependencies`: only jobs waiting for the jobs they depend on (pending ones)."))
     type = Text(validate=validate.Length(1, 64))
     handler = Text(validate=validate.Length(1, 100))
     tenant_id = Text(validate=TENANT_ID, metadata=_describe(
@@ -234,6 +254,12 @@ class JobSchema(ma.Schema):
     on_dependency_failure = fields.String(metadata=_describe(
         "When a job it depends on fails for good or is cancelled: `cancel` this one too, "
         "or `run` it anyway."))
+    waiting_for_dependencies = fields.Boolean(metadata=_describe(
+        "Pending until the jobs it depends on allow it to start (GET /jobs/{job_id}/explain "
+        "names the unfinished ones)."))
+    not_before = fields.DateTime(format="iso", allow_none=True, metadata=_describe(
+        "While it waits for its dependencies: the time it asked for (it starts then, or when "
+        "they allow, whichever is later)."))
     can_retry = fields.Boolean(metadata=_describe(
         "Whether a failed attempt would be followed by another."))
     is_recurring = fields.Boolean()

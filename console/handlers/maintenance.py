@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError, db
 from ..jobs.audit import prune_entries
 from ..jobs.batches import prune_batches
-from ..jobs.models import attempts_table, daily_usage_table, jobs_table
+from ..jobs.models import attempts_table, daily_usage_table, dependencies_table, jobs_table
 from ..jobs.records import job_id_floor
 from ..jobs.types import FINISHED_STATUSES
 from .delivery import config_value
@@ -92,6 +92,9 @@ def prune_finished_jobs(engine: Engine, tenant_id: str, cutoff: datetime,
     def delete_ids(conn, ids):
         nonlocal attempts_deleted
         attempts_deleted += conn.execute(delete(attempts_table).where(a.job_id.in_(ids))).rowcount
+        # What they waited for goes with them (the rows where they are waited for go with
+        # their dependents, which end after them).
+        conn.execute(delete(dependencies_table).where(dependencies_table.c.job_id.in_(ids)))
         return conn.execute(delete(jobs_table).where(j.id.in_(ids))).rowcount
 
     jobs_deleted = delete_in_batches(engine, select_ids, delete_ids, context, "jobs")

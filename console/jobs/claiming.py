@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, func, select
 
 from . import db
+from .dependencies import has_dependents
 from .limits import RateLimit, TenantLimitTier, rate_limit_of
 from .models import handler_rate_limits_table, jobs_table, tenants_table
 from .pauses import PauseSet
@@ -103,7 +104,7 @@ def _build_statements():
                             total_attempts=j.total_attempts + 1,
                             updated_at=bindparam("now", type_=j.updated_at.type),
                             progress=None, progress_message=None)
-                    .returning(jobs_table))
+                    .returning(jobs_table, has_dependents()))
     return tenants_with_due_work, one_tenant, mark_claimed
 
 

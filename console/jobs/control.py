@@ -153,6 +153,9 @@ def make_due_now(conn: Connection, job: SystemJob, pauses: PauseSet,
     at once. (A recurring job gets a one-off copy instead: ``JobService.run_now``.)"""
     if pauses.of("job", job_id=job.id) is not None:
         raise JobStateError(f"job {job.id} is paused; resume it to run it")
+    if job.waiting_for_dependencies:   # run now would start it before they allow
+        raise JobStateError(f"job {job.id} is waiting for the jobs it depends on; it starts "
+                            "when they complete (cancel it, or them, to stop it waiting)")
     if job.status is not JobStatus.PENDING:
         raise JobStateError(
             f"job {job.id} is {job.status.value}; run now starts a pending job (delayed, "

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from . import batches
+from . import batches, dependencies
 from .types import JobStatus, SystemJob
 
 ENDED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -26,5 +26,8 @@ def record_endings(conn: Connection, jobs: Iterable[SystemJob], now: datetime) -
     if not ended:
         return []
     changed: list[SystemJob] = []
+    # Dependents first: the ones it cancels come back through record_endings (their batches
+    # count them there); then the batches of the jobs ended here.
+    changed += dependencies.release(conn, ended, now, record_endings)
     changed += batches.count_endings(conn, ended, now)
     return changed

@@ -1,6 +1,7 @@
 """"Why isn't this job running?" — every reason a waiting job has not started, with figures.
 
 Each reason is read through the code the runners use to decide (promotion's due time, the
+dependencies' ``UNFINISHED`` predicate the release decides with, the
 ``PauseSet`` the claim filters with, ``tenant_slot`` and ``TenantSlot.full``, the rate limits'
 ``RateBook``, the daily limit's ``recurring_runs_allowed``, the handler names runners publish
 with their heartbeat — the same list their claim filters on — and the claim's ordering), so the
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
+from . import dependencies
 from .claiming import PRIORITY_WEIGHT, effective_priority, tenant_slot, tenants_with_due_work
 from .cron import next_fire_time
 from .models import jobs_table, runners_table
@@ -28,6 +30,7 @@ UTC = timezone.utc
 COUNT_CAP = 10_000          # jobs ahead are counted up to this many (an index range each)
 RUNNING_LISTED = 10         # running jobs named when a tenant is at its concurrency limit
 COMPETITORS_LISTED = 10     # other tenants named when a job waits for its fair share
+DEPENDENCIES_LISTED = 20    # unfinished dependencies named when a job waits for them
 _PRIORITIES = list(JobPriority)
 
 
@@ -94,6 +97,8 @@ def _waiting_blockers(conn: Connection, service, job: SystemJob, runners: list[R
         and job.scheduled_for > now
     if waiting_for_time:
         blockers.append(_time_blocker(job, now))
+    if job.waiting_for_dependencies:
+        blockers += _dependencies_blocker(conn, job)
     for pause in pauses.holding(job.tenant_id, job.handler, job.id):
         blockers.append(JobBlocker(
             "paused", f"Paused: {pause.describe()}, by {pause.paused_by or 'unknown'} since "
@@ -170,6 +175,29 @@ def _time_blocker(job: SystemJob, now: datetime) -> JobBlocker:
         "due_later", f"Due later: at {when:%Y-%m-%d %H:%M:%S} UTC{recurring}",
         {"due_at": _iso(when), "in_seconds": round((when - now).total_seconds(), 1),
          "cron_schedule": job.cron_schedule, "timezone": job.timezone})
+
+
+def _dependencies_blocker(conn: Connection, job: SystemJob) -> list[JobBlocker]:
+    """The jobs it waits for that have not ended (none: the release is due, as it happens in
+    the very transaction that ends the last of them)."""
+    unfinished, count = dependencies.unfinished_dependencies(conn, job, DEPENDENCIES_LISTED)
+    if not count:
+        return []
+    named = ", ".join(f"job {n.id} ({n.handler}, {n.status.value})" for n in unfinished)
+    more = f" and {count - len(unfinished)} more" if count > len(unfinished) else ""
+    then = ("it is cancelled if one of them fails for good or is cancelled"
+            if job.on_dependency_failure == "cancel" else
+            "it runs once all have ended, even if some fail or are cancelled")
+    when = f"; not before {job.not_before:%Y-%m-%d %H:%M:%S} UTC" if job.not_before else ""
+    return [JobBlocker(
+        "dependencies",
+        f"Waiting for {count} of the {len(job.depends_on)} job(s) it depends on: "
+        f"{named}{more}; {then}{when}",
+        {"unfinished": [{"job_id": n.id, "handler": n.handler, "status": n.status.value}
+                        for n in unfinished],
+         "unfinished_count": count, "depends_on_count": len(job.depends_on),
+         "on_dependency_failure": job.on_dependency_failure,
+         "not_before": _iso(job.not_before)})]
 
 
 def _runner_blockers(conn: Connection, job: SystemJob,

@@ -1,8 +1,8 @@
 """``JobFilter``: the job listing both doors read (the console's jobs table and the API's
 ``GET /jobs``). It owns the query parameters (status, tenant, type, handler, priority, created
-between, text in the payload, error type, page cursors), their validation, the SQL, and keyset
-pagination; a table, its pager and the bulk actions share it. Plain Python, no forms: the engine
-knows nothing of HTTP.
+between, text in the payload, error type, waiting for dependencies, page cursors), their
+validation, the SQL, and keyset pagination; a table, its pager and the bulk actions share it.
+Plain Python, no forms: the engine knows nothing of HTTP.
 
 Why the SQL looks the way it does, at millions of jobs:
 
@@ -20,7 +20,6 @@ Why the SQL looks the way it does, at millions of jobs:
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, func, or_, select
 
 from .models import jobs_table
-from .records import job_from_row, job_id_floor
+from .records import JOB_ID_PATTERN, job_from_row, job_id_floor
 from .types import JobPriority, JobStatus, SystemJob
 
 UTC = timezone.utc
@@ -38,8 +37,8 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200         # the most jobs one page may ask for
 SCAN_WINDOW = 20_000        # rows of the driving index one page may examine for other filters
 STATUSES = [s.value for s in JobStatus]
+WAITING_REASONS = ["dependencies"]   # pending with no time: SystemJob.waiting_for_dependencies
 PRIORITIES = [p.value for p in JobPriority]
-JOB_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
 _LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -111,6 +110,7 @@ PARAMETERS: dict[str, FilterParameter] = {
     "created_before": FilterParameter("Created before", _moment),
     "q": FilterParameter("Payload contains", _at_most(200), strip=False),
     "error": FilterParameter("Error type", _at_most(200)),
+    "waiting": FilterParameter("Waiting for", _one_of(WAITING_REASONS, "waiting reason")),
     "before": FilterParameter("Older than", _cursor),
     "after": FilterParameter("Newer than", _cursor),
 }
@@ -134,14 +134,18 @@ def _read(args: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
         errors["created_before"] = "must be later than “Created from”"
     if values["before"] and values["after"]:
         errors.setdefault("after", "a page link has either an older or a newer cursor")
+    if values["waiting"] and values["status"] not in ("", JobStatus.PENDING.value):
+        errors.setdefault("waiting", "jobs waiting for dependencies are pending; choose "
+                                     "status pending or any")
     return values, errors
 
 
 FILTER_FIELDS = ("status", "tenant", "type", "handler", "priority", "created_from",
-                 "created_before", "q", "error")
+                 "created_before", "q", "error", "waiting")
 # The column each filter reads (the creation-time range reads the id).
 _COLUMNS = {"status": "status", "tenant": "tenant_id", "type": "type", "handler": "handler",
-            "priority": "priority", "q": "payload", "error": "last_result"}
+            "priority": "priority", "q": "payload", "error": "last_result",
+            "waiting": "scheduled_for"}
 
 
 @dataclass
@@ -173,6 +177,10 @@ class JobFilter:
         for name in ("created_from", "created_before"):
             if self.values[name] and name not in self.errors:
                 self.values[name] = format_moment(parse_moment(self.values[name]))
+        if self.values["waiting"] and self.valid:
+            # Waiting jobs are pending: the status index drives the scan, the missing time is
+            # checked row by row within the window.
+            self.values["status"] = JobStatus.PENDING.value
         self.before, self.after = data["before"] or None, data["after"] or None
 
     # -- describing ------------------------------------------------------------------------
@@ -217,6 +225,8 @@ class JobFilter:
             elif name == "error":
                 conditions.append(_contains(column, f'"error_type":{json.dumps(v["error"])}',
                                             dialect))
+            elif name == "waiting":
+                conditions.append(column.is_(None))
             else:
                 conditions.append(column == v[name])
         return conditions

@@ -136,6 +136,10 @@ class Job(Base):
     batch_id: Mapped[str | None] = mapped_column(String(36))
     depends_on: Mapped[list | None] = mapped_column(JSONText)
     on_dependency_failure: Mapped[str | None] = mapped_column(String(8))
+    # While a job waits for its dependencies its scheduled_for is NULL (so promotion and the
+    # runners' next wake-up pass it by); the time it asked for waits here (console/jobs/
+    # dependencies.py).
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # Every index costs each insert and status change a B-tree write, so there are few:
     # ids are UUIDv7 (time-ordered), so "newest first" is simply ORDER BY id DESC.
@@ -159,6 +163,19 @@ class Job(Base):
               sqlite_where=text("idempotency_key IS NOT NULL"),
               postgresql_where=text("idempotency_key IS NOT NULL")),
     )
+
+
+class JobDependency(Base):
+    """One job waiting for another (same tenant), kept after both end: the release looks up a
+    finished job's dependents through it, and a job's page its downstream jobs. No foreign
+    keys: pruning deletes the rows of the jobs it removes."""
+
+    __tablename__ = "job_dependencies"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    depends_on_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+
+    __table_args__ = (Index("ix_job_dependencies_upstream", "depends_on_id", "job_id"),)
 
 
 class JobAttempt(Base):
@@ -452,6 +469,7 @@ jobs_table = Job.__table__
 # Every column of a job, in the table's order: a new job's row and the queue path's INSERT.
 JOB_COLUMNS = tuple(jobs_table.c.keys())
 attempts_table = JobAttempt.__table__
+dependencies_table = JobDependency.__table__
 tenants_table = Tenant.__table__
 daily_usage_table = TenantDailyUsage.__table__
 rejections_table = LimitRejection.__table__

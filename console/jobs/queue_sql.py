@@ -29,7 +29,7 @@ UTC = timezone.utc
 
 _TIME_POSITIONS = [i for i, c in enumerate(JOB_COLUMNS)
                    if c in {"scheduled_for", "last_attempt", "completed_at", "lease_expires_at",
-                            "attempt_started_at", "created_at", "updated_at"}]
+                            "attempt_started_at", "created_at", "updated_at", "not_before"}]
 _ROW_GETTER = operator.itemgetter(*JOB_COLUMNS)
 
 
@@ -362,6 +362,18 @@ class QueueWriter:
                 self._leading = self._leading or lead
         if call.error is not None:
             raise call.error
+
+    def write_with_connection(self, work: Callable[[QueueTransaction, Any], None], jobs: list,
+                              now: datetime) -> None:
+        """``write`` for a call whose work also needs the SQLAlchemy connection (``work(tx,
+        conn)``: jobs with dependencies read, lock and link other jobs through the models). Its
+        own write transaction, never combined with other calls: none of the hot path's."""
+        with db.write_transaction(self._engine) as conn:
+            tx = QueueTransaction(conn.connection.dbapi_connection.cursor(),
+                                  conn.dialect.name == "postgresql")
+            work(tx, conn)
+            tx.count_created(jobs, now)
+            tx.notify(self._notify_channel)
 
     def _lead(self) -> None:
         """Write batches while calls wait; then step down (under the guard, so that a call

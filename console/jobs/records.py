@@ -1,6 +1,7 @@
 """Conversions between job rows and ``SystemJob`` snapshots, and fresh job ids."""
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import uuid
@@ -12,6 +13,9 @@ from sqlalchemy import Connection, select
 from . import db
 from .models import jobs_table
 from .types import JobExecutionResult, JobNotFoundError, JobPriority, JobStatus, SystemJob
+
+# What ``new_job_id`` makes: a job id, as links, cursors and dependencies spell it.
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def new_job_id(at: datetime | None = None) -> str:
@@ -63,6 +67,7 @@ def job_from_row(row: Any) -> SystemJob:
         batch_id=m["batch_id"],
         depends_on=tuple(m["depends_on"] or ()),
         on_dependency_failure=m["on_dependency_failure"] or "cancel",
+        not_before=m["not_before"],
     )
 
 

@@ -77,8 +77,11 @@ def _build_statements():
                    .values(status=JobStatus.QUEUED.value,
                            updated_at=bindparam("now", type_=j.updated_at.type))
                    .returning(*jobs_table.c))
+    # A job waiting for its dependencies has no time (NULL, which SQLite sorts first): their
+    # release makes it due in the transaction that ends them, and that commit wakes runners.
     next_due = (select(j.scheduled_for)
-                .where(j.status == JobStatus.PENDING.value, j.id.not_in(paused_job_ids()))
+                .where(j.status == JobStatus.PENDING.value, j.scheduled_for.is_not(None),
+                       j.id.not_in(paused_job_ids()))
                 .order_by(j.scheduled_for).limit(1))
     return (owned, owned.with_for_update(), owned.with_for_update(skip_locked=True), promote_due,
             next_due)
@@ -128,6 +131,9 @@ class Runner:
         self._recording: set[str] = set()   # ids of finished attempts being written right now
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Set when an attempt of a job that others wait for ends: its cycle starts at once.
+        self._hurry = threading.Event()
+        self._awaited: set[str] = set()   # claimed jobs that have dependents
         self._dispatcher: threading.Thread | None = None
         self._scheduler = None
         self._watcher = None
@@ -184,6 +190,7 @@ class Runner:
             return
         grace = self.service.shutdown_grace_seconds if grace is None else grace
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
         if self._dispatcher is not None:
             self._dispatcher.join(timeout=10)
@@ -239,10 +246,13 @@ class Runner:
             # Under load every commit anywhere wakes every runner; cycling on each wake-up
             # would claim one job per transaction and hold SQLite's single writer's turn more
             # often than the API's writes do. Waiting out the rest of a short interval lets a
-            # cycle take (and record) what arrived meanwhile. An idle runner wakes at once.
+            # cycle take (and record) what arrived meanwhile. An idle runner wakes at once, and
+            # so does one whose attempt of a job that others wait for ended: recording it is
+            # what releases them.
             since = time.monotonic() - last_cycle
             if since < _MIN_CYCLE_INTERVAL:
-                self._stop.wait(_MIN_CYCLE_INTERVAL - since)
+                self._hurry.wait(_MIN_CYCLE_INTERVAL - since)
+            self._hurry.clear()
             last_cycle = time.monotonic()
             try:
                 self._cycle()
@@ -336,6 +346,8 @@ class Runner:
             updates.publish_many(job_from_row(r) for r, _ in claim.deferred)
         if claim.rows:
             self._claims.append((time.monotonic(), len(claim.rows)))
+        self._awaited.difference_update(done.item.job.id for done in finished)
+        self._awaited.update(row.id for row in claim.rows if row.has_dependents)
         for row in claim.rows:
             job = job_from_row(row)
             updates.publish(job) if updates.has_subscribers else None
@@ -458,6 +470,8 @@ class Runner:
         duration_ms = (time.monotonic() - item.started_monotonic) * 1000.0
         if item.transition("running", "done"):
             self._finished.append(Finished(item, result, started_at, duration_ms))
+            if job.id in self._awaited:
+                self._hurry.set()
             # The pool wakes the dispatcher once this thread's slot is free again.
         # else: the attempt already timed out and was recorded; this late result is dropped.
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select
 
-from . import audit, batches, control, db
+from . import audit, batches, control, db, dependencies
 from .attempts import RetryPolicy
 from .audit import Actor
 from .availability import reports_outages
@@ -59,7 +59,7 @@ from .types import (
     SystemJob,
     TenantLimitException,
 )
-from .validation import PreparedJob, prepare_job
+from .validation import PreparedJob, prepare_job, set_dependencies
 from .wakeup import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,9 @@ _BATCH_KEYS = {
     "max_retries": "max_retries", "maxRetries": "max_retries", "metadata": "metadata",
     "timezone": "timezone_name", "idempotency_key": "idempotency_key",
     "idempotencyKey": "idempotency_key", "delay": "delay",
+    "depends_on": "depends_on", "dependsOn": "depends_on",
+    "on_dependency_failure": "on_dependency_failure",
+    "onDependencyFailure": "on_dependency_failure",
 }
 
 
@@ -179,9 +182,17 @@ class JobService:
                   scheduled_for: datetime | None = None, cron_schedule: str | None = None,
                   max_retries: int = 3, metadata: dict[str, Any] | None = None,
                   timezone: str = "UTC", idempotency_key: str | None = None,
-                  delay: timedelta | None = None, *, actor: Actor | None = None,
+                  delay: timedelta | None = None, depends_on: list[str] | None = None,
+                  on_dependency_failure: str = "cancel", *, actor: Actor | None = None,
                   audit_action: str = "job_created") -> SystemJob:
         """Queue one job. A due job is ``queued``; a future or cron one ``pending``.
+
+        ``depends_on``: ids of jobs of the same tenant that must complete first (each must
+        exist: so no cycle can form). Until they have, the job waits ``pending`` (counted
+        against ``max_queued_jobs``); then it is due (at its own time, if that is later).
+        When one fails for good or is cancelled, the job is cancelled naming it, or with
+        ``on_dependency_failure="run"`` runs anyway once all have ended. Every ``queue_*``
+        verb takes both (see ``console/jobs/dependencies.py``).
 
         With ``actor`` (a person or token), the job's audit entry (``audit_action``) is written
         in the same transaction. Every verb that changes jobs takes ``actor`` likewise.
@@ -197,14 +208,17 @@ class JobService:
             self.handlers, job_type=type, handler=handler, payload=payload, tenant_id=tenant_id,
             priority=priority, scheduled_for=scheduled_for, cron_schedule=cron_schedule,
             max_retries=max_retries, metadata=metadata, timezone_name=timezone,
-            idempotency_key=idempotency_key, delay=delay, now=now, job_id=new_job_id())
+            idempotency_key=idempotency_key, delay=delay, depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure, now=now, job_id=new_job_id())
         return self._store(tenant_id, [prepared], now, actor, audit_action)[0]
 
     def queue_notification(self, type: str, recipient: str, tenant_id: str,
                            subject: str | None = None, body: Any = None,
                            priority: JobPriority | str | None = None,
-                           idempotency_key: str | None = None, *, actor: Actor | None = None,
-                           **extra: Any) -> SystemJob:
+                           idempotency_key: str | None = None,
+                           depends_on: list[str] | None = None,
+                           on_dependency_failure: str = "cancel", *,
+                           actor: Actor | None = None, **extra: Any) -> SystemJob:
         """Queue a notification on a channel (``email``, ``sms``, ``push``, ``webhook``).
 
         Extra keyword arguments go into the payload (``template``, ``headers`` …), except the
@@ -226,15 +240,20 @@ class JobService:
             payload["body"] = body
         return self.queue_job(JobType.NOTIFICATION.value, NOTIFICATION_CHANNELS[channel], payload,
                               tenant_id, priority=priority, idempotency_key=idempotency_key,
-                              actor=actor, **options)
+                              depends_on=depends_on,
+                              on_dependency_failure=on_dependency_failure, actor=actor,
+                              **options)
 
     def queue_scheduled_job(self, name: str, cron_expression: str, handler: str,
                             parameters: dict[str, Any], tenant_id: str, timezone: str = "UTC",
                             priority: JobPriority | str | None = None, max_retries: int = 3,
                             idempotency_key: str | None = None,
-                            metadata: dict[str, Any] | None = None, *,
+                            metadata: dict[str, Any] | None = None,
+                            depends_on: list[str] | None = None,
+                            on_dependency_failure: str = "cancel", *,
                             actor: Actor | None = None) -> SystemJob:
-        """A recurring job on a cron schedule, ``pending`` until its next time.
+        """A recurring job on a cron schedule, ``pending`` until its next time (with
+        ``depends_on``: its first run waits for them too, then its schedule goes on).
 
         The payload is ``parameters`` with ``name`` added (and ``metadata`` gets ``name`` too),
         so a handler or a listing reads the job's name as ``payload["name"]``.
@@ -250,19 +269,24 @@ class JobService:
         return self.queue_job(JobType.SCHEDULED.value, handler, payload, tenant_id,
                               priority=priority, cron_schedule=cron_expression,
                               max_retries=max_retries, metadata=meta, timezone=timezone,
-                              idempotency_key=idempotency_key, actor=actor)
+                              idempotency_key=idempotency_key, depends_on=depends_on,
+                              on_dependency_failure=on_dependency_failure, actor=actor)
 
     def queue_delayed_job(self, handler: str, payload: dict[str, Any], delay: timedelta,
                           tenant_id: str, priority: JobPriority | str | None = None,
                           max_retries: int = 3, metadata: dict[str, Any] | None = None,
-                          idempotency_key: str | None = None, *,
+                          idempotency_key: str | None = None,
+                          depends_on: list[str] | None = None,
+                          on_dependency_failure: str = "cancel", *,
                           actor: Actor | None = None) -> SystemJob:
-        """Run once, ``delay`` from now."""
+        """Run once, ``delay`` from now (with ``depends_on``: and not before they allow)."""
         if delay is None:
             raise JobValidationError("delay", "is required (a timedelta)")
         return self.queue_job(JobType.DELAYED.value, handler, payload, tenant_id,
                               priority=priority, delay=delay, max_retries=max_retries,
-                              metadata=metadata, idempotency_key=idempotency_key, actor=actor)
+                              metadata=metadata, idempotency_key=idempotency_key,
+                              depends_on=depends_on,
+                              on_dependency_failure=on_dependency_failure, actor=actor)
 
     @reports_outages
     def queue_batch_jobs(self, job_specs: list[dict[str, Any]], tenant_id: str,
@@ -275,7 +299,8 @@ class JobService:
         ``batch_id`` (``get_batch`` reads its counts).
 
         A spec holds ``queue_job``'s argument names; their camelCase spellings
-        (``scheduledFor``, ``cronSchedule``, ``maxRetries``) are accepted too.
+        (``scheduledFor``, ``cronSchedule``, ``maxRetries``, ``dependsOn``,
+        ``onDependencyFailure``) are accepted too.
 
         ``on_complete`` and ``on_success`` are job specs of the same shape, run once when every
         one-off job of the batch has ended (``on_success`` only if all completed), with
@@ -285,15 +310,11 @@ class JobService:
         checked and counted against the tenant's limits with the batch (see
         ``console/jobs/batches.py``).
         """
-        if not isinstance(job_specs, (list, tuple)) or not job_specs:
-            raise JobValidationError("job_specs", "must be a non-empty list of job specs")
         now = datetime.now(UTC)
         batch = NewBatch(new_job_id())
-        prepared = []
-        for index, spec in enumerate(job_specs):
-            job = self._prepare_spec(spec, f"job_specs[{index}]", tenant_id, priority, now)
+        prepared = self._prepare_specs(job_specs, tenant_id, priority, now)
+        for job in prepared:
             job.row["batch_id"] = batch.id
-            prepared.append(job)
         for kind, spec in (("on_complete", on_complete), ("on_success", on_success)):
             if spec is not None:
                 self._prepare_callback(batch, kind, spec, tenant_id, priority, now)
@@ -305,6 +326,34 @@ class JobService:
                         "a batch with on_complete or on_success holds no recurring job: it "
                         "never ends, so its callbacks would never run")
         return self._store(tenant_id, prepared, now, actor, "jobs_created", batch)
+
+    @reports_outages
+    def queue_chain(self, job_specs: list[dict[str, Any]], tenant_id: str,
+                    priority: JobPriority | str | None = None, *,
+                    actor: Actor | None = None) -> list[SystemJob]:
+        """Queue a sequence: each job waits for the one before it to complete (and for the
+        jobs its own spec's ``depends_on`` names; the first job only for those). When one
+        fails for good or is cancelled, the rest are cancelled in turn (a spec with
+        ``on_dependency_failure: "run"`` runs anyway, and the chain goes on from it).
+        Specs as for ``queue_batch_jobs``, and like it all or nothing.
+        """
+        now = datetime.now(UTC)
+        prepared = self._prepare_specs(job_specs, tenant_id, priority, now)
+        for before, job in zip(prepared, prepared[1:], strict=False):
+            set_dependencies(job, (before.row["id"], *job.depends_on))
+        return self._store(tenant_id, prepared, now, actor, "jobs_created")
+
+    def _prepare_specs(self, job_specs: list[dict[str, Any]], tenant_id: str,
+                       priority: JobPriority | str | None, now: datetime) -> list[PreparedJob]:
+        """Batch specs as prepared jobs; an error names the spec (``job_specs[3].handler``)."""
+        if not isinstance(job_specs, (list, tuple)) or not job_specs:
+            raise JobValidationError("job_specs", "must be a non-empty list of job specs")
+        prepared = []
+        for index, spec in enumerate(job_specs):
+            job = self._prepare_spec(spec, f"job_specs[{index}]", tenant_id, priority, now)
+            job.field_prefix = f"job_specs[{index}]."
+            prepared.append(job)
+        return prepared
 
     def _prepare_spec(self, spec: Any, where: str, tenant_id: str,
                       priority: JobPriority | str | None, now: datetime) -> PreparedJob:
@@ -357,13 +406,20 @@ class JobService:
         new, aliases = self._resolve_idempotent(tenant_id, prepared, results)
         # Callbacks are accepted with their batch: limits and rollups count them now.
         accepted = [*new, *batch.callbacks.values()] if batch and batch.callbacks else new
+        # Jobs that wait for others: the queue transaction also reads, locks and links those.
+        linked = any(job.depends_on for job in new)
+        if linked:
+            _redirect_dependencies(prepared, results, aliases, new)
+        consequences: list[SystemJob] = []
 
-        def insert(tx: QueueTransaction) -> None:
+        def insert(tx: QueueTransaction, conn=None) -> None:
             tenant = tx.tenant_limits(tenant_id)
             if tenant is None:
                 raise JobValidationError(
                     "tenant_id", f"unknown tenant {tenant_id!r}; create it first "
                                  "(service.tenants.set_tenant_config)")
+            if conn is not None:
+                dependencies.settle(conn, tenant_id, new, now)  # raises → rolled back
             self._check_limits(tx, tenant_id, tenant, accepted, now)  # raises → rolled back
             default_rank = JobPriority(tenant["default_job_priority"]).rank
             for job in accepted:
@@ -371,11 +427,16 @@ class JobService:
             tx.insert_jobs([job.row for job in new])
             if batch is not None:
                 tx.insert_batch(batch.row(tenant_id, new, now))
+            if conn is not None:
+                dependencies.link(conn, new)
+                consequences[:] = _record_born_ended(conn, new, now)
             if actor is not None:
                 tx.insert_audit(_creation_entry(actor, audit_action, tenant_id, new, now))
 
         try:
-            if new:
+            if linked:
+                self._queue_writer.write_with_connection(insert, accepted, now)
+            elif new:
                 self._queue_writer.write(insert, accepted, now)
         except TenantLimitException as rejection:  # nothing stored; count it, then tell the caller
             self._record_rejection(tenant_id, rejection.limit_type, now)
@@ -385,17 +446,15 @@ class JobService:
                 raise
             # Another caller stored the same idempotency key a moment ago: answer with its job.
             return self._store(tenant_id, prepared, now, actor, audit_action, batch)
-        stored = [job.row for job in new]
-        by_id = {row["id"]: row for row in stored}
         snapshots = []
         for index, job in enumerate(prepared):
             if results[index] is None and index not in aliases:
-                results[index] = self._snapshot_new(by_id[job.row["id"]], job)
+                results[index] = job.snapshot()
                 snapshots.append(results[index])
         for index, first in aliases.items():
             results[index] = results[first]
         if snapshots:
-            self.job_updates.publish_many(snapshots)
+            self.job_updates.publish_many(snapshots + consequences)
             self.wake_local_runners()
         return results  # type: ignore[return-value]
 
@@ -471,18 +530,6 @@ class JobService:
                 record_rejections(conn, tenant_id, limit_type, hour_of(now), 1)
         except Exception:  # analytics must never turn a clear limit error into a 500
             log.exception("could not record a %s rejection for %s", limit_type, tenant_id)
-
-    @staticmethod
-    def _snapshot_new(row: dict[str, Any], job: PreparedJob) -> SystemJob:
-        return SystemJob(
-            id=row["id"], type=row["type"], handler=row["handler"], payload=job.payload,
-            priority=JobPriority.from_rank(row["priority"]), status=JobStatus(row["status"]),
-            tenant_id=row["tenant_id"], scheduled_for=row["scheduled_for"],
-            cron_schedule=row["cron_schedule"], timezone=row["timezone"],
-            max_retries=row["max_retries"], current_retries=0, last_attempt=None,
-            completed_at=None, last_result=None, metadata=job.metadata,
-            created_at=row["created_at"], updated_at=row["updated_at"],
-            idempotency_key=row["idempotency_key"], batch_id=row["batch_id"])
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -1064,6 +1111,32 @@ def _creation_entry(actor: Actor, action: str, tenant_id: str, new: list[Prepare
     return audit.entry_row(actor, action, tenant_id=tenant_id, target_type="tenant",
                            target_id=tenant_id, job_ids=[job.row["id"] for job in new], now=now,
                            details=details)
+
+
+def _redirect_dependencies(prepared: list[PreparedJob], results: list[SystemJob | None],
+                           aliases: dict[int, int], new: list[PreparedJob]) -> None:
+    """A job of this call that an idempotency key answered with a stored one (or with an
+    earlier spec of the call): jobs of the call that depend on it (a chain's next link) depend
+    on that one instead."""
+    stand_ins = {job.row["id"]: results[index].id for index, job in enumerate(prepared)
+                 if results[index] is not None}
+    for index, first in aliases.items():
+        first_id = prepared[first].row["id"]
+        stand_ins[prepared[index].row["id"]] = stand_ins.get(first_id, first_id)
+    for job in new:
+        if any(dep in stand_ins for dep in job.depends_on):
+            set_dependencies(job, tuple(dict.fromkeys(stand_ins.get(dep, dep)
+                                                      for dep in job.depends_on)))
+
+
+def _record_born_ended(conn, new: list[PreparedJob], now: datetime) -> list[SystemJob]:
+    """New jobs cancelled at once (a dependency had failed): counted, and what follows from
+    their ending recorded, in the queue transaction. Returns the jobs that changed."""
+    ended = [job.snapshot() for job in new if job.row["status"] == JobStatus.CANCELLED.value]
+    if not ended:
+        return []
+    dependencies.count_cancelled(conn, ended, now)
+    return record_endings(conn, ended, now)
 
 
 def _record_change(conn, actor: Actor | None, action: str, job: SystemJob, status: JobStatus,

@@ -124,6 +124,12 @@ class JobExecutionResult:
         )
 
 
+def waits_for_dependencies(status: JobStatus, scheduled_for: datetime | None) -> bool:
+    """Pending with no time yet: held until the jobs it depends on allow it to run
+    (``console/jobs/dependencies.py``; its ``waiting`` is the same rule in SQL)."""
+    return status is JobStatus.PENDING and scheduled_for is None
+
+
 @dataclass(frozen=True)
 class SystemJob:
     """A snapshot of one job as stored. Change jobs through ``JobService``, never by editing
@@ -156,6 +162,7 @@ class SystemJob:
     batch_id: str | None = None
     depends_on: tuple[str, ...] = ()          # ids of the jobs it waits for
     on_dependency_failure: str = "cancel"     # or "run"
+    not_before: datetime | None = None        # its own time, kept while it waits for them
 
     @property
     def can_retry(self) -> bool:
@@ -169,6 +176,10 @@ class SystemJob:
     @property
     def is_finished(self) -> bool:
         return self.status.value in FINISHED_STATUSES
+
+    @property
+    def waiting_for_dependencies(self) -> bool:
+        return waits_for_dependencies(self.status, self.scheduled_for)
 
 
 BLOCKER_CODES = ("due_later", "retry_backoff", "paused", "tenant_concurrency", "daily_limit",

@@ -15,10 +15,13 @@ from .cron import next_fire_time, parse_timezone, validate_cron
 from .handlers import HandlerRegistry
 from .limits import parse_priority
 from .models import JOB_COLUMNS
-from .types import JobPriority, JobStatus, JobValidationError
+from .records import JOB_ID_PATTERN
+from .types import JobExecutionResult, JobPriority, JobStatus, JobValidationError, SystemJob
 
 UTC = timezone.utc
 MAX_RETRIES_CEILING = 100
+MAX_DEPENDENCIES = 1000            # jobs one job may wait for (checked in one transaction)
+DEPENDENCY_FAILURE_MODES = ("cancel", "run")
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 
 
@@ -31,10 +34,32 @@ class PreparedJob:
     metadata: dict[str, Any]
     priority: JobPriority | None       # None: the tenant's default, resolved in the transaction
     payload_size: int
+    depends_on: tuple[str, ...] = ()   # ids of the jobs it waits for
+    on_dependency_failure: str = "cancel"
+    field_prefix: str = ""             # where its arguments are in the call ("job_specs[3].")
+    asked: tuple[str, datetime | None] = ("queued", None)  # status and time, dependencies aside
 
     @property
     def is_recurring(self) -> bool:
         return self.row["cron_schedule"] is not None
+
+    def snapshot(self) -> SystemJob:
+        """The job as the queue path stored it."""
+        row = self.row
+        last_result = row["last_result"]   # set only on one born cancelled (dependencies.py)
+        return SystemJob(
+            id=row["id"], type=row["type"], handler=row["handler"], payload=self.payload,
+            priority=JobPriority.from_rank(row["priority"]), status=JobStatus(row["status"]),
+            tenant_id=row["tenant_id"], scheduled_for=row["scheduled_for"],
+            cron_schedule=row["cron_schedule"], timezone=row["timezone"],
+            max_retries=row["max_retries"], current_retries=0, last_attempt=None,
+            completed_at=row["completed_at"],
+            last_result=JobExecutionResult.from_dict(json.loads(last_result))
+            if last_result else None,
+            metadata=self.metadata, created_at=row["created_at"], updated_at=row["updated_at"],
+            idempotency_key=row["idempotency_key"], batch_id=row["batch_id"],
+            depends_on=self.depends_on,
+            on_dependency_failure=self.on_dependency_failure, not_before=row["not_before"])
 
 
 def encode_json_object(value: Any, field_name: str) -> str:
@@ -66,6 +91,7 @@ def prepare_job(registry: HandlerRegistry, *, job_type: Any, handler: Any, paylo
                 tenant_id: Any, priority: Any = None, scheduled_for: Any = None,
                 cron_schedule: Any = None, max_retries: Any = 3, metadata: Any = None,
                 timezone_name: Any = "UTC", idempotency_key: Any = None, delay: Any = None,
+                depends_on: Any = None, on_dependency_failure: Any = "cancel",
                 now: datetime, job_id: str) -> PreparedJob:
     """Validate one job's arguments and build its row (status, ``scheduled_for``, encodings)."""
     if not isinstance(tenant_id, str) or not tenant_id.strip():
@@ -141,6 +167,9 @@ def prepare_job(registry: HandlerRegistry, *, job_type: Any, handler: Any, paylo
         status = JobStatus.QUEUED
         when = when or now
 
+    dependencies = check_dependencies(depends_on)
+    mode = check_dependency_failure_mode(on_dependency_failure)
+
     row = dict.fromkeys(JOB_COLUMNS)   # a new job leaves the others NULL
     row.update(
         id=job_id, tenant_id=tenant_id, type=job_type, handler=handler, payload=payload_json,
@@ -148,8 +177,44 @@ def prepare_job(registry: HandlerRegistry, *, job_type: Any, handler: Any, paylo
         status=status.value, scheduled_for=when, cron_schedule=cron, timezone=tz_name,
         max_retries=max_retries, current_retries=0, total_attempts=0, metadata=metadata_json,
         idempotency_key=idempotency_key, created_at=now, updated_at=now)
-    return PreparedJob(row=row, payload=payload, metadata=metadata, priority=parsed_priority,
-                       payload_size=len(payload_json.encode("utf-8")))
+    prepared = PreparedJob(row=row, payload=payload, metadata=metadata, priority=parsed_priority,
+                           payload_size=len(payload_json.encode("utf-8")),
+                           on_dependency_failure=mode, asked=(status.value, when))
+    set_dependencies(prepared, dependencies)
+    return prepared
+
+
+def check_dependencies(depends_on: Any) -> tuple[str, ...]:
+    """``depends_on`` as distinct job ids, in the order given. Whether they exist (in the
+    tenant, and not recurring) is checked in the queue transaction."""
+    if depends_on is None:
+        return ()
+    if isinstance(depends_on, (str, bytes)) or not isinstance(depends_on, (list, tuple)):
+        raise JobValidationError("depends_on", "must be a list of job ids")
+    for job_id in depends_on:
+        if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
+            raise JobValidationError("depends_on", f"{str(job_id)[:60]!r} is not a job id")
+    distinct = tuple(dict.fromkeys(depends_on))
+    if len(distinct) > MAX_DEPENDENCIES:
+        raise JobValidationError("depends_on", f"names {len(distinct)} jobs; a job may depend "
+                                               f"on at most {MAX_DEPENDENCIES}")
+    return distinct
+
+
+def check_dependency_failure_mode(mode: Any) -> str:
+    if mode is None:
+        return "cancel"
+    if mode not in DEPENDENCY_FAILURE_MODES:
+        raise JobValidationError("on_dependency_failure", f"must be 'cancel' or 'run', got "
+                                                          f"{str(mode)[:60]!r}")
+    return mode
+
+
+def set_dependencies(job: PreparedJob, depends_on: tuple[str, ...]) -> None:
+    """Make ``job`` wait for ``depends_on`` (its state is settled in the queue transaction)."""
+    job.depends_on = depends_on
+    job.row["depends_on"] = _encode(list(depends_on)) if depends_on else None
+    job.row["on_dependency_failure"] = job.on_dependency_failure if depends_on else None
 
 
 def _check_schema(schema: dict[str, Any], payload: dict[str, Any]) -> None:

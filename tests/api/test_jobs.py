@@ -382,3 +382,77 @@ def test_a_retry_into_a_full_queue_is_429(api, make_tenant):
     response = api("post", f"/jobs/{job['id']}/retry", token="acme")
     assert response.status_code == 429
     assert response.get_json()["limit_type"] == "max_queued_jobs"
+
+
+# -- dependencies ---------------------------------------------------------------------------
+
+def test_a_job_that_depends_on_others_waits_for_them(api, service):
+    first = queue(api, delay_seconds=3600)
+    waiting = queue(api, depends_on=[first["id"]], on_dependency_failure="run")
+    assert waiting["status"] == "pending" and waiting["scheduled_for"] is None
+    assert waiting["waiting_for_dependencies"] is True
+    assert waiting["depends_on"] == [first["id"]] and waiting["on_dependency_failure"] == "run"
+    explained = api("get", f"/jobs/{waiting['id']}/explain", token="acme").get_json()
+    blocker = explained["blockers"][0]
+    assert blocker["code"] == "dependencies"
+    assert blocker["details"]["unfinished"][0]["job_id"] == first["id"]
+    listed = api("get", "/jobs?waiting=dependencies", token="acme").get_json()["jobs"]
+    assert [job["id"] for job in listed] == [waiting["id"]]
+
+    assert api("post", f"/jobs/{first['id']}/run-now", token="acme").status_code == 200
+    service.run_until_idle(timeout=10, settle=0.3)
+    done = api("get", f"/jobs/{waiting['id']}", token="acme").get_json()
+    assert done["status"] == "completed" and done["waiting_for_dependencies"] is False
+
+
+def test_notifications_and_batches_take_dependencies(api):
+    first = queue(api, delay_seconds=3600)
+    note = api("post", "/notifications", token="acme", json={
+        "type": "sms", "recipient": "+15550100", "body": "hi", "depends_on": [first["id"]]})
+    assert note.status_code == 201 and note.get_json()["waiting_for_dependencies"] is True
+    batch = api("post", "/jobs/batch", token="acme", json={"jobs": [
+        {"type": "immediate", "handler": "noop", "depends_on": [first["id"]]}]})
+    assert batch.status_code == 201
+    assert batch.get_json()["jobs"][0]["depends_on"] == [first["id"]]
+
+
+@pytest.mark.parametrize("depends_on,field", [
+    (["not-a-job-id"], "depends_on[0]"),
+    (["01890000-0000-7000-8000-000000000000"], "depends_on"),
+    ("01890000-0000-7000-8000-000000000000", "depends_on")])
+def test_dependencies_that_are_not_jobs_of_the_tenant_are_422(api, service, depends_on, field):
+    response = api("post", "/jobs", token="acme", json={
+        "type": "immediate", "handler": "noop", "depends_on": depends_on})
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"][0]["field"] == field
+    assert service.count_jobs("acme") == 0
+
+
+def test_a_tenant_token_cannot_depend_on_another_tenants_job_nor_learn_it_exists(api, service):
+    theirs = queue(api, tenant="globex", delay_seconds=3600)["id"]
+    missing = "01890000-0000-7000-8000-000000000000"
+    answers = {}
+    for job_id in (theirs, missing):
+        response = api("post", "/jobs", token="acme", json={
+            "type": "immediate", "handler": "noop", "depends_on": [job_id]})
+        assert response.status_code == 422
+        answers[job_id] = response.get_data(as_text=True).replace(job_id, "ID")
+    assert answers[theirs] == answers[missing]
+    assert service.count_jobs("acme") == 0
+
+
+def test_a_chain_waits_link_by_link(api, service):
+    response = api("post", "/jobs/chain", token="acme", json={"jobs": [
+        {"type": "immediate", "handler": "noop"},
+        {"type": "immediate", "handler": "noop", "delay_seconds": 0},
+        {"type": "immediate", "handler": "noop"}]})
+    assert response.status_code == 201, response.get_json()
+    chain = response.get_json()["jobs"]
+    assert [job["status"] for job in chain] == ["queued", "pending", "pending"]
+    assert [job["depends_on"] for job in chain] == [[], [chain[0]["id"]], [chain[1]["id"]]]
+    service.run_until_idle(timeout=10, settle=0.3)
+    assert {api("get", f"/jobs/{job['id']}").get_json()["status"] for job in chain} == {
+        "completed"}
+    bad = api("post", "/jobs/chain", token="acme", json={"jobs": [
+        {"type": "immediate", "handler": "noop"}, {"type": "immediate", "handler": "nope"}]})
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "jobs[1].handler"

@@ -52,6 +52,7 @@ def api_schema(fuzz_app):
 # (``schemathesis.pytest.from_fixture``) does not run under pytest 9.2; the last test below
 # checks the list against the document, so a new operation cannot be left out.
 OPERATIONS = [("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("POST", "/api/v1/jobs/batch"),
+              ("POST", "/api/v1/jobs/chain"),
               ("GET", "/api/v1/jobs/{job_id}"), ("POST", "/api/v1/jobs/{job_id}/retry"),
               ("POST", "/api/v1/jobs/{job_id}/cancel"), ("POST", "/api/v1/notifications"),
               ("GET", "/api/v1/tenants/{tenant_id}/usage"),

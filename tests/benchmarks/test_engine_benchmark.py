@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 FIGURES = ["enqueue_one_by_one_per_s", "enqueue_batched_per_s", "drain_noop_per_s",
            "start_latency_same_process_ms", "start_latency_other_process_ms",
            "delayed_lateness_ms", "noisy_neighbour_ms", "rate_limit",
-           "batch_callback_ms"]
+           "batch_callback_ms", "dependency_release_ms"]
 
 
 @pytest.mark.slow

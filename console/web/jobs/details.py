@@ -10,6 +10,7 @@ from flask import url_for
 from flask_login import current_user
 from sqlalchemy import Connection, func, select
 
+from ...jobs import dependencies
 from ...jobs.cron import next_fire_time
 from ...jobs.explain import JobExplanation
 from ...jobs.models import attempts_table
@@ -20,6 +21,7 @@ from ..rendering import ago, number, timestamp
 
 UTC = timezone.utc
 ATTEMPTS_SHOWN = 50   # a recurring job can have thousands; the page shows the newest
+NEIGHBOURS_SHOWN = 50  # jobs listed upstream and downstream of a job (a fan-in has many)
 
 
 def job_activity(conn: Connection, job: SystemJob) -> dict[str, Any]:
@@ -37,6 +39,7 @@ def job_activity(conn: Connection, job: SystemJob) -> dict[str, Any]:
     may_act = current_user.is_authenticated and current_user.may("operator")
     return {
         "job": job,
+        **job_links(conn, job),
         "attempts": attempts,
         "attempts_total": total,
         "result": job.last_result.to_dict() if job.last_result else None,
@@ -44,6 +47,15 @@ def job_activity(conn: Connection, job: SystemJob) -> dict[str, Any]:
         "can_cancel": may_act and job.status.value in WAITING_STATUSES,
         **job_controls(job),
     }
+
+
+def job_links(conn: Connection, job: SystemJob) -> dict[str, Any]:
+    """The jobs it depends on (upstream) and those that depend on it (downstream), each with
+    its status (the page swaps them live by their ``job-<id>`` events)."""
+    downstream, downstream_total = dependencies.downstream(conn, job.id, NEIGHBOURS_SHOWN)
+    return {"upstream": dependencies.upstream(conn, job, NEIGHBOURS_SHOWN),
+            "upstream_total": len(job.depends_on),
+            "downstream": downstream, "downstream_total": downstream_total}
 
 
 def job_controls(job: SystemJob) -> dict[str, Any]:
@@ -58,7 +70,8 @@ def job_controls(job: SystemJob) -> dict[str, Any]:
         "can_pause": allowed and own is None and (waiting or bool(job.cron_schedule)),
         "can_resume": allowed and own is not None,
         "can_run_now": allowed and (bool(job.cron_schedule) or (
-            job.status is JobStatus.PENDING and own is None)),
+            job.status is JobStatus.PENDING and own is None
+            and not job.waiting_for_dependencies)),
     }
 
 
@@ -144,6 +157,15 @@ def _blocker_view(blocker: JobBlocker, job: SystemJob, staff: bool) -> dict[str,
         start = _moment(details.get("estimated_start"))
         figures.append(("Estimated start", f"{timestamp(start)} ({ago(start)})" if start
                         else "no recent throughput to estimate from"))
+    elif code == "dependencies":
+        figures.append(("Not finished", f"{number(details.get('unfinished_count'))} of "
+                                        f"{number(details.get('depends_on_count'))}"))
+        figures.append(("If one fails or is cancelled",
+                        "this job is cancelled" if details.get("on_dependency_failure") == "cancel"
+                        else "this job runs anyway, once all have ended"))
+        links += [(f"Job …{d['job_id'][-12:]} ({d['handler']}, {d['status']})",
+                   url_for("jobs.show", job_id=d["job_id"]))
+                  for d in details.get("unfinished") or []]
     elif code == "lease":
         expires = _moment(details.get("lease_expires_at"))
         if expires is not None:

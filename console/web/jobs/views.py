@@ -52,6 +52,7 @@ def _filter_choices(job_filter: JobFilter) -> dict:
         "type": [(t.value, t.value) for t in JobType],
         "handler": [(name, name) for name in sorted(service.handlers.names())],
         "priority": [(p.value, p.value) for p in JobPriority],
+        "waiting": [("dependencies", "dependencies (pending until other jobs complete)")],
     }
     for name, options in choices.items():
         current = job_filter.values[name]

@@ -4,7 +4,7 @@
 JSON: a list of specs, or ``{"jobs": [...]}`` (which may also hold the batch's ``on_complete``
 and ``on_success`` callbacks, specs of the same shape). CSV: a header row whose columns are
 named like ``queue_job``'s arguments; empty cells are left out, ``payload`` and ``metadata``
-hold JSON text.
+hold JSON text, ``depends_on`` job ids separated by spaces, commas or semicolons.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from ...jobs import JobValidationError, TenantLimitException
 
 MAX_BATCH_ROWS = 10_000
 CSV_COLUMNS = ("type", "handler", "payload", "priority", "scheduled_for", "delay",
-               "cron_schedule", "timezone", "max_retries", "idempotency_key", "metadata")
+               "cron_schedule", "timezone", "max_retries", "idempotency_key", "metadata",
+               "depends_on", "on_dependency_failure")
 _JSON_COLUMNS = ("payload", "metadata")
 _SPEC_FIELD = re.compile(r"^job_specs\[(\d+)\](?:\.(.+))?$")
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
@@ -145,6 +146,8 @@ def _csv_spec(cells: dict[str, str], number: int, line: int) -> dict[str, Any]:
             if not re.fullmatch(r"[0-9]{1,4}", value):
                 raise BatchFileError(f"{where}: {value!r} is not a whole number from 0 to 100")
             spec[column] = int(value)
+        elif column == "depends_on":   # job ids separated by spaces, commas or semicolons
+            spec[column] = re.split(r"[\s,;]+", value)
         elif column == "delay":
             try:
                 spec[column] = float(value)

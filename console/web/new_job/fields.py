@@ -23,7 +23,8 @@ _LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%
 # Keys a notification's extra payload may not use: queue_notification takes them as arguments.
 RESERVED_NOTIFICATION_KEYS = {"type", "channel", "recipient", "tenant_id", "subject", "body",
                               "priority", "idempotency_key", "scheduled_for", "delay",
-                              "max_retries", "metadata", "timezone", "actor"}
+                              "max_retries", "metadata", "timezone", "actor", "depends_on",
+                              "on_dependency_failure"}
 
 
 def choices(pairs) -> list[SelectChoice]:

@@ -30,6 +30,7 @@ from ...jobs import JobPriority, JobType, JobValidationError, SystemJob, TenantC
 from ...jobs.cron import parse_timezone
 from ...jobs.handlers import HandlerRegistry
 from ...jobs.service import NOTIFICATION_CHANNELS
+from ...jobs.validation import check_dependencies
 from ..audit.actor import console_actor
 from .fields import (
     ChoiceField,
@@ -69,6 +70,11 @@ class JobForm(FlaskForm):
                             validators=[validate_json_object])
     idempotency_key = StringField("Idempotency key (optional)")
     metadata = TextAreaField("Metadata (optional JSON object)", validators=[validate_json_object])
+    depends_on = StringField("Runs after (optional job ids)")
+    on_dependency_failure = ChoiceField(
+        "If one of them fails or is cancelled",
+        choices=choices([("cancel", "cancel this job too"), ("run", "run this job anyway")]),
+        default="cancel")
 
     def __init__(self, *args, tenants: list[TenantConfig] = (), registry: HandlerRegistry,
                  **kwargs):
@@ -84,6 +90,16 @@ class JobForm(FlaskForm):
     def handler_types(self) -> set[str]:
         return {self.job_type}
 
+    def validate_depends_on(self, field):
+        try:
+            check_dependencies(self.dependency_ids())
+        except JobValidationError as exc:
+            raise StopValidation(exc.message) from None
+
+    def dependency_ids(self) -> list[str]:
+        """The job ids typed or pasted, one per line or separated by commas or spaces."""
+        return [part for part in re.split(r"[\s,;]+", self.depends_on.data or "") if part]
+
     def validate_idempotency_key(self, field):
         field.data = (field.data or "").strip() or None
         if field.data and len(field.data) > 200:
@@ -95,7 +111,9 @@ class JobForm(FlaskForm):
                 "priority": self.priority.data or None, "max_retries": self.max_retries.data,
                 "metadata": json_object("metadata", metadata) if metadata and metadata.strip()
                 else None,
-                "idempotency_key": self.idempotency_key.data or None}
+                "idempotency_key": self.idempotency_key.data or None,
+                "depends_on": self.dependency_ids() or None,
+                "on_dependency_failure": self.on_dependency_failure.data or "cancel"}
 
     def payload_object(self) -> dict[str, Any]:
         return json_object("payload", self.payload.data or "{}")
