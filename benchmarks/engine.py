@@ -31,8 +31,8 @@ Phases (keys in the output):
                                 what the runner can start, for 14 s (7 steps); 5 low jobs
                                 queued into the flood wait this long to start (``bound_ms``:
                                 4 priority steps × JOBS_PRIORITY_AGING_SECONDS = 2 s, plus up
-                                to 1 s: runners
-                                look for aged jobs once a second). The same flood with aging
+                                to 1 s: runners look for aged jobs once a second). The same
+                                flood with aging
                                 off (``…_without_aging``: how many low jobs had not started when
                                 the flood ended), and a quiet tier2 tenant's 20 jobs queued
                                 mid-flood (``quiet_tenant_ms``, both ways: aging must not cost
