@@ -16,7 +16,7 @@ FOCUSED = """() => {
 }"""
 
 
-def tab_until(page, last: str, limit: int = 60) -> list[str]:
+def tab_until(page, last: str, limit: int = 90) -> list[str]:
     """Press Tab until the element described ``last`` has the focus; what got it, in order."""
     seen = []
     for _ in range(limit):
@@ -53,15 +53,17 @@ def test_tab_reaches_every_field_of_the_new_job_form_in_order(live_server, page,
     wanted = ["a: Skip to content", "a: New job", "a: Immediate", "a: Batch upload",
               "select: Tenant", "select: Job type", "select: Handler", "select: Priority",
               "input: Max retries", "textarea: Payload (a JSON object)",
-              "summary: More options: idempotency key, metadata",
+              "summary: More options: runs after other jobs, idempotency key, metadata",
               "button: Queue immediate job"]
     assert in_order(seen, wanted), seen
     assert "body" not in seen, seen                                 # no focus lost on the way
 
     # The folded options open with the keyboard and their fields come next.
-    page.get_by_text("More options: idempotency key, metadata").focus()
+    page.get_by_text("More options: runs after other jobs, idempotency key, metadata").focus()
     page.keyboard.press("Enter")
     seen = tab_until(page, "button: Queue immediate job")
-    assert seen == ["input: Idempotency key (optional)",
+    assert seen == ["input: Runs after (optional job ids)",
+                    "select: If one of them fails or is cancelled",
+                    "input: Idempotency key (optional)",
                     "textarea: Metadata (optional JSON object)",
                     "button: Queue immediate job"], seen
