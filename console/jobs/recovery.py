@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 
 
-def release_expired_leases(engine: Engine, policy: RetryPolicy, lease_seconds: float, *,
+def release_expired_leases(engine: Engine, policy: RetryPolicy, *,
                            tenant_id: str | None = None,
                            held: frozenset[str] | set[str] = frozenset()) -> list[SystemJob]:
     """Take back every job (only ``tenant_id``'s when given) still ``processing`` past its

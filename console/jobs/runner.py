@@ -697,7 +697,7 @@ class Runner:
         """``recover_expired_leases``, raising on a database error. Jobs this runner still
         holds (running, or finished and being recorded) are not lost, whatever their lease
         says. Returns the released jobs in their new state."""
-        recovered = release_expired_leases(self.engine, self.retry_policy, self.lease_seconds,
+        recovered = release_expired_leases(self.engine, self.retry_policy,
                                            held=self._live_job_ids())
         if recovered:
             self.service.job_updates.publish_many(recovered)

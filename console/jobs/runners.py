@@ -132,9 +132,3 @@ def record_lost_jobs(conn: Connection, lost: dict[str, list[str]]) -> None:
 
 def forget_old_runners(conn: Connection, now: datetime) -> None:
     conn.execute(delete(runners_table).where(runners_table.c.heartbeat_at < now - RUNNER_HISTORY))
-
-
-def handlers_of_live_runners(conn: Connection, now: datetime,
-                             lease_seconds: float) -> dict[str, list[str]]:
-    """Live runner id → the handler names it published."""
-    return {runner.id: runner.handlers for runner in live_runners(conn, now, lease_seconds)}

@@ -556,7 +556,7 @@ class JobService:
         it has no retries left. Returns the released jobs."""
         released = release_expired_leases(
             self.engine, RetryPolicy(self.retry_base_seconds, self.retry_max_seconds),
-            self.lease_seconds, tenant_id=tenant_id)
+            tenant_id=tenant_id)
         if released:
             self.job_updates.publish_many(released)
             self.wake_local_runners()

@@ -190,9 +190,9 @@ def charts(name: str):
 # For one tenant: the role retry and cancel need, and the tenant must be the user's (else
 # 404); for every tenant: staff admins only.
 
-def _handler_scope() -> tuple[str, str | None, str]:
+def _handler_scope() -> tuple[str, str | None, str, str]:
     """The form's handler and tenant (None: every tenant, which only staff admins may touch),
-    and the page to go back to."""
+    the page to go back to, and whom the change is for, in words."""
     handler = (request.form.get("handler") or "").strip()
     tenant_id = (request.form.get("tenant_id") or "").strip() or None
     if tenant_id is None:
@@ -205,7 +205,8 @@ def _handler_scope() -> tuple[str, str | None, str]:
         default = url_for("tenants.show", tenant_id=tenant_id, _anchor="control")
     else:
         default = url_for(".index")
-    return handler, tenant_id, back_to(default)
+    whom = f"tenant {tenant_id}" if tenant_id else "every tenant"
+    return handler, tenant_id, back_to(default), whom
 
 
 @bp.post("/handlers/pause")
@@ -213,9 +214,7 @@ def _handler_scope() -> tuple[str, str | None, str]:
 @role_required("operator")
 def pause():
     """Hold a handler's jobs, for one tenant or every tenant; running attempts finish."""
-    handler, tenant_id, back = _handler_scope()
-
-    whom = f"tenant {tenant_id}" if tenant_id else "every tenant"
+    handler, tenant_id, back, whom = _handler_scope()
 
     def change():
         get_job_service().pause_handler(handler, tenant_id, form_reason(), by=console_actor())
@@ -229,8 +228,7 @@ def pause():
 @role_required("operator")
 def set_rate_limit():
     """Limit how many of a handler's jobs start per period, for one tenant or every tenant."""
-    handler, tenant_id, back = _handler_scope()
-    whom = f"tenant {tenant_id}" if tenant_id else "every tenant"
+    handler, tenant_id, back, whom = _handler_scope()
 
     def change():
         limit = get_job_service().set_handler_rate_limit(handler, typed_rate_limit(),
@@ -244,8 +242,7 @@ def set_rate_limit():
 @tenant_scoped
 @role_required("operator")
 def remove_rate_limit():
-    handler, tenant_id, back = _handler_scope()
-    whom = f"tenant {tenant_id}" if tenant_id else "every tenant"
+    handler, tenant_id, back, whom = _handler_scope()
 
     def change():
         get_job_service().set_handler_rate_limit(handler, None, tenant_id, by=console_actor())
@@ -275,8 +272,7 @@ def typed_rate_limit() -> RateLimit:
 @tenant_scoped
 @role_required("operator")
 def resume():
-    handler, tenant_id, back = _handler_scope()
-    whom = f"tenant {tenant_id}" if tenant_id else "every tenant"
+    handler, tenant_id, back, whom = _handler_scope()
 
     def change():
         lifted = get_job_service().resume_handler(handler, tenant_id, by=console_actor())
