@@ -64,6 +64,8 @@ ACTIONS: dict[str, str] = {
     "job_run_now": "ran a job now",
     "handler_rate_limit_set": "set a handler's rate limit",
     "handler_rate_limit_removed": "removed a handler's rate limit",
+    "webhook_subscribed": "subscribed a URL to a tenant's events",
+    "webhook_unsubscribed": "removed a tenant's event webhook",
 }
 ACTOR_KINDS = ("user", "token", "command")
 # A bulk action lists the ids it changed up to this many (a ticked selection); past it, the

@@ -147,21 +147,31 @@ def _counts(batch_id: str, total: int, completed: int, failed: int,
 # -- endings and revivals (in the transaction that makes them) ---------------------------------
 
 def count_endings(conn: Connection, ended: Iterable[SystemJob], now: datetime
-                  ) -> list[SystemJob]:
+                  ) -> tuple[list[SystemJob], list[Batch]]:
     """Add jobs that ended for good to their batches' counts (one UPDATE per batch, in id
     order: one lock order for every writer) and store the callbacks of each batch this
-    finishes. Returns the callback jobs stored, for the caller to publish."""
+    finishes. Returns the callback jobs stored, for the caller to publish, and the batches
+    these endings finished."""
     deltas = _deltas(ended)
     stored: list[SystemJob] = []
+    finished: list[Batch] = []
     for batch_id in sorted(deltas):
         completed, failed, cancelled = deltas[batch_id]
+        added = completed + failed + cancelled
         counts = conn.execute(_COUNT_ENDINGS, {
             "b_id": batch_id, "b_completed": completed, "b_failed": failed,
-            "b_cancelled": cancelled, "b_ended": completed + failed + cancelled,
-            "b_now": now}).first()
-        if counts is not None and _callbacks_due(counts):
+            "b_cancelled": cancelled, "b_ended": added, "b_now": now}).first()
+        if counts is None:
+            continue
+        ended_now = counts.completed + counts.failed + counts.cancelled
+        if ended_now >= counts.total > ended_now - added:
+            finished.append(Batch(id=batch_id, tenant_id=counts.tenant_id, total=counts.total,
+                                  completed=counts.completed, failed=counts.failed,
+                                  cancelled=counts.cancelled, callback_job_ids=(),
+                                  created_at=now, finished_at=now))
+        if _callbacks_due(counts):
             stored += _store_callbacks(conn, batch_id, counts, now)
-    return stored
+    return stored, finished
 
 
 def count_revivals(conn: Connection, jobs: Iterable[SystemJob]) -> None:

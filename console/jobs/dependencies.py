@@ -173,12 +173,10 @@ def link(conn: Connection, jobs: Iterable[PreparedJob]) -> None:
         conn.execute(dependencies_table.insert(), rows)
 
 
-def count_cancelled(conn: Connection, jobs: list[SystemJob], now: datetime) -> None:
+def count_cancelled(rollups: RollupBatch, jobs: list[SystemJob], now: datetime) -> None:
     """Count jobs cancelled by a dependency in the hour's rollups (as a cancel verb does)."""
-    rollups = RollupBatch()
     for job in jobs:
         rollups.add_jobs(now, job.tenant_id, job.handler, job.type, "jobs_cancelled")
-    rollups.write(conn)
 
 
 def _cancellation(dep_id: str, status: str, now: datetime) -> JobExecutionResult:
@@ -193,9 +191,9 @@ def _cancellation(dep_id: str, status: str, now: datetime) -> JobExecutionResult
 
 # -- endings ----------------------------------------------------------------------------------
 
-def release(conn: Connection, ended: list[SystemJob], now: datetime,
-            then: Callable[[Connection, list[SystemJob], datetime], list[SystemJob]]
-            ) -> list[SystemJob]:
+def release(conn: Connection, ended: list[SystemJob], now: datetime, rollups: RollupBatch,
+            then: Callable[[Connection, list[SystemJob], datetime, RollupBatch],
+                           list[SystemJob]]) -> list[SystemJob]:
     """In the transaction that ended ``ended``: release or cancel their waiting dependents,
     and the dependents of those cancelled, level by level (a long chain does not recurse).
     ``then`` (``record_endings``) records the rest of what follows from the cancelled ones.
@@ -214,12 +212,12 @@ def release(conn: Connection, ended: list[SystemJob], now: datetime,
             outcome = _outcome(job, states, ended_now, now)
             if outcome is not None:
                 (stopped if outcome.status is JobStatus.CANCELLED else freed).append(outcome)
-        _write(conn, freed, stopped, now)
+        _write(conn, freed, stopped, now, rollups)
         changed += freed + stopped
         cancelled += stopped
         level = stopped
     if cancelled:
-        changed += then(conn, cancelled, now)
+        changed += then(conn, cancelled, now, rollups)
     return changed
 
 
@@ -270,7 +268,7 @@ def _outcome(job: SystemJob, states: dict[str, str], ended_now: set[str],
 
 
 def _write(conn: Connection, freed: list[SystemJob], stopped: list[SystemJob],
-           now: datetime) -> None:
+           now: datetime, rollups: RollupBatch) -> None:
     if freed:
         conn.execute(_FREE, [{"b_id": job.id, "b_status": job.status.value,
                               "b_when": job.scheduled_for, "b_now": now} for job in freed])
@@ -278,7 +276,7 @@ def _write(conn: Connection, freed: list[SystemJob], stopped: list[SystemJob],
     if stopped:
         conn.execute(_CANCEL, [{"b_id": job.id, "b_result": job.last_result.to_dict(),
                                 "b_now": now} for job in stopped])
-        count_cancelled(conn, stopped, now)
+        count_cancelled(rollups, stopped, now)
 
 
 # -- reading ----------------------------------------------------------------------------------

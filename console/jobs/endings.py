@@ -13,21 +13,29 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from . import batches, dependencies
+from . import batches, dependencies, webhooks
+from .rollups import RollupBatch
 from .types import JobStatus, SystemJob
 
 ENDED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
-def record_endings(conn: Connection, jobs: Iterable[SystemJob], now: datetime) -> list[SystemJob]:
+def record_endings(conn: Connection, jobs: Iterable[SystemJob], now: datetime,
+                   rollups: RollupBatch) -> list[SystemJob]:
     """Write, in ``conn``'s transaction, what follows from those of ``jobs`` (as now stored)
-    that have ended. Returns the other jobs it changed, for the caller to publish."""
+    that have ended. Returns the other jobs it changed, for the caller to publish.
+
+    What it counts (jobs cancelled, deliveries created) goes into ``rollups``, which the
+    caller writes last: every writer takes rollup rows in one order (``RollupBatch.write``).
+    """
     ended = [job for job in jobs if job.status in ENDED]
     if not ended:
         return []
     changed: list[SystemJob] = []
     # Dependents first: the ones it cancels come back through record_endings (their batches
     # count them there); then the batches of the jobs ended here.
-    changed += dependencies.release(conn, ended, now, record_endings)
-    changed += batches.count_endings(conn, ended, now)
+    changed += dependencies.release(conn, ended, now, rollups, record_endings)
+    callbacks, finished = batches.count_endings(conn, ended, now)
+    changed += callbacks
+    changed += webhooks.record_batch_events(conn, finished, now, rollups)
     return changed

@@ -465,6 +465,44 @@ class AuditEntry(Base):
     )
 
 
+class WebhookSubscription(Base):
+    """A tenant's URL for its own job events (see console/jobs/webhooks.py)."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list] = mapped_column(JSONText)         # names from webhooks.EVENTS
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+
+    # Read by every transaction that ends jobs, for the tenants of those jobs.
+    __table_args__ = (Index("ix_webhook_subscriptions_tenant", "tenant_id", "id"),)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription, and the job that delivers it: the delivery log. Its id
+    is the message id the receiver sees on every try. No foreign keys: the log outlives the
+    subscription; it goes with the tenant's finished jobs (maintenance's cleanup)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)   # UUIDv7: time-ordered
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    subscription_id: Mapped[str] = mapped_column(String(36))
+    event: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(36))      # the job or the batch
+    job_id: Mapped[str] = mapped_column(String(36))          # the delivering job
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_tenant_created", "tenant_id", "created_at", "id"),
+        # A subject's previous delivery to the same URL: the next one waits for it.
+        Index("ix_webhook_deliveries_subject", "subscription_id", "subject_id", "id"),
+    )
+
+
 jobs_table = Job.__table__
 # Every column of a job, in the table's order: a new job's row and the queue path's INSERT.
 JOB_COLUMNS = tuple(jobs_table.c.keys())
@@ -485,5 +523,7 @@ queue_depth_table = QueueDepthRollup.__table__
 audit_table = AuditEntry.__table__
 batches_table = JobBatch.__table__
 BATCH_COLUMNS = tuple(batches_table.c.keys())
+subscriptions_table = WebhookSubscription.__table__
+deliveries_table = WebhookDelivery.__table__
 # Every column of an audit entry, in the table's order: the queue path's INSERT.
 AUDIT_COLUMNS = tuple(audit_table.c.keys())

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Engine, select
 
-from . import db
+from . import db, webhooks
 from .attempts import RetryPolicy, attempt_values, job_last_result, next_state, run_outcome
 from .endings import record_endings
 from .models import attempts_table, jobs_table
@@ -40,6 +40,7 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, *,
     recovered: list[SystemJob] = []
     lost_by_runner: dict[str, list[str]] = {}
     lost_attempts = RollupBatch()
+    outcomes: list[tuple[SystemJob, str | None]] = []
     with db.write_transaction(engine) as conn:
         expired = select(jobs_table).where(
             j.status == JobStatus.PROCESSING.value, j.lease_expires_at < now).order_by(j.id)
@@ -75,16 +76,19 @@ def release_expired_leases(engine: Engine, policy: RetryPolicy, *,
                                      (now - started).total_seconds() * 1000, row.lease_owner)
             conn.execute(attempts_table.insert().values(**attempt))
             lost_by_runner.setdefault(row.lease_owner, []).append(job.id)
+            outcome = run_outcome(job, changes, False)
             lost_attempts.add_attempt(
                 now, job.tenant_id, job.handler, job.type, attempt["duration_ms"], False,
-                "WorkerLost", attempt["error_message"], run_outcome(job, changes, False))
+                "WorkerLost", attempt["error_message"], outcome)
             recovered.append(replace(job, status=JobStatus(changes["status"]),
                                      scheduled_for=changes.get("scheduled_for"),
                                      current_retries=changes["current_retries"],
                                      last_result=last_result, lease_owner=None,
                                      updated_at=now))
+            outcomes.append((recovered[-1], outcome))
+        consequences = record_endings(conn, recovered, now, lost_attempts)
+        consequences += webhooks.record_job_events(conn, outcomes, now, lost_attempts)
         lost_attempts.write(conn)
-        consequences = record_endings(conn, recovered, now)
         record_lost_jobs(conn, lost_by_runner)
         if tenant_id is None:
             forget_old_runners(conn, now)

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
-from . import db
+from . import db, webhooks
 from .attempts import (
     NEVER_FIRES,
     RetryPolicy,
@@ -111,6 +111,7 @@ class _Record:
     attempt_row: tuple     # its attempt (queue_sql.attempt_row)
     updated: SystemJob     # the job as it will be stored
     rollup: tuple          # RollupBatch.add_attempt's arguments
+    outcome: str | None    # attempts.run_outcome: how the attempt ended its run
 
 
 class Runner:
@@ -429,7 +430,9 @@ class Runner:
                 record_rejections(conn, tenant_id, "max_daily_jobs",
                                   hour_of(now),
                                   len(runs) - allowed)
-        record_endings(conn, [job_from_row(row) for row, _ in deferred], now)
+        rollups = RollupBatch()
+        record_endings(conn, [job_from_row(row) for row, _ in deferred], now, rollups)
+        rollups.write(conn)
         deferred_ids = {row.id for row, _ in deferred}
         return [row for row in chosen if row.id not in deferred_ids], deferred
 
@@ -585,6 +588,7 @@ class Runner:
             scheduled_for = changes.get("scheduled_for", job.scheduled_for)
             progress = changes.get("progress", job.progress)
             attempt = attempt_values(job, result, done.started_at, done.duration_ms, self.id)
+            outcome = run_outcome(job, changes, result.success)
             records.append(_Record(
                 job.id,
                 result_row(self._postgres, {
@@ -600,8 +604,9 @@ class Runner:
                         lease_owner=None, updated_at=now, progress=progress),
                 (attempt["finished_at"], job.tenant_id, job.handler, job.type,
                  attempt["duration_ms"], result.success, attempt["error_type"],
-                 attempt["error_message"], run_outcome(job, changes, result.success),
-                 (done.started_at - due).total_seconds() * 1000.0)))
+                 attempt["error_message"], outcome,
+                 (done.started_at - due).total_seconds() * 1000.0),
+                outcome))
         return records
 
     def _write_records(self, conn, records: list[_Record], now: datetime) -> list[SystemJob]:
@@ -623,14 +628,17 @@ class Runner:
             else:
                 log.warning("runner %s lost the lease of job %s before its attempt finished; "
                             "the result is dropped", self.id, record.job_id)
+        rollups = RollupBatch()
         if kept:
             write_results(conn, [r.result_row for r in kept], [r.attempt_row for r in kept])
-            rollups = RollupBatch()
             for record in kept:
                 rollups.add_attempt(*record.rollup)
-            rollups.write(conn)
         updated = [r.updated for r in kept]
-        return updated + record_endings(conn, updated, now)
+        consequences = record_endings(conn, updated, now, rollups)
+        consequences += webhooks.record_job_events(
+            conn, [(r.updated, r.outcome) for r in kept], now, rollups)
+        rollups.write(conn)
+        return updated + consequences
 
     def next_state(self, job: SystemJob, result: JobExecutionResult, now: datetime) -> dict:
         """The job's fields after an attempt (``attempts.next_state`` with this runner's

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select
 
-from . import audit, batches, control, db, dependencies
+from . import audit, batches, control, db, dependencies, webhooks
 from .attempts import RetryPolicy
 from .audit import Actor
 from .availability import reports_outages
@@ -24,6 +24,7 @@ from .cron import CronNeverFiresError
 from .endings import record_endings
 from .explain import JobExplanation, explain
 from .handlers import HandlerRegistry, JobHandler
+from .keyset import Page
 from .limits import (
     RateLimit,
     TenantStore,
@@ -707,10 +708,10 @@ class JobService:
                                  updated_at=now))
             rollups = RollupBatch()
             rollups.add_jobs(now, job.tenant_id, job.handler, job.type, "jobs_cancelled")
-            rollups.write(conn)
             _record_change(conn, actor, "job_cancelled", job, JobStatus.CANCELLED, now)
             updated = replace(job, status=JobStatus.CANCELLED, completed_at=now, updated_at=now)
-            consequences = record_endings(conn, [updated], now)
+            consequences = record_endings(conn, [updated], now, rollups)
+            rollups.write(conn)
         self.job_updates.publish(updated)
         self.job_updates.publish_many(consequences)
         return updated
@@ -811,9 +812,9 @@ class JobService:
                                  .where(jobs_table.c.id.in_([job.id for job in cancelled]))
                                  .values(status=JobStatus.CANCELLED.value, completed_at=now,
                                          updated_at=now))
-                    rollups.write(conn)
                     _record_bulk(conn, actor, "jobs_cancelled", cancelled, described_as, now)
-                    consequences = record_endings(conn, cancelled, now)
+                    consequences = record_endings(conn, cancelled, now, rollups)
+                    rollups.write(conn)
             outcome.changed_ids.extend(job.id for job in cancelled)
             self.job_updates.publish_many(cancelled)
             if cancelled:
@@ -984,6 +985,95 @@ class JobService:
         self.wake_local_runners()
         return limit
 
+    # -- tenants' event webhooks (webhooks.py) ----------------------------------------------
+
+    @reports_outages
+    def subscribe_webhook(self, tenant_id: str, url: str, events: Iterable[str], *,
+                          actor: Actor | None = None) -> tuple[webhooks.Subscription, str]:
+        """Send the tenant's job events ``events`` (of ``webhooks.EVENTS``) to ``url``, from
+        the next one on. Returns the subscription and the tenant's signing secret (created
+        now when it had none), which receivers verify with ``verify_signature``.
+
+        :raise JobValidationError: unknown tenant (``tenant_id``); ``url`` not a public http(s)
+            URL (the webhook channel's rules); ``events`` empty or naming an unknown event;
+            the tenant has ``webhooks.MAX_SUBSCRIPTIONS`` already.
+        """
+        url = self._check_webhook_url(url)
+        if isinstance(events, str) or not isinstance(events, Iterable):
+            raise JobValidationError("events", "events must be a list of event names")
+        events = list(events)
+        unknown = [e for e in events if e not in webhooks.EVENTS]
+        if not events or unknown:
+            raise JobValidationError("events", f"unknown event {unknown[0]!r}; " if unknown
+                                     else "choose at least one event; "
+                                     f"events are {', '.join(webhooks.EVENTS)}")
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            control.check_tenant(conn, tenant_id)
+            try:
+                subscription, secret = webhooks.subscribe(
+                    conn, tenant_id, url, events, actor.name if actor else None, now)
+            except ValueError as exc:
+                raise JobValidationError("url", str(exc)) from None
+            audit.record(conn, actor, "webhook_subscribed", tenant_id=tenant_id,
+                         target_type="webhook", target_id=subscription.id,
+                         after={"url": url, "events": list(subscription.events)}, now=now)
+        return subscription, secret
+
+    def _check_webhook_url(self, url: Any) -> str:
+        """``url`` as the webhook channel would take it as a recipient (public addresses only)."""
+        if not isinstance(url, str) or not url.strip():
+            raise JobValidationError("url", "is required: the http(s) URL to post events to")
+        url = url.strip()
+        if len(url) > webhooks.MAX_URL_CHARS:
+            raise JobValidationError("url", f"must be at most {webhooks.MAX_URL_CHARS} "
+                                            "characters")
+        channel = self.handlers.get(webhooks.DELIVERY_HANDLER)
+        if channel is None:
+            raise JobValidationError("url", "the webhook channel is not installed here: "
+                                            "events cannot be delivered")
+        try:
+            channel.validate_payload({"recipient": url, "body": {}})
+        except JobValidationError as exc:
+            raise JobValidationError("url", exc.message) from None
+        except ValueError as exc:
+            raise JobValidationError("url", str(exc).replace("recipient", "url", 1)) from None
+        return url
+
+    @reports_outages
+    def unsubscribe_webhook(self, tenant_id: str, subscription_id: str, *,
+                            actor: Actor | None = None) -> webhooks.Subscription:
+        """Stop sending events to a subscription's URL (deliveries already stored still go).
+
+        :raise SubscriptionNotFound: no such subscription of this tenant.
+        """
+        now = datetime.now(UTC)
+        with db.write_transaction(self.engine) as conn:
+            removed = webhooks.unsubscribe(conn, tenant_id, str(subscription_id))
+            if removed is None:
+                raise webhooks.SubscriptionNotFound(
+                    f"tenant {tenant_id!r} has no webhook subscription {subscription_id!r}")
+            audit.record(conn, actor, "webhook_unsubscribed", tenant_id=tenant_id,
+                         target_type="webhook", target_id=removed.id,
+                         before={"url": removed.url, "events": list(removed.events)}, now=now)
+        return removed
+
+    @reports_outages
+    def webhook_subscriptions(self, tenant_id: str) -> list[webhooks.Subscription]:
+        with self.engine.connect() as conn:
+            return webhooks.subscriptions(conn, tenant_id)
+
+    @reports_outages
+    def webhook_deliveries(self, tenant_id: str, *, before: str | None = None,
+                           after: str | None = None, size: int = 20) -> Page:
+        """A keyset page of the tenant's delivery log, newest first (rows: ``Delivery``).
+
+        :raise BadCursor: a cursor this list did not write.
+        """
+        with self.engine.connect() as conn:
+            return webhooks.list_deliveries(conn, tenant_id, before=before, after=after,
+                                            size=size)
+
     @reports_outages
     def handler_rate_limits(self, handler: str | None = None) -> list[HandlerRateLimit]:
         """Handlers' rate limits in force (of ``handler`` only, when given), for every tenant
@@ -1135,8 +1225,11 @@ def _record_born_ended(conn, new: list[PreparedJob], now: datetime) -> list[Syst
     ended = [job.snapshot() for job in new if job.row["status"] == JobStatus.CANCELLED.value]
     if not ended:
         return []
-    dependencies.count_cancelled(conn, ended, now)
-    return record_endings(conn, ended, now)
+    rollups = RollupBatch()
+    dependencies.count_cancelled(rollups, ended, now)
+    changed = record_endings(conn, ended, now, rollups)
+    rollups.write(conn)
+    return changed
 
 
 def _record_change(conn, actor: Actor | None, action: str, job: SystemJob, status: JobStatus,

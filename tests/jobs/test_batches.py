@@ -273,7 +273,7 @@ def test_many_endings_of_one_batch_are_one_update_of_its_counts(service, make_te
     event.listen(service.engine, "before_cursor_execute", seen)
     try:
         with service.engine.begin() as conn:
-            stored = count_endings(conn, ended, now)
+            stored, _ = count_endings(conn, ended, now)
     finally:
         event.remove(service.engine, "before_cursor_execute", seen)
     counted = [s for s in statements if s[:2] == ["UPDATE", "batches"]]
@@ -295,7 +295,7 @@ def test_two_transactions_ending_the_last_jobs_at_once_store_the_callbacks_once(
     def end(job):
         together.wait()
         with db.write_transaction(service.engine) as conn:
-            stored.append(count_endings(conn, [job], datetime.now(UTC)))
+            stored.append(count_endings(conn, [job], datetime.now(UTC))[0])
             time.sleep(0.2)   # hold the batch's row while the other one tries
 
     threads = [threading.Thread(target=end, args=(job,)) for job in ended]

@@ -20,6 +20,7 @@ from console.jobs import (
 from console.jobs.dependencies import DEPENDENCY_FAILED
 from console.jobs.endings import record_endings
 from console.jobs.models import dependencies_table, jobs_table
+from console.jobs.rollups import RollupBatch
 from console.jobs.runner import Runner
 from tests.conftest import ON_POSTGRES
 from tests.jobs.test_operator_control import claimed_ids, idle_runner  # noqa: F401 (fixture)
@@ -384,7 +385,8 @@ def complete_side_by_side(service, jobs) -> list[Exception]:
                              .values(status="completed", completed_at=now))
                 if both_updated is not None:
                     both_updated.wait()
-                record_endings(conn, [replace(job, status=JobStatus.COMPLETED)], now)
+                record_endings(conn, [replace(job, status=JobStatus.COMPLETED)], now,
+                               RollupBatch())
         except Exception as exc:   # reported by the caller
             errors.append(exc)
 
@@ -423,7 +425,7 @@ def test_a_dependent_queued_while_its_dependency_ends_is_not_lost(service, make_
         conn.execute(update(jobs_table).where(jobs_table.c.id == dependency.id)
                      .values(status="completed", completed_at=now))
         assert record_endings(conn, [replace(dependency, status=JobStatus.COMPLETED)],
-                              now) == []
+                              now, RollupBatch()) == []
         queuer.start()
         queuer.join(timeout=0.5)     # it waits for this commit (or would race past it)
     queuer.join(timeout=30)
