@@ -79,7 +79,7 @@ class Subscription:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "tenant_id": self.tenant_id, "url": self.url,
-                "events": list(self.events), "created_at": self.created_at.isoformat(),
+                "events": list(self.events), "created_at": self.created_at,
                 "created_by": self.created_by}
 
 
@@ -102,7 +102,7 @@ class Delivery:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "event": self.event, "subject_id": self.subject_id,
                 "subscription_id": self.subscription_id, "job_id": self.job_id,
-                "created_at": self.created_at.isoformat(), "url": self.url,
+                "created_at": self.created_at, "url": self.url,
                 "status": self.status.value if self.status else None,
                 "attempts": self.attempts, "last_error": self.last_error}
 

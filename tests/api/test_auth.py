@@ -14,7 +14,8 @@ from tests.web.conftest import PASSWORDS, sign_in
 
 PUBLIC = {"api.openapi_document", "api.problem_type"}
 SAMPLE = {"job_id": "01a2218b-0000-7000-8000-000000000000", "tenant_id": "acme",
-          "handler": "noop", "batch_id": "01a2218b-0000-7000-8000-000000000001"}
+          "handler": "noop", "batch_id": "01a2218b-0000-7000-8000-000000000001",
+          "subscription_id": "01a2218b-0000-7000-8000-000000000002"}
 
 
 def api_routes(app):

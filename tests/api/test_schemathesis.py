@@ -71,7 +71,11 @@ OPERATIONS = [("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("POST", "/api/
               ("GET", "/api/v1/handlers/{handler}/rate-limit"),
               ("PUT", "/api/v1/handlers/{handler}/rate-limit"),
               ("DELETE", "/api/v1/handlers/{handler}/rate-limit"),
-              ("GET", "/api/v1/batches/{batch_id}")]
+              ("GET", "/api/v1/batches/{batch_id}"),
+              ("GET", "/api/v1/tenants/{tenant_id}/webhooks"),
+              ("POST", "/api/v1/tenants/{tenant_id}/webhooks"),
+              ("DELETE", "/api/v1/tenants/{tenant_id}/webhooks/{subscription_id}"),
+              ("GET", "/api/v1/tenants/{tenant_id}/webhook-deliveries")]
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
