@@ -255,6 +255,17 @@ def _tenant_url(verb: str, paused_first: bool) -> Callable:
     return url
 
 
+HOOKS = "https://hooks.example.com"
+
+
+def _subscription_url(world, tenant):
+    """A subscription of its own per case (one removed by a case before is gone)."""
+    subscription, _ = world.service.subscribe_webhook(
+        tenant, f"{HOOKS}/{tenant}/{next(COUNTER)}", ["job.failed"])
+    world.made(tenant, "subscription", subscription.id)
+    return f"/tenants/{tenant}/webhooks/{subscription.id}/remove"
+
+
 def _handler_url(verb: str, paused_first: bool) -> Callable:
     def url(world, tenant):
         if paused_first:
@@ -336,6 +347,18 @@ ROUTES: dict[tuple[str, str], Scoped | Neutral] = {
         happened=lambda w, t, url: not _tenant_paused(w, t)),
     ("tenants.health", "GET"): Scoped(lambda w, t: f"/tenants/{t}/health"),
     ("tenants.charts", "GET"): Scoped(lambda w, t: f"/tenants/{t}/charts"),
+    # event webhooks: the tenant's operators subscribe and remove; anyone of it reads the log
+    ("tenants.webhook_deliveries", "GET"): Scoped(lambda w, t: f"/tenants/{t}/webhook-deliveries"),
+    ("tenants.subscribe_webhook", "POST"): Scoped(
+        lambda w, t: f"/tenants/{t}/webhooks", role="operator",
+        data=lambda w, t: {"url": w.made(t, "hook", f"{HOOKS}/{t}/{next(COUNTER)}"),
+                           "events": ["job.failed"]},
+        happened=lambda w, t, url: any(s.url == w.ids[t]["hook"]
+                                       for s in w.service.webhook_subscriptions(t))),
+    ("tenants.unsubscribe_webhook", "POST"): Scoped(
+        _subscription_url, role="operator",
+        happened=lambda w, t, url: not any(s.id == url.split("/")[4]
+                                           for s in w.service.webhook_subscriptions(t))),
     ("tenants.limit_fields", "GET"): Scoped(lambda w, t: f"/tenants/{t}/limits", role="admin",
                                             denied=403, bound_admin_refused=403),
     ("tenants.update_limits", "POST"): Scoped(

@@ -1,6 +1,7 @@
 """Tenants: the list with usage against limits, a tenant's analytics and health, its limits form
-(admins), and adding a tenant (admins). Views translate HTTP into ``service.tenants`` calls and
-render one context as the page or, for htmx, the partial it swaps."""
+(admins), its event webhooks and their delivery log (operators change them), and adding a
+tenant (admins). Views translate HTTP into ``service.tenants`` calls and render one context as
+the page or, for htmx, the partial it swaps."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -12,17 +13,21 @@ from ...jobs import JobService, get_job_service
 from ...jobs.audit import ACTIONS, recent_entries
 from ...jobs.limits import TenantConfig
 from ...jobs.types import JobValidationError
+from ...jobs.webhooks import EVENTS, SubscriptionNotFound
 from ..audit.actor import console_actor
 from ..auth.views import role_required
-from ..control import act, back_to, form_reason
+from ..control import act, back_to, form_reason, may_control, refused
+from ..keyset import BadCursor
 from ..rendering import render_view
 from ..scope import is_staff, tenant_or_404, tenant_scoped, visible_tenants
 from .forms import MAX_RANGE_DAYS, TIERS, DateRangeForm, TenantForm
 from .limits_form import LimitsForm, describe_changes, limits_form_data
 from .read_model import tenant_charts, tenant_page, tenant_rows
+from .webhooks_form import EVENT_HINTS, WebhookForm
 
 bp = Blueprint("tenants", __name__)
 UTC = timezone.utc
+DELIVERIES_PAGE = 20
 
 
 def _tenant_or_404(service: JobService, tenant_id: str) -> TenantConfig:
@@ -109,12 +114,23 @@ def _range(args) -> tuple[DateRangeForm, tuple, str | None]:
                                 "(the last 7 days).")
 
 
-def _show_context(service: JobService, config: TenantConfig, limits_form: LimitsForm | None):
+def _limits_form(config: TenantConfig) -> LimitsForm | None:
+    if current_user.may("admin") and is_staff():   # a bound admin reads its limits only
+        return LimitsForm(config, formdata=None, data=limits_form_data(config))
+    return None
+
+
+def _show_context(service: JobService, config: TenantConfig, limits_form: LimitsForm | None,
+                  webhook_form: WebhookForm | None = None):
     range_form, (start, end), range_note = _range(request.args)
     context = tenant_page(service, config, start, end)
     context.update(range_form=range_form, range_note=range_note, start=start, end=end,
                    limits_form=limits_form, max_range_days=MAX_RANGE_DAYS,
                    handler_names=sorted(service.handlers.names()))
+    context.update(_webhooks_context(service, config))
+    if may_control():
+        context.update(webhook_form=webhook_form or WebhookForm(formdata=None),
+                       event_hints=EVENT_HINTS)
     if current_user.may("admin"):   # the trail names users and addresses, as /audit does
         with service.engine.connect() as conn:
             context.update(recent_changes=recent_entries(conn, config.tenant_id),
@@ -127,11 +143,85 @@ def _show_context(service: JobService, config: TenantConfig, limits_form: Limits
 def show(tenant_id: str):
     service = get_job_service()
     config = _tenant_or_404(service, tenant_id)
-    form = None
-    if current_user.may("admin") and is_staff():   # a bound admin reads its limits only
-        form = LimitsForm(config, formdata=None, data=limits_form_data(config))
-    context, status = _show_context(service, config, form)
+    context, status = _show_context(service, config, _limits_form(config))
     return render_view("tenants/show.html", "tenants/_analytics.html", status, **context)
+
+
+# -- event webhooks ------------------------------------------------------------------------------
+
+def _webhooks_context(service: JobService, config: TenantConfig) -> dict:
+    """The webhooks section's subscriptions and the delivery log's page the query asks for
+    (``deliveries_before`` / ``deliveries_after``). A cursor this console did not write shows
+    the newest page with a note rather than failing the whole tenant page."""
+    subscriptions = service.webhook_subscriptions(config.tenant_id)
+    note = None
+    try:
+        deliveries = service.webhook_deliveries(
+            config.tenant_id, before=request.args.get("deliveries_before"),
+            after=request.args.get("deliveries_after"), size=DELIVERIES_PAGE)
+    except BadCursor:
+        deliveries = service.webhook_deliveries(config.tenant_id, size=DELIVERIES_PAGE)
+        note = "That page link is not one this console made: showing the newest deliveries."
+    # Nothing can arrive in a log with no subscription and no delivery left to follow, so
+    # such a page does not poll; subscribing renders the page again, polling.
+    return {"config": config, "subscriptions": subscriptions, "deliveries": deliveries,
+            "deliveries_note": note, "deliveries_live": bool(subscriptions or deliveries.rows),
+            "webhook_events": EVENTS}
+
+
+@bp.get("/tenants/<tenant_id>/webhook-deliveries")
+@tenant_scoped
+def webhook_deliveries(tenant_id: str):
+    """The delivery log's table, refetched by the tenant page while it is open (statuses,
+    attempts and new deliveries appear without a reload); the page renders it too."""
+    service = get_job_service()
+    config = tenant_or_404(tenant_id)
+    return render_view("tenants/_deliveries.html", "tenants/_deliveries.html",
+                       **_webhooks_context(service, config))
+
+
+@bp.post("/tenants/<tenant_id>/webhooks")
+@tenant_scoped
+@role_required("operator")
+def subscribe_webhook(tenant_id: str):
+    """Subscribe a URL to the tenant's events. The answer is the tenant page itself, with the
+    signing secret shown this once: not a flash message and a redirect, because the session
+    cookie that carries flashes is signed, not encrypted, and the secret must not travel in it.
+    Nor is the answer cached: a later visit reads the page anew, without the secret."""
+    service = get_job_service()
+    config = tenant_or_404(tenant_id)
+    form = WebhookForm()
+    if form.validate():
+        try:
+            subscription, secret = service.subscribe_webhook(
+                config.tenant_id, form.url.data, form.events.data, actor=console_actor())
+        except JobValidationError as error:   # the URL or events the engine refuses
+            form.engine_refused(error)
+        else:
+            context, _ = _show_context(service, config, _limits_form(config))
+            context.update(new_secret=secret, new_subscription=subscription)
+            body, _ = render_view("tenants/show.html", None, **context)
+            return body, 200, {"Cache-Control": "no-store"}
+    context, _ = _show_context(service, config, _limits_form(config), form)
+    return render_view("tenants/show.html", None, 422, **context)
+
+
+@bp.post("/tenants/<tenant_id>/webhooks/<subscription_id>/remove")
+@tenant_scoped
+@role_required("operator")
+def unsubscribe_webhook(tenant_id: str, subscription_id: str):
+    """Stop sending the tenant's events to a URL; deliveries already stored still go out."""
+    config = tenant_or_404(tenant_id)
+    back = back_to(url_for(".show", tenant_id=config.tenant_id, _anchor="webhooks"))
+    try:
+        removed = get_job_service().unsubscribe_webhook(config.tenant_id, subscription_id[:100],
+                                                        actor=console_actor())
+    except SubscriptionNotFound:
+        return refused(404, "Nothing was changed: this tenant has no such event webhook (it "
+                            "may have been removed already).", back)
+    flash(f"Event webhook to {removed.url} removed: no new event goes to it; deliveries "
+          "already under way still do.", "success")
+    return redirect(back, 303)
 
 
 @bp.get("/tenants/<tenant_id>/charts")
