@@ -366,7 +366,20 @@ def _changed_values(old: Mapping[str, Any], new: dict[str, Any]
     """The settings that differ between a tenant's stored row and its new one: (before, after),
     as an audit entry keeps them."""
     keys = [k for k in new if k != "id" and old.get(k) != new[k]]
-    return {k: old.get(k) for k in keys}, {k: new[k] for k in keys}
+    return ({k: _without_secrets(k, old.get(k)) for k in keys},
+            {k: _without_secrets(k, new[k]) for k in keys})
+
+
+# Settings the audit trail names but never shows: whoever reads it (admins, /audit) must not
+# learn a tenant's signing secret from it.
+SECRET_SETTINGS = frozenset({"webhookSecret"})
+HIDDEN = "(hidden)"
+
+
+def _without_secrets(column: str, value: Any) -> Any:
+    if column != "custom_settings" or not isinstance(value, dict):
+        return value
+    return {k: HIDDEN if k in SECRET_SETTINGS and v else v for k, v in value.items()}
 
 
 def config_to_row(config: TenantConfig) -> dict[str, Any]:

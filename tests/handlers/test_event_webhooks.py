@@ -170,3 +170,25 @@ class TestPrivateAddresses:
         with pytest.raises(JobValidationError) as refused:
             service.subscribe_webhook("acme", url, ["job.completed"])
         assert refused.value.field == "url" and "public addresses only" in refused.value.message
+
+
+def test_the_audit_trail_never_shows_the_signing_secret(service, make_tenant):
+    from sqlalchemy import select
+
+    from console.jobs.audit import Actor
+    from console.jobs.models import audit_table
+
+    make_tenant("acme")
+    _, secret = service.subscribe_webhook("acme", "https://example.com/hook", ["job.failed"])
+    config = service.tenants.get_tenant_config("acme")
+    service.tenants.set_tenant_config(
+        config.copy_with(custom_settings={**config.custom_settings, "alertEmail": "a@b.test"}),
+        actor=Actor("user", "olga", "127.0.0.1"))
+    with service.engine.connect() as conn:
+        entry = conn.execute(select(audit_table).where(
+            audit_table.c.action == "tenant_limits_changed")).one()
+    assert entry.value_after["custom_settings"]["webhookSecret"] == "(hidden)"
+    assert entry.value_after["custom_settings"]["alertEmail"] == "a@b.test"
+    assert secret not in str(entry.value_before) + str(entry.value_after)
+    # Stored, and still the one deliveries are signed with.
+    assert service.tenants.get_tenant_config("acme").custom_settings["webhookSecret"] == secret
