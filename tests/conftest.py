@@ -2,12 +2,13 @@
 ``TEST_DATABASE_URL`` is set), the app, its job service, and tenant/job factories."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import MetaData, create_engine, text
 
 from console import create_app
 from console.jobs import TenantConfig
@@ -74,15 +75,29 @@ def fresh_database(database_template: str, folder: Path) -> str:
     """A database with the migrated schema and no rows: the PostgreSQL tables emptied, or a copy
     of the template SQLite file in ``folder``."""
     if ON_POSTGRES:
-        engine = create_engine(database_template.replace("postgresql://", "postgresql+psycopg://"))
+        engine, emptying = _emptying(database_template)
         with engine.begin() as conn:
-            tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
+            conn.execute(text(emptying))
         return database_template
     target = folder / "console.sqlite3"
     shutil.copyfile(database_template, target)
     return f"sqlite:///{target}"
+
+
+@functools.cache
+def _emptying(url: str):
+    """An engine on the test database, and the SQL that empties it: every table deleted from,
+    children before parents, and the id sequences restarted. A tenth of TRUNCATE's time on
+    the small tables tests leave (TRUNCATE makes every table's files anew)."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    schema = MetaData()
+    schema.reflect(engine)
+    tables = [t.name for t in reversed(schema.sorted_tables) if t.name != "alembic_version"]
+    with engine.connect() as conn:
+        sequences = conn.execute(text("SELECT sequence_name FROM information_schema.sequences "
+                                      "WHERE sequence_schema = current_schema()")).scalars().all()
+    return engine, "; ".join([f'DELETE FROM "{t}"' for t in tables]
+                             + [f'ALTER SEQUENCE "{s}" RESTART' for s in sequences])
 
 
 @pytest.fixture

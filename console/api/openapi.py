@@ -9,6 +9,8 @@ change. Its marshmallow schemas validate requests *and* generate the OpenAPI 3.1
 """
 from __future__ import annotations
 
+import threading
+
 from flask_smorest import Api, Blueprint
 from werkzeug.routing import BaseConverter
 
@@ -40,10 +42,52 @@ _PROBLEMS = {
 
 
 class ConsoleApi(Api):
-    """``Api`` that answers errors as problem details on the API's blueprints only."""
+    """``Api`` that answers errors as problem details on the API's blueprints only, and writes
+    its blueprints into the document when the document is first read.
+
+    flask-smorest documents every view as its blueprint is registered, which costs more than
+    the rest of ``create_app`` together; an app that never serves its document (a worker
+    process, each test's app) skips it, and the first read of ``spec`` does it once.
+    """
 
     ERROR_SCHEMA = ProblemSchema
     DEFAULT_ERROR_RESPONSE_NAME = "Problem"
+
+    def __init__(self, app=None, *, spec_kwargs=None):
+        self._undocumented: list[tuple] = []
+        self._documenting = threading.Lock()
+        self._documenter: int | None = None   # the thread writing them in
+        super().__init__(app, spec_kwargs=spec_kwargs)
+
+    @property
+    def spec(self):
+        spec = self.__dict__.get("_spec")
+        if (spec is None or not self._undocumented
+                or self._documenter == threading.get_ident()):   # flask-smorest, while it writes
+            return spec
+        with self._documenting:   # other readers wait for the whole document
+            if self._undocumented:
+                self._documenter = threading.get_ident()
+                try:
+                    for blp, name, parameters in self._undocumented:
+                        blp.register_views_in_doc(self, self._app, spec, name=name,
+                                                  parameters=parameters)
+                        spec.tag({"name": name, "description": blp.description})
+                    self._undocumented = []
+                finally:
+                    self._documenter = None
+        return spec
+
+    @spec.setter
+    def spec(self, value):
+        self.__dict__["_spec"] = value
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        """Route the blueprint now (as ``Api.register_blueprint``); document it later."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
 
     def _register_error_handlers(self):
         """flask-smorest would answer every HTTP error of the whole app in JSON; the console's

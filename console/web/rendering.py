@@ -7,9 +7,32 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Flask, render_template, request
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
 from markupsafe import Markup
 
 UTC = timezone.utc
+
+
+class CompiledTemplates(BytecodeCache):
+    """Templates compiled once per process and shared by every app it builds (each app has its
+    own Jinja environment, which would otherwise parse and compile every template again: the
+    test suite builds an app per test). Jinja checks each entry against its template's
+    source, so an edited template is compiled afresh."""
+
+    def __init__(self):
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED_TEMPLATES = CompiledTemplates()
 
 
 def is_htmx() -> bool:
