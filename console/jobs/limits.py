@@ -445,13 +445,19 @@ class TenantStore:
                           audit_action: str = "tenant_limits_changed") -> TenantConfig:
         """Create or update a tenant; the new limits apply to the next queue call and claim.
 
+        A stored signing secret (``SECRET_SETTINGS``) the new settings do not name is kept:
+        forms that save settings they read earlier never drop a secret created meanwhile.
         With ``actor``, the change is recorded in its own transaction as ``audit_action``
         (the values that changed, before and after)."""
         tenant_id, row = _checked_row(config)
         now = datetime.now(UTC)
         with db.write_transaction(self._engine) as conn:   # SQLite: the write lock at BEGIN
             old = conn.execute(select(tenants_table).where(tenants_table.c.id == tenant_id)
-                               ).first() if actor is not None else None
+                               .with_for_update()).first()   # PostgreSQL: after a subscribe
+            kept = {k: v for k, v in ((old and old.custom_settings) or {}).items()
+                    if k in SECRET_SETTINGS and k not in (row["custom_settings"] or {})}
+            if kept:
+                row["custom_settings"] = {**(row["custom_settings"] or {}), **kept}
             updated = conn.execute(tenants_table.update()
                                    .where(tenants_table.c.id == tenant_id)
                                    .values(**{k: v for k, v in row.items() if k != "id"},

@@ -136,8 +136,9 @@ def subscribe(conn: Connection, tenant_id: str, url: str, events: Iterable[str],
 
 def _signing_secret(conn: Connection, tenant_id: str, now: datetime) -> str:
     t = tenants_table.c
-    settings = dict(conn.execute(select(t.custom_settings).where(t.id == tenant_id))
-                    .scalar_one() or {})
+    # Locked (PostgreSQL): two first subscriptions at once make one secret, not two.
+    settings = dict(conn.execute(select(t.custom_settings).where(t.id == tenant_id)
+                                 .with_for_update()).scalar_one() or {})
     if not settings.get(SECRET_SETTING):
         settings[SECRET_SETTING] = secrets.token_urlsafe(32)
         conn.execute(tenants_table.update().where(t.id == tenant_id)

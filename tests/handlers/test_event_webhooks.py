@@ -192,3 +192,15 @@ def test_the_audit_trail_never_shows_the_signing_secret(service, make_tenant):
     assert secret not in str(entry.value_before) + str(entry.value_after)
     # Stored, and still the one deliveries are signed with.
     assert service.tenants.get_tenant_config("acme").custom_settings["webhookSecret"] == secret
+
+
+def test_saving_settings_read_before_a_subscription_keeps_its_secret(service, make_tenant):
+    """The limits form and the alert contacts save the settings they read when the page was
+    opened: a secret created meanwhile must survive them."""
+    make_tenant("acme")
+    read_earlier = service.tenants.get_tenant_config("acme")
+    _, secret = service.subscribe_webhook("acme", "https://example.com/hook", ["job.failed"])
+    service.tenants.set_tenant_config(read_earlier.copy_with(
+        custom_settings={**read_earlier.custom_settings, "alertEmail": "ops@acme.test"}))
+    settings = service.tenants.get_tenant_config("acme").custom_settings
+    assert settings["webhookSecret"] == secret and settings["alertEmail"] == "ops@acme.test"
