@@ -1,10 +1,10 @@
 """Maintenance handlers: keeping the tables small without changing what analytics reports.
 
 - ``prune_finished_jobs`` deletes a tenant's finished jobs (completed, failed, cancelled) and
-  their attempts once they are older than the retention period, and its batches that finished
-  before then. The hourly rollups are kept,
-  so usage, rates, trends and metrics read the same before and after; only the exact p95 of
-  pruned hours falls back to the duration histogram (within 5 %).
+  their attempts once they are older than the retention period, its batches that finished
+  before then, and its event webhooks' delivery log lines whose delivering job went with them.
+  The hourly rollups are kept, so usage, rates, trends and metrics read the same before and
+  after; only the exact p95 of pruned hours falls back to the duration histogram (within 5 %).
 - ``release_stuck_jobs`` recovers the tenant's jobs still ``processing`` past their lease,
   through the runners' own recovery (``JobService.release_stuck_jobs``).
 - ``compact_rollups`` deletes rollup rows nothing reads (see ``CompactRollupsHandler``: the
@@ -28,6 +28,7 @@ from ..jobs.batches import prune_batches
 from ..jobs.models import attempts_table, daily_usage_table, dependencies_table, jobs_table
 from ..jobs.records import job_id_floor
 from ..jobs.types import FINISHED_STATUSES
+from ..jobs.webhooks import delete_deliveries, prunable_deliveries
 from .delivery import config_value
 
 UTC = timezone.utc
@@ -123,9 +124,9 @@ class PruneFinishedJobsHandler(JobHandler):
 
     handler_name = "prune_finished_jobs"
     supported_job_types = MAINTENANCE_TYPES
-    description = ("Deletes finished jobs and their attempts past the retention period, and "
-                   "older attempts of recurring jobs (payload retention_days, else the tenant's "
-                   "jobRetentionDays, else 30).")
+    description = ("Deletes finished jobs with their attempts, batches and webhook delivery "
+                   "log past the retention period, and older attempts of recurring jobs "
+                   "(payload retention_days, else the tenant's jobRetentionDays, else 30).")
     payload_schema = {
         "type": "object",
         "properties": {"retention_days": {"type": "number", "minimum": 0,
@@ -158,9 +159,13 @@ class PruneFinishedJobsHandler(JobHandler):
             self._engine, context.tenant_id, cutoff, context)
         with db.write_transaction(self._engine) as conn:
             batches_deleted = prune_batches(conn, context.tenant_id, cutoff)
+        deliveries_deleted = delete_in_batches(
+            self._engine,
+            lambda conn: prunable_deliveries(conn, context.tenant_id, cutoff, BATCH),
+            delete_deliveries, context, "webhook deliveries")
         return _result(context, started, {
             "jobs_deleted": jobs_deleted, "attempts_deleted": attempts_deleted,
-            "batches_deleted": batches_deleted,
+            "batches_deleted": batches_deleted, "webhook_deliveries_deleted": deliveries_deleted,
             "audit_entries_deleted": audit_deleted, "audit_retention_days": self._audit_days,
             "retention_days": days, "retention_from": source, "cutoff": cutoff.isoformat()})
 

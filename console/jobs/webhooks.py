@@ -300,7 +300,17 @@ def _delivery(row) -> Delivery:
                     last_error=(result.get("error_message") or None) if failed else None)
 
 
-def prune_deliveries(conn: Connection, tenant_id: str, cutoff: datetime) -> int:
-    """Delete the tenant's log lines older than ``cutoff`` (maintenance's cleanup)."""
-    return conn.execute(delete(deliveries_table).where(
-        _dl.tenant_id == tenant_id, _dl.created_at < cutoff)).rowcount
+def prunable_deliveries(conn: Connection, tenant_id: str, cutoff: datetime,
+                        limit: int) -> list[str]:
+    """Up to ``limit`` of the tenant's log lines older than ``cutoff`` whose delivering job is
+    gone (pruned with the tenant's finished jobs): a line whose job is still there may be the
+    one the subject's next event must wait for, so it stays until its job goes."""
+    return conn.execute(
+        select(_dl.id).where(
+            _dl.tenant_id == tenant_id, _dl.created_at < cutoff,
+            ~select(_j.id).where(_j.id == _dl.job_id).exists())
+        .order_by(_dl.created_at, _dl.id).limit(limit)).scalars().all()
+
+
+def delete_deliveries(conn: Connection, ids: list[str]) -> int:
+    return conn.execute(delete(deliveries_table).where(_dl.id.in_(ids))).rowcount

@@ -8,7 +8,7 @@ import pytest
 
 from console.handlers.webhook import MESSAGE_ID_HEADER, SIGNATURE_HEADER, verify_signature
 from console.jobs import JobStatus, JobValidationError
-from console.jobs.webhooks import MAX_SUBSCRIPTIONS, SubscriptionNotFound
+from console.jobs.webhooks import DELIVERY_HANDLER, MAX_SUBSCRIPTIONS, SubscriptionNotFound
 
 
 @pytest.fixture
@@ -204,3 +204,25 @@ def test_saving_settings_read_before_a_subscription_keeps_its_secret(service, ma
         custom_settings={**read_earlier.custom_settings, "alertEmail": "ops@acme.test"}))
     settings = service.tenants.get_tenant_config("acme").custom_settings
     assert settings["webhookSecret"] == secret and settings["alertEmail"] == "ops@acme.test"
+
+
+def test_pruning_deletes_the_log_lines_whose_delivery_went_with_the_finished_jobs(
+        service, make_tenant, http_receiver):
+    """A delivered line goes with its job; one whose delivery has not ended stays, since the
+    subject's next event must still wait for it."""
+    make_tenant("acme")
+    service.subscribe_webhook("acme", http_receiver.url, ["job.completed"])
+    delivered = service.queue_job("immediate", "noop", {}, "acme")
+    service.run_until_idle(settle=0.3)
+    service.pause_handler(DELIVERY_HANDLER, "acme")
+    waiting = service.queue_job("immediate", "noop", {}, "acme")
+    service.run_until_idle(settle=0.3)
+    prune = service.queue_job("maintenance", "prune_finished_jobs", {"retention_days": 0},
+                              "acme")
+    service.run_until_idle(settle=0.3)
+
+    assert service.get_job_by_id(prune.id).last_result.result[
+        "webhook_deliveries_deleted"] == 1
+    subjects = {line.subject_id for line in service.webhook_deliveries("acme").rows}
+    assert waiting.id in subjects and delivered.id not in subjects
+    assert len(http_receiver.requests) == 1
