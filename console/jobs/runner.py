@@ -327,7 +327,7 @@ class Runner:
                                        daily_limit_check=self._apply_daily_limit_to_recurring,
                                        pauses=pauses,
                                        aging_seconds=self.service.priority_aging_seconds,
-                                       look_for_aged=self._look_for_aged())
+                                       look_for_aged=capacity > 0 and self._look_for_aged())
                 self._next_due = conn.execute(_NEXT_DUE).scalar()
                 self._next_due_read = True
         except Exception:
