@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 from sqlalchemy import Engine, text
 
@@ -34,11 +36,14 @@ class Clock:
     """``now()``: the engine's time. ``skew_seconds``: how far this process's own clock is
     ahead of it (negative: behind); 0.0 on SQLite."""
 
-    def __init__(self, engine: Engine):
-        self._engine = engine
-        self._measures = engine.dialect.name == "postgresql"
+    def __init__(self, engine: Engine, read_offset: Callable[[], float] | None = None):
+        """:param read_offset: the database's clock minus ours, in seconds (tests give their
+            own); by default ``database_offset`` on PostgreSQL, none on SQLite."""
+        if read_offset is None and engine.dialect.name == "postgresql":
+            read_offset = partial(database_offset, engine)
+        self._read_offset = read_offset
         self._offset = timedelta(0)
-        self._next_reading = 0.0 if self._measures else float("inf")   # monotonic time
+        self._next_reading = 0.0 if read_offset else float("inf")   # monotonic time
         self._measured = threading.Event()
         self._lock = threading.Lock()
         self._reported: float | None = None   # the skew last logged, while past the tolerance
@@ -59,20 +64,16 @@ class Clock:
     def skew_seconds(self) -> float:
         return -self._offset.total_seconds()
 
-    @property
-    def skewed(self) -> bool:
-        return abs(self.skew_seconds) > SKEW_TOLERANCE_SECONDS
-
     def measure(self) -> None:
         """Read the database's clock again now (the runner's heartbeat calls this). Never
         raises: when the database is away the offset stays as it was."""
-        if self._measures:
+        if self._read_offset is not None:
             with self._lock:
                 self._measure()
 
     def _measure(self) -> None:
         try:
-            offset = self.read_offset()
+            offset = self._read_offset()
         except Exception as exc:   # the database is away: its callers will say so
             log.debug("could not read the database's clock: %s", exc)
             self._next_reading = time.monotonic() + RETRY_SECONDS
@@ -81,26 +82,6 @@ class Clock:
         self._measured.set()
         self._next_reading = time.monotonic() + REMEASURE_SECONDS
         self._report()
-
-    def read_offset(self) -> float:
-        """The database's clock minus ours, in seconds: ``clock_timestamp()`` against the
-        midpoint of the local readings around it, from the reading with the shortest round
-        trip. 0.0 when the difference is within what the reading can tell (the same machine).
-
-        :raise: whatever the database raises.
-        """
-        best: tuple[float, float] | None = None   # (round trip, offset)
-        with self._engine.connect() as conn:
-            for _ in range(SAMPLES):
-                sent, sent_m = time.time(), time.monotonic()
-                database = conn.execute(_READ).scalar_one()
-                received, round_trip = time.time(), time.monotonic() - sent_m
-                offset = database.timestamp() - (sent + received) / 2
-                if best is None or round_trip < best[0]:
-                    best = (round_trip, offset)
-            conn.rollback()
-        round_trip, offset = best
-        return 0.0 if abs(offset) <= round_trip / 2 + _RESOLUTION else offset
 
     def _report(self) -> None:
         skew = self.skew_seconds
@@ -114,3 +95,22 @@ class Clock:
             log.warning("this process's clock is within %g s of the database's again",
                         SKEW_TOLERANCE_SECONDS)
             self._reported = None
+
+
+def database_offset(engine: Engine) -> float:
+    """The database's clock minus ours, in seconds: ``clock_timestamp()`` against the
+    midpoint of the local readings around it, from the reading with the shortest round
+    trip. 0.0 when the difference is within what the reading can tell (the same machine).
+
+    :raise: whatever the database raises.
+    """
+    samples = []   # (round trip, offset)
+    with engine.connect() as conn:
+        for _ in range(SAMPLES):
+            sent, sent_m = time.time(), time.monotonic()
+            database = conn.execute(_READ).scalar_one()
+            received, round_trip = time.time(), time.monotonic() - sent_m
+            samples.append((round_trip, database.timestamp() - (sent + received) / 2))
+        conn.rollback()
+    round_trip, offset = min(samples)
+    return 0.0 if abs(offset) <= round_trip / 2 + _RESOLUTION else offset

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from .types import JobExecutionResult, JobValidationError, SystemJob
@@ -68,15 +68,12 @@ class JobExecutionContext:
 
     def __init__(self, job: SystemJob, tenant_context: Mapping[str, Any],
                  actual_start_time: datetime, deadline: datetime | None,
-                 progress_reporter: Callable[[float, str | None], None],
-                 clock: Callable[[], datetime] | None = None):
+                 progress_reporter: Callable[[float, str | None], None]):
         self.job = job
         self.tenant_id = job.tenant_id
         self.tenant_context = tenant_context
         self.actual_start_time = actual_start_time
         self.deadline = deadline
-        # The time the start and deadline are in (the runner's ``service.clock.now``).
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._progress_reporter = progress_reporter
         self._cancelled = threading.Event()
 
@@ -100,7 +97,7 @@ class JobExecutionContext:
         any blocking call (a connection, a reply, a lock) should be given."""
         if self.deadline is None:
             return None
-        left = (self.deadline - self._clock()).total_seconds()
+        left = (self.deadline - datetime.now(self.deadline.tzinfo)).total_seconds()
         return max(0.0, left)
 
     def check_cancelled(self) -> None:

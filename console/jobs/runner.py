@@ -441,12 +441,15 @@ class Runner:
 
     def _execute(self, item: WorkItem) -> None:
         job: SystemJob = item.job
-        started_at = self.clock.now()
-        deadline = (started_at + timedelta(seconds=item.duration_limit)
+        started_at = self.clock.now()   # as the attempt's row records it
+        # A handler lives in its machine's time: its start and deadline in the local clock,
+        # which its own datetime.now() compares with.
+        local_start = datetime.now(UTC)
+        deadline = (local_start + timedelta(seconds=item.duration_limit)
                     if item.duration_limit is not None else None)
         context = JobExecutionContext(
             job=job, tenant_context=self._tenant_context(job.tenant_id),
-            actual_start_time=started_at, deadline=deadline, clock=self.clock.now,
+            actual_start_time=local_start, deadline=deadline,
             progress_reporter=lambda fraction, message: self._report_progress(
                 item, fraction, message))
         item.context = context
