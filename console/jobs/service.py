@@ -132,12 +132,12 @@ class JobService:
                  worker_threads: int = 8, poll_interval: float = 5.0,
                  shutdown_grace_seconds: float = 20.0, metrics_interval: float = 5.0,
                  analytics=None, system_tenant_id: str | None = None,
-                 priority_aging_seconds: float | None = 60.0):
+                 priority_aging_seconds: float | None = 60.0, clock: Clock | None = None):
         from .events import PeriodicStream
         from .feeds import JobUpdateStream
 
         self.engine = engine
-        self.clock = Clock(engine)   # the one time every process compares (clock.py)
+        self.clock = clock or Clock(engine)   # the one time every process compares (clock.py)
         self._analytics = analytics
         self.retry_base_seconds = retry_base_seconds
         self.retry_max_seconds = retry_max_seconds
