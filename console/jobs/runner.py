@@ -652,9 +652,8 @@ class Runner:
     # -- leases and recovery --------------------------------------------------------------
 
     def renew_leases(self) -> None:
-        """Extend the lease of every job this runner holds, and beat the heart (with a new
-        reading of the database's clock: the dispatcher's cycles never wait for one)."""
-        self.clock.measure()
+        """Extend the lease of every job this runner holds, beat the heart, and read the
+        database's clock again (for the next tick: the dispatcher's cycles never wait for it)."""
         now = self.clock.now()
         live = sorted(self._live_job_ids())
         try:
@@ -678,6 +677,7 @@ class Runner:
         else:
             self._renew_after_outage.clear()   # just done
             self._outage.succeeded()
+            self.clock.measure()
 
     def _published_state(self, live: list[str]) -> dict[str, Any]:
         """What the heartbeat tells the runners screen and the job explainer."""
