@@ -136,11 +136,14 @@ def _build_job_service(app: Flask, engine):
     from .analytics.reader import AnalyticsReader
     from .handlers import builtin_handlers
     from .jobs import JobService
+    from .jobs.clock import Clock
 
     cfg = app.config
+    clock = Clock(engine)   # the engine's time, which analytics compares leases with too
     service = JobService(
         engine,
-        analytics=AnalyticsReader(engine),
+        clock=clock,
+        analytics=AnalyticsReader(engine, now=clock.now),
         retry_base_seconds=float(cfg["JOBS_RETRY_BASE_SECONDS"]),
         retry_max_seconds=float(cfg["JOBS_RETRY_MAX_SECONDS"]),
         lease_seconds=float(cfg["JOBS_LEASE_SECONDS"]),

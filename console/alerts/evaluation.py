@@ -72,7 +72,7 @@ def evaluate_alert_rules(service, config: Mapping[str, Any] | None = None,
         ``ALERTS_TENANT_ID``); the documented defaults without one.
     """
     started = time.monotonic()
-    now = now or datetime.now(UTC)
+    now = now or service.clock.now()   # leases and heartbeats are stamped in it
     engine = service.engine
     rules = list_rules(engine)
     readings = Readings(engine, service.tenants, now, operations_tenant_id(config))

@@ -201,14 +201,14 @@ class Readings:
 
     @cached_property
     def health(self) -> dict[str, dict[str, Any]]:
-        return tenants_job_health(self.engine, list(self.configs.values()))
+        return tenants_job_health(self.engine, list(self.configs.values()), self.now)
 
     def health_of(self, tenant_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Health reports of a few tenants (all of them, once read, are reused)."""
         if "health" in self.__dict__:
             return {t: self.health[t] for t in tenant_ids if t in self.health}
         configs = [self.configs[t] for t in tenant_ids if t in self.configs]
-        return tenants_job_health(self.engine, configs)
+        return tenants_job_health(self.engine, configs, self.now)
 
     @cached_property
     def stuck(self) -> dict[str, int]:

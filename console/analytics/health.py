@@ -62,20 +62,23 @@ ERROR_ADVICE = {
 }
 
 
-def tenant_job_health(engine: Engine, tenants: TenantStore, tenant_id: str) -> dict[str, Any]:
+def tenant_job_health(engine: Engine, tenants: TenantStore, tenant_id: str,
+                      now: datetime | None = None) -> dict[str, Any]:
     config = tenants.get_tenant_config(tenant_id)
     if config is None:
         raise JobValidationError("tenant_id", f"unknown tenant {tenant_id!r}")
-    return tenants_job_health(engine, [config])[tenant_id]
+    return tenants_job_health(engine, [config], now)[tenant_id]
 
 
-def tenants_job_health(engine: Engine, configs: list[TenantConfig]) -> dict[str, dict[str, Any]]:
+def tenants_job_health(engine: Engine, configs: list[TenantConfig],
+                       now: datetime | None = None) -> dict[str, dict[str, Any]]:
     """The health of several tenants at once: each signal is one query grouped by tenant, so a
-    dashboard of fifty tenants costs what one tenant's page does."""
+    dashboard of fifty tenants costs what one tenant's page does. ``now``: the engine's clock
+    (``service.clock.now()``), which stamped the leases it reads."""
     if not configs:
         return {}
     ids = [config.tenant_id for config in configs]
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     since = hour_of(now - WINDOW)
     r, e, q, j = (rollups_table.c, error_rollups_table.c, rejections_table.c, jobs_table.c)
     d = daily_usage_table.c

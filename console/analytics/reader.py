@@ -5,6 +5,8 @@ reader, so ``service.get_tenant_job_usage(…)`` and the other verbs keep their 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine
@@ -25,9 +27,12 @@ from .types import JobPerformanceMetrics, SystemJobStatistics, TenantJobUsage
 class AnalyticsReader:
     """Usage, performance, health, trends, queue and system statistics of one database."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, now: Callable[[], datetime] | None = None):
+        """:param now: the engine's clock (``service.clock.now``): leases and heartbeats are
+            stamped in it."""
         self.engine = engine
         self.tenants = TenantStore(engine)
+        self._now = now or (lambda: datetime.now(timezone.utc))
 
     def tenant_job_usage(self, tenant_id: str, start_date=None, end_date=None) -> TenantJobUsage:
         return tenant_job_usage(self.engine, self.tenants, tenant_id, start_date, end_date)
@@ -37,10 +42,10 @@ class AnalyticsReader:
         return job_performance_metrics(self.engine, job_type, handler, start_date, end_date)
 
     def tenant_job_health(self, tenant_id: str) -> dict[str, Any]:
-        return tenant_job_health(self.engine, self.tenants, tenant_id)
+        return tenant_job_health(self.engine, self.tenants, tenant_id, self._now())
 
     def tenants_job_health(self) -> dict[str, dict[str, Any]]:
-        return tenants_job_health(self.engine, self.tenants.list_tenant_configs())
+        return tenants_job_health(self.engine, self.tenants.list_tenant_configs(), self._now())
 
     def job_trends(self, **filters) -> dict[str, Any]:
         return job_trends(self.engine, **filters)
@@ -49,7 +54,7 @@ class AnalyticsReader:
         return tenant_metrics(self.engine)
 
     def job_queue_status(self, tenant_ids=None) -> dict[str, Any]:
-        return job_queue_status(self.engine, tenant_ids=tenant_ids)
+        return job_queue_status(self.engine, tenant_ids=tenant_ids, now=self._now())
 
     def system_job_statistics(self, tenant_ids=None) -> SystemJobStatistics:
-        return system_job_statistics(self.engine, tenant_ids=tenant_ids)
+        return system_job_statistics(self.engine, tenant_ids=tenant_ids, now=self._now())

@@ -226,8 +226,9 @@ def _of_tenants(column, tenant_ids: Iterable[str] | None) -> list:
     return [] if tenant_ids is None else [column.in_(sorted(tenant_ids))]
 
 
-def job_queue_status(engine: Engine, tenant_ids: Iterable[str] | None = None) -> dict[str, Any]:
-    now = datetime.now(UTC)
+def job_queue_status(engine: Engine, tenant_ids: Iterable[str] | None = None,
+                     now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
     j = jobs_table.c
     scope = _of_tenants(j.tenant_id, tenant_ids)
     with engine.connect() as conn:
@@ -256,13 +257,14 @@ def stuck_jobs(conn, now: datetime, tenant_id: str | None = None,
 
 
 def system_job_statistics(engine: Engine, window: timedelta = timedelta(hours=24),
-                          tenant_ids: Iterable[str] | None = None) -> SystemJobStatistics:
+                          tenant_ids: Iterable[str] | None = None,
+                          now: datetime | None = None) -> SystemJobStatistics:
     """The last ``window`` (24 h) across tenants (or ``tenant_ids`` only), and the system
     health check as warnings: backlog over 1,000, success rate under 90 %, stuck jobs, an old
-    queue, no live runner."""
-    now = datetime.now(UTC)
+    queue, no live runner. ``now``: the engine's clock, which stamped leases and heartbeats."""
+    now = now or datetime.now(UTC)
     since = hour_of(now - window)
-    queue = job_queue_status(engine, tenant_ids)
+    queue = job_queue_status(engine, tenant_ids, now)
     scope = _of_tenants(r.tenant_id, tenant_ids)
     with engine.connect() as conn:
         created, completed, failed = conn.execute(select(

@@ -143,6 +143,9 @@ class RunnerSchema(ma.Schema):
         "Set on a clean stop; null for a runner that stopped beating."))
     live = fields.Boolean()
     how_it_ended = fields.String(allow_none=True)
+    clock_skew_seconds = fields.Float(metadata=_describe(
+        "Its clock minus the database's, in seconds (0 on SQLite). The engine uses the "
+        "database's time; over 1 s, fix the machine's clock."))
     left_behind = fields.List(fields.Nested(LeftBehindSchema), metadata=_describe(
         "A stopped runner: the jobs it held at the end, and what became of each."))
 

@@ -17,6 +17,7 @@ from flask import Blueprint, current_app, json, request
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
+from ..jobs import get_job_service
 from ..jobs.availability import as_unavailable
 from ..jobs.types import (
     DatabaseUnavailableError,
@@ -203,7 +204,9 @@ def register_problem_handlers(bp: Blueprint) -> None:
     def tenant_limit(error: TenantLimitException):
         headers = {}
         if error.limit_type == "max_daily_jobs":
-            headers["Retry-After"] = str(seconds_until_utc_midnight())
+            # The daily window turns with the engine's clock (the database's on PostgreSQL).
+            headers["Retry-After"] = str(seconds_until_utc_midnight(
+                get_job_service().clock.now()))
         return problem_response(429, error.message, headers=headers,
                                 limit_type=error.limit_type, current_usage=error.current_usage,
                                 limit=error.limit, tenant_id=error.tenant_id)

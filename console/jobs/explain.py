@@ -53,7 +53,7 @@ class JobExplanation:
 
 
 def explain(service, job_id: str) -> JobExplanation:
-    now = datetime.now(UTC)
+    now = service.clock.now()
     with service.engine.connect() as conn:
         row = conn.execute(select(jobs_table).where(jobs_table.c.id == job_id)).first() \
             if isinstance(job_id, str) else None

@@ -11,18 +11,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, bindparam, or_, select
 
 from .availability import OutageLog
+from .clock import Clock
 from .events import EventStream
 from .models import jobs_table
 from .records import job_from_row
 from .types import SystemJob
 
 log = logging.getLogger(__name__)
-UTC = timezone.utc
 POLL_SECONDS = 0.5
 # Writers stamp updated_at before they commit; looking back this far catches a transaction that
 # committed a little after a later one.
@@ -38,9 +38,10 @@ _JOBS_BY_ID = select(jobs_table).where(_j.id.in_(bindparam("ids", expanding=True
 
 
 class JobUpdateStream(EventStream):
-    def __init__(self, engine: Engine, poll_seconds: float = POLL_SECONDS):
+    def __init__(self, engine: Engine, clock: Clock, poll_seconds: float = POLL_SECONDS):
         super().__init__("job_updates")
         self._engine = engine
+        self._clock = clock   # the time writers stamp updated_at in
         self._poll_seconds = poll_seconds
         self._seen: dict[tuple, float] = {}
         self._seen_lock = threading.Lock()
@@ -82,7 +83,7 @@ class JobUpdateStream(EventStream):
     def _poll(self, stop: threading.Event) -> None:
         while not stop.wait(self._poll_seconds):
             try:
-                self._publish_changes_since(datetime.now(UTC) - OVERLAP)
+                self._publish_changes_since(self._clock.now() - OVERLAP)
             except Exception as exc:  # the database blinked: try again next tick
                 if self._outage.failed(exc, "read job changes") is None:
                     log.warning("job_updates poller could not read changes", exc_info=True)

@@ -352,6 +352,8 @@ class Runner(Base):
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     released_job_ids: Mapped[list | None] = mapped_column(JSONText)  # handed back on stop
     lost_job_ids: Mapped[list | None] = mapped_column(JSONText)      # recovered by others
+    # Its own clock minus the database's, in seconds (clock.py); 0 on SQLite.
+    clock_skew_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class Pause(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import Engine, select
 
@@ -20,22 +20,21 @@ from .types import JobExecutionResult, JobStatus, SystemJob
 from .wakeup import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
-UTC = timezone.utc
 
 
-def release_expired_leases(engine: Engine, policy: RetryPolicy, *,
+def release_expired_leases(engine: Engine, policy: RetryPolicy, now: datetime, *,
                            tenant_id: str | None = None,
                            held: frozenset[str] | set[str] = frozenset()) -> list[SystemJob]:
     """Take back every job (only ``tenant_id``'s when given) still ``processing`` past its
-    lease, except ``held`` (the caller's own, still running or being recorded). Each lost
-    attempt is recorded as ``WorkerLost``; the job is queued again at once (not its fault), or
-    fails when it has no retries left, or waits for its next time when it is recurring.
+    lease as of ``now`` (the engine's clock, which stamped the leases), except ``held`` (the
+    caller's own, still running or being recorded). Each lost attempt is recorded as
+    ``WorkerLost``; the job is queued again at once (not its fault), or fails when it has no
+    retries left, or waits for its next time when it is recurring.
 
     Returns the released jobs in their new state, and the jobs their endings changed
     (``record_endings``); the caller publishes them.
     :raise: whatever the database raises (nothing is then changed).
     """
-    now = datetime.now(UTC)
     j = jobs_table.c
     recovered: list[SystemJob] = []
     lost_by_runner: dict[str, list[str]] = {}

@@ -120,6 +120,7 @@ class Runner:
                  name: str | None = None):
         self.service = service   # the JobService whose handlers, tenants and streams it uses
         self.engine = service.engine
+        self.clock = service.clock   # leases, due times, heartbeats: the database's time
         self.retry_policy = RetryPolicy(service.retry_base_seconds, service.retry_max_seconds)
         self.threads = max(1, threads or service.worker_threads)
         self.poll_interval = poll_interval or service.poll_interval
@@ -291,7 +292,7 @@ class Runner:
         timeout = longest
         for moment in (self._next_due, self._rate_wake):
             if moment is not None:
-                timeout = min(timeout, (moment - datetime.now(UTC)).total_seconds())
+                timeout = min(timeout, (moment - self.clock.now()).total_seconds())
         deadline = self._nearest_deadline()
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
@@ -309,7 +310,7 @@ class Runner:
         finished = self._take_finished()
         capacity = 0 if self._stop.is_set() else max(
             0, self._pool.free_slots + self._claim_ahead())
-        now = datetime.now(UTC)
+        now = self.clock.now()
         try:
             records = self._prepare_records(finished, now)
             with self._connection.write_transaction() as conn:
@@ -440,12 +441,15 @@ class Runner:
 
     def _execute(self, item: WorkItem) -> None:
         job: SystemJob = item.job
-        started_at = datetime.now(UTC)
-        deadline = (started_at + timedelta(seconds=item.duration_limit)
+        started_at = self.clock.now()   # as the attempt's row records it
+        # A handler lives in its machine's time: its start and deadline in the local clock,
+        # which its own datetime.now() compares with.
+        local_start = datetime.now(UTC)
+        deadline = (local_start + timedelta(seconds=item.duration_limit)
                     if item.duration_limit is not None else None)
         context = JobExecutionContext(
             job=job, tenant_context=self._tenant_context(job.tenant_id),
-            actual_start_time=started_at, deadline=deadline,
+            actual_start_time=local_start, deadline=deadline,
             progress_reporter=lambda fraction, message: self._report_progress(
                 item, fraction, message))
         item.context = context
@@ -467,7 +471,7 @@ class Runner:
         except Exception as exc:
             result = JobExecutionResult(
                 success=False, executed_at=started_at,
-                execution_time=datetime.now(UTC) - started_at,
+                execution_time=self.clock.now() - started_at,
                 error_message=str(exc) or type(exc).__name__, error_type=type(exc).__name__,
                 metadata=getattr(exc, "job_metadata", None))
         duration_ms = (time.monotonic() - item.started_monotonic) * 1000.0
@@ -485,7 +489,7 @@ class Runner:
 
         def usage():
             with self.engine.connect() as conn:
-                daily = daily_jobs_used(conn, tenant_id, datetime.now(UTC).date())
+                daily = daily_jobs_used(conn, tenant_id, self.clock.now().date())
                 counts = live_job_counts(conn, tenant_id)
             return {"daily_jobs": daily,
                     "concurrent_jobs": counts.get((tenant_id, "processing"), 0),
@@ -504,7 +508,7 @@ class Runner:
         if fraction < 1.0 and now_m - last < _PROGRESS_MIN_INTERVAL:
             return
         self._progress_written[job.id] = now_m
-        now = datetime.now(UTC)
+        now = self.clock.now()
         try:
             with db.write_transaction(self.engine) as conn:
                 conn.execute(jobs_table.update()
@@ -556,7 +560,7 @@ class Runner:
                         item.context.cancel()
                     self._pool.abandon(item)
                     limit = item.duration_limit or 0.0
-                    started_at = datetime.now(UTC) - timedelta(seconds=now_m -
+                    started_at = self.clock.now() - timedelta(seconds=now_m -
                                                                item.started_monotonic)
                     result = JobExecutionResult(
                         success=False, executed_at=started_at,
@@ -648,8 +652,9 @@ class Runner:
     # -- leases and recovery --------------------------------------------------------------
 
     def renew_leases(self) -> None:
-        """Extend the lease of every job this runner holds, and beat the heart."""
-        now = datetime.now(UTC)
+        """Extend the lease of every job this runner holds, beat the heart, and read the
+        database's clock again (for the next tick: the dispatcher's cycles never wait for it)."""
+        now = self.clock.now()
         live = sorted(self._live_job_ids())
         try:
             with db.write_transaction(self.engine) as conn:
@@ -672,6 +677,7 @@ class Runner:
         else:
             self._renew_after_outage.clear()   # just done
             self._outage.succeeded()
+            self.clock.measure()
 
     def _published_state(self, live: list[str]) -> dict[str, Any]:
         """What the heartbeat tells the runners screen and the job explainer."""
@@ -680,7 +686,8 @@ class Runner:
             self._claims.popleft()
         return {"handlers": self.service.handlers.names(),
                 "busy_threads": len(self._pool.running_items()), "jobs_held": len(live),
-                "claims_per_minute": sum(count for _, count in self._claims)}
+                "claims_per_minute": sum(count for _, count in self._claims),
+                "clock_skew_seconds": round(self.clock.skew_seconds, 3)}
 
     def _write_held_back(self, conn, now: datetime) -> None:
         with self._held_back_lock:
@@ -705,7 +712,7 @@ class Runner:
         """``recover_expired_leases``, raising on a database error. Jobs this runner still
         holds (running, or finished and being recorded) are not lost, whatever their lease
         says. Returns the released jobs in their new state."""
-        recovered = release_expired_leases(self.engine, self.retry_policy,
+        recovered = release_expired_leases(self.engine, self.retry_policy, self.clock.now(),
                                            held=self._live_job_ids())
         if recovered:
             self.service.job_updates.publish_many(recovered)
@@ -719,7 +726,7 @@ class Runner:
         self._pool.stop(wait=grace)
         leftovers = [i for i in self._pool.running_items() if i.transition("running", "released")]
         released_ids = [i.job.id for i in released + leftovers]
-        now = datetime.now(UTC)
+        now = self.clock.now()
         finished = self._take_finished()
         try:
             with db.write_transaction(self.engine) as conn:
@@ -752,7 +759,7 @@ class Runner:
     # -- heartbeat ------------------------------------------------------------------------
 
     def _register_heartbeat(self) -> None:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             conn.execute(runners_table.insert().values(
                 id=self.id, hostname=socket.gethostname(), pid=os.getpid(), threads=self.threads,
@@ -761,7 +768,7 @@ class Runner:
     def _record_stop(self, released_job_ids: list[str]) -> None:
         """The row stays (the runners screen shows stopped runners for a day), marked
         stopped, with the jobs handed back."""
-        now = datetime.now(UTC)
+        now = self.clock.now()
         try:
             with db.write_transaction(self.engine) as conn:
                 conn.execute(runners_table.update().where(runners_table.c.id == self.id).values(

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select
 
+from .clock import SKEW_TOLERANCE_SECONDS
 from .models import jobs_table, runners_table
 from .types import JobStatus
 
@@ -50,8 +51,13 @@ class RunnerInfo:
     heartbeat_at: datetime
     stopped_at: datetime | None = None
     live: bool = True
+    clock_skew_seconds: float = 0.0   # its clock minus the database's (clock.py)
     # Stopped runners: the jobs they held when they stopped, and what became of each.
     left_behind: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clock_skewed(self) -> bool:
+        return abs(self.clock_skew_seconds) > SKEW_TOLERANCE_SECONDS
 
     @property
     def how_it_ended(self) -> str | None:
@@ -68,13 +74,15 @@ class RunnerInfo:
                 "heartbeat_at": self.heartbeat_at.isoformat(),
                 "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
                 "live": self.live, "how_it_ended": self.how_it_ended,
+                "clock_skew_seconds": self.clock_skew_seconds,
                 "left_behind": self.left_behind}
 
 
 def _info(row, live: bool) -> RunnerInfo:
     return RunnerInfo(row.id, row.hostname, row.pid, row.threads, row.busy_threads or 0,
                       list(row.handlers or []), row.jobs_held or 0, row.claims_per_minute or 0,
-                      row.started_at, row.heartbeat_at, row.stopped_at, live)
+                      row.started_at, row.heartbeat_at, row.stopped_at, live,
+                      clock_skew_seconds=row.clock_skew_seconds or 0.0)
 
 
 def live_runners(conn: Connection, now: datetime, lease_seconds: float) -> list[RunnerInfo]:

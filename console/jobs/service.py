@@ -20,6 +20,7 @@ from .attempts import RetryPolicy
 from .audit import Actor
 from .availability import reports_outages
 from .batches import Batch, NewBatch
+from .clock import Clock
 from .cron import CronNeverFiresError
 from .endings import record_endings
 from .explain import JobExplanation, explain
@@ -131,11 +132,12 @@ class JobService:
                  worker_threads: int = 8, poll_interval: float = 5.0,
                  shutdown_grace_seconds: float = 20.0, metrics_interval: float = 5.0,
                  analytics=None, system_tenant_id: str | None = None,
-                 priority_aging_seconds: float | None = 60.0):
+                 priority_aging_seconds: float | None = 60.0, clock: Clock | None = None):
         from .events import PeriodicStream
         from .feeds import JobUpdateStream
 
         self.engine = engine
+        self.clock = clock or Clock(engine)   # the one time every process compares (clock.py)
         self._analytics = analytics
         self.retry_base_seconds = retry_base_seconds
         self.retry_max_seconds = retry_max_seconds
@@ -147,7 +149,7 @@ class JobService:
         self.priority_aging_seconds = priority_aging_seconds
         self.handlers = HandlerRegistry(system_tenant_id)
         self.tenants = TenantStore(engine)
-        self.job_updates = JobUpdateStream(engine)
+        self.job_updates = JobUpdateStream(engine, self.clock)
         self.tenant_metrics_updates = PeriodicStream(
             "tenant_metrics_updates", self._tenant_metrics, metrics_interval)
         self.system_metrics_updates = PeriodicStream(
@@ -204,7 +206,7 @@ class JobService:
             locked past SQLITE_BUSY_TIMEOUT); nothing stored, retry later. Every verb that
             changes jobs raises it likewise.
         """
-        now = datetime.now(UTC)
+        now = self.clock.now()
         prepared = prepare_job(
             self.handlers, job_type=type, handler=handler, payload=payload, tenant_id=tenant_id,
             priority=priority, scheduled_for=scheduled_for, cron_schedule=cron_schedule,
@@ -311,7 +313,7 @@ class JobService:
         checked and counted against the tenant's limits with the batch (see
         ``console/jobs/batches.py``).
         """
-        now = datetime.now(UTC)
+        now = self.clock.now()
         batch = NewBatch(new_job_id())
         prepared = self._prepare_specs(job_specs, tenant_id, priority, now)
         for job in prepared:
@@ -338,7 +340,7 @@ class JobService:
         ``on_dependency_failure: "run"`` runs anyway, and the chain goes on from it).
         Specs as for ``queue_batch_jobs``, and like it all or nothing.
         """
-        now = datetime.now(UTC)
+        now = self.clock.now()
         prepared = self._prepare_specs(job_specs, tenant_id, priority, now)
         for before, job in zip(prepared, prepared[1:], strict=False):
             set_dependencies(job, (before.row["id"], *job.depends_on))
@@ -557,7 +559,7 @@ class JobService:
         it has no retries left. Returns the released jobs."""
         released = release_expired_leases(
             self.engine, RetryPolicy(self.retry_base_seconds, self.retry_max_seconds),
-            tenant_id=tenant_id)
+            self.clock.now(), tenant_id=tenant_id)
         if released:
             self.job_updates.publish_many(released)
             self.wake_local_runners()
@@ -664,7 +666,7 @@ class JobService:
             (field ``cron_schedule``).
         :raise TenantLimitException: its tenant's queue is full.
         """
-        now = datetime.now(UTC)
+        now = self.clock.now()
         try:
             with db.write_transaction(self.engine) as conn:
                 job = self._lock_job(conn, job_id)
@@ -697,7 +699,7 @@ class JobService:
         :raise JobNotFoundError: no such job.
         :raise JobStateError: the job is processing or already finished.
         """
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             job = self._lock_job(conn, job_id)
             if job.status.value not in WAITING_STATUSES:
@@ -730,7 +732,7 @@ class JobService:
         """
         outcome = BulkOutcome()
         for chunk in _chunks(job_ids, batch_size, outcome):
-            now = datetime.now(UTC)
+            now = self.clock.now()
             revived: list[SystemJob] = []
             with db.write_transaction(self.engine) as conn:
                 jobs = self._lock_jobs(conn, chunk)
@@ -791,7 +793,7 @@ class JobService:
         """
         outcome = BulkOutcome()
         for chunk in _chunks(job_ids, batch_size, outcome):
-            now = datetime.now(UTC)
+            now = self.clock.now()
             cancelled: list[SystemJob] = []
             with db.write_transaction(self.engine) as conn:
                 jobs = self._lock_jobs(conn, chunk)
@@ -900,7 +902,7 @@ class JobService:
         """
         actor, name = control.who(by)
         reason = control.check_reason(reason)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             job = control.pause_job(conn, job_id, reason, actor, name, now)
         self.job_updates.publish(job)
@@ -914,7 +916,7 @@ class JobService:
         :raise JobNotFoundError: no such job.
         """
         actor, name = control.who(by)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             job = control.resume_job(conn, job_id, actor, name, now)
         self.job_updates.publish(job)
@@ -938,7 +940,7 @@ class JobService:
         :raise TenantLimitException: (recurring) the tenant's queue is full.
         """
         actor, _ = control.who(by)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             job = self._lock_job(conn, job_id)
             if not job.cron_schedule:
@@ -974,7 +976,7 @@ class JobService:
         """
         limit = RateLimit.parse(rate_limit, "rate_limit")
         actor, name = control.who(by)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             if limit is not None or read_handler_limits(conn).of(handler, tenant_id) is None:
                 # Removing a limit of a handler no runner has any more must still work.
@@ -1007,7 +1009,7 @@ class JobService:
             raise JobValidationError("events", f"unknown event {unknown[0]!r}; " if unknown
                                      else "choose at least one event; "
                                      f"events are {', '.join(webhooks.EVENTS)}")
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             control.check_tenant(conn, tenant_id)
             try:
@@ -1047,7 +1049,7 @@ class JobService:
 
         :raise SubscriptionNotFound: no such subscription of this tenant.
         """
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             removed = webhooks.unsubscribe(conn, tenant_id, str(subscription_id))
             if removed is None:
@@ -1089,7 +1091,7 @@ class JobService:
         period and when it next allows a start, as a claim now would see them: a tenant's own
         (``tenant_id``), a handler's for every tenant (``handler``), and both with its limit
         for that tenant (both)."""
-        now = datetime.now(UTC)
+        now = self.clock.now()
         config = self.tenants.get_tenant_config(tenant_id) if tenant_id else None
         own = config.job_limit.rate_limit if config else None
         with self.engine.connect() as conn:
@@ -1122,7 +1124,7 @@ class JobService:
     def runners(self) -> dict[str, list[RunnerInfo]]:
         """``live``: every live runner; ``stopped``: those that stopped in the last day, with
         the jobs they held and what became of each."""
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with self.engine.connect() as conn:
             return {"live": live_runners(conn, now, self.lease_seconds),
                     "stopped": stopped_runners(conn, now, self.lease_seconds)}
@@ -1131,7 +1133,7 @@ class JobService:
     def _pause(self, make_pause, reason: str | None, by: Actor | str | None) -> Pause:
         actor, name = control.who(by)
         reason = control.check_reason(reason)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             pause = replace(make_pause(conn, now), reason=reason, paused_by=name)
             stored = control.add_pause(conn, pause, actor, now)
@@ -1140,7 +1142,7 @@ class JobService:
     @reports_outages
     def _resume(self, pause: Pause, by: Actor | str | None) -> Pause | None:
         actor, name = control.who(by)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with db.write_transaction(self.engine) as conn:
             lifted = control.remove_pause(conn, pause, actor, name, now)
         self.wake_local_runners()

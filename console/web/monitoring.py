@@ -2,13 +2,13 @@
 
 ``/metrics`` lists every tenant with its volumes, so it answers only a scraper holding
 ``METRICS_TOKEN`` or a signed-in admin (``METRICS_PUBLIC = True`` opens it to anyone).
-``/healthz`` tells anyone ok / degraded with counts only — what a load balancer needs — and the
-runners' ids (host names and process ids) only to the same callers as ``/metrics``.
+``/healthz`` tells anyone ok / degraded with counts only — what a load balancer needs, and how far
+off the database's a process's clock is when it is — and the runners' ids (host names and
+process ids) only to the same callers as ``/metrics``.
 """
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_login import current_user
@@ -16,10 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..jobs import get_job_service
+from ..jobs.clock import SKEW_TOLERANCE_SECONDS
 from ..jobs.runners import live_runners
 
 bp = Blueprint("monitoring", __name__)
-UTC = timezone.utc
 
 
 def _refusal() -> Response | None:
@@ -54,7 +54,7 @@ def healthz():
     """200 ok or degraded (jobs queued and no runner alive: the web side still answers);
     503 when the database is unreachable, so a load balancer takes the process out."""
     service = get_job_service()
-    now = datetime.now(UTC)
+    now = service.clock.now()   # the time heartbeats are stamped in
     try:
         with service.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -63,17 +63,23 @@ def healthz():
     except SQLAlchemyError as exc:
         current_app.logger.warning("health check: database unreachable: %s", exc)
         return jsonify(status="unavailable", database={"ok": False}), 503
-    warnings = []
+    warnings, shown = [], {}
     if queue["queued_jobs"] and not live:
         warnings.append("jobs are queued but no runner is alive")
+    skew = max([service.clock.skew_seconds] + [r.clock_skew_seconds for r in live], key=abs)
+    if abs(skew) > SKEW_TOLERANCE_SECONDS:   # this process's or a live runner's
+        shown["clock_skew_seconds"] = round(skew, 1)
+        warnings.append(f"a process's clock is {skew:+.1f} s off the database's: the engine "
+                        "keeps the database's time, but set that machine's clock right (NTP)")
     runners_shown: dict = {"live": len(live)}
     if _refusal() is None:    # runner ids name hosts and processes: operators only
         runners_shown["details"] = [
             {"id": runner.id,
-             "heartbeat_age_seconds": round((now - runner.heartbeat_at).total_seconds(), 1)}
+             "heartbeat_age_seconds": round((now - runner.heartbeat_at).total_seconds(), 1),
+             "clock_skew_seconds": runner.clock_skew_seconds}
             for runner in live]
     return jsonify(status="ok" if not warnings else "degraded", database={"ok": True},
-                   runners=runners_shown, backlog=queue, warnings=warnings)
+                   runners=runners_shown, backlog=queue, warnings=warnings, **shown)
 
 
 @bp.get("/metrics")

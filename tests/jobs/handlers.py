@@ -30,7 +30,8 @@ class RecordingHandler(JobHandler):
     def execute(self, context):
         if context.job.payload.get("start_log"):
             _append(context.job.payload["start_log"], f"{context.job.id} {os.getpid()}\n")
-        time.sleep(context.job.payload.get("sleep_ms", 0) / 1000.0)
+        # A wait, not time.sleep: under libfaketime (test_clock_skew.py) time.sleep fails.
+        threading.Event().wait(context.job.payload.get("sleep_ms", 0) / 1000.0)
         _append(context.job.payload["log"], f"{context.job.id} {os.getpid()}\n")
         return _ok(context)
 

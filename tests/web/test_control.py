@@ -537,6 +537,14 @@ def test_the_runners_screen_lists_live_and_stopped_runners_and_what_they_left(cl
     assert partial.status_code == 200 and "<html" not in text(partial)
 
 
+def test_the_runners_screen_shows_a_runner_whose_clock_is_off_the_databases(client_as, service):
+    _runner_row(service, "worker-1:4242:runner:abc", clock_skew_seconds=61.3)
+    _runner_row(service, "worker-2:4343:runner:def", hostname="worker-2", clock_skew_seconds=0.4)
+    page = flat(client_as("viewer").get("/runners"))
+    assert "clock +61.3 s off the database's" in page
+    assert page.count("data-clock-skew") == 1      # within a second: nothing to say
+
+
 def test_the_runners_screen_says_when_no_runner_is_alive(client_as):
     page = flat(client_as("viewer").get("/runners"))
     assert "No runner is alive" in page and "Stopped in the last 24 hours <small>0</small>" in page

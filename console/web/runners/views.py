@@ -6,19 +6,18 @@ not ``tenant_scoped``, and a user bound to tenants gets 403 as on every such scr
 tables refresh every 5 s (htmx asks this view for the partial)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from flask import Blueprint
 
 from ...jobs import get_job_service
 from ..rendering import render_view
 
 bp = Blueprint("runners", __name__)
-UTC = timezone.utc
 
 
 @bp.get("/runners")
 def index():
-    runners = get_job_service().runners()
-    return render_view("runners/index.html", "runners/_tables.html", now=datetime.now(UTC),
+    service = get_job_service()
+    runners = service.runners()
+    # Heartbeats are stamped in the engine's clock (the database's on PostgreSQL).
+    return render_view("runners/index.html", "runners/_tables.html", now=service.clock.now(),
                        live_runners=runners["live"], stopped_runners=runners["stopped"])
