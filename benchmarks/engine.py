@@ -10,7 +10,22 @@ Progress goes to stderr. Every phase starts from a clean database: SQLite gets a
 copy of a freshly migrated template); PostgreSQL has the engine's tables dropped and
 ``create_app`` migrates them again.
 
-Phases (keys in the output):
+Phases (keys in the output). First as deployed: runners in the processes users start
+(2 processes × 8 threads), jobs queued from this process:
+
+- ``drain_workers_per_s``       10000×scale no-op jobs queued while every runner is paused
+                                (``pause_all``), then resumed: jobs per second from the resume
+                                to the last attempt's ``finished_at``, two
+                                ``flask --app console worker`` processes.
+- ``drain_gunicorn_per_s``      the same with gunicorn's two workers, each serving HTTP and
+                                running its own runner (``benchmarks/cluster.py``).
+- ``start_latency_deployed_ms``     attempt ``started_at`` − the instant before ``queue_job``,
+                                    the two worker processes idle between jobs.
+- ``delayed_lateness_deployed_ms``  as ``delayed_lateness_ms`` below, with the worker processes.
+- ``noisy_neighbour_deployed_ms``   as ``noisy_neighbour_ms`` below, with the worker processes.
+
+Then the engine's own paths, a runner in this process (``run_until_idle`` or a background
+runner): secondary figures, for finding where time goes.
 
 - ``enqueue_one_by_one_per_s``  ``service.queue_job`` N = 5000×scale times from one thread.
 - ``enqueue_batched_per_s``     ``service.queue_batch_jobs`` of 1000 specs up to 20000×scale jobs.
@@ -68,7 +83,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -81,12 +96,21 @@ from benchmarks.report import dig, log, nearest_rank, run_info  # noqa: E402
 from console.jobs import JobExecutionResult, JobHandler, JobType, TenantConfig  # noqa: E402
 
 UTC = timezone.utc
+# As deployed: two runner processes of eight threads each (the issue's configuration).
+DEPLOYED_PROCESSES, DEPLOYED_THREADS = 2, 8
 HANDLER_SPEC = "benchmarks.engine:Sleep2msHandler"
 UNLIMITED = {"jobLimits": {"maxQueuedJobs": None, "maxDailyJobs": None,
                            "maxConcurrentJobs": None}}
-PHASES = ["enqueue_one", "enqueue_batch", "drain", "drain16", "latency_same", "latency_other",
-          "delayed", "noisy", "aging", "rate_limit", "batch_callback", "dependencies"]
+PHASES = ["drain_deployed", "drain_gunicorn", "latency_deployed", "delayed_deployed",
+          "noisy_deployed", "enqueue_one", "enqueue_batch", "drain", "drain16", "latency_same",
+          "latency_other", "delayed", "noisy", "aging", "rate_limit", "batch_callback",
+          "dependencies"]
 TARGETS = {
+    "drain_workers_per_s": (">=", 4000),
+    "start_latency_deployed_ms.p50": ("<=", 3),
+    "start_latency_deployed_ms.p99": ("<=", 10),
+    "delayed_lateness_deployed_ms.p99": ("<=", 20),
+    "noisy_neighbour_deployed_ms": ("<=", 100),
     "enqueue_one_by_one_per_s": (">=", 3500),
     "enqueue_batched_per_s": (">=", 20000),
     "drain_noop_per_s": (">=", 3000),
@@ -103,7 +127,8 @@ TARGETS = {
     "batch_callback_ms.max": ("<=", 100),
     "dependency_release_ms.p99": ("<=", 20),
 }
-POSTGRES_TARGETS = {"dependency_release_ms.p99": ("<=", 30)}
+POSTGRES_TARGETS = {"dependency_release_ms.p99": ("<=", 30),
+                    "drain_workers_per_s": (">=", 3000)}
 RATE_LIMIT = {"count": 50, "periodSeconds": 1.0, "burst": 10}
 AGING_SECONDS = 2.0   # at --scale 1; smaller scales shorten the steps (and the flood) with it
 
@@ -471,33 +496,36 @@ def _latency_run(service, tenant: str, n: int, gap: float) -> dict[str, Any]:
             "return_to_start_ms": summary_ms(after_return)}
 
 
-def phase_latency_same(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+def phase_latency(target: Target, scale: float, profiler: Profiler,
+                  where: str) -> dict[str, Any]:
     n = scaled(200, scale, 20)
-    with phase_service(target, "latency_same") as service:
+    key = {"here": "start_latency_same_process_ms",
+           "workers": "start_latency_deployed_ms"}[where]
+    with phase_service(target, f"latency_{where}") as service:
         tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
-        start_runner(service)
-        warm_up(service, tenant, 5)
-        log(f"start latency, runner in this process: {n} jobs, 20 ms apart")
-        result = _latency_run(service, tenant, n, 0.02)
+        with runners(service, target, where, tenant):
+            log(f"start latency, runners {where}: {n} jobs, 20 ms apart")
+            result = _latency_run(service, tenant, n, 0.02)
     log(f"  p50 {result['latency']['p50']} ms, p99 {result['latency']['p99']} ms")
-    return {"start_latency_same_process_ms": result["latency"],
+    return {key: result["latency"],
             "_details": {"queue_call_ms": result["queue_call_ms"],
                          "return_to_start_ms": result["return_to_start_ms"]}}
 
 
 @contextmanager
-def worker_processes(service, target: Target, count: int = 1) -> Iterator[list[Any]]:
+def worker_processes(service, target: Target, count: int = 1,
+                     threads: int = 8) -> Iterator[list[Any]]:
     """``count`` ``flask --app console worker`` processes on the phase's database, stopped
     with SIGTERM at the end (their exit codes are then in ``exit_codes``)."""
     env = {**os.environ, "DATABASE_URL": service._bench_url, "CONSOLE_AUTO_MIGRATE": "false",
            "CONSOLE_JOBS_HANDLERS": json.dumps([HANDLER_SPEC]),
-           "CONSOLE_SECRET_KEY": "bench", "CONSOLE_JOBS_WORKER_THREADS": "8",
+           "CONSOLE_SECRET_KEY": "bench", "CONSOLE_JOBS_WORKER_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join(
                p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     workers, logs = [], []
     try:
         for index in range(count):
-            log_path = target.workdir / f"worker-{index}.log"
+            log_path = target.workdir / f"worker-{index}-{time.monotonic_ns()}.log"
             logs.append(open(log_path, "wb"))
             worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "console",
                                        "worker"], cwd=str(ROOT), env=env,
@@ -530,6 +558,61 @@ def warm_up_workers(service, tenant: str, workers: list[Any]) -> None:
                            f"{dead[0].log_path.read_text()[-2000:]}") from None
 
 
+@contextmanager
+def runners(service, target: Target, where: str, tenant: str) -> Iterator[None]:
+    """The phase's runners, warmed up on ``tenant``: ``here`` — a background runner in this
+    process; ``workers`` — ``DEPLOYED_PROCESSES`` ``flask --app console worker`` processes of
+    ``DEPLOYED_THREADS`` threads, as users start them; ``gunicorn`` — gunicorn with
+    ``DEPLOYED_PROCESSES`` workers, each serving HTTP and running its own runner."""
+    if where == "here":
+        start_runner(service)
+        warm_up(service, tenant, 3)
+        yield
+    elif where == "workers":
+        with worker_processes(service, target, DEPLOYED_PROCESSES,
+                              DEPLOYED_THREADS) as workers:
+            warm_up_workers(service, tenant, workers)
+            warm_up(service, tenant, 4)
+            yield
+    else:
+        from benchmarks.cluster import Cluster
+
+        with Cluster(service._bench_url, web_workers=DEPLOYED_PROCESSES, workers=0,
+                     handlers=[HANDLER_SPEC], log_dir=target.workdir / f"gunicorn-{tenant}",
+                     settings={"JOBS_WORKER_THREADS": DEPLOYED_THREADS,
+                               "AUTO_MIGRATE": False}):
+            warm_up(service, tenant, 4)
+            yield
+
+
+def phase_drain_deployed(target: Target, scale: float, profiler: Profiler,
+                         where: str) -> dict[str, Any]:
+    """A backlog of no-ops queued from this process while every runner is paused, then
+    resumed: jobs per second from the resume to the last attempt's end."""
+    n = scaled(10000, scale, 100)
+    key = f"drain_{where}_per_s"
+    with phase_service(target, f"drain_{where}") as service:
+        tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
+        warm = make_tenant(service, "warm", "tier4", UNLIMITED)
+        with runners(service, target, where, warm):
+            service.pause_all("benchmark: queueing the backlog")
+            time.sleep(0.2)   # a claim that read no pause has committed
+            queue_batches(service, tenant, n)
+            resumed = datetime.now(UTC)
+            service.resume_all()
+            wait_until(lambda: count_completed(service, tenant) >= n, max(60.0, n / 50.0),
+                       0.05, f"{n} jobs drained")
+        attempts, first_started, last_finished = attempt_span(service, tenant)
+    drain_s = (last_finished - resumed).total_seconds()
+    rate = n / drain_s
+    log(f"  {rate:,.0f} jobs/s ({n} jobs in {drain_s:.2f} s, {DEPLOYED_PROCESSES} processes × "
+        f"{DEPLOYED_THREADS} threads, {where})")
+    return {key: round(rate, 1),
+            "_details": {"jobs": n, "processes": DEPLOYED_PROCESSES, "threads": DEPLOYED_THREADS,
+                         "attempts": attempts, "seconds": round(drain_s, 3),
+                         "first_start_ms": round(ms(first_started - resumed), 2)}}
+
+
 def phase_latency_other(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
     n = scaled(200, scale, 20)
     with phase_service(target, "latency_other") as service:
@@ -552,13 +635,14 @@ def phase_latency_other(target: Target, scale: float, profiler: Profiler) -> dic
                          "worker_exit_code": exit_code}}
 
 
-def phase_delayed(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+def phase_delayed(target: Target, scale: float, profiler: Profiler,
+                  where: str) -> dict[str, Any]:
     n = scaled(100, scale, 20)
     spread = 1.0
-    with phase_service(target, "delayed") as service:
+    key = {"here": "delayed_lateness_ms", "workers": "delayed_lateness_deployed_ms"}[where]
+    with phase_service(target, f"delayed_{where}") as service, ExitStack() as stack:
         tenant = make_tenant(service, "bench", "tier4", UNLIMITED)
-        start_runner(service)
-        warm_up(service, tenant, 3)
+        stack.enter_context(runners(service, target, where, tenant))
         log(f"delayed lateness: {n} jobs delayed 1 s, queued over {spread:g} s")
         scheduled: dict[str, datetime] = {}
         for i in range(n):
@@ -572,18 +656,19 @@ def phase_delayed(target: Target, scale: float, profiler: Profiler) -> dict[str,
     lateness = [ms(times[job_id][0] - when) for job_id, when in scheduled.items()]
     result = summary_ms(lateness)
     log(f"  p50 {result['p50']} ms, p99 {result['p99']} ms")
-    return {"delayed_lateness_ms": result}
+    return {key: result}
 
 
-def phase_noisy(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:
+def phase_noisy(target: Target, scale: float, profiler: Profiler,
+                where: str) -> dict[str, Any]:
     n_a, n_b = scaled(5000, scale, 50), 20
-    with phase_service(target, "noisy") as service:
+    key = {"here": "noisy_neighbour", "workers": "noisy_neighbour_deployed"}[where]
+    with phase_service(target, f"noisy_{where}") as service, ExitStack() as stack:
         tenant_a = make_tenant(service, "tenant-a", "tier4",
                                {"jobLimits": {"maxQueuedJobs": None, "maxDailyJobs": None}})
         tenant_b = make_tenant(service, "tenant-b", "tier2")
         warm = make_tenant(service, "warm", "tier4", UNLIMITED)
-        start_runner(service)
-        warm_up(service, warm, 3)
+        stack.enter_context(runners(service, target, where, warm))
         specs = [{"type": "immediate", "handler": "sleep_2ms", "payload": {"i": i}}
                  for i in range(n_a)]
         log(f"noisy neighbour: tenant A queues {n_a} 2 ms jobs, then tenant B queues {n_b}")
@@ -607,8 +692,8 @@ def phase_noisy(target: Target, scale: float, profiler: Profiler) -> dict[str, A
     a_total = ms(a_last - a_start)
     log(f"  B done {figure:.0f} ms after its first queue call (A had {a_done_when_b_done} of "
         f"{n_a} done); A done after {a_total:.0f} ms")
-    return {"noisy_neighbour_ms": round(figure, 1),
-            "noisy_neighbour_tenant_a_completion_ms": round(a_total, 1),
+    return {f"{key}_ms": round(figure, 1),
+            f"{key}_tenant_a_completion_ms": round(a_total, 1),
             "_details": {"tenant_a_jobs": n_a, "tenant_b_jobs": n_b,
                          "tenant_a_batch_queue_ms": round(a_queue_ms, 1),
                          "tenant_b_queue_calls_ms": round(b_queue_ms, 1),
@@ -848,12 +933,17 @@ def _held(service, tenant: str) -> Iterator[None]:
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "enqueue_one": phase_enqueue_one,
     "enqueue_batch": phase_enqueue_batch,
+    "drain_deployed": lambda t, s, p: phase_drain_deployed(t, s, p, "workers"),
+    "drain_gunicorn": lambda t, s, p: phase_drain_deployed(t, s, p, "gunicorn"),
+    "latency_deployed": lambda t, s, p: phase_latency(t, s, p, "workers"),
+    "delayed_deployed": lambda t, s, p: phase_delayed(t, s, p, "workers"),
+    "noisy_deployed": lambda t, s, p: phase_noisy(t, s, p, "workers"),
     "drain": lambda t, s, p: phase_drain(t, s, p, 8),
     "drain16": lambda t, s, p: phase_drain(t, s, p, 16),
-    "latency_same": phase_latency_same,
+    "latency_same": lambda t, s, p: phase_latency(t, s, p, "here"),
     "latency_other": phase_latency_other,
-    "delayed": phase_delayed,
-    "noisy": phase_noisy,
+    "delayed": lambda t, s, p: phase_delayed(t, s, p, "here"),
+    "noisy": lambda t, s, p: phase_noisy(t, s, p, "here"),
     "aging": phase_aging,
     "rate_limit": phase_rate_limit,
     "batch_callback": phase_batch_callback,

@@ -13,7 +13,9 @@ import pytest
 from tests.conftest import TEST_DATABASE_URL
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-FIGURES = ["enqueue_one_by_one_per_s", "enqueue_batched_per_s", "drain_noop_per_s",
+FIGURES = ["drain_workers_per_s", "drain_gunicorn_per_s", "start_latency_deployed_ms",
+           "delayed_lateness_deployed_ms", "noisy_neighbour_deployed_ms",
+           "enqueue_one_by_one_per_s", "enqueue_batched_per_s", "drain_noop_per_s",
            "start_latency_same_process_ms", "start_latency_other_process_ms",
            "delayed_lateness_ms", "noisy_neighbour_ms", "rate_limit",
            "batch_callback_ms", "dependency_release_ms"]
