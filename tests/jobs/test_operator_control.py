@@ -377,8 +377,10 @@ def test_a_low_job_that_waited_long_enough_outranks_fresh_critical_ones(service,
     with db.write_transaction(service.engine) as conn:
         conn.execute(update(jobs_table).where(jobs_table.c.id == low.id)
                      .values(scheduled_for=waited))
-    idle_runner._pool.size = 2
     idle_runner._aged_looked_at = float("-inf")           # its once-a-second look is due
+    # A cycle with no free thread claims nothing, and keeps the look for one that can.
+    assert claimed_ids(idle_runner) == {critical[0].id}
+    idle_runner._pool.size = 2
     assert low.id in claimed_ids(idle_runner)              # aged four steps: critical, older
     stored = service.get_job_by_id(low.id)
     assert stored.priority.value == "low"                  # its own priority is unchanged
