@@ -5,6 +5,7 @@ record finished attempts, promote pending jobs that fell due, claim new work for
 slots. It sleeps until the earliest of: a wake-up (work queued in this process, a slot freed,
 a commit by another process), the next pending job's time, the moment a rate limit that held
 due work back allows a start again, the nearest attempt deadline, or the poll interval.
+Cycles are paced only while they keep finding work a little at a time (see ``_paced``).
 APScheduler keeps the housekeeping clock: lease renewal with the runner's heartbeat, and
 recovery of jobs whose owner stopped renewing.
 """
@@ -127,14 +128,17 @@ class Runner:
         self.lease_seconds = lease_seconds or service.lease_seconds
         self.id = f"{socket.gethostname()}:{os.getpid()}:{name or 'runner'}:{secrets.token_hex(3)}"
         self._pool = WorkerPool(self.threads, self._execute, name=name or "jobs",
-                                on_slot_freed=self.wake)
+                                on_slot_freed=self._slot_freed)
         self._fairness = FairShare()
         self._finished: deque[Finished] = deque()
         self._recording: set[str] = set()   # ids of finished attempts being written right now
         self._wake = threading.Event()
         self._stop = threading.Event()
-        # Set when an attempt of a job that others wait for ends: its cycle starts at once.
+        # Set when the next cycle should not wait out the pacing interval (``_paced``): an
+        # attempt of a job that others wait for ended, or a backlog's room came free.
         self._hurry = threading.Event()
+        self._last_claimed = 0   # jobs the last cycle claimed
+        self._backlog_room = 0   # the room the last cycle filled when it left due work behind
         self._awaited: set[str] = set()   # claimed jobs that have dependents
         self._dispatcher: threading.Thread | None = None
         self._scheduler = None
@@ -208,6 +212,17 @@ class Runner:
     def wake(self) -> None:
         self._wake.set()
 
+    def _slot_freed(self) -> None:
+        """A pool thread is free again. While a backlog waits, a cycle starts as soon as half
+        the room the last claim filled is free: the interval would leave threads idle."""
+        self._wake.set()
+        if self._backlog_room and 2 * self._room() >= self._backlog_room:
+            self._hurry.set()
+
+    def _room(self) -> int:
+        """How many jobs the next claim may take: the free threads and the claim-ahead."""
+        return max(0, self._pool.free_slots + self._claim_ahead())
+
     def run_until_idle(self, timeout: float = 30.0, settle: float = 1.0) -> int:
         """Dispatch in the calling thread until nothing was due for ``settle`` seconds."""
         self._pool.start()
@@ -245,14 +260,8 @@ class Runner:
     def _dispatch_forever(self) -> None:
         last_cycle = 0.0
         while not self._stop.is_set():
-            # Under load every commit anywhere wakes every runner; cycling on each wake-up
-            # would claim one job per transaction and hold SQLite's single writer's turn more
-            # often than the API's writes do. Waiting out the rest of a short interval lets a
-            # cycle take (and record) what arrived meanwhile. An idle runner wakes at once, and
-            # so does one whose attempt of a job that others wait for ended: recording it is
-            # what releases them.
             since = time.monotonic() - last_cycle
-            if since < _MIN_CYCLE_INTERVAL:
+            if since < _MIN_CYCLE_INTERVAL and self._paced():
                 self._hurry.wait(_MIN_CYCLE_INTERVAL - since)
             self._hurry.clear()
             last_cycle = time.monotonic()
@@ -272,6 +281,20 @@ class Runner:
                 self._renew_after_outage.clear()
                 self.renew_leases()
             self._sleep(self.poll_interval)
+
+    def _paced(self) -> bool:
+        """Whether this cycle waits out the rest of ``_MIN_CYCLE_INTERVAL`` since the last.
+
+        Under load every commit anywhere wakes every runner; cycling on each wake-up would
+        claim one job per transaction and take SQLite's single writer's turn more often than
+        the API's writes do. Waiting out a short interval lets a cycle take (and record) what
+        arrived meanwhile. That is for a runner that keeps finding a little work. One whose
+        last cycle claimed nothing was idle: what woke it is new, and it starts at once. One
+        whose last claim filled its room left due work behind: it starts once half that room
+        is free (``_slot_freed``). So does one whose attempt of a job that others wait for
+        ended: recording it is what releases them.
+        """
+        return self._last_claimed > 0
 
     def _database_answered(self) -> None:
         """A loop's database call worked; when that ends an outage, renew leases at once."""
@@ -308,8 +331,7 @@ class Runner:
         """Record, promote, claim — one transaction. Returns how many jobs were claimed."""
         self._expire_overdue_attempts()
         finished = self._take_finished()
-        capacity = 0 if self._stop.is_set() else max(
-            0, self._pool.free_slots + self._claim_ahead())
+        capacity = 0 if self._stop.is_set() else self._room()
         now = self.clock.now()
         try:
             records = self._prepare_records(finished, now)
@@ -339,6 +361,8 @@ class Runner:
         finally:
             self._recording.clear()
         self.executed += len(finished)
+        self._last_claimed = len(claim.rows)
+        self._backlog_room = capacity if 0 < capacity <= len(claim.rows) else 0
         self._rate_wake = claim.rate_wake
         self._count_held_back(claim)
         updates = self.service.job_updates

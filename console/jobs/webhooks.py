@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from . import db
 from .keyset import Page, keyset_page
@@ -175,9 +175,13 @@ def record_job_events(conn: Connection, outcomes: Iterable[tuple[SystemJob, str 
     """Store the deliveries of attempts' ends: ``outcomes`` pairs each job (as now stored)
     with its attempt's ``run_outcome``. Returns the delivering jobs, for the caller to
     publish; ``rollups`` counts them as created (the caller writes it)."""
+    outcomes = [(job, outcome) for job, outcome in outcomes
+                if DELIVERY_MARK not in (job.metadata or {})]
+    # Most attempts' tenants subscribe to nothing: look before building any event's data.
+    wanted = _subscribed(conn, {job.tenant_id for job, _ in outcomes})
     events = [(job.tenant_id, attempt_event(outcome), job.id, _job_data(job, outcome))
-              for job, outcome in outcomes if DELIVERY_MARK not in (job.metadata or {})]
-    return _deliver(conn, events, now, rollups, ordered=True)
+              for job, outcome in outcomes if job.tenant_id in wanted]
+    return _deliver(conn, wanted, events, now, rollups, ordered=True)
 
 
 def record_batch_events(conn: Connection, finished: Iterable[Any], now: datetime,
@@ -188,7 +192,8 @@ def record_batch_events(conn: Connection, finished: Iterable[Any], now: datetime
                {"batch": {"id": batch.id, "total": batch.total, "completed": batch.completed,
                           "failed": batch.failed, "cancelled": batch.cancelled}})
               for batch in finished]
-    return _deliver(conn, events, now, rollups, ordered=False)
+    return _deliver(conn, _subscribed(conn, {tenant for tenant, *_ in events}), events, now,
+                    rollups, ordered=False)
 
 
 def _job_data(job: SystemJob, outcome: str | None) -> dict[str, Any]:
@@ -204,15 +209,26 @@ def _job_data(job: SystemJob, outcome: str | None) -> dict[str, Any]:
     return {"job": data}
 
 
-def _deliver(conn: Connection, events: list[tuple[str, str, str, dict]], now: datetime,
-             rollups: RollupBatch, ordered: bool) -> list[SystemJob]:
-    if not events:
-        return []
+def _subscribed(conn: Connection, tenants: set[str]) -> dict[str, list[Subscription]]:
+    """The subscriptions of these tenants, by tenant (only tenants that have some)."""
     wanted: dict[str, list[Subscription]] = {}
-    for row in conn.execute(select(subscriptions_table).where(
-            _s.tenant_id.in_(sorted({tenant for tenant, *_ in events})))):
-        wanted.setdefault(row.tenant_id, []).append(_subscription(row))
-    if not wanted:
+    if tenants:
+        for row in conn.execute(_SUBSCRIPTIONS_OF, {"tenants": sorted(tenants)}):
+            wanted.setdefault(row.tenant_id, []).append(_subscription(row))
+    return wanted
+
+
+# Built once: every runner cycle asks, and building the statement costs more than running it.
+_SUBSCRIPTIONS_OF = select(subscriptions_table).where(
+    _s.tenant_id.in_(bindparam("tenants", expanding=True)))
+
+
+def _deliver(conn: Connection, wanted: dict[str, list[Subscription]],
+             events: list[tuple[str, str, str, dict]], now: datetime,
+             rollups: RollupBatch, ordered: bool) -> list[SystemJob]:
+    """Store a delivery of each event to each of its tenant's subscriptions (``wanted``)
+    that asked for it."""
+    if not events or not wanted:
         return []
     jobs, links, log = [], [], []
     previous: dict[tuple[str, str], str] = {}    # (subscription, subject) → its last delivery

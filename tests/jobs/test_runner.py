@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from console.jobs import JobNotFoundError, JobPriority, JobStateError, JobStatus
+from console.jobs import runner as runner_module
 from console.jobs.models import jobs_table, rejections_table
 from console.jobs.runner import Runner
 from tests.support import wait_until
@@ -278,6 +279,56 @@ def test_background_runner_wakes_at_once_for_queued_and_delayed_work(service, ma
         assert 0 <= lateness < 3
     finally:
         runner.stop(grace=1)
+
+
+def claim_transactions(service, job_ids) -> int:
+    """How many claims started these jobs: one claim gives all its jobs the same start."""
+    with service.engine.connect() as conn:
+        return len(set(conn.execute(select(jobs_table.c.last_attempt)
+                                    .where(jobs_table.c.id.in_(job_ids))).scalars()))
+
+
+def test_pacing_holds_neither_an_idle_runner_nor_a_backlog(service, make_tenant, monkeypatch):
+    """The pause between cycles is for a runner that keeps finding a little work: a job queued
+    to an idle runner starts at once, even right after the runner recorded the last one, and a
+    backlog is claimed again as soon as half the room is free."""
+    monkeypatch.setattr(runner_module, "_MIN_CYCLE_INTERVAL", 2.0)
+    make_tenant("acme", "tier4", maxConcurrentJobs=None)
+    runner = Runner(service, threads=4, poll_interval=30).start()
+    try:
+        for _ in range(2):   # the second queued once the first was recorded
+            job = service.queue_job("immediate", "sleeps", {"ms": 0}, "acme")
+            wait_until(lambda job=job: service.get_job_by_id(job.id).status
+                       is JobStatus.COMPLETED, 10, "the job to run and be recorded",
+                       interval=0.01)
+            claimed = service.get_job_by_id(job.id).last_attempt
+            assert (claimed - job.created_at).total_seconds() < 1.0   # paced: up to 2 s
+        backlog = service.queue_batch_jobs(
+            [{"type": "immediate", "handler": "sleeps", "payload": {"ms": 0}}] * 200, "acme")
+        # At most 12 jobs a claim (4 threads, 8 ahead): paced, over half a minute.
+        wait_until(lambda: service.count_jobs(statuses=["completed"]) >= 202, 6.0,
+                   "the backlog to drain", interval=0.02)
+        assert claim_transactions(service, [job.id for job in backlog]) >= 200 / 12
+    finally:
+        runner.stop(grace=1)
+
+
+def test_a_trickle_of_work_is_claimed_a_few_jobs_per_cycle(service, make_tenant, monkeypatch):
+    """What the pacing is for: jobs arriving one by one, faster than the interval, are claimed
+    (and their results recorded) together, not one transaction per job."""
+    monkeypatch.setattr(runner_module, "_MIN_CYCLE_INTERVAL", 0.3)
+    make_tenant("acme", "tier4", maxConcurrentJobs=None)
+    runner = Runner(service, threads=8, poll_interval=30).start()
+    try:
+        ids = []
+        for _ in range(40):   # 2 s at 20 a second, 6 per interval: never the 8 threads' room
+            ids.append(service.queue_job("immediate", "sleeps", {"ms": 0}, "acme").id)
+            time.sleep(0.05)
+        wait_until(lambda: service.count_jobs(statuses=["completed"]) >= 40, 10,
+                   "the jobs to run", interval=0.02)
+    finally:
+        runner.stop(grace=1)
+    assert claim_transactions(service, ids) <= 20   # about one a pause; unpaced, one a job
 
 
 def test_stopping_a_runner_hands_back_jobs_it_had_not_finished(service, make_tenant):
