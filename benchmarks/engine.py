@@ -66,7 +66,9 @@ runner): secondary figures, for finding where time goes.
                                 ``started_at``. Details: the same 20 chains queued at once on 8
                                 threads (``chains_at_once_ms``: that adds the wait for a thread).
 
-Timings on a small shared machine are noisy: compare runs on the same machine only.
+Each deployed phase runs ``--repeat`` times (3 by default) and reports the medians, every
+run's figures in its details. Timings on a small shared machine are noisy: compare runs on the
+same machine only.
 """
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ import os
 import pstats
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -930,6 +933,26 @@ def _held(service, tenant: str) -> Iterator[None]:
         service.resume_tenant(tenant)
 
 
+def median_of(outs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs' figures merged: each number the median of its runs (a summary's p50 the
+    median of the p50s, and so on); the last run's details, with every run's figures."""
+    def merge(values: list[Any]) -> Any:
+        if all(isinstance(v, dict) for v in values):
+            return {k: merge([v[k] for v in values if k in v]) for k in values[-1]}
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return round(statistics.median(values), 2)
+        return values[-1]
+
+    figures = [{k: v for k, v in out.items() if not k.startswith("_")} for out in outs]
+    merged = merge(figures)
+    merged["_details"] = {**(outs[-1].get("_details") or {}), "runs": figures}
+    return merged
+
+
+# The deployed phases' targets are medians of runs (--repeat); the others run once.
+REPEATED = {"drain_deployed", "drain_gunicorn", "latency_deployed", "delayed_deployed",
+            "noisy_deployed"}
+
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "enqueue_one": phase_enqueue_one,
     "enqueue_batch": phase_enqueue_batch,
@@ -964,6 +987,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the enqueue and drain phases (top 15 to stderr and in "
                              "the JSON); their figures then include profiler overhead")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each deployed phase; their figures are the medians "
+                             "(every run's figures are in the details)")
     args = parser.parse_args(argv)
     phases = PHASES if not args.only else [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = [p for p in phases if p not in RUNNERS]
@@ -988,7 +1014,10 @@ def main(argv: list[str] | None = None) -> int:
                                                           "drain", "drain16"))
             phase_started = time.monotonic()
             try:
-                out = RUNNERS[name](target, args.scale, profiler)
+                runs = max(1, args.repeat) if name in REPEATED else 1
+                out = median_of([RUNNERS[name](target, args.scale, profiler)
+                                 for _ in range(runs)]) if runs > 1 else \
+                    RUNNERS[name](target, args.scale, profiler)
             except Exception as exc:
                 import traceback
                 traceback.print_exc()
