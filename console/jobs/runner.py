@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 _PROGRESS_MIN_INTERVAL = 0.25  # seconds between progress writes of one job
 _SHORT_ATTEMPT_MS = 20.0       # attempts shorter than this (on average) are claimed ahead
+_AHEAD_BUDGET_MS = 10.0        # a pool's worth of claimed-ahead work lasts about this long
+_MAX_AHEAD = 4                 # pools' worth of jobs claimed ahead, at most
 _MIN_CYCLE_INTERVAL = 0.02     # seconds from one dispatch cycle's start to the next's
 
 
@@ -404,11 +406,16 @@ class Runner:
     def _claim_ahead(self) -> int:
         """How many jobs to claim beyond the free threads.
 
-        When recent attempts were short, claiming two pools' worth ahead cuts the number of
-        claim transactions per job. When they were long, a job claimed ahead could wait behind
-        them while another runner sits idle, so nothing is claimed ahead.
+        When recent attempts were short, claiming ahead cuts the number of claim transactions
+        per job: as many as the threads get through in ``_AHEAD_BUDGET_MS`` at the recent
+        attempts' length, at most ``_MAX_AHEAD`` pools' worth. When they were long, a job
+        claimed ahead could wait behind them while another runner sits idle, so nothing is
+        claimed ahead.
         """
-        return 2 * self.threads if self._recent_duration_ms < _SHORT_ATTEMPT_MS else 0
+        if self._recent_duration_ms >= _SHORT_ATTEMPT_MS:
+            return 0
+        per_thread = min(_MAX_AHEAD, _AHEAD_BUDGET_MS / max(self._recent_duration_ms, 0.001))
+        return int(self.threads * per_thread)
 
     def _promote_due(self, conn, now: datetime) -> list[Any]:
         if self._next_due_read and (self._next_due is None or self._next_due > now):

@@ -305,10 +305,11 @@ def test_pacing_holds_neither_an_idle_runner_nor_a_backlog(service, make_tenant,
             assert (claimed - job.created_at).total_seconds() < 1.0   # paced: up to 2 s
         backlog = service.queue_batch_jobs(
             [{"type": "immediate", "handler": "sleeps", "payload": {"ms": 0}}] * 200, "acme")
-        # At most 12 jobs a claim (4 threads, 8 ahead): paced, over half a minute.
+        # At most 20 jobs a claim (4 threads, 16 ahead): paced, 20 s or more.
         wait_until(lambda: service.count_jobs(statuses=["completed"]) >= 202, 6.0,
                    "the backlog to drain", interval=0.02)
-        assert claim_transactions(service, [job.id for job in backlog]) >= 200 / 12
+        most = 4 * (1 + runner_module._MAX_AHEAD)
+        assert claim_transactions(service, [job.id for job in backlog]) >= 200 / most
     finally:
         runner.stop(grace=1)
 
