@@ -68,9 +68,10 @@ def sqlite_busy_timeout(engine: Engine) -> float:
 
 
 @contextmanager
-def process_write_lock(engine: Engine) -> Iterator[None]:
+def process_write_lock(engine: Engine, yielding: bool = False) -> Iterator[None]:
     """Hold this writer's turn at the SQLite file, among this process's threads and every
-    other process's (nothing to hold on PostgreSQL; see ``sqlite_lock``).
+    other process's (nothing to hold on PostgreSQL; see ``sqlite_lock``). A ``yielding``
+    writer (a runner's cycle) lets writers that wait for the turn go first, for a moment.
 
     Waits at most the busy timeout, like SQLite's own lock: past it the caller gets
     ``DatabaseUnavailableError`` (busy: retry later) — never a wait without end behind a writer
@@ -83,7 +84,7 @@ def process_write_lock(engine: Engine) -> Iterator[None]:
         turn = _write_turns.get(engine)
         if turn is None or turn.pid != os.getpid():
             turn = _write_turns[engine] = SqliteWriteTurn(_database_file(engine))
-    with turn.hold(sqlite_busy_timeout(engine)):
+    with turn.hold(sqlite_busy_timeout(engine), yielding):
         yield
 
 
@@ -116,8 +117,8 @@ class HeldConnection:
         self._conn: Connection | None = None
 
     @contextmanager
-    def write_transaction(self) -> Iterator[Connection]:
-        with process_write_lock(self._engine):
+    def write_transaction(self, yielding: bool = False) -> Iterator[Connection]:
+        with process_write_lock(self._engine, yielding):
             if self._conn is None:
                 self._conn = self._engine.connect()
                 if is_sqlite(self._engine):

@@ -337,7 +337,9 @@ class Runner:
         now = self.clock.now()
         try:
             records = self._prepare_records(finished, now)
-            with self._connection.write_transaction() as conn:
+            # With a backlog, cycles follow each other at once: writers that wait for
+            # SQLite's turn (API calls) go first (see sqlite_lock).
+            with self._connection.write_transaction(yielding=bool(self._backlog_room)) as conn:
                 recorded = self._write_records(conn, records, now)
                 pauses = self._pauses = read_pauses(conn)
                 if pauses.job_ids != self._paused_jobs:

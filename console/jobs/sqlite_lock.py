@@ -19,9 +19,18 @@ thread, one per process, on its own file descriptor (so it conflicts with this p
 descriptor like with any other process); the thread whose turn it is waits for the helper at
 most the busy timeout and gives up with ``DatabaseUnavailableError`` past it. A turn the helper
 wins after its waiter gave up is handed back at once.
+
+A runner draining a backlog wants the turn again the moment it lets go, and with two runners
+doing so the database is never free: every API call would wait out one of their transactions.
+So a runner's cycle with a backlog *yields* (``hold(timeout, yielding=True)``): a writer that
+has to wait says so with a shared ``flock`` on ``<db>-waiting.lock`` for as long as it waits;
+a yielding writer that gets the turn while somebody says so hands it straight back (its unlock
+wakes the waiter) and queues again. It yields for at most ``MOST_YIELD`` seconds, then keeps
+the turn: a steady stream of API writes never stops the runners.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -30,6 +39,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .types import DatabaseUnavailableError
+
+YIELD_PAUSE = 0.0005  # seconds a yielding writer leaves the turn to the writer it woke
+MOST_YIELD = 0.02     # seconds a yielding writer lets others go first, at most
 
 
 def _busy(whose: str, waited: float) -> DatabaseUnavailableError:
@@ -52,36 +64,101 @@ class SqliteWriteTurn:
         self._wanted = False      # a writer of this process waits for the helper
         self._granted = False     # the helper holds the file lock for that writer
         self._helper: threading.Thread | None = None
+        self._waiting_path = f"{database_path}-waiting.lock" if database_path else None
+        self._waiting_fd: int | None = None   # shared-locked while this process's writers wait
+        self._looking_fd: int | None = None   # a yielding writer's look at the waiting file
+        self._waiters = 0
+        self._waiters_guard = threading.Lock()
 
     @contextmanager
-    def hold(self, timeout: float) -> Iterator[None]:
+    def hold(self, timeout: float, yielding: bool = False) -> Iterator[None]:
         deadline = time.monotonic() + timeout
-        if not self._threads.acquire(timeout=timeout):
-            raise _busy("this process's other", timeout)
+        until = deadline if not yielding else min(deadline, time.monotonic() + MOST_YIELD)
+        while True:
+            fd = self._take(deadline, timeout, announce=not yielding)
+            if not yielding or time.monotonic() >= until or not self._others_waiting():
+                break
+            # Hand the turn to the writer that waits (our unlock wakes it), then queue again.
+            self._give_back(fd)
+            time.sleep(YIELD_PAUSE)
         try:
-            fd = self._lock_file(deadline, timeout) if self._path else None
-            try:
-                yield
-            finally:
-                if fd is not None:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+            yield
         finally:
+            self._give_back(fd)
+
+    def _take(self, deadline: float, timeout: float, announce: bool) -> int | None:
+        """The turn: this process's (``_threads``) and, for a file, the file lock's fd."""
+        if not self._threads.acquire(blocking=False):
+            with self._waiting() if announce else contextlib.nullcontext():
+                if not self._threads.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise _busy("this process's other", timeout)
+        try:
+            return self._lock_file(deadline, timeout, announce) if self._path else None
+        except BaseException:
             self._threads.release()
+            raise
+
+    def _give_back(self, fd: int | None) -> None:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    # -- yielding ---------------------------------------------------------------------------
+
+    def _others_waiting(self) -> bool:
+        """Whether a writer of any process (this one's included) says it waits."""
+        if self._waiting_path is None:
+            return False
+        if self._looking_fd is None:
+            self._looking_fd = self._open(self._waiting_path)
+        try:
+            fcntl.flock(self._looking_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._looking_fd, fcntl.LOCK_UN)
+        return False
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """Say that a writer of this process waits for the turn (yielding writers of every
+        process let it go first)."""
+        if self._waiting_path is None:
+            yield
+            return
+        with self._waiters_guard:
+            self._waiters += 1
+            if self._waiters == 1:
+                if self._waiting_fd is None:
+                    self._waiting_fd = self._open(self._waiting_path)
+                fcntl.flock(self._waiting_fd, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            with self._waiters_guard:
+                self._waiters -= 1
+                if self._waiters == 0:
+                    fcntl.flock(self._waiting_fd, fcntl.LOCK_UN)
 
     # -- between processes ----------------------------------------------------------------
 
-    def _lock_file(self, deadline: float, timeout: float) -> int:
-        """Take the file lock (this thread holds the process's turn); return the locked fd."""
+    def _try_file(self) -> int | None:
+        """The file lock if it is free now (this thread holds the process's turn)."""
         if self._fast_fd is None:
-            self._fast_fd = self._open()
+            self._fast_fd = self._open(self._path)
         try:
             fcntl.flock(self._fast_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return self._fast_fd
         except BlockingIOError:
-            pass
-        with self._state:
+            return None
+
+    def _lock_file(self, deadline: float, timeout: float, announce: bool = True) -> int:
+        """Take the file lock (this thread holds the process's turn); return the locked fd."""
+        fd = self._try_file()
+        if fd is not None:
+            return fd
+        with self._waiting() if announce else contextlib.nullcontext(), self._state:
             if self._helper is None:
-                self._helper_fd = self._open()
+                self._helper_fd = self._open(self._path)
                 self._helper = threading.Thread(target=self._wait_for_file, daemon=True,
                                                 name="sqlite-writer-turn")
                 self._helper.start()
@@ -107,5 +184,6 @@ class SqliteWriteTurn:
                 else:
                     fcntl.flock(self._helper_fd, fcntl.LOCK_UN)
 
-    def _open(self) -> int:
-        return os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    @staticmethod
+    def _open(path: str) -> int:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
