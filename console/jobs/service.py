@@ -40,7 +40,8 @@ from .limits import (
 )
 from .models import jobs_table, tenants_table
 from .pauses import Pause, PauseSet, read_pauses
-from .queue_sql import QueueTransaction, QueueWriter, count_waiting
+from .queue_pg import IdempotencyKeyTaken
+from .queue_sql import QueueCall, QueueTransaction, QueueWriter, count_waiting
 from .rates import (
     HandlerRateLimit,
     KeyState,
@@ -418,6 +419,8 @@ class JobService:
         if linked:
             _redirect_dependencies(prepared, results, aliases, new)
         consequences: list[SystemJob] = []
+        entry = (_creation_entry(actor, audit_action, tenant_id, new, now)
+                 if actor is not None and new else None)
 
         def insert(tx: QueueTransaction, conn=None) -> None:
             tenant = tx.tenant_limits(tenant_id)
@@ -426,27 +429,26 @@ class JobService:
             if conn is not None:
                 dependencies.settle(conn, tenant_id, new, now)  # raises → rolled back
             self._check_limits(tx, tenant_id, tenant, accepted, now)  # raises → rolled back
-            default_rank = JobPriority(tenant["default_job_priority"]).rank
-            for job in accepted:
-                job.row["priority"] = job.priority.rank if job.priority else default_rank
+            call.settle_priorities(JobPriority(tenant["default_job_priority"]).rank)
             tx.insert_jobs([job.row for job in new])
             if batch is not None:
                 tx.insert_batch(batch.row(tenant_id, new, now))
             if conn is not None:
                 dependencies.link(conn, new)
                 consequences[:] = _record_born_ended(conn, new, now)
-            if actor is not None:
-                tx.insert_audit(_creation_entry(actor, audit_action, tenant_id, new, now))
+            if entry is not None:
+                tx.insert_audit(entry)
 
+        call = QueueCall(tenant_id, now, new, accepted, insert, entry, batch)
         try:
             if linked:
                 self._queue_writer.write_with_connection(insert, accepted, now)
             elif new:
-                self._queue_writer.write(insert, accepted, now)
+                self._queue_writer.write(call)
         except TenantLimitException as rejection:  # nothing stored; count it, then tell the caller
             self._record_rejection(tenant_id, rejection.limit_type, now)
             raise
-        except self._integrity_error:
+        except (self._integrity_error, IdempotencyKeyTaken):
             if not any(job.row["idempotency_key"] for job in new):
                 raise
             # Another caller stored the same idempotency key a moment ago: answer with its job.
