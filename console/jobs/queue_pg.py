@@ -30,7 +30,7 @@ from .types import WAITING_STATUSES, JobPriority
 if TYPE_CHECKING:
     from .queue_sql import QueueCall
 
-_QUEUE_CALLS = "SELECT queue_calls(%s::jsonb, %s::jsonb)"
+_QUEUE_CALLS = "SELECT queue_calls(%s::jsonb, %s::jsonb, %s::text[], %s)"
 _AUDIT_JSON = ("job_ids", "value_before", "value_after", "details")
 _BATCH_JSON = ("on_complete", "on_success", "callback_job_ids")
 
@@ -40,11 +40,11 @@ class IdempotencyKeyTaken(Exception):
     for one: the caller looks again and answers with that job."""
 
 
-def rules(notify_channel: str) -> str:
-    """The function's second argument: what the Python side states once (priority ranks, the
-    statuses that count as waiting) and where to NOTIFY."""
-    return _encode({"ranks": {priority.value: priority.rank for priority in JobPriority},
-                    "waiting": list(WAITING_STATUSES), "channel": notify_channel})
+def rules(notify_channel: str) -> tuple[str, list[str], str]:
+    """The function's arguments after the calls: what the Python side states once (priority
+    ranks, the statuses that count as waiting) and where to NOTIFY."""
+    return (_encode({priority.value: priority.rank for priority in JobPriority}),
+            list(WAITING_STATUSES), notify_channel)
 
 
 class QueueStatement:
@@ -74,7 +74,7 @@ class QueueStatement:
         driver = self._connection()
         try:
             with driver.cursor() as cursor:
-                cursor.execute(_QUEUE_CALLS, (argument, self._rules))
+                cursor.execute(_QUEUE_CALLS, (argument, *self._rules))
                 answers = cursor.fetchone()[0]
         except BaseException:
             if driver.closed or driver.broken:
@@ -151,16 +151,18 @@ def _call_argument(call: QueueCall) -> dict[str, Any]:
     """One call as ``queue_calls`` reads it (see the migration's docstring)."""
     call.set_given_priorities()
     accepted = call.accepted
+    hour = hour_of(call.now)
     created = Counter((job.row["handler"], job.row["type"]) for job in accepted)
+    sizes = [job.payload_size for job in accepted]
     argument: dict[str, Any] = {
-        "tenant_id": call.tenant_id, "day": call.now.date(), "hour": hour_of(call.now),
-        "types": [job.row["type"] for job in accepted],
-        "sizes": [job.payload_size for job in accepted], "adding": len(accepted),
-        "counted": sum(1 for job in accepted if not job.is_recurring),
+        "tenant_id": call.tenant_id, "day": call.now.date(),
+        "types": [job.row["type"] for job in accepted], "sizes": sizes, "largest": max(sizes),
+        "adding": len(accepted), "counted": sum(1 for job in accepted if not job.is_recurring),
         # Left out: NULL, and for priority the tenant's default.
         "jobs": [{column: value for column, value in job.row.items() if value is not None}
                  for job in call.inserted],
-        "created": [[handler, job_type, n] for (handler, job_type), n in created.items()]}
+        "created": [[hour, call.tenant_id, handler, job_type, n]
+                    for (handler, job_type), n in created.items()]}
     if call.audit is not None:
         argument["audit"] = _with_json_text(call.audit, _AUDIT_JSON)
     if call.batch is not None:

@@ -4,20 +4,20 @@ Revision ID: 0020_queue_function
 Revises: 0019_runner_clock
 Create Date: 2026-12-06
 
-``queue_calls(calls, rules)`` does what a queue transaction does for a list of queue calls
-(``console/jobs/queue_pg.py`` builds the arguments and reads the answer), so that a call costs
-one round trip: BEGIN, this function and COMMIT sent together.
+``queue_calls(calls, ranks, waiting_statuses, channel)`` does what a queue transaction does
+for a list of queue calls (``console/jobs/queue_pg.py`` builds the arguments and reads the
+answer), so that a batch of calls costs one statement: its own transaction, one round trip.
 
 - ``calls``: a JSON array; each call has ``tenant_id``, ``day`` (the UTC date its daily count
-  goes to), ``hour`` (its rollup hour), ``types`` and ``sizes`` (type and payload size of each
-  job it adds, in order: the limit checks name the first one at fault), ``adding`` (how many
-  jobs it adds to the waiting ones), ``counted`` (how many count against the daily limit),
-  ``jobs`` (rows of ``jobs``; one without ``priority`` gets the tenant's default),
-  ``created`` (``[handler, job_type, n]`` for the rollups), and optionally ``audit`` (a row of
-  ``audit_entries``) and ``batch`` (a row of ``batches``; a callback template whose priority
-  is null gets the tenant's default).
-- ``rules``: ``ranks`` (priority name → rank), ``waiting`` (the statuses that count against
-  ``max_queued_jobs``), ``channel`` (where to NOTIFY). Passed in, so that the Python side
+  goes to), ``types`` and ``sizes`` (type and payload size of each job it adds, in order: a
+  refusal names the first one at fault), ``largest`` (the largest of ``sizes``), ``adding``
+  (how many jobs it adds to the waiting ones), ``counted`` (how many count against the daily
+  limit), ``jobs`` (rows of ``jobs``, NULL columns left out; one without ``priority`` gets
+  the tenant's default), ``created`` (``[hour, tenant_id, handler, job_type, n]`` for the
+  rollups), and optionally ``audit`` (a row of ``audit_entries``) and ``batch`` (a row of
+  ``batches``; a callback template whose priority is null gets the tenant's default).
+- ``ranks`` (priority name → rank), ``waiting_statuses`` (what counts against
+  ``max_queued_jobs``), ``channel`` (where to NOTIFY): passed in, so that the Python side
   states them once.
 
 Returns a JSON array, one answer per call in the order given: ``{"rank": r}`` (stored, with
@@ -37,7 +37,8 @@ branch_labels = None
 depends_on = None
 
 QUEUE_CALLS = r"""
-CREATE OR REPLACE FUNCTION queue_calls(calls jsonb, rules jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION queue_calls(calls jsonb, ranks jsonb, waiting_statuses text[],
+                                       channel text) RETURNS jsonb
 LANGUAGE plpgsql AS $fn$
 DECLARE
     queue_call jsonb;
@@ -46,23 +47,21 @@ DECLARE
     default_rank smallint;
     answers jsonb[] := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(calls)]);
     refusal jsonb;
-    waiting_statuses text[] := ARRAY(SELECT jsonb_array_elements_text(rules->'waiting'));
     waiting integer;
     total integer;
     counted integer;
-    bad_type text;
-    big_size integer;
     batch jsonb;
     kind text;
     template jsonb;
-    created jsonb := '[]'::jsonb;
+    created jsonb := '[]';
     violated text;
 BEGIN
     -- Tenant rows are locked in one order (by id, bytewise like Python's sort) whatever order
     -- the calls came in: two processes' batches never wait on each other in a cycle.
     FOR queue_call, slot IN
-        SELECT c.value, c.n::integer FROM jsonb_array_elements(calls) WITH ORDINALITY AS c(value, n)
-        ORDER BY c.value->>'tenant_id' COLLATE "C", c.n
+        SELECT c.value, c.n::integer
+          FROM jsonb_array_elements(calls) WITH ORDINALITY AS c(value, n)
+         ORDER BY c.value->>'tenant_id' COLLATE "C", c.n
     LOOP
         refusal := NULL;
         -- A sub-transaction per call: a refusal rolls back that call's writes alone.
@@ -72,32 +71,30 @@ BEGIN
             -- UPDATE a runner's claim could wait for a queuer waiting for the runner's rollups.
             SELECT t.max_queued_jobs, t.max_daily_jobs, t.max_job_payload_size,
                    t.allowed_job_types::jsonb AS allowed, t.default_job_priority
-              INTO tenant FROM tenants t WHERE t.id = queue_call->>'tenant_id' FOR NO KEY UPDATE;
+              INTO tenant FROM tenants t WHERE t.id = queue_call->>'tenant_id'
+               FOR NO KEY UPDATE;
             IF NOT FOUND THEN
                 refusal := '{"refused": "unknown_tenant"}';
                 RAISE EXCEPTION USING ERRCODE = 'QC001';
             END IF;
-            IF tenant.allowed IS NOT NULL THEN
-                SELECT t.value INTO bad_type
+            -- Each check is one expression when it passes; only a refusal looks for the
+            -- first job at fault, which its message names.
+            IF tenant.allowed IS NOT NULL AND NOT tenant.allowed @> (queue_call->'types') THEN
+                SELECT jsonb_build_object('refused', 'allowed_job_types', 'job_type', t.value,
+                                          'allowed', tenant.allowed)
+                  INTO refusal
                   FROM jsonb_array_elements_text(queue_call->'types') WITH ORDINALITY AS t(value, n)
                  WHERE NOT tenant.allowed ? t.value ORDER BY t.n LIMIT 1;
-                IF bad_type IS NOT NULL THEN
-                    refusal := jsonb_build_object('refused', 'allowed_job_types',
-                                                  'job_type', bad_type,
-                                                  'allowed', tenant.allowed);
-                    RAISE EXCEPTION USING ERRCODE = 'QC001';
-                END IF;
+                RAISE EXCEPTION USING ERRCODE = 'QC001';
             END IF;
-            IF tenant.max_job_payload_size IS NOT NULL THEN
-                SELECT s.value::integer INTO big_size
+            IF (queue_call->>'largest')::integer > tenant.max_job_payload_size THEN
+                SELECT jsonb_build_object('refused', 'max_job_payload_size',
+                                          'size', s.value::integer,
+                                          'max', tenant.max_job_payload_size)
+                  INTO refusal
                   FROM jsonb_array_elements_text(queue_call->'sizes') WITH ORDINALITY AS s(value, n)
                  WHERE s.value::integer > tenant.max_job_payload_size ORDER BY s.n LIMIT 1;
-                IF big_size IS NOT NULL THEN
-                    refusal := jsonb_build_object('refused', 'max_job_payload_size',
-                                                  'size', big_size,
-                                                  'max', tenant.max_job_payload_size);
-                    RAISE EXCEPTION USING ERRCODE = 'QC001';
-                END IF;
+                RAISE EXCEPTION USING ERRCODE = 'QC001';
             END IF;
             IF tenant.max_queued_jobs IS NOT NULL THEN
                 -- Counted only up to one past the limit: the cost follows the limit, not the
@@ -120,19 +117,20 @@ BEGIN
             IF counted > 0 THEN
                 -- The increment and the check in one statement: its row lock makes concurrent
                 -- queuers (other processes too) see each other's counts.
-                INSERT INTO tenant_daily_usage AS u (tenant_id, day, jobs_accepted, recurring_runs)
+                INSERT INTO tenant_daily_usage AS u (tenant_id, day, jobs_accepted,
+                                                     recurring_runs)
                 VALUES (queue_call->>'tenant_id', (queue_call->>'day')::date, counted, 0)
                 ON CONFLICT (tenant_id, day) DO UPDATE
                    SET jobs_accepted = u.jobs_accepted + excluded.jobs_accepted
                 RETURNING u.jobs_accepted + u.recurring_runs INTO total;
-                IF tenant.max_daily_jobs IS NOT NULL AND total > tenant.max_daily_jobs THEN
+                IF total > tenant.max_daily_jobs THEN
                     refusal := jsonb_build_object('refused', 'max_daily_jobs',
                                                   'used', total - counted,
                                                   'max', tenant.max_daily_jobs);
                     RAISE EXCEPTION USING ERRCODE = 'QC001';   -- rolls the increment back
                 END IF;
             END IF;
-            default_rank := (rules->'ranks'->>tenant.default_job_priority)::smallint;
+            default_rank := (ranks->>tenant.default_job_priority)::smallint;
             -- The base record supplies what a row leaves out: the default priority, and NULL
             -- for the columns a new job does not set.
             INSERT INTO jobs
@@ -143,14 +141,14 @@ BEGIN
             IF batch IS NOT NULL THEN
                 FOREACH kind IN ARRAY ARRAY['on_complete', 'on_success'] LOOP
                     template := (batch->>kind)::jsonb;
-                    IF template IS NOT NULL AND template->'priority' = 'null'::jsonb THEN
+                    IF template IS NOT NULL AND template->'priority' = 'null' THEN
                         batch := jsonb_set(batch, ARRAY[kind], to_jsonb(
                             jsonb_set(template, '{priority}', to_jsonb(default_rank))::text));
                     END IF;
                 END LOOP;
                 INSERT INTO batches SELECT * FROM jsonb_populate_record(NULL::batches, batch);
             END IF;
-            IF queue_call->'audit' IS NOT NULL THEN
+            IF queue_call ? 'audit' THEN
                 INSERT INTO audit_entries
                 SELECT * FROM jsonb_populate_record(NULL::audit_entries, queue_call->'audit');
             END IF;
@@ -168,17 +166,13 @@ BEGIN
             answers[slot] := refusal;
         ELSE
             answers[slot] := jsonb_build_object('rank', default_rank);
-            created := created || (
-                SELECT coalesce(jsonb_agg(jsonb_build_array(
-                           queue_call->'hour', queue_call->'tenant_id', c->0, c->1, c->2)),
-                       '[]'::jsonb)
-                  FROM jsonb_array_elements(queue_call->'created') AS c);
+            created := created || (queue_call->'created');
         END IF;
     END LOOP;
 
-    IF jsonb_array_length(created) > 0 THEN
-        -- The accepted calls' counts once, aggregated, in key order and the rollups before
-        -- the totals: the lock order of every writer (RollupBatch.write), so that no two
+    IF created <> '[]' THEN
+        -- The accepted calls' counts once, summed, in key order and the rollups before the
+        -- totals: the lock order of every writer (RollupBatch.write), so that no two
         -- transactions wait on each other in a cycle.
         INSERT INTO job_rollups AS r (hour, tenant_id, handler, job_type, attempts,
                                       attempts_succeeded, attempts_failed, attempts_timed_out,
@@ -201,7 +195,7 @@ BEGIN
          ORDER BY k.handler COLLATE "C", k.job_type COLLATE "C"
         ON CONFLICT (handler, job_type, duration_bucket) DO UPDATE
            SET jobs_created = t.jobs_created + excluded.jobs_created;
-        PERFORM pg_notify(rules->>'channel', '');
+        PERFORM pg_notify(channel, '');
     END IF;
     RETURN to_jsonb(answers);
 END
@@ -216,4 +210,4 @@ def upgrade():
 
 def downgrade():
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS queue_calls(jsonb, jsonb)")
+        op.execute("DROP FUNCTION IF EXISTS queue_calls(jsonb, jsonb, text[], text)")
