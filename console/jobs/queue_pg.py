@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .queue_sql import QueueCall
 
 _QUEUE_CALLS = "SELECT queue_calls(%s::jsonb, %s::jsonb, %s::text[], %s)"
+_UNDEFINED_FUNCTION = "42883"   # SQLSTATE: the database is not migrated to 0020
 _AUDIT_JSON = ("job_ids", "value_before", "value_after", "details")
 _BATCH_JSON = ("on_complete", "on_success", "callback_job_ids")
 
@@ -76,9 +77,14 @@ class QueueStatement:
             with driver.cursor() as cursor:
                 cursor.execute(_QUEUE_CALLS, (argument, *self._rules))
                 answers = cursor.fetchone()[0]
-        except BaseException:
+        except BaseException as exc:
             if driver.closed or driver.broken:
                 self._drop()
+            if getattr(exc, "sqlstate", None) == _UNDEFINED_FUNCTION:
+                raise RuntimeError(
+                    "the database has no queue_calls function of this version: migrate it "
+                    "(`flask --app console db upgrade`, or let the app do it with AUTO_MIGRATE "
+                    "on)") from exc
             raise
         for call, answer in zip(calls, answers, strict=True):
             refused = answer.get("refused")

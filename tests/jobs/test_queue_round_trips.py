@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from tests.conftest import ON_POSTGRES
 
@@ -79,3 +79,18 @@ def test_one_round_trip_per_queue_job(service, make_tenant, tmp_path):
     assert messages.count("\tCommandComplete\t \"SELECT 1\"") == 20   # one statement each
     assert service.count_jobs("acme") == 26
 
+
+
+def test_a_database_without_the_queue_function_is_named_as_not_migrated(service, make_tenant):
+    make_tenant("acme")
+    signature = "queue_calls(jsonb, jsonb, text[], text)"
+    with service.engine.begin() as conn:
+        conn.execute(text(f"ALTER FUNCTION {signature} RENAME TO queue_calls_away"))
+    try:
+        with pytest.raises(RuntimeError, match="migrate it"):
+            service.queue_job("immediate", "sleeps", {}, "acme")
+    finally:
+        with service.engine.begin() as conn:
+            conn.execute(text("ALTER FUNCTION queue_calls_away(jsonb, jsonb, text[], text) "
+                              "RENAME TO queue_calls"))
+    assert service.queue_job("immediate", "sleeps", {}, "acme").status.value == "queued"
