@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import select
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, event
@@ -30,7 +29,7 @@ from .types import WAITING_STATUSES, JobPriority
 if TYPE_CHECKING:
     from .queue_sql import QueueCall
 
-_QUEUE_CALLS = "SELECT queue_calls(%s::jsonb, %s::jsonb, %s::text[], %s)"
+_QUEUE_CALLS = "SELECT queue_calls(%s::jsonb, %s::jsonb, %s::text[], %s::text)"
 _UNDEFINED_FUNCTION = "42883"   # SQLSTATE: the database is not migrated to 0020
 _AUDIT_JSON = ("job_ids", "value_before", "value_after", "details")
 _BATCH_JSON = ("on_complete", "on_success", "callback_job_ids")
@@ -41,11 +40,12 @@ class IdempotencyKeyTaken(Exception):
     for one: the caller looks again and answers with that job."""
 
 
-def rules(notify_channel: str) -> tuple[str, list[str], str]:
+def rules(notify_channel: str) -> tuple[str, str, str]:
     """The function's arguments after the calls: what the Python side states once (priority
-    ranks, the statuses that count as waiting) and where to NOTIFY."""
+    ranks, the statuses that count as waiting) and where to NOTIFY. All text, built once: the
+    driver adapts a string for nothing, a list at some cost on every call."""
     return (_encode({priority.value: priority.rank for priority in JobPriority}),
-            list(WAITING_STATUSES), notify_channel)
+            "{" + ",".join(WAITING_STATUSES) + "}", notify_channel)
 
 
 class QueueStatement:
@@ -63,6 +63,7 @@ class QueueStatement:
         self._engine = engine
         self._rules = rules(notify_channel)
         self._held = None    # SQLAlchemy's pool record, taken out of the pool for good
+        self._cursor = None  # the held connection's, kept with it
         self._pid = 0
         event.listen(engine, "engine_disposed", self._on_engine_disposed)
 
@@ -72,11 +73,11 @@ class QueueStatement:
         connection lost, a constraint other than the idempotency key's) is raised: nothing of
         any call was stored."""
         argument = _encode([_call_argument(call) for call in calls])
-        driver = self._connection()
+        cursor = self._connection_cursor()
+        driver = cursor.connection
         try:
-            with driver.cursor() as cursor:
-                cursor.execute(_QUEUE_CALLS, (argument, *self._rules))
-                answers = cursor.fetchone()[0]
+            cursor.execute(_QUEUE_CALLS, (argument, *self._rules))
+            answers = cursor.fetchone()[0]
         except BaseException as exc:
             if driver.closed or driver.broken:
                 self._drop()
@@ -93,21 +94,22 @@ class QueueStatement:
             else:
                 call.error = _refusal(call, refused, answer)
 
-    def _connection(self):
+    def _connection_cursor(self):
         if self._held is not None and (self._pid != os.getpid() or not _usable(self._held)):
             self._drop()
         if self._held is None:
             held = self._engine.raw_connection()
             try:
                 held.dbapi_connection.autocommit = True
+                self._cursor = held.dbapi_connection.cursor()
             except BaseException:
                 held.invalidate()
                 raise
             self._held, self._pid = held, os.getpid()
-        return self._held.dbapi_connection
+        return self._cursor
 
     def _drop(self) -> None:
-        held, self._held = self._held, None
+        held, self._held, self._cursor = self._held, None, None
         if held is None:
             return
         if self._pid != os.getpid():
@@ -158,7 +160,10 @@ def _call_argument(call: QueueCall) -> dict[str, Any]:
     call.set_given_priorities()
     accepted = call.accepted
     hour = hour_of(call.now)
-    created = Counter((job.row["handler"], job.row["type"]) for job in accepted)
+    created: dict[tuple[str, str], int] = {}
+    for job in accepted:
+        key = (job.row["handler"], job.row["type"])
+        created[key] = created.get(key, 0) + 1
     sizes = [job.payload_size for job in accepted]
     argument: dict[str, Any] = {
         "tenant_id": call.tenant_id, "day": call.now.date(),
