@@ -53,7 +53,9 @@ class QueueStatement:
 
     One statement in autocommit mode is its own transaction: BEGIN, the call and COMMIT in
     one round trip, the answer read after the COMMIT, so that no lock waits on this process in
-    between. The connection is kept from one batch to the next (only the writer's leader uses
+    between. (psycopg's pipeline mode, with its implicit BEGIN and an explicit COMMIT, took
+    three: libpq's trace showed it waiting for the BEGIN's answer, and again on leaving the
+    pipeline.) The connection is kept from one batch to the next (only the writer's leader uses
     it, one at a time): a checkout from the pool would cost a liveness ping, a round trip of
     its own, per batch. Instead a look at the socket, without waiting, tells whether the server
     closed it (a restart, an administrator's terminate), and a fresh one replaces it.

@@ -330,7 +330,10 @@ class QueueWriter:
     call waiting is told "busy" and none of them is written later.
 
     On PostgreSQL a batch is one statement (``queue_pg.py``); other processes' writers run
-    side by side, each tenant's queuers in line on the tenant row.
+    side by side, each tenant's queuers in line on the tenant row. The price of a shared
+    transaction, on either database: a call that waits (on PostgreSQL, for a tenant row another
+    transaction holds) holds up the calls of its batch and the batches behind it in this
+    process.
     """
 
     MAX_BATCH = 64   # calls per transaction: bounds how long one turn holds the database
