@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 _QUEUE_CALLS = "SELECT queue_calls(%s::jsonb, %s::jsonb, %s::text[], %s::text)"
 _UNDEFINED_FUNCTION = "42883"   # SQLSTATE: the database is not migrated to 0020
+_RETRYABLE = {"40P01", "40001"}  # SQLSTATE: deadlock detected, serialization failure
+_ATTEMPTS = 3
 _AUDIT_JSON = ("job_ids", "value_before", "value_after", "details")
 _BATCH_JSON = ("on_complete", "on_success", "callback_job_ids")
 
@@ -75,13 +77,32 @@ class QueueStatement:
         connection lost, a constraint other than the idempotency key's) is raised: nothing of
         any call was stored."""
         argument = _encode([_call_argument(call) for call in calls])
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                answers = self._run(argument)
+                break
+            except Exception as exc:
+                # The statement rolled back whole: running it again is safe, and a deadlock
+                # victim's batch would otherwise fail every caller in it.
+                if getattr(exc, "sqlstate", None) not in _RETRYABLE or attempt == _ATTEMPTS:
+                    raise
+        for call, answer in zip(calls, answers, strict=True):
+            refused = answer.get("refused")
+            if refused is None:
+                call.settle_priorities(answer["rank"])
+            else:
+                call.error = _refusal(call, refused, answer)
+
+    def _run(self, argument: str) -> list[dict[str, Any]]:
         cursor = self._connection_cursor()
         driver = cursor.connection
         try:
             cursor.execute(_QUEUE_CALLS, (argument, *self._rules))
-            answers = cursor.fetchone()[0]
+            return cursor.fetchone()[0]
         except BaseException as exc:
-            if driver.closed or driver.broken:
+            # Kept only when the server answered with an error and the connection is idle
+            # again; anything else (lost, interrupted mid-statement) gets a fresh one.
+            if driver.closed or driver.broken or driver.info.transaction_status.name != "IDLE":
                 self._drop()
             if getattr(exc, "sqlstate", None) == _UNDEFINED_FUNCTION:
                 raise RuntimeError(
@@ -89,12 +110,6 @@ class QueueStatement:
                     "(`flask --app console db upgrade`, or let the app do it with AUTO_MIGRATE "
                     "on)") from exc
             raise
-        for call, answer in zip(calls, answers, strict=True):
-            refused = answer.get("refused")
-            if refused is None:
-                call.settle_priorities(answer["rank"])
-            else:
-                call.error = _refusal(call, refused, answer)
 
     def _connection_cursor(self):
         if self._held is not None and (self._pid != os.getpid() or not _usable(self._held)):

@@ -15,6 +15,7 @@ from console.jobs import JobValidationError, TenantLimitException, db
 from console.jobs.models import daily_usage_table, rejections_table, rollups_table
 from console.jobs.queue_sql import QueueWriter
 from tests.conftest import ON_POSTGRES
+from tests.support import wait_until
 
 GATE = "gate"   # PostgreSQL: the tenant whose call leads while the others gather
 
@@ -37,10 +38,11 @@ def batch_sizes(monkeypatch) -> list[int]:
 def writer_held(service):
     """Every queue call started inside waits until the end. SQLite: this thread holds the
     writer's turn. PostgreSQL: a call of the ``GATE`` tenant leads, its transaction waiting for
-    the tenant's row, which this thread holds locked."""
+    the tenant's row, which this thread holds locked. Yields the threads to join afterwards
+    (the gate's call leads on through the batches that gathered behind it)."""
     if not ON_POSTGRES:
         with db.process_write_lock(service.engine):
-            yield
+            yield []
         return
     leader = threading.Thread(target=service.queue_job,
                               args=("immediate", "sleeps", {"gate": True}, GATE))
@@ -48,9 +50,8 @@ def writer_held(service):
         conn.execute(text("SELECT 1 FROM tenants WHERE id = :id FOR UPDATE"), {"id": GATE})
         leader.start()
         time.sleep(0.3)   # the gate's call now leads, waiting for the row
-        yield
+        yield [leader]
         conn.rollback()
-    leader.join(timeout=30)
 
 
 def queue_while_the_writer_is_held(service, calls: list[tuple[str, dict]]) -> list[object]:
@@ -69,11 +70,11 @@ def queue_while_the_writer_is_held(service, calls: list[tuple[str, dict]]) -> li
 
     threads = [threading.Thread(target=call, args=(i, tenant_id, options))
                for i, (tenant_id, options) in enumerate(calls)]
-    with writer_held(service):
+    with writer_held(service) as held:
         for thread in threads:
             thread.start()
         time.sleep(0.3)   # every caller is now waiting for the writer
-    for thread in threads:
+    for thread in [*threads, *held]:
         thread.join(timeout=30)
     return outcomes
 
@@ -165,3 +166,42 @@ def test_every_refusal_in_a_shared_transaction_is_its_callers_alone(
                    rejections_table.c.count))}
     assert counted == {("daily", "max_daily_jobs"): 2, ("picky", "allowed_job_types"): 1,
                        ("tiny", "max_job_payload_size"): 1}
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL's deadlock detector")
+def test_a_batch_chosen_as_a_deadlocks_victim_is_written_again(service, make_tenant, batch_sizes):
+    """Another transaction holds tenant b's row and then asks for a's, while a batch of calls
+    for a and b holds a's and waits for b's: the server cancels the batch's statement to break
+    the cycle, and the writer runs it again, so that neither caller sees the deadlock."""
+    for tenant_id in (GATE, "a", "b"):
+        make_tenant(tenant_id, "tier4")
+    outcomes: dict[str, object] = {}
+
+    def queue(tenant_id: str) -> None:
+        try:
+            outcomes[tenant_id] = service.queue_job("immediate", "sleeps", {}, tenant_id)
+        except Exception as exc:
+            outcomes[tenant_id] = exc
+
+    callers = [threading.Thread(target=queue, args=(t,)) for t in ("a", "b")]
+    with service.engine.connect() as other:
+        # Its own detector waits longer than the batch's: the batch is the victim.
+        other.execute(text("SET deadlock_timeout = '20s'"))
+        with writer_held(service) as held:
+            for caller in callers:
+                caller.start()
+            time.sleep(0.3)   # both calls wait for the writer, to be written together
+            other.execute(text("SELECT 1 FROM tenants WHERE id = 'b' FOR UPDATE"))
+        with service.engine.connect() as observer:
+            wait_until(lambda: observer.execute(text(
+                "SELECT pg_stat_clear_snapshot(), count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%queue_calls%'")).one()[1],
+                10, "the batch to wait for b's row", interval=0.02)
+        other.execute(text("SELECT 1 FROM tenants WHERE id = 'a' FOR UPDATE"))   # the cycle
+        other.rollback()
+    for thread in [*callers, *held]:
+        thread.join(timeout=30)
+
+    assert not any(isinstance(o, Exception) for o in outcomes.values()), outcomes
+    assert service.count_jobs("a") == service.count_jobs("b") == 1
+    assert 2 in batch_sizes, batch_sizes
