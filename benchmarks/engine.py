@@ -28,6 +28,8 @@ Then the engine's own paths, a runner in this process (``run_until_idle`` or a b
 runner): secondary figures, for finding where time goes.
 
 - ``enqueue_one_by_one_per_s``  ``service.queue_job`` N = 5000×scale times from one thread.
+                                ``enqueue_one_by_one_8_threads_per_s``: N more calls shared by
+                                8 threads queueing at once (a web process's request threads).
 - ``enqueue_batched_per_s``     ``service.queue_batch_jobs`` of 1000 specs up to 20000×scale jobs.
 - ``drain_noop_per_s``          10000×scale queued no-op jobs drained by ``run_until_idle``
                                 (8 threads; ``drain_noop_16_threads_per_s`` with 16).
@@ -133,6 +135,7 @@ TARGETS = {
 POSTGRES_TARGETS = {"dependency_release_ms.p99": ("<=", 30),
                     "drain_workers_per_s": (">=", 3000)}
 RATE_LIMIT = {"count": 50, "periodSeconds": 1.0, "burst": 10}
+ENQUEUE_THREADS = 8
 AGING_SECONDS = 2.0   # at --scale 1; smaller scales shorten the steps (and the flood) with it
 
 
@@ -410,12 +413,46 @@ def phase_enqueue_one(target: Target, scale: float, profiler: Profiler) -> dict[
             for i in range(n):
                 service.queue_job("immediate", "noop", {"i": i, "note": "bench"}, tenant)
             elapsed = time.perf_counter() - started
+        threads_elapsed = queue_from_threads(service, tenant, n, ENQUEUE_THREADS)
     rate = n / elapsed
-    log(f"  {rate:,.0f} jobs/s ({elapsed * 1000 / n:.3f} ms per call)")
+    threads_rate = n / threads_elapsed
+    log(f"  {rate:,.0f} jobs/s ({elapsed * 1000 / n:.3f} ms per call); "
+        f"{ENQUEUE_THREADS} threads at once: {threads_rate:,.0f} jobs/s")
     return {"enqueue_one_by_one_per_s": round(rate, 1),
+            f"enqueue_one_by_one_{ENQUEUE_THREADS}_threads_per_s": round(threads_rate, 1),
             "_details": {"jobs": n, "seconds": round(elapsed, 3),
-                         "ms_per_call": round(elapsed * 1000 / n, 3)},
+                         "ms_per_call": round(elapsed * 1000 / n, 3),
+                         "threads_seconds": round(threads_elapsed, 3)},
             "_profile": profiler.report("enqueue_one_by_one")}
+
+
+def queue_from_threads(service, tenant: str, n: int, threads: int) -> float:
+    """``n`` single ``queue_job`` calls shared by ``threads`` threads started together (as a
+    web process's request threads queue); seconds from the start to the last call's return."""
+    start = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def queue(share: int, offset: int) -> None:
+        start.wait()
+        try:
+            for i in range(share):
+                service.queue_job("immediate", "noop", {"i": offset + i, "note": "bench"}, tenant)
+        except BaseException as exc:   # reported below, not lost in the thread
+            errors.append(exc)
+
+    shares = [n // threads + (1 if k < n % threads else 0) for k in range(threads)]
+    workers = [threading.Thread(target=queue, args=(share, sum(shares[:k])))
+               for k, share in enumerate(shares)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    started = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return elapsed
 
 
 def phase_enqueue_batch(target: Target, scale: float, profiler: Profiler) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -301,11 +301,48 @@ def check_queue_room(tenant_id: str, max_queued_jobs: int | None, waiting: int,
     """
     room = queue_room(max_queued_jobs, waiting)
     if room is not None and adding > room:
-        raise TenantLimitException(
-            f"tenant {tenant_id!r} has {waiting} jobs waiting and max_queued_jobs is "
-            f"{max_queued_jobs}; {adding} more would exceed it — wait for jobs to run, "
-            "cancel some, or raise the limit",
-            "max_queued_jobs", waiting, max_queued_jobs, tenant_id)
+        raise queue_full(tenant_id, waiting, max_queued_jobs, adding)
+
+
+# The refusals of the queue path, each written once: the SQLite path finds them in Python
+# (``JobService._check_limits``), the PostgreSQL one in its server-side function
+# (``queue_pg.py``), and both raise what these build.
+
+def unknown_tenant(tenant_id: str) -> JobValidationError:
+    return JobValidationError("tenant_id", f"unknown tenant {tenant_id!r}; create it first "
+                                           "(service.tenants.set_tenant_config)")
+
+
+def type_not_allowed(tenant_id: str, job_type: str, allowed_types) -> TenantLimitException:
+    allowed = sorted(allowed_types)
+    return TenantLimitException(
+        f"tenant {tenant_id!r} may not queue {job_type!r} jobs "
+        f"(allowed: {', '.join(allowed) or 'none'}); move it to a higher tier or allow the type",
+        "allowed_job_types", job_type, allowed, tenant_id)
+
+
+def payload_too_large(tenant_id: str, size: int, max_size: int) -> TenantLimitException:
+    return TenantLimitException(
+        f"payload of {size} bytes exceeds tenant {tenant_id!r}'s "
+        f"max_job_payload_size of {max_size} bytes",
+        "max_job_payload_size", size, max_size, tenant_id)
+
+
+def queue_full(tenant_id: str, waiting: int, max_queued_jobs: int,
+               adding: int) -> TenantLimitException:
+    return TenantLimitException(
+        f"tenant {tenant_id!r} has {waiting} jobs waiting and max_queued_jobs is "
+        f"{max_queued_jobs}; {adding} more would exceed it — wait for jobs to run, "
+        "cancel some, or raise the limit",
+        "max_queued_jobs", waiting, max_queued_jobs, tenant_id)
+
+
+def daily_used_up(tenant_id: str, used: int, max_daily_jobs: int,
+                  day: date) -> TenantLimitException:
+    return TenantLimitException(
+        f"tenant {tenant_id!r} has used {used} of its {max_daily_jobs} jobs for "
+        f"{day.isoformat()} (UTC); the count resets at midnight UTC",
+        "max_daily_jobs", used, max_daily_jobs, tenant_id)
 
 
 def queue_full_reason(tenant_id: str) -> str:

@@ -1,11 +1,14 @@
 """The two hottest writes in hand-written SQL on the driver's own connection: the queue path's
-transaction, and the runner's recording of finished attempts.
+transaction, and the runner's recording of finished attempts; and ``QueueWriter``, which
+commits queue calls that wait together as one transaction on either database.
 
 Queueing is the one write that callers wait on one by one, and recording results runs for every
 attempt, so both skip SQLAlchemy's per-statement and per-row machinery, whose overhead
 outweighs SQLite's own work on statements this small. The SQL is small and fixed; the values
 are written exactly as SQLAlchemy writes them (SQLite: UTC times as 'YYYY-MM-DD HH:MM:SS.ffffff',
-dates as ISO text), so every other module reads these rows through the ordinary models.
+dates as ISO text), so every other module reads these rows through the ordinary models. On
+PostgreSQL the queue path's statements run in the server instead (``queue_pg.py``); the ones
+here serve it only for jobs with dependencies.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from . import db
+from . import db, queue_pg
 from .models import AUDIT_COLUMNS, BATCH_COLUMNS, JOB_COLUMNS
 from .rollups import hour_of
 from .types import WAITING_STATUSES, DatabaseUnavailableError
@@ -136,42 +139,13 @@ def _sqlite_value(value: Any) -> Any:
 
 
 class QueueTransaction:
-    """The statements of one queue transaction, on a DB-API cursor.
+    """The statements of one queue transaction, on a DB-API cursor: SQLite's queue path, and
+    on both databases the path of jobs with dependencies (``QueueWriter.write_with_connection``).
+    PostgreSQL's ordinary queue path runs the same rules in the server (``queue_pg.py``)."""
 
-    On PostgreSQL the writes (the job rows, the rollup counters, NOTIFY) and the COMMIT go to
-    the server in one round trip (psycopg's pipeline mode), entered at the first write, once
-    every answer the limit checks need is in. Why: the counters are hot rows — ``job_totals``
-    is one row per handler and type for every tenant — and each row lock is held until COMMIT.
-    Sent one by one, every statement after the first upsert would keep that lock across a round
-    trip and the GIL hand-over of a busy web process, and every other queue transaction of that
-    handler would wait in line: those waits, not the server's work, would set how many
-    submissions a second the API takes. Pipelined, the lock lasts as long as the server's own
-    work.
-    """
-
-    def __init__(self, cursor, postgres: bool, dbapi_connection=None):
+    def __init__(self, cursor, postgres: bool):
         self._cursor = cursor
         self._postgres = postgres
-        self._connection = dbapi_connection
-        self._pipeline = None
-
-    def _start_pipeline(self) -> None:
-        if self._postgres and self._pipeline is None and self._connection is not None:
-            self._pipeline = self._connection.pipeline()
-            self._pipeline.__enter__()
-
-    def end_pipeline(self, failed: bool = False) -> None:
-        """Leave pipeline mode (after the COMMIT, or on the way to a rollback)."""
-        pipeline, self._pipeline = self._pipeline, None
-        if pipeline is None:
-            return
-        try:
-            pipeline.__exit__(None, None, None)   # leaves pipeline mode even when it raises
-        except Exception:
-            if not failed:
-                raise
-            # An aborted pipeline says so again on the way out; the error that got us here
-            # (a duplicate idempotency key, a lost connection…) is the one to report.
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self._postgres else statement
@@ -212,7 +186,6 @@ class QueueTransaction:
         return self._cursor.fetchone()[0]
 
     def insert_jobs(self, rows: list[dict[str, Any]]) -> None:
-        self._start_pipeline()   # no statement from here on needs an answer before COMMIT
         values = [_row_values(row) for row in rows]
         if not self._postgres:  # only the time columns need converting to SQLite's text form
             texts: dict[datetime, str] = {}   # a batch shares created_at/updated_at values
@@ -231,14 +204,12 @@ class QueueTransaction:
 
     def insert_audit(self, entry: dict[str, Any]) -> None:
         """The queue call's audit entry (``console.jobs.audit.entry_row``), in its transaction."""
-        self._start_pipeline()
         self._cursor.execute(self._sql(_INSERT_AUDIT), [
             _json(entry[c]) if c in _AUDIT_JSON else self._value(entry[c])
             for c in AUDIT_COLUMNS])
 
     def insert_batch(self, row: dict[str, Any]) -> None:
         """The queue call's batch row (``console.jobs.batches.NewBatch.row``)."""
-        self._start_pipeline()
         self._cursor.execute(self._sql(_INSERT_BATCH), [
             _json(row[c]) if c in _BATCH_JSON else self._value(row[c]) for c in BATCH_COLUMNS])
 
@@ -281,51 +252,88 @@ class QueueTransaction:
 
 @contextmanager
 def queue_transaction(engine: Engine, locked: bool = False) -> Iterator[QueueTransaction]:
-    """A write transaction on a pooled driver connection (SQLite: BEGIN IMMEDIATE in the
+    """A write transaction on a pooled SQLite driver connection (BEGIN IMMEDIATE in the
     writer's turn, which ``locked`` says the caller holds already), committed on success and
     rolled back on any exception."""
-    postgres = engine.dialect.name == "postgresql"
     with contextlib.nullcontext() if locked else db.process_write_lock(engine):
         connection = engine.raw_connection()
         try:
             cursor = connection.cursor()
-            if not postgres:
-                cursor.execute("BEGIN IMMEDIATE")
-            tx = QueueTransaction(cursor, postgres, connection.dbapi_connection)
+            cursor.execute("BEGIN IMMEDIATE")
             try:
-                yield tx
+                yield QueueTransaction(cursor, postgres=False)
             except BaseException:
-                tx.end_pipeline(failed=True)
                 connection.rollback()
                 raise
-            committed = False
-            try:
-                connection.commit()
-                committed = True
-            finally:
-                tx.end_pipeline(failed=not committed)
+            connection.commit()
         finally:
             connection.close()  # back to the pool
 
 
+class QueueCall:
+    """One queue call waiting for its transaction: what it stores and, once written, its
+    outcome (``error`` None: stored; ``done`` set either way).
+
+    ``inserted``: the jobs it inserts; ``accepted``: the jobs its tenant's limits and the
+    rollups count (``inserted`` and a batch's callbacks); ``audit``: its audit entry's row, or
+    None; ``batch``: its ``NewBatch``, or None. ``work(tx)`` does its limit checks and inserts
+    in a transaction of this module's (the SQLite path); PostgreSQL's ``queue_calls`` does the
+    same from the data (``queue_pg.py``).
+    """
+
+    __slots__ = ("tenant_id", "now", "inserted", "accepted", "audit", "batch", "work", "error",
+                 "done")
+
+    def __init__(self, tenant_id: str, now: datetime, inserted: list, accepted: list,
+                 work: Callable[[QueueTransaction], None], audit: dict[str, Any] | None = None,
+                 batch=None):
+        self.tenant_id = tenant_id
+        self.now = now
+        self.inserted = inserted
+        self.accepted = accepted
+        self.work = work
+        self.audit = audit
+        self.batch = batch
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def set_given_priorities(self) -> None:
+        """The rank of each job that names its priority; the others wait for the tenant's
+        default (``settle_priorities``), which only the transaction can read."""
+        for job in self.accepted:
+            if job.priority is not None:
+                job.row["priority"] = job.priority.rank
+
+    def settle_priorities(self, default_rank: int) -> None:
+        """Every job's rank, the tenant's default where the job named none."""
+        for job in self.accepted:
+            job.row["priority"] = job.priority.rank if job.priority else default_rank
+
+
 class QueueWriter:
-    """Runs queue transactions; on SQLite, commits the queue calls that wait together as one.
+    """Runs queue transactions, committing the queue calls that wait together as one.
 
-    ``write(work, jobs, now)`` runs ``work(tx)`` (the limit checks and the insert of one queue
-    call), adds ``jobs`` to the hour's rollups, and commits. On PostgreSQL each call is its own
-    transaction: writers run side by side, each tenant's queuers in line on the tenant row.
+    ``write(call)`` stores one ``QueueCall`` (its limit checks, its rows, the hour's rollups)
+    and returns once it is committed, or raises the call's own refusal or error.
 
-    On SQLite only one writer at a time holds the database, and a transaction costs far more
-    than the rows in it (taking the writer's turn, BEGIN, the rollup upserts, COMMIT, and on a
-    busy web process a GIL hand-over after each of them). So one caller at a time leads: it
-    takes the writer's turn and writes every call waiting at that moment — each in its own
-    SAVEPOINT, so that one call's refusal (a tenant limit, a duplicate idempotency key) rolls
-    back that call alone and is raised to its own caller — with one rollup write and one
-    COMMIT, and goes on while calls are waiting. The others wait for their own call's answer,
-    not for the lock: a lock they all took in turn would cost a GIL hand-over per call, each
-    waiter needing the GIL back to let the next one in. A failed COMMIT fails every call
-    of its batch: nothing of any of them is stored. When the turn does not come within the busy
-    timeout, every call waiting is told "busy" and none of them is written later.
+    A transaction costs far more than the rows in it: on SQLite, taking the writer's turn,
+    BEGIN, the rollup upserts, COMMIT, and on a busy web process a GIL hand-over after each of
+    them; on PostgreSQL, a round trip and a WAL flush at COMMIT. So one caller at a time
+    leads: it writes every call waiting at that moment in one transaction — each call on its
+    own (a SAVEPOINT on SQLite, a sub-transaction of ``queue_calls`` on PostgreSQL), so that
+    one call's refusal (a tenant limit, a duplicate idempotency key) rolls back that call alone
+    and is raised to its own caller — with one rollup write and one COMMIT, and goes on while
+    calls are waiting. The others wait for their own call's answer, not for a lock: a lock they
+    all took in turn would cost a GIL hand-over per call, each waiter needing the GIL back to
+    let the next one in. A failed COMMIT fails every call of its batch: nothing of any of them
+    is stored. On SQLite, when the writer's turn does not come within the busy timeout, every
+    call waiting is told "busy" and none of them is written later.
+
+    On PostgreSQL a batch is one statement (``queue_pg.py``); other processes' writers run
+    side by side, each tenant's queuers in line on the tenant row. The price of a shared
+    transaction, on either database: a call that waits (on PostgreSQL, for a tenant row another
+    transaction holds) holds up the calls of its batch and the batches behind it in this
+    process.
     """
 
     MAX_BATCH = 64   # calls per transaction: bounds how long one turn holds the database
@@ -333,19 +341,14 @@ class QueueWriter:
     def __init__(self, engine: Engine, notify_channel: str):
         self._engine = engine
         self._notify_channel = notify_channel
-        self._combine = engine.dialect.name == "sqlite"
-        self._waiting: list[_QueueCall] = []
+        self._postgres = engine.dialect.name == "postgresql"
+        self._statement = (queue_pg.QueueStatement(engine, notify_channel)
+                           if self._postgres else None)
+        self._waiting: list[QueueCall] = []
         self._leading = False    # a caller is writing the waiting calls
         self._guard = threading.Lock()
 
-    def write(self, work: Callable[[QueueTransaction], None], jobs: list, now: datetime) -> None:
-        if not self._combine:
-            with queue_transaction(self._engine) as tx:
-                work(tx)
-                tx.count_created(jobs, now)
-                tx.notify(self._notify_channel)
-            return
-        call = _QueueCall(work, jobs, now)
+    def write(self, call: QueueCall) -> None:
         with self._guard:
             self._waiting.append(call)
             lead = not self._leading
@@ -401,28 +404,12 @@ class QueueWriter:
                 self._leading = False
             raise
 
-    def _write_batch(self, batch: list[_QueueCall]) -> None:
+    def _write_batch(self, batch: list[QueueCall]) -> None:
         try:
-            together = len(batch) > 1   # a lone call needs no savepoint: its error rolls back
-            with queue_transaction(self._engine, locked=True) as tx:
-                written: dict[datetime, list] = {}   # jobs by the hour they were queued in
-                for call in batch:
-                    if together:
-                        tx.savepoint()
-                    try:
-                        call.work(tx)
-                    except Exception as exc:
-                        call.error = exc
-                        if not together:
-                            raise
-                        tx.rollback_to_savepoint()
-                    else:
-                        hour = hour_of(call.now)
-                        written.setdefault(hour, []).extend(call.jobs)
-                        if together:
-                            tx.release_savepoint()
-                for hour, jobs in sorted(written.items()):
-                    tx.count_created(jobs, hour)
+            if self._postgres:
+                self._statement.write_calls(batch)
+            else:
+                self._write_sqlite_batch(batch)
         except BaseException as exc:   # the batch's transaction failed: nothing of it is stored
             for call in batch:
                 if call.error is None:
@@ -433,13 +420,24 @@ class QueueWriter:
             for call in batch:
                 call.done.set()
 
-
-class _QueueCall:
-    __slots__ = ("work", "jobs", "now", "error", "done")
-
-    def __init__(self, work: Callable[[QueueTransaction], None], jobs: list, now: datetime):
-        self.work = work
-        self.jobs = jobs
-        self.now = now
-        self.error: BaseException | None = None
-        self.done = threading.Event()
+    def _write_sqlite_batch(self, batch: list[QueueCall]) -> None:
+        together = len(batch) > 1   # a lone call needs no savepoint: its error rolls back
+        with queue_transaction(self._engine, locked=True) as tx:
+            written: dict[datetime, list] = {}   # jobs by the hour they were queued in
+            for call in batch:
+                if together:
+                    tx.savepoint()
+                try:
+                    call.work(tx)
+                except Exception as exc:
+                    call.error = exc
+                    if not together:
+                        raise
+                    tx.rollback_to_savepoint()
+                else:
+                    hour = hour_of(call.now)
+                    written.setdefault(hour, []).extend(call.accepted)
+                    if together:
+                        tx.release_savepoint()
+            for hour, jobs in sorted(written.items()):
+                tx.count_created(jobs, hour)

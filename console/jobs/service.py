@@ -30,13 +30,18 @@ from .limits import (
     RateLimit,
     TenantStore,
     check_queue_room,
+    daily_used_up,
     limits_from_row,
+    payload_too_large,
     queue_full_reason,
     queue_room,
+    type_not_allowed,
+    unknown_tenant,
 )
 from .models import jobs_table, tenants_table
 from .pauses import Pause, PauseSet, read_pauses
-from .queue_sql import QueueTransaction, QueueWriter, count_waiting
+from .queue_pg import IdempotencyKeyTaken
+from .queue_sql import QueueCall, QueueTransaction, QueueWriter, count_waiting
 from .rates import (
     HandlerRateLimit,
     KeyState,
@@ -414,37 +419,36 @@ class JobService:
         if linked:
             _redirect_dependencies(prepared, results, aliases, new)
         consequences: list[SystemJob] = []
+        entry = (_creation_entry(actor, audit_action, tenant_id, new, now)
+                 if actor is not None and new else None)
 
         def insert(tx: QueueTransaction, conn=None) -> None:
             tenant = tx.tenant_limits(tenant_id)
             if tenant is None:
-                raise JobValidationError(
-                    "tenant_id", f"unknown tenant {tenant_id!r}; create it first "
-                                 "(service.tenants.set_tenant_config)")
+                raise unknown_tenant(tenant_id)
             if conn is not None:
                 dependencies.settle(conn, tenant_id, new, now)  # raises → rolled back
             self._check_limits(tx, tenant_id, tenant, accepted, now)  # raises → rolled back
-            default_rank = JobPriority(tenant["default_job_priority"]).rank
-            for job in accepted:
-                job.row["priority"] = job.priority.rank if job.priority else default_rank
+            call.settle_priorities(JobPriority(tenant["default_job_priority"]).rank)
             tx.insert_jobs([job.row for job in new])
             if batch is not None:
                 tx.insert_batch(batch.row(tenant_id, new, now))
             if conn is not None:
                 dependencies.link(conn, new)
                 consequences[:] = _record_born_ended(conn, new, now)
-            if actor is not None:
-                tx.insert_audit(_creation_entry(actor, audit_action, tenant_id, new, now))
+            if entry is not None:
+                tx.insert_audit(entry)
 
+        call = QueueCall(tenant_id, now, new, accepted, insert, entry, batch)
         try:
             if linked:
                 self._queue_writer.write_with_connection(insert, accepted, now)
             elif new:
-                self._queue_writer.write(insert, accepted, now)
+                self._queue_writer.write(call)
         except TenantLimitException as rejection:  # nothing stored; count it, then tell the caller
             self._record_rejection(tenant_id, rejection.limit_type, now)
             raise
-        except self._integrity_error:
+        except (self._integrity_error, IdempotencyKeyTaken):
             if not any(job.row["idempotency_key"] for job in new):
                 raise
             # Another caller stored the same idempotency key a moment ago: answer with its job.
@@ -492,24 +496,18 @@ class JobService:
     @staticmethod
     def _check_limits(tx: QueueTransaction, tenant_id: str, limits: dict[str, Any],
                       new: list[PreparedJob], now: datetime) -> None:
-        """Raise ``TenantLimitException`` for the first limit the new jobs would break."""
+        """Raise ``TenantLimitException`` for the first limit the new jobs would break (the
+        PostgreSQL path applies the same rules in ``queue_calls``: see ``queue_pg.py``)."""
         allowed_types = limits["allowed_job_types"]
         if allowed_types is not None:
             for job in new:
                 if job.row["type"] not in allowed_types:
-                    allowed = ", ".join(sorted(allowed_types)) or "none"
-                    raise TenantLimitException(
-                        f"tenant {tenant_id!r} may not queue {job.row['type']!r} jobs "
-                        f"(allowed: {allowed}); move it to a higher tier or allow the type",
-                        "allowed_job_types", job.row["type"], sorted(allowed_types), tenant_id)
+                    raise type_not_allowed(tenant_id, job.row["type"], allowed_types)
         max_payload = limits["max_job_payload_size"]
         if max_payload is not None:
             for job in new:
                 if job.payload_size > max_payload:
-                    raise TenantLimitException(
-                        f"payload of {job.payload_size} bytes exceeds tenant {tenant_id!r}'s "
-                        f"max_job_payload_size of {max_payload} bytes",
-                        "max_job_payload_size", job.payload_size, max_payload, tenant_id)
+                    raise payload_too_large(tenant_id, job.payload_size, max_payload)
         max_queued = limits["max_queued_jobs"]
         if max_queued is not None:
             check_queue_room(tenant_id, max_queued, tx.count_waiting(tenant_id, max_queued + 1),
@@ -521,11 +519,7 @@ class JobService:
             total = tx.count_daily(tenant_id, now.date(), counted)
             max_daily = limits["max_daily_jobs"]
             if max_daily is not None and total > max_daily:
-                used = total - counted
-                raise TenantLimitException(
-                    f"tenant {tenant_id!r} has used {used} of its {max_daily} jobs for "
-                    f"{now.date().isoformat()} (UTC); the count resets at midnight UTC",
-                    "max_daily_jobs", used, max_daily, tenant_id)
+                raise daily_used_up(tenant_id, total - counted, max_daily, now.date())
 
     def _record_rejection(self, tenant_id: str, limit_type: str, now: datetime) -> None:
         try:

@@ -160,9 +160,10 @@ def test_a_queue_call_cut_off_mid_transaction_stores_nothing(service, make_tenan
         blocker.execute("LOCK TABLE job_rollups IN EXCLUSIVE MODE")
         queuer.start()
         with psycopg.connect(server + database, autocommit=True) as observer:
+            # On PostgreSQL the whole transaction is one statement, queue_calls (queue_pg.py).
             waiting = wait_until(lambda: observer.execute(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%job_rollups%'").fetchone(), 10,
+                "AND query LIKE '%queue_calls%'").fetchone(), 10,
                 "the queue call to reach the rollups", interval=0.02)
             # Its connection goes first: in a plain shutdown the blocker's rollback could
             # free the lock and let the queue call commit just before its connection closed.
