@@ -119,16 +119,27 @@ class HeldConnection:
     @contextmanager
     def write_transaction(self, yielding: bool = False) -> Iterator[Connection]:
         with process_write_lock(self._engine, yielding):
-            if self._conn is None:
-                self._conn = self._engine.connect()
-                if is_sqlite(self._engine):
-                    self._conn = self._conn.execution_options(**{IMMEDIATE_OPTION: True})
-            try:
-                with self._conn.begin():
-                    yield self._conn
-            except BaseException:
-                self.close()
-                raise
+            with self._transaction(immediate=True) as conn:
+                yield conn
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Connection]:
+        """A transaction that takes no writer's turn: on SQLite it never makes a writer wait."""
+        with self._transaction(immediate=False) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, immediate: bool) -> Iterator[Connection]:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        if is_sqlite(self._engine):
+            self._conn.execution_options(**{IMMEDIATE_OPTION: immediate})
+        try:
+            with self._conn.begin():
+                yield self._conn
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._conn is not None:

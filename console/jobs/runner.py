@@ -86,13 +86,15 @@ def _build_statements():
                 .where(j.status == JobStatus.PENDING.value, j.scheduled_for.is_not(None),
                        j.id.not_in(paused_job_ids()))
                 .order_by(j.scheduled_for).limit(1))
+    any_queued = select(j.id).where(j.status == JobStatus.QUEUED.value).limit(1)
+    work_waiting = select(any_queued.scalar_subquery(), next_due.scalar_subquery())
     return (owned, owned.with_for_update(), owned.with_for_update(skip_locked=True), promote_due,
-            next_due)
+            next_due, work_waiting)
 
 
 # Built once: constructing a statement costs more than executing it on SQLite.
 (_OWNED, _OWNED_FOR_UPDATE, _OWNED_SKIP_LOCKED, _PROMOTE_DUE,
- _NEXT_DUE) = _build_statements()
+ _NEXT_DUE, _WORK_WAITING) = _build_statements()
 
 
 @dataclass
@@ -335,6 +337,8 @@ class Runner:
         finished = self._take_finished()
         capacity = 0 if self._stop.is_set() else self._room()
         now = self.clock.now()
+        if not finished and self._nothing_to_write(capacity, now):
+            return 0
         try:
             records = self._prepare_records(finished, now)
             # With a backlog, cycles follow each other at once: writers that wait for
@@ -384,6 +388,25 @@ class Runner:
             self._pool.submit(WorkItem(job=job, duration_limit=claim.duration_limits.get(
                 job.tenant_id)))
         return len(claim.rows)
+
+    def _nothing_to_write(self, capacity: int, now: datetime) -> bool:
+        """Whether a cycle with no results to record would write nothing: no job is due to
+        promote and none queued (or no room to claim one), as a read shows that takes no
+        writer's turn. Every commit anywhere wakes every runner; without this read, each
+        wake-up of an idle or full runner would take SQLite's turn from the writers that
+        have work (an API call queueing, the runner that claims). Paused jobs that reached
+        ``queued`` are put back by a full cycle (``hold_paused_jobs``)."""
+        if self._paused_jobs:
+            return False
+        with self._connection.read_transaction() as conn:
+            queued, self._next_due = conn.execute(_WORK_WAITING).one()
+        self._next_due_read = True
+        if queued is None:
+            self._last_claimed = self._backlog_room = 0
+            self._rate_wake = None
+        elif capacity:
+            return False
+        return self._next_due is None or self._next_due > now
 
     def _count_held_back(self, claim) -> None:
         if not (claim.held_back or claim.rate_held):

@@ -314,6 +314,40 @@ def test_pacing_holds_neither_an_idle_runner_nor_a_backlog(service, make_tenant,
         runner.stop(grace=1)
 
 
+def test_a_runner_with_nothing_to_do_takes_no_writers_turn(service, make_tenant):
+    """Every commit anywhere wakes every runner. One with nothing to record, claim or promote
+    finds that out with a read, and leaves SQLite's turn to the writers that have work; it
+    still reads when the next delayed job falls due, and runs it then."""
+    make_tenant("acme", "tier4", maxConcurrentJobs=None)
+    runner = Runner(service, threads=2, poll_interval=30).start()
+    turns = []
+    held = runner._connection.write_transaction
+
+    def counted(*args, **kwargs):
+        turns.append(time.monotonic())
+        return held(*args, **kwargs)
+
+    try:
+        job = service.queue_job("immediate", "sleeps", {"ms": 0}, "acme")
+        wait_until(lambda: service.get_job_by_id(job.id).status is JobStatus.COMPLETED, 10,
+                   "the first job to run and be recorded", interval=0.01)
+        time.sleep(0.2)
+        runner._connection.write_transaction = counted
+        later = service.queue_job("delayed", "sleeps", {"ms": 0}, "acme",
+                                  scheduled_for=datetime.now(timezone.utc)
+                                  + timedelta(seconds=1.5))
+        for _ in range(20):   # commits that make no work due
+            service.queue_job("delayed", "sleeps", {"ms": 0}, "acme",
+                              scheduled_for=datetime.now(timezone.utc) + timedelta(hours=1))
+            time.sleep(0.02)
+        assert turns == []
+        wait_until(lambda: service.get_job_by_id(later.id).status is JobStatus.COMPLETED, 10,
+                   "the delayed job to run when due", interval=0.02)
+        assert 1 <= len(turns) <= 4   # promote and claim; record
+    finally:
+        runner.stop(grace=1)
+
+
 def test_a_trickle_of_work_is_claimed_a_few_jobs_per_cycle(service, make_tenant, monkeypatch):
     """What the pacing is for: jobs arriving one by one, faster than the interval, are claimed
     (and their results recorded) together, not one transaction per job."""
