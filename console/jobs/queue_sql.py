@@ -107,13 +107,36 @@ def count_waiting(conn, tenant_id: str, bound: int) -> int:
         tenant_id, bound)
 
 
-def write_results(conn, results: list[tuple], attempts: list[tuple]) -> None:
-    """The runner's result writes, inside its SQLAlchemy transaction ``conn``: each job's next
-    state (``result_row``) and its attempt (``attempt_row``)."""
+def write_results(conn, owner: str, records: list[tuple[str, tuple, tuple]]) -> set[str]:
+    """The runner's result writes, inside its SQLAlchemy transaction ``conn``: for each
+    ``(job_id, result_row, attempt_row)`` whose job is still leased to ``owner``, the job's next
+    state and its attempt. Returns the ids written: a job whose lease was lost (another runner
+    recovered it and counted the attempt as lost) is left alone. Rows are locked in id order,
+    as everywhere (PostgreSQL)."""
     postgres = conn.dialect.name == "postgresql"
-    writer = QueueTransaction(conn.connection.dbapi_connection.cursor(), postgres)
-    writer._cursor.executemany(writer._sql(_RECORD_RESULT), results)
-    writer._cursor.executemany(writer._sql(_INSERT_ATTEMPT), attempts)
+    cursor = conn.connection.dbapi_connection.cursor()
+    ids = sorted(job_id for job_id, _, _ in records)
+    if postgres:
+        cursor.execute(_OWNED_PG, [ids, owner])
+    else:
+        cursor.execute(_OWNED_SQLITE.format(marks=", ".join("?" * len(ids))), [*ids, owner])
+    owned = {job_id for job_id, in cursor.fetchall()}
+    writer = QueueTransaction(cursor, postgres)
+    cursor.executemany(writer._sql(_RECORD_RESULT),
+                       [r for job_id, r, _ in records if job_id in owned])
+    cursor.executemany(writer._sql(_INSERT_ATTEMPT),
+                       [a for job_id, _, a in records if job_id in owned])
+    return owned
+
+
+_OWNED_SQLITE = ("SELECT id FROM jobs WHERE id IN ({marks}) AND lease_owner = ? "
+                 "AND status = 'processing'")
+# Each job through the primary key, in id order (the ids come sorted): never a scan of the
+# 'processing' entries of a status index, which a drain fills with dead ones faster than
+# vacuum clears them.
+_OWNED_PG = ("SELECT leased.id FROM unnest(%s::text[]) AS o(id), LATERAL ("
+             "SELECT id FROM jobs WHERE jobs.id = o.id AND lease_owner = %s "
+             "AND status = 'processing' FOR UPDATE) AS leased")
 
 
 def _json(value: Any) -> str | None:

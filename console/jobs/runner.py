@@ -88,13 +88,11 @@ def _build_statements():
                 .order_by(j.scheduled_for).limit(1))
     any_queued = select(j.id).where(j.status == JobStatus.QUEUED.value).limit(1)
     work_waiting = select(any_queued.scalar_subquery(), next_due.scalar_subquery())
-    return (owned, owned.with_for_update(), owned.with_for_update(skip_locked=True), promote_due,
-            next_due, work_waiting)
+    return owned, owned.with_for_update(skip_locked=True), promote_due, next_due, work_waiting
 
 
 # Built once: constructing a statement costs more than executing it on SQLite.
-(_OWNED, _OWNED_FOR_UPDATE, _OWNED_SKIP_LOCKED, _PROMOTE_DUE,
- _NEXT_DUE, _WORK_WAITING) = _build_statements()
+_OWNED, _OWNED_SKIP_LOCKED, _PROMOTE_DUE, _NEXT_DUE, _WORK_WAITING = _build_statements()
 
 
 @dataclass
@@ -678,21 +676,18 @@ class Runner:
         """
         if not records:
             return []
-        owned_query = _OWNED_FOR_UPDATE if self._postgres else _OWNED
-        owned = set(conn.execute(owned_query, {"ids": [r.job_id for r in records],
-                                               "owner": self.id}).scalars())
+        written = write_results(conn, self.id,
+                                [(r.job_id, r.result_row, r.attempt_row) for r in records])
         kept = []
         for record in records:
-            if record.job_id in owned:
+            if record.job_id in written:
                 kept.append(record)
             else:
                 log.warning("runner %s lost the lease of job %s before its attempt finished; "
                             "the result is dropped", self.id, record.job_id)
         rollups = RollupBatch()
-        if kept:
-            write_results(conn, [r.result_row for r in kept], [r.attempt_row for r in kept])
-            for record in kept:
-                rollups.add_attempt(*record.rollup)
+        for record in kept:
+            rollups.add_attempt(*record.rollup)
         updated = [r.updated for r in kept]
         consequences = record_endings(conn, updated, now, rollups)
         consequences += webhooks.record_job_events(
