@@ -260,6 +260,32 @@ def test_expired_lease_is_recovered_and_the_lost_attempt_counted(service, make_t
     assert ok["success"] and ok["attempt"] == 2
 
 
+def test_a_result_whose_lease_was_lost_is_dropped(service, make_tenant, caplog):
+    """Another runner took the job over while this one ran it (as recovery does after a lease
+    lapsed): the late result changes nothing, and only the job that was still leased is
+    recorded."""
+    make_tenant("acme", "tier4", maxConcurrentJobs=None)
+    runner = Runner(service, threads=2, poll_interval=30).start()
+    try:
+        taken = service.queue_job("immediate", "sleeps", {"ms": 600}, "acme")
+        kept = service.queue_job("immediate", "sleeps", {"ms": 600}, "acme")
+        wait_until(lambda: all(service.get_job_by_id(j.id).status is JobStatus.PROCESSING
+                               for j in (taken, kept)), 5, "both jobs to start", interval=0.01)
+        with service.engine.begin() as conn:
+            conn.execute(jobs_table.update().where(jobs_table.c.id == taken.id)
+                         .values(lease_owner="other-host:1:runner"))
+        wait_until(lambda: service.get_job_by_id(kept.id).status is JobStatus.COMPLETED, 5,
+                   "the job still leased to be recorded", interval=0.01)
+        time.sleep(0.2)
+    finally:
+        runner.stop(grace=1)
+    after = service.get_job_by_id(taken.id)
+    assert after.status is JobStatus.PROCESSING and after.lease_owner == "other-host:1:runner"
+    assert attempts_of(service, taken.id) == []
+    assert [a["success"] for a in attempts_of(service, kept.id)] == [True]
+    assert f"lost the lease of job {taken.id}" in caplog.text
+
+
 def test_background_runner_wakes_at_once_for_queued_and_delayed_work(service, make_tenant,
                                                                        app_config):
     make_tenant()
