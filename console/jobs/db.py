@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, event, func, text
+from sqlalchemy import Connection, Engine, Select, event, func, text
 
 from .sqlite_lock import SqliteWriteTurn
 
@@ -115,31 +115,55 @@ class HeldConnection:
     def __init__(self, engine: Engine):
         self._engine = engine
         self._conn: Connection | None = None
+        self._compiled: dict[Select, tuple[str, list]] = {}   # read_row's SQL and converters
+
+
+    def read_row(self, query: Select) -> tuple:
+        """The one row of ``query`` (no parameters), read outside any transaction and any
+        writer's turn (on SQLite it never makes a writer wait), on the driver's own cursor:
+        a loop that asks this many times a second skips SQLAlchemy's per-statement work.
+        Values come as the columns' types make them."""
+        compiled = self._compiled.get(query)
+        if compiled is None:
+            dialect = self._engine.dialect
+            sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+            converters = [column.type.dialect_impl(dialect).result_processor(dialect, None)
+                          for column in query.selected_columns]
+            compiled = self._compiled[query] = (sql, converters)
+        sql, converters = compiled
+        dbapi = self._open().connection.dbapi_connection
+        try:
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute(sql)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+                if not is_sqlite(self._engine):
+                    dbapi.rollback()   # the read's own transaction (SQLite's autocommits)
+        except BaseException:
+            self.close()
+            raise
+        return tuple(value if convert is None or value is None else convert(value)
+                     for convert, value in zip(converters, row, strict=True))
 
     @contextmanager
     def write_transaction(self, yielding: bool = False) -> Iterator[Connection]:
         with process_write_lock(self._engine, yielding):
-            with self._transaction(immediate=True) as conn:
-                yield conn
+            conn = self._open()
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                self.close()
+                raise
 
-    @contextmanager
-    def read_transaction(self) -> Iterator[Connection]:
-        """A transaction that takes no writer's turn: on SQLite it never makes a writer wait."""
-        with self._transaction(immediate=False) as conn:
-            yield conn
-
-    @contextmanager
-    def _transaction(self, immediate: bool) -> Iterator[Connection]:
+    def _open(self) -> Connection:
         if self._conn is None:
             self._conn = self._engine.connect()
-        if is_sqlite(self._engine):
-            self._conn.execution_options(**{IMMEDIATE_OPTION: immediate})
-        try:
-            with self._conn.begin():
-                yield self._conn
-        except BaseException:
-            self.close()
-            raise
+            if is_sqlite(self._engine):
+                self._conn = self._conn.execution_options(**{IMMEDIATE_OPTION: True})
+        return self._conn
 
     def close(self) -> None:
         if self._conn is not None:

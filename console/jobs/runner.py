@@ -396,8 +396,7 @@ class Runner:
         ``queued`` are put back by a full cycle (``hold_paused_jobs``)."""
         if self._paused_jobs:
             return False
-        with self._connection.read_transaction() as conn:
-            queued, self._next_due = conn.execute(_WORK_WAITING).one()
+        queued, self._next_due = self._connection.read_row(_WORK_WAITING)
         self._next_due_read = True
         if queued is None:
             self._last_claimed = self._backlog_room = 0
