@@ -414,16 +414,37 @@ def phase_enqueue_one(target: Target, scale: float, profiler: Profiler) -> dict[
                 service.queue_job("immediate", "noop", {"i": i, "note": "bench"}, tenant)
             elapsed = time.perf_counter() - started
         threads_elapsed = queue_from_threads(service, tenant, n, ENQUEUE_THREADS)
+        ceiling = commit_ceiling(service.engine) if target.postgres else None
     rate = n / elapsed
     threads_rate = n / threads_elapsed
     log(f"  {rate:,.0f} jobs/s ({elapsed * 1000 / n:.3f} ms per call); "
-        f"{ENQUEUE_THREADS} threads at once: {threads_rate:,.0f} jobs/s")
+        f"{ENQUEUE_THREADS} threads at once: {threads_rate:,.0f} jobs/s"
+        + (f"; the server commits at most {ceiling:,.0f} empty transactions/s one by one"
+           if ceiling else ""))
+    details = {"jobs": n, "seconds": round(elapsed, 3),
+               "ms_per_call": round(elapsed * 1000 / n, 3),
+               "threads_seconds": round(threads_elapsed, 3)}
+    if ceiling:
+        details["server_commits_one_by_one_per_s"] = round(ceiling, 1)
     return {"enqueue_one_by_one_per_s": round(rate, 1),
             f"enqueue_one_by_one_{ENQUEUE_THREADS}_threads_per_s": round(threads_rate, 1),
-            "_details": {"jobs": n, "seconds": round(elapsed, 3),
-                         "ms_per_call": round(elapsed * 1000 / n, 3),
-                         "threads_seconds": round(threads_elapsed, 3)},
-            "_profile": profiler.report("enqueue_one_by_one")}
+            "_details": details, "_profile": profiler.report("enqueue_one_by_one")}
+
+
+def commit_ceiling(engine, commits: int = 1000) -> float:
+    """Durable commits per second from one connection that write nothing but their commit
+    record (an xid makes COMMIT flush the WAL): what one-by-one queueing cannot exceed on this
+    server and disk, whatever the queue path does."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        started = time.perf_counter()
+        for _ in range(commits):
+            cursor.execute("SELECT pg_current_xact_id()")
+            connection.commit()
+        return commits / (time.perf_counter() - started)
+    finally:
+        connection.close()
 
 
 def queue_from_threads(service, tenant: str, n: int, threads: int) -> float:
