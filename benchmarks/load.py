@@ -23,7 +23,9 @@ order. The generator's own lag is reported apart: how late a sender that was idl
 woke for its slot (timer and GIL), how many slots found every sender busy, and its CPU use.
 Meanwhile the queue is sampled every second (queued, processing, completed of the load tenants):
 the backlog over time, the rate the runners executed at, and how long the backlog took to drain
-after the last submission.
+after the last submission. When the p99 misses its target, the rate search steps the rate
+down by a fifth (``--search-seconds`` each) to the highest one that holds it, with where the
+CPU went at each step.
 
 **Phase 2, operators.** ``--operators`` signed-in sessions cycle through the main pages
 (dashboard, jobs table, a job page, tenants, a tenant page, failures, handlers), each page
@@ -75,6 +77,7 @@ from benchmarks.report import latency_summary, load_average, log, nearest_rank, 
 API_P99_TARGET_MS = 100.0
 PAGE_P95_TARGET_MS = 200.0
 OPERATOR_PASSWORD = "load benchmark password"
+MIN_SEARCH_RATE = 20   # submissions/s: the rate search stops below this
 PAGES = ["dashboard", "jobs table", "job page", "tenants", "tenant page", "failures",
          "handlers"]
 
@@ -136,15 +139,39 @@ def start_cluster(setup: Setup, web_workers: int, workers: int, web_threads: int
     return cluster.start()
 
 
-def cluster_pids(cluster) -> dict[str, list[int]]:
-    """The product's processes by kind (and this one), for CPU and memory figures."""
+def cluster_pids(cluster, database_url: str | None = None) -> dict[str, list[int]]:
+    """The product's processes by kind (and this one), for CPU and memory figures; with a
+    PostgreSQL server on this machine, its processes too."""
     from benchmarks.procstats import parent_of
 
     web = cluster.web_worker_pids()
     master = parent_of(web[0]) if web else None
     workers = [pid for pid, (kind, _) in cluster.expected_pids().items() if kind == "worker"]
-    return {"gunicorn_master": [master] if master else [], "gunicorn_workers": web,
-            "worker_processes": workers, "load_generator": [os.getpid()]}
+    groups = {"gunicorn_master": [master] if master else [], "gunicorn_workers": web,
+              "worker_processes": workers, "load_generator": [os.getpid()]}
+    server = local_postgres_pids(database_url)
+    if server:
+        groups["postgresql_server"] = server
+    return groups
+
+
+def local_postgres_pids(url: str | None) -> list[int]:
+    """The processes of the PostgreSQL server at ``url`` when it runs on this machine (the
+    postmaster, its backends and helpers), else []."""
+    from sqlalchemy.engine import make_url
+
+    from benchmarks.procstats import children, parent_of
+
+    if not url or not url.startswith("postgresql") or make_url(url).host not in (
+            "127.0.0.1", "localhost", "::1"):
+        return []
+    import psycopg
+
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(
+            hide_password=False)) as connection:
+        backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
+    postmaster = parent_of(backend)
+    return [postmaster, *children(postmaster)] if postmaster else []
 
 
 # -- the queue, sampled ---------------------------------------------------------------------
@@ -446,7 +473,7 @@ def submit_phase(cluster, setup: Setup, sampler: BacklogSampler, args, recent_id
     """Submissions at ``rate`` for ``seconds`` (``during`` runs meanwhile), then the drain."""
     from benchmarks.procstats import CpuMeter
 
-    meter = CpuMeter(cluster_pids(cluster)).start()
+    meter = CpuMeter(cluster_pids(cluster, setup.url)).start()
     before = sampler.counts()
     t_start = time.monotonic() - sampler.t0
     submitter = OpenLoopSubmitter(cluster.base_url, setup.tokens, rate, seconds,
@@ -521,6 +548,8 @@ def run(args) -> dict[str, Any]:
         report["api"] = submit_phase(cluster, setup, sampler, args, recent_ids, args.seconds,
                                      args.rate)
         _log_api(report["api"])
+        if not report["api"]["meets_target"] and args.search_seconds:
+            report["rate_search"] = search_rate(cluster, setup, sampler, args, recent_ids)
         if args.operators:
             seconds = args.operator_seconds or args.seconds
             log(f"operators: {args.operators} sessions for {seconds:g} s (think "
@@ -544,6 +573,29 @@ def run(args) -> dict[str, Any]:
     report.update(run_info(setup.url if setup.kind == "postgresql" else None, load_before,
                            started))
     return report
+
+
+def search_rate(cluster, setup, sampler, args, recent_ids) -> dict[str, Any]:
+    """When ``--rate`` missed the p99 target: the highest rate that holds it, stepping down
+    by a fifth for ``--search-seconds`` each (down to ``MIN_SEARCH_RATE``), with where the CPU
+    went at each step."""
+    steps = []
+    rate = args.rate
+    while (rate := round(rate * 0.8)) >= MIN_SEARCH_RATE:
+        log(f"rate search: {rate}/s for {args.search_seconds:g} s")
+        api = submit_phase(cluster, setup, sampler, args, recent_ids, args.search_seconds, rate)
+        _log_api(api)
+        steps.append({"rate": rate, "achieved_rate_per_s": api["achieved_rate_per_s"],
+                      "latency_p99_ms": api["latency_ms"]["p99"],
+                      "meets_target": api["meets_target"],
+                      "cpu_percent_of_one_core": api["cpu_percent_of_one_core"]})
+        if api["meets_target"]:
+            break
+    holding = next((step for step in steps if step["meets_target"]), None)
+    return {"seconds_per_step": args.search_seconds, "steps": steps,
+            "highest_holding_rate": holding["rate"] if holding else None,
+            "cpu_percent_of_one_core_there": holding["cpu_percent_of_one_core"]
+            if holding else None}
 
 
 class _Future:
@@ -612,6 +664,15 @@ def text_table(report: dict[str, Any]) -> str:
                      f"{api['cpu_percent_of_one_core']}")
 
     api_lines("API", report["api"])
+    search = report.get("rate_search")
+    if search:
+        lines.append(f"rate search ({search['seconds_per_step']:g} s a step): "
+                     + ", ".join(f"{step['rate']}/s p99 {step['latency_p99_ms']} ms"
+                                 for step in search["steps"])
+                     + f"; highest rate holding p99 ≤ {API_P99_TARGET_MS:g} ms: "
+                     + (f"{search['highest_holding_rate']}/s, CPU % of a core "
+                        f"{search['cpu_percent_of_one_core_there']}"
+                        if search["highest_holding_rate"] else "none"))
     operators = report.get("operators")
     if operators:
         lines.append(f"operators: {operators['sessions']} sessions, think {operators['think_s']}"
@@ -652,6 +713,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="jobs of generated history for the pages (0: none)")
     parser.add_argument("--senders", type=int, default=32,
                         help="sender threads of the load generator")
+    parser.add_argument("--search-seconds", type=float, default=20.0,
+                        help="when --rate misses the p99 target, look for the highest rate "
+                             "that holds it, this long a step (0: no search)")
     parser.add_argument("--json", type=Path, help="write the figures as JSON to this file")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.seconds <= 0 or args.operator_rate <= 0:

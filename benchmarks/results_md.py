@@ -336,7 +336,17 @@ class _Report:
                 ("CPU: gunicorn workers", "api.cpu_percent_of_one_core.gunicorn_workers", ""),
                 ("CPU: worker processes", "api.cpu_percent_of_one_core.worker_processes", ""),
                 ("CPU: load generator", "api.cpu_percent_of_one_core.load_generator", ""),
-                ("CPU: machine (everyone)", "api.cpu_percent_of_one_core.machine", "")]
+                ("CPU: PostgreSQL server (on this machine)",
+                 "api.cpu_percent_of_one_core.postgresql_server", ""),
+                ("CPU: machine (everyone)", "api.cpu_percent_of_one_core.machine", ""),
+                ("when p99 missed: highest rate holding it, /s",
+                 "rate_search.highest_holding_rate", "300"),
+                ("… CPU there: gunicorn workers",
+                 "rate_search.cpu_percent_of_one_core_there.gunicorn_workers", ""),
+                ("… CPU there: worker processes",
+                 "rate_search.cpu_percent_of_one_core_there.worker_processes", ""),
+                ("… CPU there: PostgreSQL server",
+                 "rate_search.cpu_percent_of_one_core_there.postgresql_server", "")]
         self.lines += self.by_db("load", rows)
         self.lines += [""] + self.status_notes("load")
 
