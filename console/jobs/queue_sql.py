@@ -87,7 +87,7 @@ def result_row(postgres: bool, result: dict[str, Any]) -> tuple:
     """A job's next state as ``write_results`` writes it (``result``: status, scheduled_for,
     current_retries, completed_at, last_result (a dict), progress, updated_at, id); built
     before the writer's turn, so that the turn holds the database for the writes alone."""
-    value = _value_writer(postgres)
+    value = db.driver_value(postgres)
     return (result["status"], value(result["scheduled_for"]), result["current_retries"],
             value(result["completed_at"]),
             json.dumps(result["last_result"], separators=(",", ":"), default=str),
@@ -96,7 +96,7 @@ def result_row(postgres: bool, result: dict[str, Any]) -> tuple:
 
 def attempt_row(postgres: bool, attempt: dict[str, Any]) -> tuple:
     """An attempt row (``_ATTEMPT_COLUMNS``) as ``write_results`` writes it."""
-    value = _value_writer(postgres)
+    value = db.driver_value(postgres)
     return tuple(value(attempt[c]) for c in _ATTEMPT_COLUMNS)
 
 
@@ -144,23 +144,6 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _value_writer(postgres: bool):
-    return _same if postgres else _sqlite_value
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def _sqlite_value(value: Any) -> Any:
-    """A value as SQLAlchemy writes it to SQLite: UTC times as text, dates as ISO text."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
-
 class QueueTransaction:
     """The statements of one queue transaction, on a DB-API cursor: SQLite's queue path, and
     on both databases the path of jobs with dependencies (``QueueWriter.write_with_connection``).
@@ -174,7 +157,7 @@ class QueueTransaction:
         return statement.replace("?", "%s") if self._postgres else statement
 
     def _value(self, value: Any) -> Any:
-        return value if self._postgres else _sqlite_value(value)
+        return value if self._postgres else db.sqlite_value(value)
 
     def tenant_limits(self, tenant_id: str) -> dict[str, Any] | None:
         """The tenant's queue limits, its row locked until commit (PostgreSQL).
