@@ -152,7 +152,7 @@ def _slot(row) -> TenantSlot:
 
 
 def tenants_with_due_work(conn: Connection) -> list[TenantSlot]:
-    return [_slot(row) for row in conn.execute(_TENANTS_WITH_DUE_WORK)]
+    return [_slot(row) for row in db.fetch_all(conn, _TENANTS_WITH_DUE_WORK)]
 
 
 def tenant_slot(conn: Connection, tenant_id: str) -> TenantSlot | None:

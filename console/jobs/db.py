@@ -12,12 +12,26 @@ import os
 import sqlite3
 import threading
 import weakref
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Select, event, func, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    Numeric,
+    Select,
+    String,
+    TypeDecorator,
+    event,
+    func,
+    text,
+)
+from sqlalchemy.types import TypeEngine
 
 from .sqlite_lock import SqliteWriteTurn
 
@@ -117,37 +131,22 @@ class HeldConnection:
     def __init__(self, engine: Engine):
         self._engine = engine
         self._conn: Connection | None = None
-        self._compiled: dict[Select, tuple[str, list]] = {}   # read_row's SQL and converters
 
 
     def read_row(self, query: Select) -> tuple:
-        """The one row of ``query`` (no parameters), read outside any transaction and any
-        writer's turn (on SQLite it never makes a writer wait), on the driver's own cursor:
-        a loop that asks this many times a second skips SQLAlchemy's per-statement work.
-        Values come as the columns' types make them."""
-        compiled = self._compiled.get(query)
-        if compiled is None:
-            dialect = self._engine.dialect
-            sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-            converters = [column.type.dialect_impl(dialect).result_processor(dialect, None)
-                          for column in query.selected_columns]
-            compiled = self._compiled[query] = (sql, converters)
-        sql, converters = compiled
+        """The one row of ``query`` (``fetch_all``'s kind of statement), read outside any
+        transaction and any writer's turn: on SQLite it never makes a writer wait."""
         dbapi = self._open().connection.dbapi_connection
         try:
-            cursor = dbapi.cursor()
             try:
-                cursor.execute(sql)
-                row = cursor.fetchone()
+                [row] = _fetch(dbapi, self._engine.dialect, query)
             finally:
-                cursor.close()
                 if not is_sqlite(self._engine):
                     dbapi.rollback()   # the read's own transaction (SQLite's autocommits)
         except BaseException:
             self.close()
             raise
-        return tuple(value if convert is None or value is None else convert(value)
-                     for convert, value in zip(converters, row, strict=True))
+        return row
 
     @contextmanager
     def write_transaction(self, yielding: bool = False) -> Iterator[Connection]:
@@ -174,6 +173,53 @@ class HeldConnection:
             except Exception:  # already broken: nothing left to release
                 pass
             self._conn = None
+
+
+def fetch_all(conn: Connection, query: Select) -> list[tuple]:
+    """The rows of ``query`` in ``conn``'s transaction, on the driver's own cursor: for the
+    statements a runner's every cycle runs, where SQLAlchemy's work per statement outweighs
+    SQLite's. ``query`` is built once (it is the cache key) and takes no parameters; rows are
+    named tuples of the values the columns' types make (aware times, decoded JSON)."""
+    return _fetch(conn.connection.dbapi_connection, conn.dialect, query)
+
+
+class _Compiled(NamedTuple):
+    sql: str
+    converters: list[Callable[[Any], Any] | None]
+    row: type
+
+
+_compiled: dict[tuple[str, Select], _Compiled] = {}
+
+
+def _fetch(dbapi_connection, dialect, query: Select) -> list[tuple]:
+    compiled = _compiled.get((dialect.name, query))
+    if compiled is None:
+        sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        columns = list(query.selected_columns)
+        compiled = _compiled[(dialect.name, query)] = _Compiled(
+            sql, [_converter(column.type, dialect) for column in columns],
+            namedtuple("Row", [column.key or "_" for column in columns], rename=True))
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(compiled.sql)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    converters = compiled.converters
+    return [compiled.row(*[value if convert is None or value is None else convert(value)
+                           for convert, value in zip(converters, row, strict=True)])
+            for row in rows]
+
+
+def _converter(kind: TypeEngine, dialect) -> Callable[[Any], Any] | None:
+    """What SQLAlchemy does to a column's value on the way out: nothing for numbers and text
+    (the drivers return them as they are; a numeric type's processor wants the driver's type
+    code, which a raw cursor does not give); the type's own processing for the rest (times,
+    JSON, booleans on SQLite)."""
+    if isinstance(kind, (Integer, Float, Numeric, String)) and not isinstance(kind, TypeDecorator):
+        return None
+    return kind.dialect_impl(dialect).result_processor(dialect, None)
 
 
 def advisory_xact_lock(conn: Connection, key: int) -> None:

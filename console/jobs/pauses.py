@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from . import db
 from .models import jobs_table, pauses_table
 from .types import JobStatus
 
@@ -129,13 +130,16 @@ def _keys_holding(tenant_id: str, handler: str, job_id: str | None) -> tuple[str
 
 def read_pauses(conn: Connection) -> PauseSet:
     pauses, lifted = [], {}
-    for row in conn.execute(select(pauses_table)):
+    for row in db.fetch_all(conn, _ALL_PAUSES):   # every runner cycle reads them
         if row.resumed_at is None:
             pauses.append(Pause(row.scope, row.tenant_id, row.handler, row.job_id, row.reason,
                                 row.paused_by, row.paused_at))
         else:
             lifted[row.key] = row.resumed_at
     return PauseSet(pauses, lifted)
+
+
+_ALL_PAUSES = select(pauses_table)
 
 
 def hold_paused_jobs(conn: Connection, pauses: PauseSet, now: datetime) -> list[Any]:

@@ -86,13 +86,15 @@ def _build_statements():
                 .where(j.status == JobStatus.PENDING.value, j.scheduled_for.is_not(None),
                        j.id.not_in(paused_job_ids()))
                 .order_by(j.scheduled_for).limit(1))
+    next_due_time = select(next_due.scalar_subquery())   # one row, NULL when none
     any_queued = select(j.id).where(j.status == JobStatus.QUEUED.value).limit(1)
     work_waiting = select(any_queued.scalar_subquery(), next_due.scalar_subquery())
-    return owned, owned.with_for_update(skip_locked=True), promote_due, next_due, work_waiting
+    return (owned, owned.with_for_update(skip_locked=True), promote_due, next_due_time,
+            work_waiting)
 
 
 # Built once: constructing a statement costs more than executing it on SQLite.
-_OWNED, _OWNED_SKIP_LOCKED, _PROMOTE_DUE, _NEXT_DUE, _WORK_WAITING = _build_statements()
+_OWNED, _OWNED_SKIP_LOCKED, _PROMOTE_DUE, _NEXT_DUE_TIME, _WORK_WAITING = _build_statements()
 
 
 @dataclass
@@ -357,7 +359,7 @@ class Runner:
                                        pauses=pauses,
                                        aging_seconds=self.service.priority_aging_seconds,
                                        look_for_aged=capacity > 0 and self._look_for_aged())
-                self._next_due = conn.execute(_NEXT_DUE).scalar()
+                [(self._next_due,)] = db.fetch_all(conn, _NEXT_DUE_TIME)
                 self._next_due_read = True
         except Exception:
             # Nothing of this cycle was written (database down, deadlock victim): keep the
