@@ -6,7 +6,10 @@ attempt's thread while it runs is kept too: one ``logging.Handler`` on the root 
 installed once per process (``install``), hands each record to the ``AttemptLog`` its thread
 is running (a thread-local the runner sets around ``handler.execute``); records of other
 threads pass through untouched. Lines logged from threads a handler starts itself are not
-the attempt's.
+the attempt's. The product's own loggers (``console.*``) stay out: they write for operators,
+and may name what a tenant must not learn (the internal address a webhook's host resolved to,
+another tenant's jobs, the database's host); so does a record logged with
+``extra=OPERATORS_ONLY``.
 
 An attempt keeps its first ``LogLimits.lines`` lines (``JOBS_ATTEMPT_LOG_LINES``), each cut at
 ``LogLimits.line_chars`` characters; past the cap, one last line says how many were not kept
@@ -42,6 +45,8 @@ _current = threading.local()   # .log: the AttemptLog of the attempt this thread
 _installed = False
 _install_lock = threading.Lock()
 _formatter = logging.Formatter()
+_OPERATORS_LOGGERS = __name__.split(".")[0] + "."   # "console.": the product's own
+OPERATORS_ONLY = {"attempt_log": False}   # logger.warning(…, extra=OPERATORS_ONLY)
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,8 @@ class _AttemptCapture(logging.Handler):
         # No handler lock: each attempt's log has its own, and most records (other threads')
         # are only looked at.
         attempt_log = getattr(_current, "log", None)
-        if attempt_log is not None:
+        if (attempt_log is not None and not record.name.startswith(_OPERATORS_LOGGERS)
+                and getattr(record, "attempt_log", True)):
             attempt_log.add_record(record)
         self._print_when_alone(record)
         return True
