@@ -136,6 +136,7 @@ def _build_job_service(app: Flask, engine):
     from .analytics.reader import AnalyticsReader
     from .handlers import builtin_handlers
     from .jobs import JobService
+    from .jobs.attempt_logs import LogLimits
     from .jobs.clock import Clock
 
     cfg = app.config
@@ -152,6 +153,8 @@ def _build_job_service(app: Flask, engine):
         shutdown_grace_seconds=float(cfg["JOBS_SHUTDOWN_GRACE_SECONDS"]),
         metrics_interval=float(cfg["JOBS_METRICS_INTERVAL"]),
         priority_aging_seconds=float(cfg["JOBS_PRIORITY_AGING_SECONDS"] or 0) or None,
+        attempt_log_limits=LogLimits(lines=int(cfg["JOBS_ATTEMPT_LOG_LINES"]),
+                                     line_chars=int(cfg["JOBS_ATTEMPT_LOG_LINE_CHARS"])),
         # The one tenant that may queue system handlers (JobHandler.system): the operations
         # tenant alerting runs as. The engine is told; it never imports console/alerts.
         system_tenant_id=operations_tenant_id(cfg),

@@ -37,6 +37,12 @@ JOBS_METRICS_INTERVAL = 5.0
 # this many seconds it has waited (its stored priority is unchanged), so a low job behind a
 # steady stream of critical ones starts within 4 steps. 0 turns aging off.
 JOBS_PRIORITY_AGING_SECONDS = 60.0
+# Attempt logs: each attempt keeps the first this many lines its handler logs (context.logger,
+# or any logging call on its thread); past it, one line says how many were not kept. Its
+# failure's traceback is kept whatever the cap. 0 keeps no lines but the failure's.
+JOBS_ATTEMPT_LOG_LINES = 200
+# ... and each line's first this many characters (at least 80).
+JOBS_ATTEMPT_LOG_LINE_CHARS = 2000
 # Extra handlers to register in every process: "package.module:ClassOrInstance" strings.
 JOBS_HANDLERS: list[str] = []
 

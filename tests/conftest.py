@@ -19,7 +19,7 @@ ON_POSTGRES = bool(TEST_DATABASE_URL)
 TEST_HANDLERS = [f"tests.jobs.handlers:{name}" for name in (
     "RecordingHandler", "FailsNTimesHandler", "AlwaysFailsHandler", "FailsPermanentlyHandler",
     "HangsHandler", "ConcurrencyProbeHandler", "OrderRecorderHandler", "PickyHandler",
-    "SleepsHandler")]
+    "SleepsHandler", "LogsLinesHandler")]
 
 BASE_CONFIG = {
     "JOBS_RUN_SCHEDULER": False,

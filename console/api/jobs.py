@@ -1,5 +1,5 @@
 """``/api/v1/jobs``, ``/notifications``, ``/jobs/batch``, ``/jobs/chain``, ``/batches``: queue,
-read, list, retry, cancel; a batch's progress.
+read, list, retry, cancel; a job's attempts with their log lines; a batch's progress.
 
 Views only translate HTTP into ``JobService`` verbs; the service raises the named exceptions
 that errors.py turns into problem details. The list reuses the console's ``JobFilter``, so the
@@ -21,6 +21,8 @@ from .auth import current_token, scoped_tenant, visible_job
 from .errors import ApiProblem, validation_problem
 from .openapi import api_blueprint, problems
 from .schemas import (
+    AttemptListQuerySchema,
+    AttemptListSchema,
     BatchCreateSchema,
     BatchSchema,
     BatchStatusSchema,
@@ -203,6 +205,26 @@ def list_jobs(query):
 def get_job(job_id: str):
     """Read a job"""
     return visible_job(job_id)
+
+
+@bp.get("/jobs/<job_id:job_id>/attempts")
+@bp.arguments(AttemptListQuerySchema, location="query", unknown=ma.RAISE)
+@bp.response(200, AttemptListSchema)
+@problems(401, 404, 422)
+def list_job_attempts(query, job_id: str):
+    """A job's attempts, with the lines each logged
+
+    Newest first, `limit` at a time (follow `next_before`). A running attempt comes first
+    with the lines it has logged so far. Each keeps at most the lines its runner's
+    JOBS_ATTEMPT_LOG_LINES allows, then one saying how many were not kept. A tenant token sees
+    only its own tenant's jobs (another's is 404, as a missing one).
+    """
+    job = visible_job(job_id)
+    attempts = get_job_service().attempt_history(job, query["limit"] + 1, query.get("before"))
+    more = len(attempts) > query["limit"]
+    attempts = attempts[:query["limit"]]
+    return {"job_id": job.id, "attempts": attempts,
+            "next_before": attempts[-1]["attempt"] if more else None}
 
 
 @bp.post("/jobs/<job_id:job_id>/retry")

@@ -175,6 +175,18 @@ class JobListQuerySchema(ma.Schema):
                                               f"(default {PAGE_SIZE})."))
 
 
+ATTEMPTS_PAGE, MAX_ATTEMPTS_PAGE = 10, 50   # an attempt carries up to its cap of lines
+
+
+class AttemptListQuerySchema(ma.Schema):
+    limit = fields.Integer(load_default=ATTEMPTS_PAGE,
+                           validate=validate.Range(1, MAX_ATTEMPTS_PAGE),
+                           metadata=_describe(f"Attempts per page, 1–{MAX_ATTEMPTS_PAGE} "
+                                              f"(default {ATTEMPTS_PAGE}), with their lines."))
+    before = fields.Integer(validate=validate.Range(1, 2**31 - 1), metadata=_describe(
+        "Only attempts numbered below this: `next_before` of the previous page."))
+
+
 # -- responses -----------------------------------------------------------------------------
 
 class ResultSchema(ma.Schema):
@@ -276,6 +288,49 @@ class JobListSchema(ma.Schema):
     searched = fields.Integer(allow_none=True, metadata=_describe(
         "Set when filters other than status and tenant_id were checked within a bounded "
         "window of this many jobs before the page filled: the next cursor continues after it."))
+
+
+class AttemptLineSchema(ma.Schema):
+    logged_at = fields.DateTime(format="iso")
+    level = fields.String(metadata=_describe("`DEBUG`, `INFO`, `WARNING`, `ERROR` or "
+                                             "`CRITICAL` (logging's level name)."))
+    logger = fields.String(allow_none=True, metadata=_describe(
+        "The logger it came from: `jobs.handler.<handler>` for the handler's own "
+        "(`context.logger`), a library's name for its lines; null for the runner's notes."))
+    message = fields.String()
+    traceback = fields.String(allow_none=True, metadata=_describe(
+        "The exception's traceback, for a failure (and a line logged with one)."))
+
+    class Meta:
+        ordered = True
+
+
+class AttemptSchema(ma.Schema):
+    attempt = fields.Integer(metadata=_describe("Its number over the job's whole life."))
+    running = fields.Boolean(metadata=_describe(
+        "Still running: its lines so far; `finished_at`, `duration_ms` and `success` are null "
+        "until it ends."))
+    started_at = fields.DateTime(format="iso", allow_none=True)
+    finished_at = fields.DateTime(format="iso", allow_none=True)
+    duration_ms = fields.Float(allow_none=True)
+    success = fields.Boolean(allow_none=True)
+    error_type = fields.String(allow_none=True)
+    error_message = fields.String(allow_none=True)
+    worker = fields.String(allow_none=True, metadata=_describe("The runner that ran it."))
+    lines = fields.List(fields.Nested(AttemptLineSchema), metadata=_describe(
+        "What it logged, in order: at most JOBS_ATTEMPT_LOG_LINES lines, then one saying how "
+        "many were not kept; a failure's exception is kept whatever the cap."))
+
+    class Meta:
+        ordered = True
+
+
+class AttemptListSchema(ma.Schema):
+    job_id = fields.String()
+    attempts = fields.List(fields.Nested(AttemptSchema), metadata=_describe(
+        "Newest first; a running attempt first of all."))
+    next_before = fields.Integer(allow_none=True, metadata=_describe(
+        "Pass as `before` for older attempts; null when there are none."))
 
 
 class BatchSchema(ma.Schema):

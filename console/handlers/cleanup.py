@@ -33,6 +33,7 @@ from ..jobs import (
     PermanentJobError,
     db,
 )
+from ..jobs.attempt_logs import delete_lines_of_attempts
 from ..jobs.models import attempts_table, daily_usage_table
 from .maintenance import (
     BATCH,
@@ -60,13 +61,16 @@ def _finished_jobs(engine, tenant_id, cutoff, context):
 
 def _attempts(engine, tenant_id, cutoff, context):
     a = attempts_table.c
+
+    def delete_attempts(conn, ids):
+        delete_lines_of_attempts(conn, ids)
+        return conn.execute(delete(attempts_table).where(a.id.in_(ids))).rowcount
     return {"attempts": delete_in_batches(
         engine,
         lambda conn: conn.execute(select(a.id).where(a.tenant_id == tenant_id,
                                                      a.started_at < cutoff)
                                   .order_by(a.started_at).limit(BATCH)).scalars().all(),
-        lambda conn, ids: conn.execute(delete(attempts_table).where(a.id.in_(ids))).rowcount,
-        context, "attempts")}
+        delete_attempts, context, "attempts")}
 
 
 def _by_age(table, id_columns, age_column):
@@ -110,8 +114,8 @@ def _nothing(engine, tenant_id, cutoff, context):
 DATA_TYPES: dict[str, DataType] = {
     "finished_jobs": DataType("completed, failed and cancelled jobs with their attempts", 30,
                               _finished_jobs),
-    "logs": DataType("job attempt records (when each attempt ran, its error message); the "
-                     "jobs themselves stay", 90, _attempts),
+    "logs": DataType("job attempt records (when each attempt ran, its error message, the "
+                     "lines it logged); the jobs themselves stay", 90, _attempts),
     "sent_messages": DataType("the never-twice records of sent notifications (a retry of a job "
                               "older than this may send again)", 90,
                               _by_age(sent_messages_table, ["tenant_id", "message_id"],

@@ -83,6 +83,11 @@ def record_sent(conn: Connection, *, tenant_id: str, message_id: str, channel: s
         sent_at=datetime.now(UTC), provider_message_id=provider_message_id))
 
 
+def masked(text: str, shown: int = 2) -> str:
+    """The last ``shown`` characters of ``text``, the rest elided (a phone number, a token)."""
+    return f"…{text[-shown:]}" if len(text) > shown else "…"
+
+
 def config_value(config: Mapping[str, Any] | None, key: str) -> Any:
     """A setting from the app's config, else its documented default."""
     if config is not None and key in config:
@@ -107,10 +112,19 @@ class NotificationHandler(JobHandler):
     def deliver(self, context: JobExecutionContext, message_id: str) -> Delivery:
         raise NotImplementedError
 
+    def recipient_for_log(self, payload: Mapping[str, Any]) -> str:
+        """Whom the message goes to, as the attempt's log says it: enough to tell messages
+        apart, never a secret (a device token, a URL's path or query) nor the whole address."""
+        return "its recipient"
+
     def execute(self, context: JobExecutionContext) -> JobExecutionResult:
         started = time.monotonic()
         job = context.job
         message_id = message_id_for(job)
+        # The attempt's log is the tenant's to read: what was tried and how it ended, never
+        # the payload's body, headers or credentials.
+        context.logger.info("sending %s message %s to %s", self.channel, message_id,
+                            self.recipient_for_log(job.payload))
         with self.engine.connect() as conn:
             prior = find_sent(conn, job.tenant_id, message_id)
         if prior is not None:
@@ -118,6 +132,12 @@ class NotificationHandler(JobHandler):
         try:
             delivery = self.send_and_record(context, message_id)
         except DeliveryError as exc:
+            context.logger.warning(
+                "not sent (%s): %s%s", exc.error_type,
+                "not retryable" if not exc.retryable else "it will be tried again"
+                if job.current_retries < job.max_retries else "no retries left",
+                f"; the receiver asked to wait {exc.retry_after:g} s"
+                if exc.retry_after is not None else "")
             metadata: dict[str, Any] = {"retryable": exc.retryable, "channel": self.channel,
                                         "message_id": message_id, **exc.details}
             if exc.retry_after is not None:
@@ -130,6 +150,9 @@ class NotificationHandler(JobHandler):
             with self.engine.connect() as conn:
                 prior = find_sent(conn, job.tenant_id, message_id)
             return self._already_sent(context, message_id, prior, started)
+        context.logger.info("sent in %.0f ms; provider's id %s",
+                            (time.monotonic() - started) * 1000,
+                            delivery.provider_message_id or "none")
         return JobExecutionResult(
             success=True, executed_at=context.actual_start_time,
             execution_time=timedelta(seconds=time.monotonic() - started),
@@ -152,6 +175,8 @@ class NotificationHandler(JobHandler):
         return delivery
 
     def _already_sent(self, context, message_id, prior, started) -> JobExecutionResult:
+        context.logger.info("message %s was sent before (by job %s): not sending it again",
+                            message_id, prior.job_id if prior else "unknown")
         log.info("%s message %s of tenant %s was sent before (job %s); not sending it again",
                  self.channel, message_id, context.tenant_id, prior.job_id if prior else None)
         return JobExecutionResult(

@@ -109,9 +109,19 @@ class EmailHandler(NotificationHandler):
 
     # -- sending --------------------------------------------------------------------------
 
+    def recipient_for_log(self, payload: Mapping[str, Any]) -> str:
+        address = parseaddr(str(payload.get("recipient", "")))[1]
+        return f"an address at {address.rpartition('@')[2] or 'no domain'}"
+
     def deliver(self, context: JobExecutionContext, message_id: str) -> Delivery:
         message = self.build_message(context.job.payload, message_id, context)
         recipient = parseaddr(message["To"])[1]
+        # The server's name is the operators' business, not the tenant's: only how it is used.
+        context.logger.info(
+            "rendered the message; handing it to the SMTP server (%s%s)",
+            "TLS" if self.setting("MAIL_USE_SSL") else
+            "STARTTLS" if self.setting("MAIL_USE_TLS") else "no TLS",
+            ", signing in" if self.setting("MAIL_USERNAME") else "")
         self._send(message, recipient, context.seconds_left())
         return Delivery(provider_message_id=message["Message-ID"],
                         details={"recipient": recipient, "subject": message["Subject"]})

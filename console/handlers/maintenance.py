@@ -23,6 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from ..jobs import JobExecutionContext, JobExecutionResult, JobHandler, PermanentJobError, db
+from ..jobs.attempt_logs import delete_lines_of_attempts, delete_lines_of_jobs
 from ..jobs.audit import prune_entries
 from ..jobs.batches import prune_batches
 from ..jobs.models import attempts_table, daily_usage_table, dependencies_table, jobs_table
@@ -76,8 +77,9 @@ def prune_finished_jobs(engine: Engine, tenant_id: str, cutoff: datetime,
                         context: JobExecutionContext | None = None) -> tuple[int, int]:
     """Delete ``tenant_id``'s jobs that finished before ``cutoff``, with their attempts, and the
     attempts before ``cutoff`` of jobs that never finish (recurring jobs: an every-minute job
-    leaves 525,600 attempts a year; the rollups keep their figures). Attempt rows are written
-    when an attempt ends, so none of them belongs to a running attempt.
+    leaves 525,600 attempts a year; the rollups keep their figures); each attempt's log lines
+    go with it. Attempt rows are written when an attempt ends, so none of them belongs to a
+    running attempt.
     Returns (jobs deleted, attempts deleted)."""
     j, a = jobs_table.c, attempts_table.c
     attempts_deleted = 0
@@ -92,6 +94,7 @@ def prune_finished_jobs(engine: Engine, tenant_id: str, cutoff: datetime,
 
     def delete_ids(conn, ids):
         nonlocal attempts_deleted
+        delete_lines_of_jobs(conn, ids)
         attempts_deleted += conn.execute(delete(attempts_table).where(a.job_id.in_(ids))).rowcount
         # What they waited for goes with them (the rows where they are waited for go with
         # their dependents, which end after them).
@@ -105,6 +108,7 @@ def prune_finished_jobs(engine: Engine, tenant_id: str, cutoff: datetime,
                             .order_by(a.started_at).limit(BATCH)).scalars().all()
 
     def delete_attempts(conn, ids):
+        delete_lines_of_attempts(conn, ids)
         return conn.execute(delete(attempts_table).where(a.id.in_(ids))).rowcount
 
     attempts_deleted += delete_in_batches(engine, select_old_attempts, delete_attempts, context,

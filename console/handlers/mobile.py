@@ -21,6 +21,7 @@ from .delivery import (
     check_message_id,
     config_value,
     log,
+    masked,
     record_sent,
 )
 from .providers import (
@@ -40,6 +41,7 @@ class ProviderNotificationHandler(NotificationHandler):
     """A channel whose sends go through a provider (``<CHANNEL>_PROVIDER``)."""
 
     provider_setting = ""
+    recipient_kind = "recipient"   # what the attempt's log calls it
 
     def __init__(self, engine: Engine, config: Mapping[str, Any] | None = None,
                  provider: MessageProvider | None = None):
@@ -54,8 +56,16 @@ class ProviderNotificationHandler(NotificationHandler):
                                recipient=payload["recipient"], body=str(payload.get("body", "")),
                                message_id=message_id, job_id=context.job.id)
 
+    def recipient_for_log(self, payload: Mapping[str, Any]) -> str:
+        return f"{self.recipient_kind} {masked(str(payload.get('recipient', '')))}"
+
+    def _log_provider(self, context: JobExecutionContext) -> None:
+        context.logger.info("handing it to the %s provider (%s)", self.channel,
+                            type(self.provider).__name__)
+
     def deliver(self, context: JobExecutionContext, message_id: str) -> Delivery:
         message = self.build_message(context, message_id)
+        self._log_provider(context)
         try:
             provider_id = self.provider.send(message)
         except ProviderError as exc:
@@ -69,6 +79,7 @@ class ProviderNotificationHandler(NotificationHandler):
         # One transaction: the outbox row and its sent record are written together or not at
         # all; a second job naming the same message collides on the record and is rolled back.
         message = self.build_message(context, message_id)
+        self._log_provider(context)
         try:
             with db.write_transaction(self.engine) as conn:
                 provider_id = self.provider.store(conn, message)
@@ -86,6 +97,7 @@ class SmsHandler(ProviderNotificationHandler):
     handler_name = "sms_handler"
     channel = "sms"
     provider_setting = "SMS_PROVIDER"
+    recipient_kind = "the number ending"
     description = "Sends a text message through SMS_PROVIDER (the outbox by default)."
     payload_hint = "needs 'recipient' (a phone number such as +14155550123) and 'body'"
 
@@ -103,6 +115,7 @@ class PushHandler(ProviderNotificationHandler):
     handler_name = "push_handler"
     channel = "push"
     provider_setting = "PUSH_PROVIDER"
+    recipient_kind = "the device token ending"
     description = "Sends a push notification through PUSH_PROVIDER (the outbox by default)."
     payload_hint = ("needs 'recipient' (a device token) and 'body'; optional 'subject' or "
                     "'title', 'data' (dict)")

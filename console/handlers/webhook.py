@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -98,6 +99,16 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
+def url_for_log(text: Any) -> str:
+    """A webhook address as its attempt's log shows it: scheme and host only. The path, the
+    query and the user part may be the receiver's secret (a Slack hook's path is)."""
+    url = http_url(text)
+    if url is None:
+        return "an address that is not an http(s) URL"
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}/…"
+
+
 class WebhookHandler(NotificationHandler):
     """Posts ``queue_notification("webhook", url, tenant, body=…)`` jobs."""
 
@@ -137,6 +148,9 @@ class WebhookHandler(NotificationHandler):
         settings = getattr(tenant, "custom_settings", None) or {}
         return settings.get("webhookSecret") or config_value(self.config, "WEBHOOK_SIGNING_SECRET")
 
+    def recipient_for_log(self, payload: Mapping[str, Any]) -> str:
+        return url_for_log(payload.get("recipient"))
+
     def deliver(self, context: JobExecutionContext, message_id: str) -> Delivery:
         payload = context.job.payload
         secret = self.secret_for(context)
@@ -162,6 +176,9 @@ class WebhookHandler(NotificationHandler):
                 raise DeliveryError(f"the job's deadline passed before {url} was reached",
                                     retryable=True, error_type="WebhookTimeout")
             timeout = min(timeout, left)
+        context.logger.info("posting a signed envelope of %d bytes to %s (answer within %g s)",
+                            len(raw_body), url_for_log(url), timeout)
+        posted = time.monotonic()
         try:
             response = post(url, content=raw_body, headers=headers, policy=self.policy,
                             timeout=timeout)
@@ -179,6 +196,8 @@ class WebhookHandler(NotificationHandler):
             raise DeliveryError(f"could not connect to the recipient {url}", retryable=True,
                                 error_type="WebhookConnectionError") from None
         status = response.status_code
+        context.logger.info("the receiver answered %d %s in %.0f ms", status,
+                            response.reason_phrase, (time.monotonic() - posted) * 1000)
         details = {"status_code": status, "url": url}
         if 200 <= status < 300:
             if response.truncated:

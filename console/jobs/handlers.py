@@ -1,11 +1,13 @@
 """The handler interface that plug-ins implement, and what a handler receives when it runs."""
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from .attempt_logs import handler_logger
 from .types import JobExecutionResult, JobValidationError, SystemJob
 
 
@@ -64,12 +66,17 @@ class LazyTenantContext(Mapping):
 
 
 class JobExecutionContext:
-    """What a handler gets: the job, its tenant, progress reporting and a cancellation signal."""
+    """What a handler gets: the job, its tenant, progress reporting, a cancellation signal, and
+    ``logger``: a ``logging.Logger`` whose lines are kept with the attempt (the job's page and
+    ``GET /api/v1/jobs/{id}/attempts`` show them). Log what an operator needs to follow the
+    attempt; never passwords, tokens or whole payloads (the tenant reads these lines)."""
 
     def __init__(self, job: SystemJob, tenant_context: Mapping[str, Any],
                  actual_start_time: datetime, deadline: datetime | None,
-                 progress_reporter: Callable[[float, str | None], None]):
+                 progress_reporter: Callable[[float, str | None], None],
+                 logger: logging.Logger | None = None):
         self.job = job
+        self.logger = logger or handler_logger(job.handler)
         self.tenant_id = job.tenant_id
         self.tenant_context = tenant_context
         self.actual_start_time = actual_start_time

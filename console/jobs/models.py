@@ -206,6 +206,31 @@ class JobAttempt(Base):
     )
 
 
+class JobAttemptLine(Base):
+    """A line an attempt logged (``attempt_logs.py``), kept with its attempt and pruned with it.
+
+    Keyed by (job, attempt number) rather than the attempt's row: lines are written while the
+    attempt runs, and its row only when it ends. In id order, a job's lines are in the order
+    they were logged (one runner writes an attempt's lines, in order).
+    """
+
+    __tablename__ = "job_attempt_lines"
+
+    # SQLite numbers rows itself only for an INTEGER PRIMARY KEY; 200 lines an attempt could
+    # outgrow 32 bits on PostgreSQL.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36))   # no FK, as job_attempts
+    attempt: Mapped[int] = mapped_column(Integer)
+    logged_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    level: Mapped[str] = mapped_column(String(10))
+    logger: Mapped[str | None] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_attempt_lines_job", "job_id", "attempt", "id"),)
+
+
 class TenantDailyUsage(Base):
     """Per tenant and UTC day: what counts against ``max_daily_jobs``, and limit rejections."""
 
@@ -509,6 +534,7 @@ jobs_table = Job.__table__
 # Every column of a job, in the table's order: a new job's row and the queue path's INSERT.
 JOB_COLUMNS = tuple(jobs_table.c.keys())
 attempts_table = JobAttempt.__table__
+attempt_lines_table = JobAttemptLine.__table__
 dependencies_table = JobDependency.__table__
 tenants_table = Tenant.__table__
 daily_usage_table = TenantDailyUsage.__table__

@@ -31,6 +31,7 @@ class WorkItem:
     deadline: float | None = None         # monotonic
     state: str = "waiting"                # waiting → running → done | timed_out | released
     context: Any = None
+    log: Any = None                       # its AttemptLog (attempt_logs.py) once it runs
     thread: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -17,6 +17,7 @@ import secrets
 import socket
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -24,7 +25,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
-from . import db, webhooks
+from . import attempt_logs, db, webhooks
+from .attempt_logs import AttemptLog, capturing, handler_logger
 from .attempts import (
     NEVER_FIRES,
     RetryPolicy,
@@ -39,7 +41,7 @@ from .claiming import AGED_LOOK_INTERVAL, FairShare, claim_due_jobs
 from .cron import next_fire_time
 from .endings import record_endings
 from .handlers import JobExecutionContext, LazyTenantContext, system_handler_message
-from .models import daily_usage_table, jobs_table, runners_table
+from .models import attempt_lines_table, daily_usage_table, jobs_table, runners_table
 from .pauses import PauseSet, hold_paused_jobs, paused_job_ids, read_pauses
 from .pool import WorkerPool, WorkItem
 from .queue_sql import attempt_row, result_row, write_results
@@ -63,6 +65,7 @@ _SHORT_ATTEMPT_MS = 20.0       # attempts shorter than this (on average) are cla
 _AHEAD_BUDGET_MS = 10.0        # a pool's worth of claimed-ahead work lasts about this long
 _MAX_AHEAD = 4                 # pools' worth of jobs claimed ahead, at most
 _MIN_CYCLE_INTERVAL = 0.02     # seconds from one dispatch cycle's start to the next's
+_LINES_MIN_INTERVAL = 0.25     # seconds between writes of running attempts' log lines
 
 
 def _build_statements():
@@ -95,6 +98,14 @@ def _build_statements():
 
 # Built once: constructing a statement costs more than executing it on SQLite.
 _OWNED, _OWNED_SKIP_LOCKED, _PROMOTE_DUE, _NEXT_DUE_TIME, _WORK_WAITING = _build_statements()
+# A running job whose attempt logged new lines gets a new updated_at: the change feed that
+# carries its progress to every process's pages carries its lines too (feeds.py).
+_TOUCH_RUNNING = (jobs_table.update()
+                  .where(jobs_table.c.id.in_(bindparam("ids", expanding=True)),
+                         jobs_table.c.lease_owner == bindparam("owner"),
+                         jobs_table.c.status == JobStatus.PROCESSING.value)
+                  .values(updated_at=bindparam("now", type_=jobs_table.c.updated_at.type))
+                  .returning(*jobs_table.c))
 
 
 @dataclass
@@ -153,6 +164,14 @@ class Runner:
         self._pauses = PauseSet([])            # as the last cycle read them
         self._aged_looked_at = float("-inf")   # monotonic time of the last claim that did
         self._progress_written: dict[str, float] = {}
+        # Attempt logs (attempt_logs.py): those of running attempts with lines to write, and
+        # lines a failed cycle could not write. Running attempts' lines are written at most
+        # every _LINES_MIN_INTERVAL; a finished attempt's with its result.
+        attempt_logs.install()
+        self._log_limits = service.attempt_log_limits
+        self._lines_waiting: deque[AttemptLog] = deque()
+        self._lines_unwritten: list[dict[str, Any]] = []
+        self._lines_written_at = float("-inf")   # monotonic
         # Claims that held back a tenant's due work, per (tenant, limit type): no free
         # concurrency slot (max_concurrent_jobs), or a rate limit with no room (rate_limit);
         # written to limit_rejections with the next lease renewal.
@@ -323,6 +342,9 @@ class Runner:
         deadline = self._nearest_deadline()
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
+        if self._lines_waiting:
+            timeout = min(timeout, self._lines_written_at + _LINES_MIN_INTERVAL
+                          - time.monotonic())
         if timeout > 0 and not self._finished:
             self._wake.wait(timeout)
         self._wake.clear()
@@ -335,16 +357,21 @@ class Runner:
         """Record, promote, claim — one transaction. Returns how many jobs were claimed."""
         self._expire_overdue_attempts()
         finished = self._take_finished()
+        lines = self._take_lines(finished, force=self._stop.is_set())
         capacity = 0 if self._stop.is_set() else self._room()
         now = self.clock.now()
         if not finished and self._nothing_to_write(capacity, now):
+            if lines:
+                self._write_lines_alone(lines, now)
             return 0
+        touched: list[Any] = []
         try:
             records = self._prepare_records(finished, now)
             # With a backlog, cycles follow each other at once: writers that wait for
             # SQLite's turn (API calls) go first (see sqlite_lock).
             with self._connection.write_transaction(yielding=bool(self._backlog_room)) as conn:
                 recorded = self._write_records(conn, records, now)
+                touched = self._write_lines(conn, lines, finished, now)
                 pauses = self._pauses = read_pauses(conn)
                 if pauses.job_ids != self._paused_jobs:
                     # A resumed job may be overdue: last cycle's next-due read skipped it.
@@ -363,8 +390,9 @@ class Runner:
                 self._next_due_read = True
         except Exception:
             # Nothing of this cycle was written (database down, deadlock victim): keep the
-            # results to write them next time.
+            # results (and lines) to write them next time.
             self._finished.extendleft(reversed(finished))
+            self._lines_unwritten = lines + self._lines_unwritten
             raise
         finally:
             self._recording.clear()
@@ -376,7 +404,7 @@ class Runner:
         updates = self.service.job_updates
         if updates.has_subscribers:
             updates.publish_many(recorded)
-            updates.publish_many(job_from_row(r) for r in promoted + held)
+            updates.publish_many(job_from_row(r) for r in promoted + held + touched)
             updates.publish_many(job_from_row(r) for r, _ in claim.deferred)
         if claim.rows:
             self._claims.append((time.monotonic(), len(claim.rows)))
@@ -502,11 +530,13 @@ class Runner:
         local_start = datetime.now(UTC)
         deadline = (local_start + timedelta(seconds=item.duration_limit)
                     if item.duration_limit is not None else None)
+        attempt_log = item.log = AttemptLog(job.id, job.total_attempts, self._log_limits,
+                                            self._lines_arrived)
         context = JobExecutionContext(
             job=job, tenant_context=self._tenant_context(job.tenant_id),
             actual_start_time=local_start, deadline=deadline,
             progress_reporter=lambda fraction, message: self._report_progress(
-                item, fraction, message))
+                item, fraction, message), logger=handler_logger(job.handler))
         item.context = context
         handler = self.service.handlers.get(job.handler)
         try:
@@ -516,7 +546,8 @@ class Runner:
                 # Queued before the rule existed: never run it for another tenant.
                 raise JobNotAllowedError(f"{system_handler_message(job.handler)}; job of tenant "
                                         f"{job.tenant_id!r} not run")
-            result = handler.execute(context)
+            with capturing(attempt_log):
+                result = handler.execute(context)
             if not isinstance(result, JobExecutionResult):
                 raise TypeError(f"handler {job.handler!r} returned {type(result).__name__}, "
                                 "not a JobExecutionResult")
@@ -524,11 +555,13 @@ class Runner:
                 error_type = (result.metadata or {}).get("error_type") or "JobFailed"
                 result = replace(result, error_type=str(error_type))
         except Exception as exc:
+            attempt_log.failed(exc, traceback.format_exc())
             result = JobExecutionResult(
                 success=False, executed_at=started_at,
                 execution_time=self.clock.now() - started_at,
                 error_message=str(exc) or type(exc).__name__, error_type=type(exc).__name__,
                 metadata=getattr(exc, "job_metadata", None))
+        attempt_log.close()   # before the result is handed over: its lines go with it
         duration_ms = (time.monotonic() - item.started_monotonic) * 1000.0
         if item.transition("running", "done"):
             self._finished.append(Finished(item, result, started_at, duration_ms))
@@ -623,6 +656,9 @@ class Runner:
                         error_message=f"attempt exceeded the tenant's max_job_duration of "
                                       f"{limit:g} s and was abandoned",
                         error_type="JobTimeoutError")
+                    if item.log is not None:
+                        item.log.add("ERROR", result.error_message, beyond_cap=True)
+                        item.log.close()
                     self._finished.append(Finished(item, result, started_at,
                                                    (now_m - item.started_monotonic) * 1000.0))
 
@@ -695,6 +731,62 @@ class Runner:
             conn, [(r.updated, r.outcome) for r in kept], now, rollups)
         rollups.write(conn)
         return updated + consequences
+
+    # -- attempt logs -----------------------------------------------------------------------
+
+    def _lines_arrived(self, attempt_log: AttemptLog) -> None:
+        """A running attempt logged a line, the first since its last were taken (on its
+        thread): the dispatcher writes it within ``_LINES_MIN_INTERVAL``."""
+        self._lines_waiting.append(attempt_log)
+        self._wake.set()
+
+    def _take_lines(self, finished: list[Finished], force: bool = False) -> list[dict[str, Any]]:
+        """The log lines this cycle writes: the finished attempts' last ones (with their
+        results), and the running attempts' when ``_LINES_MIN_INTERVAL`` has passed since the
+        last write (or a result is written anyway, or ``force``). Nothing pending: nothing
+        read, nothing written."""
+        lines, self._lines_unwritten = self._lines_unwritten, []
+        for done in finished:
+            if done.item.log is not None:
+                lines += done.item.log.take()
+        now_m = time.monotonic()
+        if self._lines_waiting and (
+                finished or force or now_m - self._lines_written_at >= _LINES_MIN_INTERVAL):
+            self._lines_written_at = now_m
+            # Only the logs waiting now: a chatty attempt must not keep this loop going.
+            for _ in range(len(self._lines_waiting)):
+                lines += self._lines_waiting.popleft().take()
+        return lines
+
+    def _write_lines(self, conn, lines: list[dict[str, Any]], finished: list[Finished],
+                     now: datetime) -> list[Any]:
+        """Insert ``lines`` (one statement), and touch the running jobs they are of; return
+        those jobs' rows, to publish."""
+        if not lines:
+            return []
+        conn.execute(attempt_lines_table.insert(), lines)
+        running = {line["job_id"] for line in lines}
+        running.difference_update(done.item.job.id for done in finished)
+        if not running:
+            return []
+        ids = sorted(running)
+        if self._postgres:   # rows are locked in id order, as everywhere
+            ids = conn.execute(_OWNED_SKIP_LOCKED, {"ids": ids, "owner": self.id}
+                               ).scalars().all()
+            if not ids:
+                return []
+        return conn.execute(_TOUCH_RUNNING, {"ids": ids, "owner": self.id, "now": now}).all()
+
+    def _write_lines_alone(self, lines: list[dict[str, Any]], now: datetime) -> None:
+        """Running attempts' lines, in a cycle that has nothing else to write."""
+        try:
+            with self._connection.write_transaction() as conn:
+                touched = self._write_lines(conn, lines, [], now)
+        except Exception:
+            self._lines_unwritten = lines + self._lines_unwritten
+            raise
+        if self.service.job_updates.has_subscribers:
+            self.service.job_updates.publish_many(job_from_row(r) for r in touched)
 
     def next_state(self, job: SystemJob, result: JobExecutionResult, now: datetime) -> dict:
         """The job's fields after an attempt (``attempts.next_state`` with this runner's
@@ -777,12 +869,20 @@ class Runner:
         released = [i for i in self._pool.waiting_items() if i.transition("waiting", "released")]
         self._pool.stop(wait=grace)
         leftovers = [i for i in self._pool.running_items() if i.transition("running", "released")]
+        for item in leftovers:
+            if item.log is not None:
+                item.log.add("WARNING", f"runner {self.id} stopped before this attempt ended: "
+                                        "it was handed back to the queue, to run again",
+                             beyond_cap=True)
+                item.log.close()
         released_ids = [i.job.id for i in released + leftovers]
         now = self.clock.now()
         finished = self._take_finished()
+        lines = self._take_lines(finished, force=True)
         try:
             with db.write_transaction(self.engine) as conn:
                 recorded = self._record_finished(conn, finished, now) if finished else []
+                self._write_lines(conn, lines, finished, now)
                 self.executed += len(finished)
                 self._write_held_back(conn, now)
                 # Handed back jobs keep their attempt count; the attempt never really happened

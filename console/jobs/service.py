@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, func, select
 
 from . import audit, batches, control, db, dependencies, webhooks
+from .attempt_logs import LogLimits, lines_by_attempt, recent_attempts
 from .attempts import RetryPolicy
 from .audit import Actor
 from .availability import reports_outages
@@ -137,7 +138,8 @@ class JobService:
                  worker_threads: int = 8, poll_interval: float = 5.0,
                  shutdown_grace_seconds: float = 20.0, metrics_interval: float = 5.0,
                  analytics=None, system_tenant_id: str | None = None,
-                 priority_aging_seconds: float | None = 60.0, clock: Clock | None = None):
+                 priority_aging_seconds: float | None = 60.0, clock: Clock | None = None,
+                 attempt_log_limits: LogLimits | None = None):
         from .events import PeriodicStream
         from .feeds import JobUpdateStream
 
@@ -152,6 +154,8 @@ class JobService:
         self.shutdown_grace_seconds = shutdown_grace_seconds
         # A waiting job's priority rises one step per this many seconds (claiming.py).
         self.priority_aging_seconds = priority_aging_seconds
+        # How much of its log each attempt keeps (attempt_logs.py).
+        self.attempt_log_limits = attempt_log_limits or LogLimits()
         self.handlers = HandlerRegistry(system_tenant_id)
         self.tenants = TenantStore(engine)
         self.job_updates = JobUpdateStream(engine, self.clock)
@@ -589,13 +593,27 @@ class JobService:
         with self.engine.connect() as conn:
             return [job_from_row(r) for r in conn.execute(query)]
 
-    def get_job_attempts(self, job_id: str) -> list[dict[str, Any]]:
-        """Every attempt of a job, oldest first."""
+    def get_job_attempts(self, job_id: str, with_lines: bool = False) -> list[dict[str, Any]]:
+        """Every attempt of a job, oldest first; ``with_lines``: each with the ``lines`` it
+        logged (``attempt_logs.py``)."""
         from .models import attempts_table
         with self.engine.connect() as conn:
             rows = conn.execute(select(attempts_table).where(attempts_table.c.job_id == job_id)
                                 .order_by(attempts_table.c.attempt, attempts_table.c.id))
-            return [dict(r._mapping) for r in rows]
+            attempts = [dict(r._mapping) for r in rows]
+            if with_lines:
+                lines = lines_by_attempt(conn, job_id, (a["attempt"] for a in attempts))
+                for attempt in attempts:
+                    attempt["lines"] = lines[attempt["attempt"]]
+            return attempts
+
+    def attempt_history(self, job: SystemJob, limit: int = 10,
+                        before: int | None = None) -> list[dict[str, Any]]:
+        """The job's newest ``limit`` attempts (numbered below ``before``), newest first, each
+        with its log lines; a running attempt first, with the lines it logged so far. The
+        caller has checked that whoever asks may see ``job``."""
+        with self.engine.connect() as conn:
+            return recent_attempts(conn, job, limit, before)
 
     # -- analytics (console.analytics reads the rollups; nothing here writes) ---------------
 

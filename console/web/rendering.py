@@ -99,6 +99,11 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
     return f"in {text}" if delta > 0 else f"{text} ago"
 
 
+def log_time(value: datetime | None) -> str:
+    """A log line's time: 14:03:07.123 (UTC; the attempt's start gives the day)."""
+    return "–" if value is None else value.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
@@ -106,5 +111,5 @@ def pretty_json(value: Any) -> str:
 def init_rendering(app: Flask) -> None:
     for name, function in (("safe_json", safe_json), ("number", number), ("percent", percent),
                            ("duration", duration), ("timestamp", timestamp), ("ago", ago),
-                           ("pretty_json", pretty_json)):
+                           ("pretty_json", pretty_json), ("log_time", log_time)):
         app.add_template_filter(function, name)

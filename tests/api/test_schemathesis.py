@@ -67,6 +67,7 @@ OPERATIONS = [("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("POST", "/api/
               ("POST", "/api/v1/handlers/{handler}/resume"),
               ("POST", "/api/v1/jobs/{job_id}/pause"), ("POST", "/api/v1/jobs/{job_id}/resume"),
               ("POST", "/api/v1/jobs/{job_id}/run-now"), ("GET", "/api/v1/jobs/{job_id}/explain"),
+              ("GET", "/api/v1/jobs/{job_id}/attempts"),
               ("GET", "/api/v1/pauses"), ("GET", "/api/v1/runners"),
               ("GET", "/api/v1/handlers/{handler}/rate-limit"),
               ("PUT", "/api/v1/handlers/{handler}/rate-limit"),

@@ -104,6 +104,7 @@ ENDPOINTS = {
     "resume_job": ("POST", "/jobs/{job}/resume", None, 200),
     "run_now": ("POST", "/jobs/{later}/run-now", None, 200),
     "explain_job": ("GET", "/jobs/{job}/explain", None, 200),
+    "list_job_attempts": ("GET", "/jobs/{job}/attempts", None, 200),
     "list_pauses": ("GET", "/pauses?tenant_id={t}", None, 200),
     "get_handler_rate_limit": ("GET", "/handlers/{h}/rate-limit?tenant_id={t}", None, 200),
     "put_handler_rate_limit": ("PUT", "/handlers/{h}/rate-limit",

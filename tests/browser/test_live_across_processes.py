@@ -84,3 +84,35 @@ def test_a_job_run_by_another_process_changes_on_the_open_page(processes, page, 
     seen_at = time.time()
     # The page learned of it within 2 s of the worker's commit.
     assert seen_at - finished.completed_at.timestamp() < 2.0
+
+
+def test_a_running_attempts_log_lines_appear_on_the_open_page_as_they_are_logged(
+        processes, page, service, make_tenant):
+    """The attempt runs in the `flask worker`, the page is gunicorn's: each line the handler
+    logs shows up on the open page while the attempt still runs, without a reload."""
+    from playwright.sync_api import expect
+
+    make_tenant("acme")
+    page.goto(f"{processes}/login")
+    page.locator("input[name=username]").fill(ADMIN[0])
+    page.locator("input[name=password]").fill(ADMIN[1])
+    with page.expect_navigation():
+        page.locator("form button[type=submit]").click()
+    # Due in 3 s, so the page listens before it starts; 2.5 s between lines.
+    job = service.queue_job("immediate", "logs_lines", {"lines": 3, "interval_ms": 2500},
+                            "acme", scheduled_for=datetime.now(timezone.utc) + timedelta(seconds=3))
+    page.goto(f"{processes}/jobs/{job.id}")
+    page.evaluate("window.loadedOnce = true")   # gone if the page were reloaded
+    lines = page.get_by_role("list", name="Log of attempt 1").locator("li")
+    expect(lines).to_have_count(1, timeout=15_000)
+    expect(lines.first).to_contain_text("INFO")
+    expect(lines.first).to_contain_text("line 1 of 3")
+    assert service.get_job_by_id(job.id).status.value == "processing"   # still running
+    expect(page.get_by_text("Log (1 line so far)")).to_be_visible()
+    expect(lines).to_have_count(2, timeout=10_000)
+    expect(lines.nth(1)).to_contain_text("line 2 of 3")
+    expect(lines).to_have_count(3, timeout=10_000)
+    badge = page.locator(f'[sse-swap="job-{job.id}"] .status').first
+    expect(badge).to_have_text("completed", timeout=10_000)
+    expect(page.get_by_text("Log (3 lines)")).to_be_visible()
+    assert page.evaluate("window.loadedOnce") is True

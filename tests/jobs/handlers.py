@@ -1,6 +1,7 @@
 """Handlers used by the tests, each named for what it does."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -154,4 +155,25 @@ class PickyHandler(JobHandler):
         return payload.get("ok") is True
 
     def execute(self, context):
+        return _ok(context)
+
+
+class LogsLinesHandler(JobHandler):
+    """Logs ``payload["lines"]`` numbered lines through ``context.logger`` ("line 1 of N" …),
+    ``payload["interval_ms"]`` apart; with ``payload["plain"]``, also a warning through plain
+    ``logging`` (another logger, as a library would); with ``payload["fail"]``, then raises
+    ``ValueError``."""
+
+    handler_name = "logs_lines"
+    supported_job_types = ALL_TYPES
+
+    def execute(self, context):
+        count = context.job.payload.get("lines", 3)
+        for number in range(1, count + 1):
+            context.logger.info("line %d of %d", number, count)
+            threading.Event().wait(context.job.payload.get("interval_ms", 0) / 1000.0)
+        if context.job.payload.get("plain"):
+            logging.getLogger("some.library").warning("a library's warning")
+        if context.job.payload.get("fail"):
+            raise ValueError("gave up after logging")
         return _ok(context)

@@ -1,5 +1,5 @@
 """Migrations create exactly what the models describe: 0012 (pauses, runners), 0014 (rate
-limits), 0017 (job dependencies)."""
+limits), 0017 (job dependencies), 0021 (attempt log lines)."""
 from __future__ import annotations
 
 from tests.support import schema_differences
@@ -19,3 +19,7 @@ def test_migration_0017_matches_the_models(service):
     # SQLite's reflection cannot compare the claim index (an expression: priority DESC).
     assert [difference for difference in schema_differences(service.engine, {"jobs"})
             if "ix_jobs_claim" not in str(difference)] == []
+
+
+def test_migration_0021_matches_the_models(service):
+    assert schema_differences(service.engine, {"job_attempt_lines"}) == []

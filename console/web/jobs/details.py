@@ -11,6 +11,7 @@ from flask_login import current_user
 from sqlalchemy import Connection, func, select
 
 from ...jobs import dependencies
+from ...jobs.attempt_logs import lines_by_attempt, recent_attempts
 from ...jobs.cron import next_fire_time
 from ...jobs.explain import JobExplanation
 from ...jobs.models import attempts_table
@@ -21,27 +22,33 @@ from ..rendering import ago, number, timestamp
 
 UTC = timezone.utc
 ATTEMPTS_SHOWN = 50   # a recurring job can have thousands; the page shows the newest
+# ... and the lines of the newest few (each up to JOBS_ATTEMPT_LOG_LINES); the API pages
+# through all of them.
+LOGGED_ATTEMPTS_SHOWN = 10
 NEIGHBOURS_SHOWN = 50  # jobs listed upstream and downstream of a job (a fan-in has many)
 
 
 def job_activity(conn: Connection, job: SystemJob) -> dict[str, Any]:
-    """What the activity fragment (actions, result, attempts) shows; refreshed on each change."""
+    """What the activity fragment (actions, result, attempts with their log lines) shows;
+    refreshed on each change, a running attempt's new lines included."""
     a = attempts_table.c
-    attempts = [dict(row._mapping) for row in conn.execute(
-        select(a.attempt, a.started_at, a.finished_at, a.duration_ms, a.success, a.error_type,
-               a.error_message, a.worker)
-        .where(a.job_id == job.id).order_by(a.attempt.desc(), a.id.desc())
-        .limit(ATTEMPTS_SHOWN))]
+    attempts = recent_attempts(conn, job, ATTEMPTS_SHOWN, with_lines=False)
+    logged = lines_by_attempt(conn, job.id,
+                              (each["attempt"] for each in attempts[:LOGGED_ATTEMPTS_SHOWN]))
+    for each in attempts:
+        each["lines"] = logged.get(each["attempt"])   # None: an older one, not shown here
     total = len(attempts)
     if total == ATTEMPTS_SHOWN:
-        total = conn.execute(select(func.count()).select_from(attempts_table)
-                              .where(a.job_id == job.id)).scalar_one()
+        running = sum(1 for each in attempts if each["running"])
+        total = running + conn.execute(select(func.count()).select_from(attempts_table)
+                                       .where(a.job_id == job.id)).scalar_one()
     may_act = current_user.is_authenticated and current_user.may("operator")
     return {
         "job": job,
         **job_links(conn, job),
         "attempts": attempts,
         "attempts_total": total,
+        "logged_attempts_shown": LOGGED_ATTEMPTS_SHOWN,
         "result": job.last_result.to_dict() if job.last_result else None,
         "can_retry": may_act and job.status.value in RETRYABLE_STATUSES,
         "can_cancel": may_act and job.status.value in WAITING_STATUSES,
