@@ -20,12 +20,12 @@ from sqlalchemy import Engine, and_, func, select
 
 from ..jobs.models import (
     attempts_table,
-    duration_rollups_table,
     error_rollups_table,
     rollups_table,
     totals_table,
 )
 from ..jobs.rollups import bucket_bounds
+from .histograms import summed_histogram
 from .reports import _in_range, hour_range
 
 
@@ -89,21 +89,19 @@ def handler_performance(engine: Engine, start_date=None, end_date=None,
 
 def _one_handler(conn, name: str, job_types: list[str], start, end,
                  exact_p95: bool) -> HandlerPerformance | None:
-    d, e = duration_rollups_table.c, error_rollups_table.c
+    e = error_rollups_table.c
     histogram: dict[int, int] = defaultdict(int)
     by_type: dict[str, int] = defaultdict(int)
     attempts, succeeded, duration_sum = 0, 0, 0.0
-    for job_type, bucket, count, ok, duration in conn.execute(
-            select(d.job_type, d.duration_bucket, func.sum(d.attempts),
-                   func.sum(d.attempts_succeeded), func.sum(d.duration_ms_sum))
-            .where(d.handler == name, d.job_type.in_(job_types), _in_range(d.hour, start, end))
-            .group_by(d.job_type, d.duration_bucket)):
-        count = int(count or 0)
-        histogram[int(bucket)] += count
+    rows = summed_histogram(conn, start, end,
+                            lambda d: [d.handler == name, d.job_type.in_(job_types)],
+                            group_by=lambda d, at: [d.job_type])
+    for (job_type, bucket), (count, ok, duration) in rows.items():
+        histogram[bucket] += count
         by_type[job_type] += count
         attempts += count
-        succeeded += int(ok or 0)
-        duration_sum += float(duration or 0.0)
+        succeeded += ok
+        duration_sum += duration
     if not attempts:
         return None
     errors = {error_type: int(count or 0) for error_type, count in conn.execute(

@@ -16,7 +16,6 @@ from sqlalchemy import Engine, and_, func, select
 from ..jobs.limits import TenantStore
 from ..jobs.models import (
     attempts_table,
-    duration_rollups_table,
     error_rollups_table,
     jobs_table,
     rejections_table,
@@ -28,6 +27,7 @@ from ..jobs.rollups import HELD_BACK_LIMITS, bucket_bounds, hour_of
 from ..jobs.runners import LIVE_RUNNER_SILENCE_SECONDS, count_live
 from ..jobs.types import JobValidationError
 from ..jobs.usage import daily_jobs_used, live_job_counts
+from .histograms import summed_histogram
 from .types import JobPerformanceMetrics, SystemJobStatistics, TenantJobUsage, TenantMetrics
 
 UTC = timezone.utc
@@ -167,13 +167,10 @@ def job_performance_metrics(engine: Engine, job_type: str, handler: str, start_d
                             end_date=None) -> JobPerformanceMetrics:
     job_type = getattr(job_type, "value", job_type)
     start, end = hour_range(start_date, end_date)
-    d = duration_rollups_table.c
-    where = and_(d.handler == handler, d.job_type == job_type, _in_range(d.hour, start, end))
     with engine.connect() as conn:
-        buckets = conn.execute(
-            select(d.duration_bucket, func.sum(d.attempts), func.sum(d.attempts_succeeded),
-                   func.sum(d.duration_ms_sum))
-            .where(where).group_by(d.duration_bucket).order_by(d.duration_bucket)).all()
+        merged = summed_histogram(conn, start, end, lambda d: [d.handler == handler,
+                                                               d.job_type == job_type])
+        buckets = [(bucket, *merged[(bucket,)]) for (bucket,) in sorted(merged)]
         e = error_rollups_table.c
         errors = dict(conn.execute(
             select(e.error_type, func.sum(e.count))

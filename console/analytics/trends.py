@@ -16,11 +16,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 
-from ..jobs.models import duration_rollups_table, queue_depth_table, rejections_table, rollups_table
+from ..jobs.models import queue_depth_table, rejections_table, rollups_table
 from ..jobs.rollups import HELD_BACK_LIMITS, bucket_bounds, hour_of
 from ..jobs.types import JobValidationError
+from .histograms import histogram_spans, hourly_span, summed_histogram
 from .reports import hour_range
 
 UTC = timezone.utc
@@ -50,10 +51,9 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
     if len(points) > MAX_POINTS:
         raise JobValidationError("granularity", f"{len(points)} points is too many; use 'day' "
                                                 "or a shorter range")
-    r, d = rollups_table.c, duration_rollups_table.c
-    scope = []
-    for table in (r, d):
-        conditions = [table.hour >= start, table.hour < end]
+
+    def scoped(table) -> list:
+        conditions = []
         if tenant_id is not None:
             conditions.append(table.tenant_id == tenant_id)
         if tenants is not None:
@@ -62,20 +62,23 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
             conditions.append(table.handler == handler)
         if job_type is not None:
             conditions.append(table.job_type == getattr(job_type, "value", job_type))
-        scope.append(and_(*conditions))
+        return conditions
+
+    r = rollups_table.c
     with engine.connect() as conn:
-        # Counters by hour (at most one row an hour); the histogram already grouped by point in
-        # SQL, so a month by day reads a few thousand rows, not every hour × bucket.
+        # Counters by hour (at most one row an hour); the histogram grouped by point in SQL,
+        # by day from the daily histogram (the hours at either end from the hourly one), so a
+        # month by day reads a few thousand rows, not every hour × bucket.
         rows = conn.execute(
             select(r.hour, func.sum(r.jobs_created), func.sum(r.jobs_completed),
                    func.sum(r.jobs_failed), func.sum(r.jobs_cancelled), func.sum(r.attempts),
                    func.sum(r.attempts_timed_out), func.sum(r.duration_ms_sum),
                    func.sum(r.wait_ms_sum))
-            .where(scope[0]).group_by(r.hour)).all()
-        point = _point_expression(conn.dialect.name, d.hour, granularity)
-        histogram_rows = conn.execute(
-            select(point.label("point"), d.duration_bucket, func.sum(d.attempts))
-            .where(scope[1]).group_by(point, d.duration_bucket)).all()
+            .where(r.hour >= start, r.hour < end, *scoped(r)).group_by(r.hour)).all()
+        histogram_rows = summed_histogram(
+            conn, start, end, scoped,
+            group_by=lambda d, at: [_point_expression(conn.dialect.name, at, granularity)],
+            spans=histogram_spans if granularity == "day" else hourly_span)
         rejections: dict[datetime, int] = defaultdict(int)
         depth_by_hour: dict[datetime, list[float]] = defaultdict(lambda: [0.0, 0.0])
         if handler is None and job_type is None:
@@ -111,8 +114,8 @@ def job_trends(engine: Engine, *, tenant_id: str | None = None, handler: str | N
                             ("timed_out", timed_out), ("duration", duration), ("wait", wait)):
             point_totals[name] += value or 0
     histograms: dict[datetime, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for raw_point, bucket, attempts in histogram_rows:
-        histograms[_parse_point(raw_point)][int(bucket)] += int(attempts or 0)
+    for (raw_point, bucket), (attempts, _, _) in histogram_rows.items():
+        histograms[_parse_point(raw_point)][bucket] += attempts
 
     depth_points: dict[datetime, list[list[float]]] = defaultdict(list)
     for hour, values in depth_by_hour.items():

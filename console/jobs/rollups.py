@@ -11,12 +11,13 @@ import bisect
 import functools
 import math
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import Connection
 
 from . import db
 from .models import (
+    daily_duration_rollups_table,
     duration_rollups_table,
     error_rollups_table,
     rejections_table,
@@ -31,6 +32,7 @@ _COUNTERS = ["attempts", "attempts_succeeded", "attempts_failed", "attempts_time
              "attempts_lost", "duration_ms_sum", "wait_ms_sum", "jobs_created",
              "jobs_completed", "jobs_failed", "jobs_cancelled"]
 _DURATION_KEY = [*_KEY, "duration_bucket"]
+_DAILY_DURATION_KEY = ["day", "tenant_id", "handler", "job_type", "duration_bucket"]
 _DURATION_COUNTERS = ["attempts", "attempts_succeeded", "duration_ms_sum"]
 _TOTALS_KEY = ["handler", "job_type", "duration_bucket"]
 _TOTALS = ["attempts", "attempts_failed", "attempts_timed_out", "duration_ms_sum",
@@ -42,6 +44,11 @@ LOST_ERROR = "WorkerLost"
 def hour_of(moment: datetime) -> datetime:
     """The whole hour a moment falls in: the key of every hourly rollup."""
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(moment: datetime) -> datetime:
+    """The midnight that starts a moment's day (in its time zone: UTC for the rollups' keys)."""
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 # Limits that never refuse: what ``record_rejections`` counts for them is claims that passed a
@@ -77,11 +84,14 @@ def bucket_bounds(bucket: int) -> tuple[float, float]:
 
 class RollupBatch:
     """Counters gathered during one transaction, written with one upsert per table: hourly
-    counters, the hourly duration histogram, all-time totals (for /metrics), errors."""
+    counters, the hourly and daily duration histograms, all-time totals (for /metrics),
+    errors."""
 
     def __init__(self):
         self._rows: dict[tuple, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_COUNTERS, 0))
         self._durations: dict[tuple, dict[str, float]] = defaultdict(
+            lambda: dict.fromkeys(_DURATION_COUNTERS, 0))
+        self._daily_durations: dict[tuple, dict[str, float]] = defaultdict(
             lambda: dict.fromkeys(_DURATION_COUNTERS, 0))
         self._totals: dict[tuple, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_TOTALS, 0))
         self._errors: dict[tuple, list] = {}
@@ -96,14 +106,17 @@ class RollupBatch:
         bucket = duration_bucket(duration_ms)
         row = self._rows[(hour, tenant_id, handler, job_type)]
         histogram = self._durations[(hour, tenant_id, handler, job_type, bucket)]
+        daily = self._daily_durations[(day_of(hour.astimezone(timezone.utc)), tenant_id,
+                                       handler, job_type, bucket)]
         total = self._totals[(handler, job_type, bucket)]
-        for counters in (row, histogram, total):
+        for counters in (row, histogram, daily, total):
             counters["attempts"] += 1
             counters["duration_ms_sum"] += duration_ms
         row["wait_ms_sum"] += max(0.0, wait_ms)
         if success:
             row["attempts_succeeded"] += 1
             histogram["attempts_succeeded"] += 1
+            daily["attempts_succeeded"] += 1
         else:
             row["attempts_failed"] += 1
             total["attempts_failed"] += 1
@@ -145,6 +158,7 @@ class RollupBatch:
         cursor = conn.connection.dbapi_connection.cursor()
         for table, rows in ((rollups_table, self._rows),
                             (duration_rollups_table, self._durations),
+                            (daily_duration_rollups_table, self._daily_durations),
                             (totals_table, self._totals)):
             if rows:
                 counters = _UPSERTS[table.name][1]
@@ -158,6 +172,7 @@ class RollupBatch:
                 for k, (count, message) in sorted(self._errors.items())])
         self._rows.clear()
         self._durations.clear()
+        self._daily_durations.clear()
         self._totals.clear()
         self._errors.clear()
 
@@ -171,6 +186,7 @@ def _upsert_sql(table: str, postgres: bool) -> str:
 _UPSERTS = {   # what RollupBatch.write adds to each table: (key, counters, replaced)
     rollups_table.name: (_KEY, _COUNTERS, ()),
     duration_rollups_table.name: (_DURATION_KEY, _DURATION_COUNTERS, ()),
+    daily_duration_rollups_table.name: (_DAILY_DURATION_KEY, _DURATION_COUNTERS, ()),
     totals_table.name: (_TOTALS_KEY, _TOTALS, ()),
     error_rollups_table.name: ([*_KEY, "error_type"], ["count"], ["last_message"]),
 }

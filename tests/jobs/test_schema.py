@@ -1,5 +1,5 @@
 """Migrations create exactly what the models describe: 0012 (pauses, runners), 0014 (rate
-limits), 0017 (job dependencies), 0021 (attempt log lines)."""
+limits), 0017 (job dependencies), 0021 (attempt log lines), 0022 (daily duration histogram)."""
 from __future__ import annotations
 
 from tests.support import schema_differences
@@ -23,3 +23,8 @@ def test_migration_0017_matches_the_models(service):
 
 def test_migration_0021_matches_the_models(service):
     assert schema_differences(service.engine, {"job_attempt_lines"}) == []
+
+
+def test_migration_0022_matches_the_models(service):
+    assert schema_differences(service.engine, {"job_duration_rollups_daily",
+                                               "job_attempts"}) == []

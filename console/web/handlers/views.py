@@ -3,10 +3,10 @@ a window; a handler's page with its errors and charts, its pauses and its rate l
 figures come from the rollups (``console.analytics.handlers``).
 
 Windows end now and are whole hours. They stop at 7 days: a handler's duration histogram is
-kept per tenant and hour, so a month of it is hundreds of thousands of rows at 1,000,000 jobs,
-too many to read within the pages' 200 ms target. The list reads every handler at once up to
-24 hours; for 7 days each row is its own lazily loaded fragment, so no one request reads a
-week of every handler's histogram.
+kept per tenant (by hour, and by day for the whole days of a range), so a week of every
+handler is many thousands of rows. The list reads every handler at once up to 24 hours; for 7
+days each row is its own lazily loaded fragment, so no one request reads a week of every
+handler's histogram.
 """
 from __future__ import annotations
 
