@@ -181,6 +181,21 @@ class _Report:
             ("crashes: every job ended, repeats explained", "crash", "ok", "yes"),
             ("crashes: kills", "crash", "kills", ""),
         ]
+        if self.has_large():
+            big, small = self.jobs_label("analytics_large"), self.jobs_label("analytics")
+            scale = f"≤ 200 or ≤ 1.5× {small}"
+            rows += [
+                (f"history of {big} jobs: generated in, min", "analytics_large",
+                 "@minutes:generation_seconds", "≤ 15"),
+                (f"analytics at {big}: slowest call p95, ms", "analytics_large",
+                 "@max_p95:calls_ms", scale),
+                (f"analytics at {big}: calls over their target", "analytics_large",
+                 "@over_scale:calls_ms", "none"),
+                (f"console at {big}: slowest page p95, ms", "console_pages_large",
+                 "@max_p95:pages_ms", scale),
+                (f"console at {big}: pages over their target", "console_pages_large",
+                 "@over_scale:pages_ms", "none"),
+            ]
         body = []
         for label, name, key, target in rows:
             cells = []
@@ -188,6 +203,13 @@ class _Report:
                 data = self.data(name, db)
                 if key.startswith("@max_p95:"):
                     cells.append(_slowest(dig(data, key.split(":", 1)[1])))
+                elif key.startswith("@minutes:"):
+                    seconds = dig(data, key.split(":", 1)[1])
+                    cells.append(None if seconds is None else float(seconds) / 60)
+                elif key.startswith("@over_scale:"):
+                    table = key.split(":", 1)[1]
+                    cells.append(_over_scale(dig(self.data(name[:-len("_large")], db), table),
+                                             dig(data, table)) if data else None)
                 elif key.startswith("@pair:"):
                     figure = dig(data, key.split(":", 1)[1]) or {}
                     cells.append(f"{_fmt(figure.get('p50'))} / {_fmt(figure.get('p99'))}"
@@ -279,30 +301,95 @@ class _Report:
         self.lines.append(f"`benchmarks/analytics.py` over a generated history of {_fmt(jobs)} "
                           "jobs (30 days, 20 tenants): each call p50 / p95 in ms, target "
                           "p95 ≤ 200 ms.")
+        self.lines += self.large_history_note("analytics")
         self.lines.append("")
-        names = _keys(self.data("analytics", db) or {} for db in self.databases)
-        body = [[name, *[_pair(dig(self.data("analytics", db), "calls_ms"), name)
-                         for db in self.databases]] for name in names("calls_ms")]
-        self.lines += _table(["call (p50 / p95 ms)", *self.databases], body)
-        checks = [f"{db}: " + ("all checks hold" if all((dig(self.data("analytics", db), "checks")
+        self.lines += self.timings_table("analytics", "calls_ms", "call")
+        checks = [f"{db}: " + ("all checks hold" if all((dig(self.data(name, db), "checks")
                                                          or {"none": False}).values())
-                               else f"checks {_fmt(dig(self.data('analytics', db), 'checks'))}")
-                  for db in self.databases if self.data("analytics", db)]
+                               else f"checks {_fmt(dig(self.data(name, db), 'checks'))}")
+                  + ("" if name == "analytics" else f" ({self.jobs_label(name)} jobs)")
+                  for name in ("analytics", "analytics_large") for db in self.databases
+                  if self.data(name, db)]
         if checks:
             self.lines += ["", "Analytics against the raw tables: " + "; ".join(checks) + "."]
         self.lines += [""] + self.status_notes("analytics")
+        if self.has_large():
+            self.lines += self.status_notes("analytics_large")
 
     def pages_section(self) -> None:
         self.section("Console pages")
         self.lines.append("`benchmarks/console_pages.py`: every page and fragment's server time "
                           "(Flask test client, signed-in admin) over the same history; p50 / p95 "
                           "in ms, target p95 ≤ 200 ms.")
+        self.lines += self.large_history_note("console_pages")
         self.lines.append("")
-        names = _keys(self.data("console_pages", db) or {} for db in self.databases)
-        body = [[name, *[_pair(dig(self.data("console_pages", db), "pages_ms"), name)
-                         for db in self.databases]] for name in names("pages_ms")]
-        self.lines += _table(["page (p50 / p95 ms)", *self.databases], body)
+        self.lines += self.timings_table("console_pages", "pages_ms", "page")
         self.lines += [""] + self.status_notes("console_pages")
+        if self.has_large():
+            self.lines += self.status_notes("console_pages_large")
+
+    # .. the larger history (run_all.py --history-jobs) ..
+
+    def has_large(self) -> bool:
+        return any(name in self.wanted for name in ("analytics_large", "console_pages_large"))
+
+    def jobs_label(self, name: str) -> str:
+        """How many jobs ``name``'s history held (the first database's count), e.g. "10M"."""
+        jobs = next((dig(self.data(name, db), "rows.jobs") for db in self.databases
+                     if dig(self.data(name, db), "rows.jobs")), None)
+        return _jobs_label(jobs) or ("larger" if name.endswith("_large") else "")
+
+    def large_history_note(self, name: str) -> list[str]:
+        """What the larger history's columns are, its generation time and their targets."""
+        large = f"{name}_large"
+        if not any(self.data(large, db) for db in self.databases):
+            return []
+        generation = []
+        for db in self.databases:
+            seconds = dig(self.data("analytics_large", db), "generation_seconds")
+            if seconds is not None:
+                how = "COPY, ANALYZE included" if db == "postgresql" else "executemany"
+                load = dig(self.data("analytics_large", db), "generation.loadavg_after")
+                generation.append(f"{db} {_fmt(float(seconds) / 60)} min ({how}; load average "
+                                  f"{_fmt(load[0]) if load else DASH} at its end)")
+        loads = [f"{db} {_fmt(dig(self.data(large, db), 'machine.loadavg_before'))} → "
+                 f"{_fmt(dig(self.data(large, db), 'machine.loadavg_after'))}"
+                 for db in self.databases if self.data(large, db)]
+        return ["", f"Beside them, the same over a history of {self.jobs_label(large)} jobs "
+                    "(`run_all.py --history-jobs`), the issue's scale check: cost should grow "
+                    "with what is shown, not with history. Target: each p95 ≤ 200 ms, or at "
+                    f"most 1.5× its {self.jobs_label(name)}-job figure (the last column). "
+                    "Generating it (target ≤ 15 min): "
+                    + ("; ".join(generation) or DASH) + ". Load average (1, 5, 15 min) before → "
+                    "after each run: " + ("; ".join(loads) or DASH) + "."]
+
+    def timings_table(self, name: str, key: str, what: str) -> list[str]:
+        """``what`` (p50 / p95 ms) per database; with a larger history, its columns beside
+        each database's and whether each met the scale target."""
+        large = f"{name}_large"
+        with_large = any(self.data(large, db) for db in self.databases)
+        names = _keys([self.data(name, db) or {} for db in self.databases]
+                      + [self.data(large, db) or {} for db in self.databases])(key)
+        header = [f"{what} (p50 / p95 ms)"]
+        if not with_large:
+            body = [[label, *[_pair(dig(self.data(name, db), key), label)
+                              for db in self.databases]] for label in names]
+            return _table(header + list(self.databases), body)
+        small, big = self.jobs_label(name), self.jobs_label(large)
+        for db in self.databases:
+            header += [f"{db}, {small}", f"{db}, {big}"]
+        header.append(f"{big}: ≤ 200 or ≤ 1.5× {small} ({' / '.join(self.databases)})")
+        body = []
+        for label in names:
+            row: list[Any] = [label]
+            verdicts = []
+            for db in self.databases:
+                before = (dig(self.data(name, db), key) or {}).get(label)
+                after = (dig(self.data(large, db), key) or {}).get(label)
+                row += [_pair(before), _pair(after)]
+                verdicts.append(_scale_verdict(before, after))
+            body.append(row + [" / ".join(verdicts)])
+        return _table(header, body)
 
     def load_sections(self) -> None:
         first = next((self.data("load", db) for db in self.databases
@@ -452,6 +539,39 @@ def _pair(timing: Any, name: str | None = None) -> str:
     if not timing:
         return DASH
     return f"{_fmt(timing.get('p50'))} / {_fmt(timing.get('p95'))}"
+
+
+def _jobs_label(jobs: Any) -> str | None:
+    """1000000 → "1M", 10000000 → "10M", 3000 → "3,000"."""
+    if not isinstance(jobs, int) or jobs <= 0:
+        return None
+    if jobs % 1_000_000 == 0:
+        return f"{jobs // 1_000_000}M"
+    return f"{jobs:,}"
+
+
+SCALE_TARGET_MS = 200.0
+SCALE_TARGET_RATIO = 1.5
+
+
+def _scale_verdict(before: dict | None, after: dict | None) -> str:
+    """Whether a figure over the larger history met the issue's scale target: p95 ≤ 200 ms,
+    or at most 1.5× its figure over the smaller history."""
+    p95, was = (after or {}).get("p95"), (before or {}).get("p95")
+    if p95 is None:
+        return DASH
+    if p95 <= SCALE_TARGET_MS:
+        return "yes"
+    if was and p95 <= SCALE_TARGET_RATIO * was:
+        return f"yes ({p95 / was:.2f}×)"
+    return f"**no** ({p95 / was:.1f}×)" if was else "**no**"
+
+
+def _over_scale(before: dict | None, after: dict | None) -> str:
+    """The figures over the larger history that missed the scale target, or "none"."""
+    missed = [label for label, timing in (after or {}).items()
+              if _scale_verdict((before or {}).get(label), timing).startswith("**no**")]
+    return ", ".join(missed) if missed else "none"
 
 
 def _triple(table: dict | None, name: str) -> str:

@@ -6,6 +6,7 @@
     python benchmarks/run_all.py --database-url postgresql+psycopg://user@host:port/db
     python benchmarks/run_all.py --quick --output /tmp/RESULTS.md    # a smoke run, minutes
     python benchmarks/run_all.py --only engine,load --databases sqlite
+    python benchmarks/run_all.py --only analytics,console_pages --history-jobs 10000000
 
 Without ``--database-url`` a throwaway PostgreSQL cluster is started for the run (as
 ``.ci/postgres.sh`` does: Debian's ``initdb``/``pg_ctl`` as the ``postgres`` user, a free port,
@@ -17,6 +18,15 @@ the file its ``--json`` writes); its progress lines go to ``<raw-dir>/<name>-<db
 the JSON. A benchmark that fails or is missing is reported as such in its section — the report
 always has every section. Huey's SQLite queue runs the engine's no-op workload once (it has no
 PostgreSQL flavour here), side by side with the engine's figures.
+
+``--history-jobs N`` also times analytics and console pages over a second, larger history (the
+issue's 10,000,000 jobs: cost should grow with what is shown, not with history), after every
+other benchmark of that database: ``analytics.py --jobs N`` generates it (its generation time
+is in its JSON) and ``console_pages.py`` times the same data. They report as
+``analytics_large`` and ``console_pages_large``, beside the 1,000,000-job figures. At 10 million
+jobs this adds about 25 minutes per database (generation ~12 min, ANALYZE and the checks'
+counts over the raw tables a few more; see benchmarks/RESULTS.md), and the SQLite file takes
+~15 GB while it runs.
 """
 from __future__ import annotations
 
@@ -47,6 +57,13 @@ BENCHMARKS = ("engine", "analytics", "console_pages", "load", "exactly_once", "c
 # Run once, on SQLite: Huey has no PostgreSQL flavour here, and the hostile templates load a
 # runner's render processes, which no database takes part in.
 SQLITE_ONLY = ("huey", "templates")
+# A second, larger history (``--history-jobs``): the same scripts, reported under these names.
+LARGE_HISTORY = {"analytics_large": "analytics", "console_pages_large": "console_pages"}
+
+
+def script_of(name: str) -> str:
+    """The script a benchmark's name runs (``benchmarks/<script>.py``)."""
+    return {"huey": "huey_noop", **LARGE_HISTORY}.get(name, name)
 
 
 @dataclass
@@ -63,8 +80,22 @@ class Outcome:
 
 # -- what each benchmark is called with -----------------------------------------------------
 
-def _sizes(quick: bool) -> dict[str, list[str]]:
-    """Command-line sizes per benchmark: the issue's full sizes, or a smoke run's."""
+def _sizes(quick: bool, history_jobs: int | None = None) -> dict[str, list[str]]:
+    """Command-line sizes per benchmark: the issue's full sizes, or a smoke run's; with
+    ``history_jobs``, the large-history runs' too (the same options, that many jobs)."""
+    sizes = _base_sizes(quick)
+    if history_jobs:
+        for large, base in LARGE_HISTORY.items():
+            argv = list(sizes[base])
+            if "--jobs" in argv:
+                argv[argv.index("--jobs") + 1] = str(history_jobs)
+            else:
+                argv += ["--jobs", str(history_jobs)]
+            sizes[large] = argv
+    return sizes
+
+
+def _base_sizes(quick: bool) -> dict[str, list[str]]:
     if quick:
         return {"engine": ["--scale", "0.02", "--only", "enqueue_one,drain"],
                 "analytics": ["--jobs", "3000", "--days", "7", "--repeat", "2", "--batch", "1000"],
@@ -89,7 +120,7 @@ def commands(name: str, database: str, url: str | None, sizes: list[str], raw_di
     ``history_file`` (SQLite: where analytics.py keeps its history, console_pages.py reuses
     it; PostgreSQL: any value means "reuse what analytics.py left") or None to generate anew.
     """
-    script = ROOT / "benchmarks" / f"{'huey_noop' if name == 'huey' else name}.py"
+    script = ROOT / "benchmarks" / f"{script_of(name)}.py"
     argv = [sys.executable, str(script), *sizes]
     json_file = None
     if name in ("load", "exactly_once", "crash", "streams"):
@@ -99,18 +130,18 @@ def commands(name: str, database: str, url: str | None, sizes: list[str], raw_di
         return argv, json_file
     if url:
         argv += ["--database-url", url]
-        if name == "console_pages" and history_file is not None:
+        if script_of(name) == "console_pages" and history_file is not None:
             argv += ["--keep-data"]   # analytics.py's history, generated just before
-    elif name == "analytics" and history_file is not None:
+    elif script_of(name) == "analytics" and history_file is not None:
         argv += ["--keep", str(history_file)]
-    elif name == "console_pages" and history_file is not None:
+    elif script_of(name) == "console_pages" and history_file is not None:
         argv += ["--reuse", str(history_file)]
     return argv, json_file
 
 
 def run_one(name: str, database: str, url: str | None, sizes: list[str], raw_dir: Path,
             history_file: Path | None, timeout: float) -> Outcome:
-    script = ROOT / "benchmarks" / f"{'huey_noop' if name == 'huey' else name}.py"
+    script = ROOT / "benchmarks" / f"{script_of(name)}.py"
     outcome = Outcome(name, database)
     if not script.exists():
         outcome.error = f"benchmarks/{script.name} is not in this checkout yet"
@@ -220,12 +251,16 @@ def _free_port() -> int:
 
 TIMEOUTS = {"engine": 1800, "analytics": 3600, "console_pages": 1800, "load": 1200,
             "exactly_once": 2400, "crash": 2400, "huey": 900,
-            "templates": 900, "streams": 900}
+            "templates": 900, "streams": 900,
+            # 10 million jobs: generation (~12 min), then counts over the raw tables
+            "analytics_large": 5400, "console_pages_large": 2400}
 
 
 def run_all(args) -> tuple[dict[tuple[str, str], Outcome], dict[str, Any]]:
-    sizes = _sizes(args.quick)
+    sizes = _sizes(args.quick, args.history_jobs)
     wanted = [b for b in BENCHMARKS if b in args.only]
+    if args.history_jobs:   # after every other benchmark of a database: they replace its data
+        wanted += [large for large, base in LARGE_HISTORY.items() if base in wanted]
     databases = [d for d in DATABASES if d in args.databases]
     raw_dir = Path(args.raw_dir or tempfile.mkdtemp(prefix="console-bench-results-"))
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -239,7 +274,6 @@ def run_all(args) -> tuple[dict[tuple[str, str], Outcome], dict[str, Any]]:
     for database in databases:
         postgres: ThrowawayPostgres | None = None
         url: str | None = None
-        history_file: Path | None = None
         if database == "postgresql":
             url = args.database_url
             if url is None:
@@ -256,29 +290,44 @@ def run_all(args) -> tuple[dict[tuple[str, str], Outcome], dict[str, Any]]:
                     postgres = None
                     continue
             info["databases"]["postgresql"] = machine(url).get("postgresql")
-        # The 1M-job history is generated once per database, by analytics.py, and timed again
-        # by console_pages.py (SQLite: a kept file; PostgreSQL: the tables analytics.py left).
-        history_file = raw_dir / f"history-{database}.sqlite3" if "analytics" in wanted else None
+        # Each history (1M jobs; with --history-jobs, a larger one too) is generated once per
+        # database, by analytics.py, and timed again by console_pages.py (SQLite: a kept file;
+        # PostgreSQL: the tables analytics.py left).
+        history_files = {analytics: raw_dir / f"history{suffix}-{database}.sqlite3"
+                         for analytics, suffix in (("analytics", ""),
+                                                   ("analytics_large", "-large"))
+                         if analytics in wanted}
         try:
             for name in wanted:
                 if name in SQLITE_ONLY and database != "sqlite":
                     continue
-                reuse = history_file
-                if name == "console_pages" and (("analytics", database) not in outcomes
-                                                or outcomes[("analytics", database)].data is None):
+                analytics = "analytics_large" if name in LARGE_HISTORY else "analytics"
+                reuse = history_files.get(analytics)
+                if script_of(name) == "console_pages" and (
+                        (analytics, database) not in outcomes
+                        or outcomes[(analytics, database)].data is None):
                     reuse = None   # no history to reuse: console_pages.py generates its own
                 outcomes[(name, database)] = run_one(
                     name, database, url, sizes[name], raw_dir, reuse,
                     TIMEOUTS[name] * (0.25 if args.quick else 1))
+                if name == "console_pages":   # done with the 1M history: free its disk
+                    _remove_history(history_files.get("analytics"))
         finally:
             if postgres is not None:
                 postgres.stop()
-            if history_file is not None:
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{history_file}{suffix}").unlink(missing_ok=True)
+            for history_file in history_files.values():
+                _remove_history(history_file)
     info.update(finished=now_iso(), loadavg_after=load_average(),
                 elapsed_s=round(time.monotonic() - started), machine=machine(), scale=scale)
     return outcomes, info
+
+
+def _remove_history(history_file: Path | None) -> None:
+    """An SQLite history and the files beside it (WAL, shared memory, the app's locks)."""
+    if history_file is not None:
+        for suffix in ("", "-wal", "-shm", "-writer.lock"):
+            Path(f"{history_file}{suffix}").unlink(missing_ok=True)
+        history_file.with_suffix(".migrate.lock").unlink(missing_ok=True)
 
 
 def save_run(outcomes: dict[tuple[str, str], Outcome], info: dict[str, Any]) -> None:
@@ -312,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, from {','.join(BENCHMARKS)}")
     parser.add_argument("--databases", default=",".join(DATABASES),
                         help="sqlite, postgresql or both")
+    parser.add_argument("--history-jobs", type=int, default=None, metavar="N",
+                        help="also time analytics and console pages over an N-job history "
+                             "(the issue's 10000000: ~25 min more per database), beside the "
+                             "1,000,000-job figures")
     parser.add_argument("--output", type=Path, default=None,
                         help="the report (default benchmarks/RESULTS.md; with --quick a "
                              "temporary file, so a smoke run never replaces real figures)")

@@ -60,3 +60,30 @@ def test_run_all_writes_every_section_with_the_figures_it_measured(tmp_path):
     # What was not asked for says so, section by section, instead of leaving a blank.
     for name in ("analytics", "console_pages", "exactly_once", "crash", "streams"):
         assert f"{database}: not run (not in `--only`)." in report, name
+
+
+@pytest.mark.slow
+def test_history_jobs_times_analytics_and_pages_over_a_second_history_beside_the_first(
+        tmp_path):
+    """``--history-jobs``: analytics.py and console_pages.py again over a larger history (the
+    issue's 10,000,000 jobs; 5,000 here), their figures beside the first history's."""
+    output = tmp_path / "RESULTS.md"
+    command = [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick",
+               "--only", "analytics,console_pages", "--history-jobs", "5000",
+               "--databases", "sqlite", "--output", str(output),
+               "--raw-dir", str(tmp_path / "raw")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = output.read_text()
+
+    for section, what in (("Analytics", "call"), ("Console pages", "page")):
+        body = report.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+        assert (f"| {what} (p50 / p95 ms) | sqlite, 3,000 | sqlite, 5,000 | "
+                "5,000: ≤ 200 or ≤ 1.5× 3,000 (sqlite) |") in body, body[:2000]
+        assert "Generating it (target ≤ 15 min): sqlite " in body
+    assert "Analytics against the raw tables: sqlite: all checks hold; sqlite: all checks " \
+           "hold (5,000 jobs)." in report
+    # Each history was generated once, by analytics.py, and its file removed afterwards.
+    assert "--jobs 5000" in report and "--reuse" in report
+    assert not list((tmp_path / "raw").glob("history*"))
