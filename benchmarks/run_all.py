@@ -24,9 +24,9 @@ issue's 10,000,000 jobs: cost should grow with what is shown, not with history),
 other benchmark of that database: ``analytics.py --jobs N`` generates it (its generation time
 is in its JSON) and ``console_pages.py`` times the same data. They report as
 ``analytics_large`` and ``console_pages_large``, beside the 1,000,000-job figures. At 10 million
-jobs this adds about 25 minutes per database (generation ~12 min, ANALYZE and the checks'
-counts over the raw tables a few more; see benchmarks/RESULTS.md), and the SQLite file takes
-~15 GB while it runs.
+jobs this adds about 15 minutes per database (generation 13–14 min on 2 shared cores, then
+the timings and the checks' counts over the raw tables; 29 min for both databases in the run
+in benchmarks/RESULTS.md), and the SQLite file takes ~14 GB while it runs.
 """
 from __future__ import annotations
 
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="sqlite, postgresql or both")
     parser.add_argument("--history-jobs", type=int, default=None, metavar="N",
                         help="also time analytics and console pages over an N-job history "
-                             "(the issue's 10000000: ~25 min more per database), beside the "
+                             "(the issue's 10000000: ~15 min more per database), beside the "
                              "1,000,000-job figures")
     parser.add_argument("--output", type=Path, default=None,
                         help="the report (default benchmarks/RESULTS.md; with --quick a "
