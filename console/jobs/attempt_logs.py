@@ -21,6 +21,7 @@ a few times a second at most, and a finished attempt's last ones with its result
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -66,8 +67,10 @@ class LogLimits:
                                  f"got {value!r}")
 
 
+@functools.lru_cache(maxsize=1024)
 def handler_logger(handler_name: str) -> logging.Logger:
-    """The ``context.logger`` of a handler's attempts."""
+    """The ``context.logger`` of a handler's attempts (looked up once per handler: every
+    attempt asks, and ``logging.getLogger`` takes the logging module's lock)."""
     return logging.getLogger(f"{LOGGER_PREFIX}.{handler_name}")
 
 
