@@ -21,10 +21,9 @@ FIGURES = ["drain_workers_per_s", "drain_gunicorn_per_s", "start_latency_deploye
            "batch_callback_ms", "dependency_release_ms"]
 
 
-@pytest.mark.slow
-def test_engine_benchmark_reports_every_figure(tmp_path):
+def run_engine_benchmark(*arguments: str) -> dict:
     command = [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--scale", "0.02",
-               "--repeat", "2"]
+               *arguments]
     if TEST_DATABASE_URL:
         # Its own database: the benchmark drops and recreates the engine's tables.
         from sqlalchemy import create_engine, text
@@ -38,7 +37,12 @@ def test_engine_benchmark_reports_every_figure(tmp_path):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_engine_benchmark_reports_every_figure():
+    figures = run_engine_benchmark("--repeat", "1")
     for name in FIGURES:
         value = figures[name]
         if name == "rate_limit":   # the limit is exact at any scale
@@ -48,7 +52,11 @@ def test_engine_benchmark_reports_every_figure(tmp_path):
             assert value["n"] > 0 and 0 <= value["p50"] <= value["p99"], (name, value)
         else:
             assert value > 0, (name, value)
-    # The deployed figures are medians of the runs, each run's figures kept beside them.
+
+
+@pytest.mark.slow
+def test_deployed_figures_are_medians_of_the_runs_each_kept_beside_them():
+    figures = run_engine_benchmark("--only", "drain_deployed", "--repeat", "2")
     runs = figures["details"]["drain_deployed"]["runs"]
     assert len(runs) == 2 and all(run["drain_workers_per_s"] > 0 for run in runs)
     assert min(r["drain_workers_per_s"] for r in runs) <= figures["drain_workers_per_s"] \

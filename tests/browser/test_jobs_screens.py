@@ -54,7 +54,7 @@ def test_a_failed_job_is_retried_from_its_page_and_succeeds_live(live_server, pa
     expect(fields.locator("dt:has-text('Completed') + dd")).not_to_have_text("–")
     assert service.get_job_by_id(job.id).status is JobStatus.COMPLETED
     page.reload()                     # the README's picture: every field current, no flash
-    expect(page.locator("ol.timeline li")).to_have_count(2)
+    expect(page.locator("ol.timeline > li")).to_have_count(2)   # one entry per attempt
     screenshot(page, "job")
 
 
