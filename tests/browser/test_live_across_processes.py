@@ -63,16 +63,21 @@ def processes(app, database_url, tmp_path):
             process.wait(timeout=30)
 
 
+def sign_in(page, base_url: str) -> None:
+    """Sign in as the admin through gunicorn's login form (not the live server's)."""
+    page.goto(f"{base_url}/login")
+    page.locator("input[name=username]").fill(ADMIN[0])
+    page.locator("input[name=password]").fill(ADMIN[1])
+    with page.expect_navigation():
+        page.locator("form button[type=submit]").click()
+
+
 def test_a_job_run_by_another_process_changes_on_the_open_page(processes, page, service,
                                                                make_tenant):
     from playwright.sync_api import expect
 
     make_tenant("acme")
-    page.goto(f"{processes}/login")
-    page.locator("input[name=username]").fill(ADMIN[0])
-    page.locator("input[name=password]").fill(ADMIN[1])
-    with page.expect_navigation():
-        page.locator("form button[type=submit]").click()
+    sign_in(page, processes)
     # Due in 3 s: its page is open and listening before the worker runs it.
     job = service.queue_job("immediate", "sleeps", {"ms": 300}, "acme",
                             scheduled_for=datetime.now(timezone.utc) + timedelta(seconds=3))
@@ -93,11 +98,7 @@ def test_a_running_attempts_log_lines_appear_on_the_open_page_as_they_are_logged
     from playwright.sync_api import expect
 
     make_tenant("acme")
-    page.goto(f"{processes}/login")
-    page.locator("input[name=username]").fill(ADMIN[0])
-    page.locator("input[name=password]").fill(ADMIN[1])
-    with page.expect_navigation():
-        page.locator("form button[type=submit]").click()
+    sign_in(page, processes)
     # Due in 3 s, so the page listens before it starts; 2.5 s between lines.
     job = service.queue_job("immediate", "logs_lines", {"lines": 3, "interval_ms": 2500},
                             "acme", scheduled_for=datetime.now(timezone.utc) + timedelta(seconds=3))
